@@ -1,0 +1,233 @@
+//! The blocking client, for callers without an async runtime (the Python and PHP bindings,
+//! scripts, threads).
+//!
+//! It has the same calls, with the same meaning, as the async [`crate::Client`]: both expand
+//! one method list and run the same ops. Only the I/O differs: each call borrows a pooled
+//! connection for the server it needs, writes, reads the reply, and gives the connection back.
+//! A multi-server call writes to every server before it reads any reply, so servers work in
+//! parallel without threads.
+//!
+//! `Client` is `Send + Sync`: share one (in an `Arc`, or by cloning) across threads. Idle
+//! connections are kept per server ([`Config::connections_per_server`] of them) and reused, so
+//! calls do not connect; a connection that saw any failure is closed, never reused.
+
+use crate::cluster::{self, Cluster};
+use crate::config::{Config, ConfigBuilder};
+use crate::driver::blocking_conn::Conn;
+use crate::error::Error;
+use crate::ops::{self, Op, Value};
+use crate::options::StoreOptions;
+use crate::protocol::meta::MetaKey;
+use crate::protocol::text::StoreMode;
+use crate::protocol::{Expect, Limits, MetaReply};
+use bytes::BytesMut;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// A blocking memcached client. Cheap to clone; clones share connections.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cluster: Cluster,
+    limits: Limits,
+    idle: Vec<Mutex<Vec<Conn>>>,
+}
+
+/// A builder for the blocking [`Client`]; every setting is documented on [`Config`].
+#[derive(Debug, Clone, Default)]
+pub struct ClientBuilder {
+    config: ConfigBuilder,
+}
+
+impl ClientBuilder {
+    /// Add servers: `host`, `host:port`, `host:port:weight`, `[v6]:port`, or [`crate::ServerSpec`].
+    pub fn servers<I, S>(mut self, servers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: TryInto<crate::ServerSpec>,
+        S::Error: std::fmt::Display,
+    {
+        self.config = self.config.servers(servers);
+        self
+    }
+
+    /// Change any other setting of the configuration.
+    pub fn configure(mut self, f: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Self {
+        self.config = f(self.config);
+        self
+    }
+
+    /// Build the client. No connection is opened until the first call.
+    pub fn build(self) -> Result<Client, Error> {
+        Client::from_config(self.config.build_config()?)
+    }
+}
+
+/// A request written to a connection, whose reply is still to be read.
+struct Sent {
+    server: usize,
+    conn: Conn,
+    expect: Expect,
+    deadline: Instant,
+}
+
+impl Client {
+    /// Start configuring a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A client for a checked configuration.
+    pub fn from_config(config: Config) -> Result<Client, Error> {
+        let limits = config.limits();
+        let cluster = Cluster::new(config)?;
+        let idle = (0..cluster.len()).map(|_| Mutex::new(Vec::new())).collect();
+        Ok(Client {
+            inner: Arc::new(Inner {
+                cluster,
+                limits,
+                idle,
+            }),
+        })
+    }
+
+    /// The servers, ring and health this client works with.
+    pub fn cluster(&self) -> &Cluster {
+        &self.inner.cluster
+    }
+
+    /// `host:port` of the server that owns `key`.
+    pub fn server_for(&self, key: impl AsRef<[u8]>) -> Result<&str, Error> {
+        let s = self.inner.cluster.route(key.as_ref())?;
+        Ok(self.inner.cluster.name(s))
+    }
+
+    /// Drop every idle connection (they are reopened on demand).
+    pub fn close_idle(&self) {
+        for pool in &self.inner.idle {
+            lock(pool).clear();
+        }
+    }
+
+    fn checkout(&self, s: usize) -> Result<Conn, Error> {
+        if let Some(c) = lock(&self.inner.idle[s]).pop() {
+            return Ok(c);
+        }
+        let cl = &self.inner.cluster;
+        let cfg = cl.config();
+        let mut probe = BytesMut::with_capacity(32);
+        let expect = cl.probe(&mut probe);
+        let (mut conn, reply) = Conn::open(
+            cl.name(s),
+            cfg.connect_timeout,
+            cfg.tcp_nodelay,
+            (probe, expect),
+            self.inner.limits,
+        )?;
+        conn.dialect = cl.probe_result(s, reply)?.0;
+        Ok(conn)
+    }
+
+    fn checkin(&self, s: usize, conn: Conn) {
+        let mut idle = lock(&self.inner.idle[s]);
+        if idle.len() < self.inner.cluster.config().connections_per_server {
+            idle.push(conn);
+        }
+    }
+
+    /// Write `op` to server `s` on a pooled connection.
+    fn send<O: Op>(&self, s: usize, op: &O) -> Result<Sent, Error> {
+        let cl = &self.inner.cluster;
+        cl.admit(s, Instant::now())?;
+        let mut conn = self.checkout(s)?;
+        let ctx = cl.ctx(conn.dialect);
+        let mut buf = BytesMut::with_capacity(128);
+        let expect = op.encode(&ctx, &mut buf)?;
+        let timeout = cl.config().timeout;
+        let deadline = Instant::now() + timeout;
+        conn.send(cl.name(s), &buf, deadline, timeout)?;
+        Ok(Sent {
+            server: s,
+            conn,
+            expect,
+            deadline,
+        })
+    }
+
+    /// Read the reply of a sent op and give the connection back.
+    fn finish<O: Op>(&self, sent: Sent, op: O) -> Result<O::Output, Error> {
+        let cl = &self.inner.cluster;
+        let Sent {
+            server,
+            mut conn,
+            expect,
+            deadline,
+        } = sent;
+        let reply = conn.receive(
+            cl.name(server),
+            expect,
+            self.inner.limits,
+            deadline,
+            cl.config().timeout,
+        );
+        cl.record(server, Instant::now(), &reply);
+        let dialect = conn.dialect;
+        if reply.is_ok() {
+            self.checkin(server, conn);
+        }
+        reply
+            .and_then(|r| op.finish(&cl.ctx(dialect), r))
+            .map_err(|e| e.at_server(cl.name(server)))
+    }
+
+    fn failed(&self, s: usize, e: Error) -> Error {
+        self.inner
+            .cluster
+            .record(s, Instant::now(), &Err::<(), _>(e.clone()));
+        e.at_server(self.inner.cluster.name(s))
+    }
+
+    fn run<O: Op>(&self, s: usize, op: O) -> Result<O::Output, Error> {
+        match self.send(s, &op) {
+            Ok(sent) => self.finish(sent, op),
+            Err(e) => Err(self.failed(s, e)),
+        }
+    }
+
+    /// One op per server: write them all, then read the replies.
+    fn run_each<O: Op>(&self, ops: Vec<(usize, O)>) -> Vec<Result<O::Output, Error>> {
+        let sent: Vec<_> = ops
+            .into_iter()
+            .map(|(s, op)| (s, self.send(s, &op), op))
+            .collect();
+        sent.into_iter()
+            .map(|(s, r, op)| match r {
+                Ok(sent) => self.finish(sent, op),
+                Err(e) => Err(self.failed(s, e)),
+            })
+            .collect()
+    }
+
+    fn keyed<O: Op>(&self, key: &[u8], op: O) -> Result<O::Output, Error> {
+        let s = self.inner.cluster.route(key)?;
+        self.run(s, op)
+    }
+
+    fn each_server<O: Op>(&self, op: impl Fn() -> O) -> Vec<(String, Result<O::Output, Error>)> {
+        let cl = &self.inner.cluster;
+        let rs = self.run_each((0..cl.len()).map(|s| (s, op())).collect());
+        (0..cl.len())
+            .map(|s| cl.name(s).to_string())
+            .zip(rs)
+            .collect()
+    }
+
+    crate::api::client_api!(;);
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,295 @@
+//! The async client (tokio).
+
+use crate::cluster::{self, Cluster};
+use crate::config::{Config, ConfigBuilder};
+use crate::driver::tokio_conn::{self, ConnHandle, Job};
+use crate::error::Error;
+use crate::ops::{self, Op, Value};
+use crate::options::StoreOptions;
+use crate::protocol::meta::MetaKey;
+use crate::protocol::text::StoreMode;
+use crate::protocol::{Limits, MetaReply, Reply};
+use bytes::BytesMut;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// An async memcached client. Cheap to clone; clones share connections.
+///
+/// Each server gets [`Config::connections_per_server`] connections, opened on first use and
+/// reopened after a failure. Every call from every task is pipelined over them (see
+/// [`crate::driver`]), and a call dropped mid-flight never disturbs the others.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cluster: Cluster,
+    limits: Limits,
+    servers: Vec<ServerConns>,
+}
+
+struct ServerConns {
+    slots: Vec<Slot>,
+    next: AtomicUsize,
+}
+
+struct Slot {
+    current: Mutex<Option<ConnHandle>>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+/// A builder for [`Client`]; every setting is documented on [`Config`].
+#[derive(Debug, Clone, Default)]
+pub struct ClientBuilder {
+    config: ConfigBuilder,
+}
+
+macro_rules! forward_builder {
+    ($($(#[$m:meta])* $name:ident($t:ty);)*) => {$(
+        $(#[$m])*
+        pub fn $name(mut self, v: $t) -> Self {
+            self.config = self.config.$name(v);
+            self
+        }
+    )*};
+}
+
+impl ClientBuilder {
+    /// Add servers: `host`, `host:port`, `host:port:weight`, `[v6]:port`, or [`crate::ServerSpec`].
+    pub fn servers<I, S>(mut self, servers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: TryInto<crate::ServerSpec>,
+        S::Error: std::fmt::Display,
+    {
+        self.config = self.config.servers(servers);
+        self
+    }
+
+    forward_builder! {
+        /// See [`Config::ring_mode`].
+        ring_mode(crate::RingMode);
+        /// See [`Config::protocol`].
+        protocol(crate::ProtocolChoice);
+        /// See [`Config::connect_timeout`].
+        connect_timeout(std::time::Duration);
+        /// See [`Config::timeout`].
+        timeout(std::time::Duration);
+        /// See [`Config::failure_limit`].
+        failure_limit(u32);
+        /// See [`Config::retry_interval`].
+        retry_interval(std::time::Duration);
+        /// See [`Config::max_value_size`].
+        max_value_size(usize);
+        /// See [`Config::connections_per_server`].
+        connections_per_server(usize);
+        /// See [`Config::tcp_nodelay`].
+        tcp_nodelay(bool);
+    }
+
+    /// See [`Config::key_prefix`].
+    pub fn key_prefix(mut self, prefix: impl Into<Vec<u8>>) -> Self {
+        self.config = self.config.key_prefix(prefix);
+        self
+    }
+
+    /// The configuration this builder holds.
+    pub fn build_config(self) -> Result<Config, Error> {
+        self.config.build_config()
+    }
+
+    /// Build the client. No connection is opened until the first call.
+    pub fn build(self) -> Result<Client, Error> {
+        Client::from_config(self.config.build_config()?)
+    }
+}
+
+/// A call queued on a connection, waiting for its reply.
+struct InFlight {
+    server: usize,
+    rx: oneshot::Receiver<Result<Reply, Error>>,
+    dialect: crate::protocol::Dialect,
+}
+
+impl Client {
+    /// Start configuring a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A client for a checked configuration.
+    pub fn from_config(config: Config) -> Result<Client, Error> {
+        let limits = config.limits();
+        let per = config.connections_per_server;
+        let cluster = Cluster::new(config)?;
+        let servers = (0..cluster.len())
+            .map(|_| ServerConns {
+                slots: (0..per)
+                    .map(|_| Slot {
+                        current: Mutex::new(None),
+                        connecting: tokio::sync::Mutex::new(()),
+                    })
+                    .collect(),
+                next: AtomicUsize::new(0),
+            })
+            .collect();
+        Ok(Client {
+            inner: Arc::new(Inner {
+                cluster,
+                limits,
+                servers,
+            }),
+        })
+    }
+
+    /// The servers, ring and health this client works with.
+    pub fn cluster(&self) -> &Cluster {
+        &self.inner.cluster
+    }
+
+    /// `host:port` of the server that owns `key`.
+    pub fn server_for(&self, key: impl AsRef<[u8]>) -> Result<&str, Error> {
+        let s = self.inner.cluster.route(key.as_ref())?;
+        Ok(self.inner.cluster.name(s))
+    }
+
+    async fn conn(&self, s: usize) -> Result<ConnHandle, Error> {
+        let pool = &self.inner.servers[s];
+        let slot = &pool.slots[pool.next.fetch_add(1, Relaxed) % pool.slots.len()];
+        if let Some(c) = lock(&slot.current).as_ref().filter(|c| c.is_alive()) {
+            return Ok(c.clone());
+        }
+        let _one_connect = slot.connecting.lock().await;
+        if let Some(c) = lock(&slot.current).as_ref().filter(|c| c.is_alive()) {
+            return Ok(c.clone());
+        }
+        let cl = &self.inner.cluster;
+        let cfg = cl.config();
+        let mut probe = BytesMut::with_capacity(32);
+        let expect = cl.probe(&mut probe);
+        let c = tokio_conn::connect(
+            cl.name(s),
+            (probe, expect),
+            |r| cl.probe_result(s, r),
+            cfg.connect_timeout,
+            cfg.timeout,
+            self.inner.limits,
+            cfg.tcp_nodelay,
+        )
+        .await?;
+        *lock(&slot.current) = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Encode `op` for server `s` and queue it; the reply arrives on the returned receiver.
+    async fn submit<O: Op>(&self, s: usize, op: &O) -> Result<InFlight, Error> {
+        self.inner.cluster.admit(s, Instant::now())?;
+        // A connection whose task ended between the check and the send never saw the request,
+        // so one retry on a fresh connection is safe.
+        for _ in 0..2 {
+            let conn = self.conn(s).await?;
+            let ctx = self.inner.cluster.ctx(conn.dialect);
+            let mut buf = BytesMut::with_capacity(128);
+            let expect = op.encode(&ctx, &mut buf)?;
+            let (tx, rx) = oneshot::channel();
+            if conn
+                .submit(Job {
+                    buf,
+                    expect,
+                    reply: tx,
+                })
+                .await
+                .is_ok()
+            {
+                return Ok(InFlight {
+                    server: s,
+                    rx,
+                    dialect: conn.dialect,
+                });
+            }
+        }
+        Err(crate::driver::closed(
+            self.inner.cluster.name(s),
+            "connection lost before sending",
+        ))
+    }
+
+    async fn wait<O: Op>(&self, f: InFlight, op: O) -> Result<O::Output, Error> {
+        let cl = &self.inner.cluster;
+        let reply = match f.rx.await {
+            Ok(r) => r,
+            Err(_) => Err(crate::driver::closed(
+                cl.name(f.server),
+                "connection task ended",
+            )),
+        };
+        cl.record(f.server, Instant::now(), &reply);
+        let ctx = cl.ctx(f.dialect);
+        reply
+            .and_then(|r| op.finish(&ctx, r))
+            .map_err(|e| e.at_server(cl.name(f.server)))
+    }
+
+    /// Run one op on server `s`.
+    async fn run<O: Op>(&self, s: usize, op: O) -> Result<O::Output, Error> {
+        let name = || self.inner.cluster.name(s);
+        match self.submit(s, &op).await {
+            Ok(f) => self.wait(f, op).await,
+            Err(e) => {
+                self.inner
+                    .cluster
+                    .record(s, Instant::now(), &Err::<(), _>(e.clone()));
+                Err(e.at_server(name()))
+            }
+        }
+    }
+
+    /// Run one op per server concurrently: every request is queued before any reply is awaited.
+    async fn run_each<O: Op>(&self, ops: Vec<(usize, O)>) -> Vec<Result<O::Output, Error>> {
+        let mut queued = Vec::with_capacity(ops.len());
+        for (s, op) in ops {
+            let f = self.submit(s, &op).await;
+            if let Err(e) = &f {
+                self.inner
+                    .cluster
+                    .record(s, Instant::now(), &Err::<(), _>(e.clone()));
+            }
+            queued.push((s, f, op));
+        }
+        let mut out = Vec::with_capacity(queued.len());
+        for (s, f, op) in queued {
+            out.push(match f {
+                Ok(f) => self.wait(f, op).await,
+                Err(e) => Err(e.at_server(self.inner.cluster.name(s))),
+            });
+        }
+        out
+    }
+
+    async fn keyed<O: Op>(&self, key: &[u8], op: O) -> Result<O::Output, Error> {
+        let s = self.inner.cluster.route(key)?;
+        self.run(s, op).await
+    }
+
+    crate::api::client_api!(async; .await);
+
+    async fn each_server<O: Op>(
+        &self,
+        op: impl Fn() -> O,
+    ) -> Vec<(String, Result<O::Output, Error>)> {
+        let cl = &self.inner.cluster;
+        let ops = (0..cl.len()).map(|s| (s, op())).collect();
+        let rs = self.run_each(ops).await;
+        (0..cl.len())
+            .map(|s| cl.name(s).to_string())
+            .zip(rs)
+            .collect()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,268 @@
+//! The state both drivers share: configuration, ring, per-server health, and the rules that
+//! decide where a call goes and what a connection speaks. No I/O; time is passed in.
+
+use crate::config::{Config, ProtocolChoice};
+use crate::error::Error;
+use crate::health::{Admission, Clock, Health, Outcome};
+use crate::ops::Ctx;
+use crate::protocol::{text, Dialect, Expect, Reply, Status};
+use crate::ring::Ring;
+use bytes::BytesMut;
+use std::time::Instant;
+
+/// Servers, ring and health of one client.
+#[derive(Debug)]
+pub struct Cluster {
+    config: Config,
+    ring: Ring,
+    names: Vec<String>,
+    health: Vec<Health>,
+    clock: Clock,
+}
+
+impl Cluster {
+    /// Check `config` and build the ring.
+    pub fn new(config: Config) -> Result<Self, Error> {
+        config.validate()?;
+        let ring = Ring::new(&config.servers, config.ring_mode);
+        let names = config.servers.iter().map(|s| s.address()).collect();
+        let health = config.servers.iter().map(|_| Health::default()).collect();
+        Ok(Cluster {
+            config,
+            ring,
+            names,
+            health,
+            clock: Clock::new(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The ring.
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// Number of servers.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Always false: a cluster has at least one server.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// `host:port` of server `i`.
+    pub fn name(&self, i: usize) -> &str {
+        &self.names[i]
+    }
+
+    /// The health of server `i`.
+    pub fn health(&self, i: usize) -> &Health {
+        &self.health[i]
+    }
+
+    /// The server that owns `key` (the key without the prefix, as libmemcached hashes it).
+    /// The key rules are checked first, so a bad key fails before any routing or I/O.
+    pub fn route(&self, key: &[u8]) -> Result<usize, Error> {
+        self.ctx(Dialect::Text).wire_key(key)?;
+        Ok(self.ring.server_for(key).unwrap_or(0))
+    }
+
+    /// Plan a multi-key call: check every key (and whatever `check` adds), then group the
+    /// valid positions by server. Invalid items get their error in the returned vector and are
+    /// not sent; the others start as `Ok(init)` and are filled by [`merge`].
+    pub fn plan<'k, T: Clone>(
+        &self,
+        n: usize,
+        key_of: impl Fn(usize) -> &'k [u8],
+        check: impl Fn(usize) -> Result<(), Error>,
+        init: T,
+    ) -> (Vec<Result<T, Error>>, Vec<(usize, Vec<usize>)>) {
+        let out: Vec<Result<T, Error>> = (0..n)
+            .map(|i| {
+                self.ctx(Dialect::Text).wire_key(key_of(i))?;
+                check(i)?;
+                Ok(init.clone())
+            })
+            .collect();
+        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+        let mut slot = vec![usize::MAX; self.len()];
+        for i in (0..n).filter(|&i| out[i].is_ok()) {
+            let s = self.ring.server_for(key_of(i)).unwrap_or(0);
+            if slot[s] == usize::MAX {
+                slot[s] = groups.len();
+                groups.push((s, Vec::new()));
+            }
+            groups[slot[s]].1.push(i);
+        }
+        (out, groups)
+    }
+
+    /// Group key positions by owning server, servers in order of first appearance.
+    pub fn split<K: AsRef<[u8]>>(&self, keys: &[K]) -> Vec<(usize, Vec<usize>)> {
+        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+        let mut slot = vec![usize::MAX; self.len()];
+        for (i, k) in keys.iter().enumerate() {
+            let s = self.ring.server_for(k.as_ref()).unwrap_or(0);
+            if slot[s] == usize::MAX {
+                slot[s] = groups.len();
+                groups.push((s, Vec::new()));
+            }
+            groups[slot[s]].1.push(i);
+        }
+        groups
+    }
+
+    /// Refuse a value over the size limit before anything is sent.
+    pub fn check_value(&self, len: usize) -> Result<(), Error> {
+        if len > self.config.max_value_size {
+            return Err(Error::ValueTooLarge {
+                size: len,
+                max: self.config.max_value_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// The op context for a connection speaking `dialect`.
+    pub fn ctx(&self, dialect: Dialect) -> Ctx<'_> {
+        Ctx {
+            dialect,
+            prefix: &self.config.key_prefix,
+            max_value_size: self.config.max_value_size,
+        }
+    }
+
+    /// May a call go to server `i` at `now`? A down server fails fast.
+    pub fn admit(&self, i: usize, now: Instant) -> Result<(), Error> {
+        match self.health[i].admit(self.clock.millis(now)) {
+            Admission::Allowed | Admission::Probe => Ok(()),
+            Admission::Down(retry_in) => Err(Error::ServerDown {
+                server: self.names[i].clone(),
+                retry_in,
+            }),
+        }
+    }
+
+    /// Record the outcome of a call to server `i`. Returns true when it marked the server down.
+    pub fn record<T>(&self, i: usize, now: Instant, result: &Result<T, Error>) -> bool {
+        let outcome = match result {
+            Ok(_) => Outcome::Answered,
+            Err(e) => match outcome_of(e) {
+                Some(o) => o,
+                None => return false,
+            },
+        };
+        if outcome == Outcome::Answered && self.health[i].consecutive_failures() == 0 {
+            return false; // hot path: nothing to change
+        }
+        self.health[i].record(
+            outcome,
+            self.clock.millis(now),
+            self.config.failure_limit,
+            self.config.retry_interval,
+        )
+    }
+
+    /// The probe a new connection sends: `version`, plus `mn` unless the text protocol was
+    /// chosen. One round trip tells liveness, version and whether meta is spoken.
+    pub fn probe(&self, buf: &mut BytesMut) -> Expect {
+        text::version(buf);
+        if self.config.protocol == ProtocolChoice::Text {
+            return Expect::Repeat(1, Box::new(Expect::TextLine));
+        }
+        crate::protocol::meta::noop(buf);
+        Expect::Repeat(2, Box::new(Expect::TextLine))
+    }
+
+    /// Read the probe's reply: the dialect to use and the server's version.
+    pub fn probe_result(&self, i: usize, reply: Reply) -> Result<(Dialect, String), Error> {
+        let bad = |what: String| Error::Protocol {
+            server: self.names[i].clone(),
+            detail: what,
+        };
+        let Reply::Many(rs) = reply else {
+            return Err(bad(format!("probe reply {reply:?}")));
+        };
+        let mut it = rs.into_iter();
+        let version = match it.next() {
+            Some(Reply::Status(Status::Version(v))) => v,
+            other => return Err(bad(format!("expected VERSION, got {other:?}"))),
+        };
+        let meta = matches!(it.next(), Some(Reply::Status(Status::MetaNoop)));
+        let dialect = match (self.config.protocol, meta) {
+            (ProtocolChoice::Text, _) => Dialect::Text,
+            (_, true) => Dialect::Meta,
+            (ProtocolChoice::Auto, false) => Dialect::Text,
+            (ProtocolChoice::Meta, false) => {
+                return Err(Error::Unsupported {
+                    server: self.names[i].clone(),
+                    feature: "the meta protocol (memcached 1.6+), which the configuration requires",
+                })
+            }
+        };
+        Ok((dialect, version))
+    }
+}
+
+/// Spread the per-server results of a planned multi-key call back over its items: each item
+/// gets its own result, or its server's error when the whole batch failed.
+pub fn merge<T>(
+    out: &mut [Result<T, Error>],
+    groups: &[(usize, Vec<usize>)],
+    results: Vec<Result<Vec<Result<T, Error>>, Error>>,
+) {
+    for ((_, idx), r) in groups.iter().zip(results) {
+        match r {
+            Ok(rs) => idx.iter().zip(rs).for_each(|(&i, r)| out[i] = r),
+            Err(e) => idx.iter().for_each(|&i| out[i] = Err(e.clone())),
+        }
+    }
+}
+
+/// The per-server item lists of a plan, built from item positions.
+pub fn gather<T>(groups: &[(usize, Vec<usize>)], item: impl Fn(usize) -> T) -> Vec<Vec<T>> {
+    groups
+        .iter()
+        .map(|(_, idx)| idx.iter().map(|&i| item(i)).collect())
+        .collect()
+}
+
+/// One op per server of a plan, each over its item list.
+pub fn zip_ops<'a, T, O>(
+    groups: &[(usize, Vec<usize>)],
+    lists: &'a [Vec<T>],
+    op: impl Fn(&'a [T]) -> O,
+) -> Vec<(usize, O)> {
+    groups
+        .iter()
+        .zip(lists)
+        .map(|((s, _), l)| (*s, op(l)))
+        .collect()
+}
+
+/// Lift per-server multi-get results into per-item results for [`merge`].
+pub fn lift<T>(rs: Vec<Result<Vec<T>, Error>>) -> Vec<Result<Vec<Result<T, Error>>, Error>> {
+    rs.into_iter()
+        .map(|r| r.map(|v| v.into_iter().map(Ok).collect()))
+        .collect()
+}
+
+/// How a call's error counts for the server's health; `None` when the call never reached the
+/// server (refused before sending: a bad key, a value too large, the server already down).
+pub fn outcome_of(e: &Error) -> Option<Outcome> {
+    match e {
+        Error::ConnectionRefused { .. } => Some(Outcome::Unreachable),
+        e if e.is_server_failure() => Some(Outcome::Failed),
+        Error::ServerDown { .. }
+        | Error::InvalidKey { .. }
+        | Error::ValueTooLarge { .. }
+        | Error::Config(_) => None,
+        _ => Some(Outcome::Answered),
+    }
+}

@@ -1,0 +1,229 @@
+//! Client configuration, shared by both drivers.
+
+use crate::error::Error;
+use crate::ring::RingMode;
+use crate::server::ServerSpec;
+use std::time::Duration;
+
+/// Which protocol to speak.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProtocolChoice {
+    /// Probe each server when connecting (`version` then `mn`) and use the meta protocol where
+    /// it answers, the text protocol elsewhere. The default.
+    #[default]
+    Auto,
+    /// Always the text protocol. Meta-only calls fail with [`Error::Unsupported`].
+    Text,
+    /// Always the meta protocol; connecting to a server without it fails.
+    Meta,
+}
+
+/// Everything a client needs to know. Build it with [`crate::ClientBuilder`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The servers, in configuration order (the order matters for ring ties).
+    pub servers: Vec<ServerSpec>,
+    /// How keys are placed. Default: [`RingMode::LibketamaCompatible`].
+    pub ring_mode: RingMode,
+    /// Text, meta, or detect. Default: detect.
+    pub protocol: ProtocolChoice,
+    /// Bound on opening a TCP connection (and its protocol probe). Default 1 s.
+    pub connect_timeout: Duration,
+    /// Bound on one request: from the moment it is queued until its whole reply arrived.
+    /// Default 1 s.
+    pub timeout: Duration,
+    /// Consecutive failures (timeouts, broken connections) after which a server is marked down.
+    /// A refused connection marks it down at once. Default 2.
+    pub failure_limit: u32,
+    /// How long a down server is skipped (calls to it fail fast with
+    /// [`Error::ServerDown`]) before one call may try it again. Default 1 s.
+    pub retry_interval: Duration,
+    /// The largest value accepted, and the largest a reply may announce. Default 1 MiB, which is
+    /// memcached's default item size limit (`-I`).
+    pub max_value_size: usize,
+    /// Connections per server. The async driver multiplexes (pipelines) all callers over these;
+    /// the blocking driver keeps up to this many idle connections per server for reuse and opens
+    /// more only while more threads call at once. Default 2.
+    pub connections_per_server: usize,
+    /// A namespace prepended to every key on the wire, like libmemcached's prefix key
+    /// (php-memcached `OPT_PREFIX_KEY`). As in libmemcached, the prefix is not hashed: keys are
+    /// placed on the ring by the key without it. The prefixed key must obey the key rules.
+    pub key_prefix: Vec<u8>,
+    /// Set `TCP_NODELAY` on connections. Default true.
+    pub tcp_nodelay: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            servers: Vec::new(),
+            ring_mode: RingMode::default(),
+            protocol: ProtocolChoice::default(),
+            connect_timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            failure_limit: 2,
+            retry_interval: Duration::from_secs(1),
+            max_value_size: 1024 * 1024,
+            connections_per_server: 2,
+            key_prefix: Vec::new(),
+            tcp_nodelay: true,
+        }
+    }
+}
+
+impl Config {
+    /// A builder with these servers (strings as [`ConfigBuilder::servers`] takes them).
+    pub fn builder_for_tests<S: AsRef<str>>(servers: &[S]) -> ConfigBuilder {
+        ConfigBuilder::default().servers(servers.iter().map(|s| s.as_ref()))
+    }
+
+    /// Check the configuration for mistakes a client cannot work with.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.servers.is_empty() {
+            return Err(Error::Config("no servers configured".into()));
+        }
+        if self.connections_per_server == 0 {
+            return Err(Error::Config(
+                "connections_per_server must be at least 1".into(),
+            ));
+        }
+        if self.timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::Config("timeouts must be greater than zero".into()));
+        }
+        if self.key_prefix.len() >= crate::key::MAX_KEY_LEN {
+            return Err(Error::Config("key prefix leaves no room for keys".into()));
+        }
+        if !self.key_prefix.is_empty() {
+            crate::key::validate(&self.key_prefix)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn limits(&self) -> crate::protocol::Limits {
+        crate::protocol::Limits {
+            max_value_size: self.max_value_size,
+            ..crate::protocol::Limits::default()
+        }
+    }
+}
+
+/// A builder for [`Config`], used by both clients' `builder()`.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigBuilder {
+    config: Config,
+    errors: Vec<String>,
+}
+
+impl ConfigBuilder {
+    /// Add servers, parsed from `host`, `host:port` or `host:port:weight` strings (or given as
+    /// [`ServerSpec`]s).
+    pub fn servers<I, S>(mut self, servers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: TryInto<ServerSpec>,
+        S::Error: std::fmt::Display,
+    {
+        for s in servers {
+            match s.try_into() {
+                Ok(spec) => self.config.servers.push(spec),
+                Err(e) => self.errors.push(e.to_string()),
+            }
+        }
+        self
+    }
+
+    /// Add one server.
+    pub fn server(self, server: impl TryInto<ServerSpec, Error: std::fmt::Display>) -> Self {
+        self.servers([server])
+    }
+
+    /// See [`Config::ring_mode`].
+    pub fn ring_mode(mut self, mode: RingMode) -> Self {
+        self.config.ring_mode = mode;
+        self
+    }
+
+    /// See [`Config::protocol`].
+    pub fn protocol(mut self, p: ProtocolChoice) -> Self {
+        self.config.protocol = p;
+        self
+    }
+
+    /// See [`Config::connect_timeout`].
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.config.connect_timeout = t;
+        self
+    }
+
+    /// See [`Config::timeout`].
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.config.timeout = t;
+        self
+    }
+
+    /// See [`Config::failure_limit`].
+    pub fn failure_limit(mut self, n: u32) -> Self {
+        self.config.failure_limit = n.max(1);
+        self
+    }
+
+    /// See [`Config::retry_interval`].
+    pub fn retry_interval(mut self, t: Duration) -> Self {
+        self.config.retry_interval = t;
+        self
+    }
+
+    /// See [`Config::max_value_size`].
+    pub fn max_value_size(mut self, n: usize) -> Self {
+        self.config.max_value_size = n;
+        self
+    }
+
+    /// See [`Config::connections_per_server`].
+    pub fn connections_per_server(mut self, n: usize) -> Self {
+        self.config.connections_per_server = n;
+        self
+    }
+
+    /// See [`Config::key_prefix`].
+    pub fn key_prefix(mut self, prefix: impl Into<Vec<u8>>) -> Self {
+        self.config.key_prefix = prefix.into();
+        self
+    }
+
+    /// See [`Config::tcp_nodelay`].
+    pub fn tcp_nodelay(mut self, on: bool) -> Self {
+        self.config.tcp_nodelay = on;
+        self
+    }
+
+    /// The checked configuration.
+    pub fn build_config(self) -> Result<Config, Error> {
+        if !self.errors.is_empty() {
+            return Err(Error::Config(self.errors.join("; ")));
+        }
+        self.config.validate()?;
+        Ok(self.config)
+    }
+}
+
+impl TryFrom<&str> for ServerSpec {
+    type Error = Error;
+    fn try_from(s: &str) -> Result<Self, Error> {
+        s.parse()
+    }
+}
+
+impl TryFrom<&String> for ServerSpec {
+    type Error = Error;
+    fn try_from(s: &String) -> Result<Self, Error> {
+        s.parse()
+    }
+}
+
+impl TryFrom<String> for ServerSpec {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Error> {
+        s.parse()
+    }
+}

@@ -1,0 +1,247 @@
+//! The one error type of the crate.
+//!
+//! Every fallible call returns [`Error`]. Variants say what happened and, where the caller can
+//! act, what to do. Bindings map them to their language's idiom (Python exception classes, PHP
+//! result codes, JS `Error` subclasses) through [`Error::kind`], which is stable.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything that can go wrong in a memcached call.
+///
+/// Errors are `Clone` so that a multi-key call can report one server's failure at every key it
+/// owned.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The key breaks memcached's key rules; nothing was sent.
+    #[error("invalid key: {reason} (keys are 1-250 bytes with no whitespace or control characters; use binary keys through the meta protocol for arbitrary bytes)")]
+    InvalidKey {
+        /// Why the key was refused.
+        reason: KeyProblem,
+    },
+    /// The value is larger than the configured maximum item size; nothing was sent.
+    #[error("value of {size} bytes is larger than the maximum item size of {max} bytes (raise `max_value_size` only if the servers run with a larger -I)")]
+    ValueTooLarge {
+        /// The value's size in bytes.
+        size: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// A conditional store (add, replace, append, prepend) was refused: `NOT_STORED`.
+    #[error("not stored: the server refused the conditional store (add on an existing key, or replace/append/prepend on a missing one)")]
+    NotStored,
+    /// A compare-and-swap lost: the item changed since its CAS value was read (`EXISTS`).
+    #[error("CAS conflict: the item was modified since it was read; read it again and retry")]
+    Exists,
+    /// The key does not exist (`NOT_FOUND`) for an operation that needs it.
+    #[error("not found: the key does not exist on its server")]
+    NotFound,
+    /// The server reported an error of its own (`SERVER_ERROR ...`).
+    #[error("server error from {server}: {message}")]
+    Server {
+        /// The server that answered.
+        server: String,
+        /// The server's text.
+        message: String,
+    },
+    /// The server says the client sent a bad request (`CLIENT_ERROR ...` or `ERROR`).
+    #[error("client error reported by {server}: {message}")]
+    Client {
+        /// The server that answered.
+        server: String,
+        /// The server's text.
+        message: String,
+    },
+    /// No reply within the configured timeout; the connection was discarded.
+    #[error("timed out after {after:?} waiting for {server} ({phase}); the server may be overloaded, stopped or unreachable")]
+    Timeout {
+        /// The server.
+        server: String,
+        /// What was being waited for.
+        phase: Phase,
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// The connection could not be opened.
+    #[error("cannot connect to {server}: {source}")]
+    ConnectionRefused {
+        /// The server.
+        server: String,
+        /// The operating system's error.
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// The connection broke or was closed by the server mid-request.
+    #[error("connection to {server} closed: {reason}")]
+    ConnectionClosed {
+        /// The server.
+        server: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The server failed repeatedly and is skipped until its retry interval passes.
+    #[error(
+        "server {server} is marked down after repeated failures; it is retried in {retry_in:?}"
+    )]
+    ServerDown {
+        /// The server.
+        server: String,
+        /// Time left until the next attempt is allowed.
+        retry_in: Duration,
+    },
+    /// The server sent bytes that are not valid memcached protocol; the connection was discarded.
+    #[error("protocol violation from {server}: {detail}")]
+    Protocol {
+        /// The server (empty when decoding outside a connection).
+        server: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A feature the server does not have (for example the meta protocol on memcached < 1.6).
+    #[error("{server} does not support {feature}")]
+    Unsupported {
+        /// The server.
+        server: String,
+        /// The missing feature.
+        feature: &'static str,
+    },
+    /// The client has no servers configured, or the configuration is invalid.
+    #[error("configuration error: {0}")]
+    Config(String),
+}
+
+/// Why a key was refused. See [`crate::key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyProblem {
+    /// Zero bytes.
+    Empty,
+    /// More than 250 bytes (after the prefix is added).
+    TooLong(usize),
+    /// Contains a space, tab, CR, LF or other ASCII control byte at this offset.
+    ForbiddenByte(usize),
+}
+
+impl fmt::Display for KeyProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyProblem::Empty => f.write_str("the key is empty"),
+            KeyProblem::TooLong(n) => write!(f, "the key is {n} bytes long, over the limit of 250"),
+            KeyProblem::ForbiddenByte(at) => {
+                write!(f, "the key has a space or control byte at offset {at}")
+            }
+        }
+    }
+}
+
+/// Which part of a round trip timed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Opening the TCP connection.
+    Connect,
+    /// Sending the request.
+    Write,
+    /// Waiting for the reply.
+    Read,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Connect => "connect",
+            Phase::Write => "write",
+            Phase::Read => "read",
+        })
+    }
+}
+
+/// A stable, binding-friendly classification of [`Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// [`Error::InvalidKey`]
+    InvalidKey,
+    /// [`Error::ValueTooLarge`]
+    ValueTooLarge,
+    /// [`Error::NotStored`]
+    NotStored,
+    /// [`Error::Exists`]
+    Exists,
+    /// [`Error::NotFound`]
+    NotFound,
+    /// [`Error::Server`]
+    Server,
+    /// [`Error::Client`]
+    Client,
+    /// [`Error::Timeout`]
+    Timeout,
+    /// [`Error::ConnectionRefused`]
+    ConnectionRefused,
+    /// [`Error::ConnectionClosed`]
+    ConnectionClosed,
+    /// [`Error::ServerDown`]
+    ServerDown,
+    /// [`Error::Protocol`]
+    Protocol,
+    /// [`Error::Unsupported`]
+    Unsupported,
+    /// [`Error::Config`]
+    Config,
+}
+
+impl Error {
+    /// The error's stable kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidKey { .. } => ErrorKind::InvalidKey,
+            Error::ValueTooLarge { .. } => ErrorKind::ValueTooLarge,
+            Error::NotStored => ErrorKind::NotStored,
+            Error::Exists => ErrorKind::Exists,
+            Error::NotFound => ErrorKind::NotFound,
+            Error::Server { .. } => ErrorKind::Server,
+            Error::Client { .. } => ErrorKind::Client,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::ConnectionRefused { .. } => ErrorKind::ConnectionRefused,
+            Error::ConnectionClosed { .. } => ErrorKind::ConnectionClosed,
+            Error::ServerDown { .. } => ErrorKind::ServerDown,
+            Error::Protocol { .. } => ErrorKind::Protocol,
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::Config(_) => ErrorKind::Config,
+        }
+    }
+
+    /// True when the failure says something about the server's health (timeouts, refused or
+    /// broken connections, garbage on the wire) rather than about the request. These count
+    /// towards marking a server down.
+    pub fn is_server_failure(&self) -> bool {
+        matches!(
+            self,
+            Error::Timeout { .. }
+                | Error::ConnectionRefused { .. }
+                | Error::ConnectionClosed { .. }
+                | Error::Protocol { .. }
+        )
+    }
+
+    /// Fill in the server name of errors produced by the codec, which does not know it.
+    pub(crate) fn at_server(mut self, name: &str) -> Self {
+        match &mut self {
+            Error::Server { server, .. }
+            | Error::Client { server, .. }
+            | Error::Protocol { server, .. }
+            | Error::Unsupported { server, .. }
+                if server.is_empty() =>
+            {
+                server.push_str(name)
+            }
+            _ => {}
+        }
+        self
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,753 @@
+//! What each client call sends and what its reply means. No I/O.
+//!
+//! Every call of the Rust API is an [`Op`]: it encodes its request for the connection's
+//! [`Dialect`] and turns the decoded [`Reply`] into a typed result. Both drivers run ops the same
+//! way (route, encode, round trip, finish), so the meaning of every reply is decided here once.
+
+use crate::error::Error;
+use crate::key;
+use crate::protocol::meta::{self, MetaKey};
+use crate::protocol::text::{self, Retrieval, StoreMode};
+use crate::protocol::{Dialect, ErrorReply, Expect, MetaReply, MetaStatus, Reply, Status};
+use bytes::{Bytes, BytesMut};
+use std::borrow::Cow;
+
+/// A value read from memcached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Value {
+    /// The stored bytes.
+    pub data: Bytes,
+    /// The client flags stored with it (type/serializer bits, by convention).
+    pub flags: u32,
+    /// The CAS unique, when it was asked for (`gets`, `gats`, [`crate::Client::gets`]).
+    pub cas: Option<u64>,
+}
+
+/// What an op needs to know about the connection it runs on.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    /// The connection's protocol.
+    pub dialect: Dialect,
+    /// The key prefix ([`crate::Config::key_prefix`]).
+    pub prefix: &'a [u8],
+    /// The value size limit.
+    pub max_value_size: usize,
+}
+
+impl Ctx<'_> {
+    /// The key as sent on the wire, checked against the key rules.
+    pub fn wire_key<'k>(&self, k: &'k [u8]) -> Result<Cow<'k, [u8]>, Error> {
+        if k.is_empty() {
+            return Err(Error::InvalidKey {
+                reason: crate::error::KeyProblem::Empty,
+            });
+        }
+        let wk = if self.prefix.is_empty() {
+            Cow::Borrowed(k)
+        } else {
+            let mut v = Vec::with_capacity(self.prefix.len() + k.len());
+            v.extend_from_slice(self.prefix);
+            v.extend_from_slice(k);
+            Cow::Owned(v)
+        };
+        key::validate(&wk)?;
+        Ok(wk)
+    }
+
+    fn check_value(&self, data: &[u8]) -> Result<(), Error> {
+        if data.len() > self.max_value_size {
+            return Err(Error::ValueTooLarge {
+                size: data.len(),
+                max: self.max_value_size,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One request/reply exchange with one server.
+pub trait Op {
+    /// The typed result.
+    type Output;
+    /// Write the request into `buf` and say what reply to expect. On error nothing was written.
+    fn encode(&self, ctx: &Ctx<'_>, buf: &mut BytesMut) -> Result<Expect, Error>;
+    /// Interpret the reply.
+    fn finish(self, ctx: &Ctx<'_>, reply: Reply) -> Result<Self::Output, Error>;
+}
+
+/// Turn a reply the op did not expect into an error (server errors keep their text).
+pub fn unexpected(reply: Reply) -> Error {
+    match reply {
+        Reply::Error(ErrorReply::Server, m) => Error::Server {
+            server: String::new(),
+            message: m,
+        },
+        Reply::Error(ErrorReply::Client, m) => Error::Client {
+            server: String::new(),
+            message: m,
+        },
+        Reply::Error(ErrorReply::Unknown, m) => Error::Client {
+            server: String::new(),
+            message: if m.is_empty() {
+                "ERROR (command unknown to the server)".into()
+            } else {
+                m
+            },
+        },
+        Reply::Meta(MetaReply {
+            status: MetaStatus::Error(k, m),
+            ..
+        }) => unexpected(Reply::Error(k, m)),
+        other => Error::Protocol {
+            server: String::new(),
+            detail: format!("unexpected reply {other:?}"),
+        },
+    }
+}
+
+fn meta_only(ctx: &Ctx<'_>) -> Result<(), Error> {
+    if ctx.dialect != Dialect::Meta {
+        return Err(Error::Unsupported {
+            server: String::new(),
+            feature: "the meta protocol",
+        });
+    }
+    Ok(())
+}
+
+fn meta_value(m: MetaReply) -> Value {
+    Value {
+        data: m.value.unwrap_or_default(),
+        flags: m.flags.client_flags.unwrap_or(0),
+        cas: m.flags.cas,
+    }
+}
+
+/// `get`/`gets`/`gat`/`gats` of one key.
+#[derive(Debug, Clone, Copy)]
+pub struct Get<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// Return the CAS unique.
+    pub cas: bool,
+    /// Also set a new TTL (get-and-touch).
+    pub touch: Option<u32>,
+}
+
+impl Op for Get<'_> {
+    type Output = Option<Value>;
+    fn encode(&self, ctx: &Ctx<'_>, buf: &mut BytesMut) -> Result<Expect, Error> {
+        let k = ctx.wire_key(self.key)?;
+        match ctx.dialect {
+            Dialect::Text => {
+                let cmd = match (self.cas, self.touch) {
+                    (false, None) => Retrieval::Get,
+                    (true, None) => Retrieval::Gets,
+                    (false, Some(t)) => Retrieval::Gat(t),
+                    (true, Some(t)) => Retrieval::Gats(t),
+                };
+                text::retrieval(buf, cmd, &[&*k])
+            }
+            Dialect::Meta => meta::get(
+                buf,
+                MetaKey::Text(&k),
+                &meta::MetaGet {
+                    value: true,
+                    client_flags: true,
+                    cas: self.cas,
+                    touch: self.touch,
+                    ..Default::default()
+                },
+            ),
+        }
+    }
+    fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<Option<Value>, Error> {
+        match reply {
+            Reply::Values(v) => Ok(v.into_iter().next().map(|t| Value {
+                data: t.data,
+                flags: t.flags,
+                cas: t.cas,
+            })),
+            Reply::Meta(m) if m.status == MetaStatus::Value => Ok(Some(meta_value(m))),
+            Reply::Meta(m) if m.status == MetaStatus::Miss => Ok(None),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// A store: set, add, replace, append, prepend or cas.
+#[derive(Debug, Clone, Copy)]
+pub struct Store<'a> {
+    /// Which store.
+    pub mode: StoreMode,
+    /// The key.
+    pub key: &'a [u8],
+    /// The data.
+    pub data: &'a [u8],
+    /// Client flags.
+    pub flags: u32,
+    /// Expiration (memcached's exptime: seconds, or a Unix time when over 30 days).
+    pub ttl: u32,
+}
+
+fn meta_set_opts(mode: StoreMode, flags: u32, ttl: u32) -> meta::MetaSet {
+    let (m, cas) = match mode {
+        StoreMode::Set => (meta::SetMode::Set, None),
+        StoreMode::Add => (meta::SetMode::Add, None),
+        StoreMode::Replace => (meta::SetMode::Replace, None),
+        StoreMode::Append => (meta::SetMode::Append, None),
+        StoreMode::Prepend => (meta::SetMode::Prepend, None),
+        StoreMode::Cas(c) => (meta::SetMode::Set, Some(c)),
+    };
+    meta::MetaSet {
+        mode: m,
+        client_flags: flags,
+        ttl,
+        compare_cas: cas,
+        ..Default::default()
+    }
+}
+
+fn store_result(reply: Reply) -> Result<(), Error> {
+    match reply {
+        Reply::Status(Status::Stored) => Ok(()),
+        Reply::Status(Status::NotStored) => Err(Error::NotStored),
+        Reply::Status(Status::Exists) => Err(Error::Exists),
+        Reply::Status(Status::NotFound) => Err(Error::NotFound),
+        Reply::Meta(m) => match m.status {
+            MetaStatus::Stored => Ok(()),
+            MetaStatus::NotStored => Err(Error::NotStored),
+            MetaStatus::Exists => Err(Error::Exists),
+            MetaStatus::NotFound => Err(Error::NotFound),
+            _ => Err(unexpected(Reply::Meta(m))),
+        },
+        other => Err(unexpected(other)),
+    }
+}
+
+impl Op for Store<'_> {
+    type Output = ();
+    fn encode(&self, ctx: &Ctx<'_>, buf: &mut BytesMut) -> Result<Expect, Error> {
+        let k = ctx.wire_key(self.key)?;
+        ctx.check_value(self.data)?;
+        match ctx.dialect {
+            Dialect::Text => {
+                text::store(buf, self.mode, &k, self.flags, self.ttl, self.data, false)
+                    .map(|e| e.unwrap_or(Expect::TextLine))
+            }
+            Dialect::Meta => meta::set(
+                buf,
+                MetaKey::Text(&k),
+                self.data,
+                &meta_set_opts(self.mode, self.flags, self.ttl),
+            ),
+        }
+    }
+    fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<(), Error> {
+        store_result(reply)
+    }
+}
+
+/// `delete`: true when the key existed.
+#[derive(Debug, Clone, Copy)]
+pub struct Delete<'a> {
+    /// The key.
+    pub key: &'a [u8],
+}
+
+fn delete_result(reply: Reply) -> Result<bool, Error> {
+    match reply {
+        Reply::Status(Status::Deleted) => Ok(true),
+        Reply::Status(Status::NotFound) => Ok(false),
+        Reply::Meta(m) if m.status == MetaStatus::Stored => Ok(true),
+        Reply::Meta(m) if m.status == MetaStatus::NotFound => Ok(false),
+        other => Err(unexpected(other)),
+    }
+}
+
+impl Op for Delete<'_> {
+    type Output = bool;
+    fn encode(&self, ctx: &Ctx<'_>, buf: &mut BytesMut) -> Result<Expect, Error> {
+        let k = ctx.wire_key(self.key)?;
+        match ctx.dialect {
+            Dialect::Text => text::delete(buf, &k, false).map(|e| e.unwrap_or(Expect::TextLine)),
+            Dialect::Meta => meta::delete(buf, MetaKey::Text(&k), &meta::MetaDelete::default()),
+        }
+    }
+    fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<bool, Error> {
+        delete_result(reply)
+    }
+}
+
+/// `incr`/`decr`: the new value, or `None` when the key is missing. memcached decrements stop
+/// at 0 and increments wrap at 2^64.
+#[derive(Debug, Clone, Copy)]
+pub struct Arith<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// Increment (true) or decrement.
+    pub incr: bool,
+    /// The amount.
+    pub delta: u64,
+}
+
+impl Op for Arith<'_> {
+    type Output = Option<u64>;
+    fn encode(&self, ctx: &Ctx<'_>, buf: &mut BytesMut) -> Result<Expect, Error> {
+        let k = ctx.wire_key(self.key)?;
+        match ctx.dialect {
+            Dialect::Text => text::incr_decr(buf, self.incr, &k, self.delta, false)
+                .map(|e| e.unwrap_or(Expect::TextLine)),
+            Dialect::Meta => meta::arithmetic(
+                buf,
+                MetaKey::Text(&k),
+                &meta::MetaArithmetic {
+                    incr: self.incr,
+                    delta: self.delta,
+                    ..Default::default()
+                },
+            ),
+        }
+    }
+    fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<Option<u64>, Error> {
+        match reply {
+            Reply::Status(Status::Number(n)) => Ok(Some(n)),
+            Reply::Status(Status::NotFound) => Ok(None),
+            Reply::Meta(m) if m.status == MetaStatus::NotFound => Ok(None),
+            Reply::Meta(m) if m.status == MetaStatus::Value => {
+                let v = m.value.unwrap_or_default();
+                crate::protocol::parse_u64(v.trim_ascii())
+                    .map(Some)
+                    .ok_or_else(|| Error::Protocol {
+                        server: String::new(),
+                        detail: format!(
+                            "ma returned a non-number {:?}",
+                            crate::protocol::excerpt(&v)
+                        ),
+                    })
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// `touch`: set a new TTL; true when the key existed.
+#[derive(Debug, Clone, Copy)]
+pub struct Touch<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// The new TTL.
+    pub ttl: u32,
+}
+
+impl Op for Touch<'_> {
+    type Output = bool;
+    fn encode(&self, ctx: &Ctx<'_>, buf: &mut BytesMut) -> Result<Expect, Error> {
+        let k = ctx.wire_key(self.key)?;
+        match ctx.dialect {
+            Dialect::Text => {
+                text::touch(buf, &k, self.ttl, false).map(|e| e.unwrap_or(Expect::TextLine))
+            }
+            Dialect::Meta => meta::get(
+                buf,
+                MetaKey::Text(&k),
+                &meta::MetaGet {
+                    touch: Some(self.ttl),
+                    ..Default::default()
+                },
+            ),
+        }
+    }
+    fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<bool, Error> {
+        match reply {
+            Reply::Status(Status::Touched) => Ok(true),
+            Reply::Status(Status::NotFound) => Ok(false),
+            Reply::Meta(m) if m.status == MetaStatus::Stored => Ok(true),
+            Reply::Meta(m) if m.status == MetaStatus::Miss => Ok(false),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// `version`.
+#[derive(Debug, Clone, Copy)]
+pub struct Version;
+
+impl Op for Version {
+    type Output = String;
+    fn encode(&self, _: &Ctx<'_>, buf: &mut BytesMut) -> Result<Expect, Error> {
+        Ok(text::version(buf))
+    }
+    fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<String, Error> {
+        match reply {
+            Reply::Status(Status::Version(v)) => Ok(v),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// `stats [group]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats<'a> {
+    /// `None` for general stats, or a group such as `settings`, `slabs`, `items`.
+    pub group: Option<&'a str>,
+}
+
+impl Op for Stats<'_> {
+    type Output = Vec<(String, String)>;
+    fn encode(&self, _: &Ctx<'_>, buf: &mut BytesMut) -> Result<Expect, Error> {
+        text::stats(buf, self.group)
+    }
+    fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<Self::Output, Error> {
+        match reply {
+            Reply::Stats(s) => Ok(s),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// `flush_all [delay]`.
+#[derive(Debug, Clone, Copy)]
+pub struct FlushAll {
+    /// Seconds until the flush takes effect.
+    pub delay: Option<u32>,
+}
+
+impl Op for FlushAll {
+    type Output = ();
+    fn encode(&self, _: &Ctx<'_>, buf: &mut BytesMut) -> Result<Expect, Error> {
+        Ok(text::flush_all(buf, self.delay, false).unwrap_or(Expect::TextLine))
+    }
+    fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<(), Error> {
+        match reply {
+            Reply::Status(Status::Ok) => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// A raw meta command; the reply is returned as is (error replies become errors). The quiet
+/// flag is cleared: a single quiet command could leave nothing to wait for.
+#[derive(Debug, Clone, Copy)]
+pub enum Meta<'a> {
+    /// `mg`
+    Get(MetaKey<'a>, meta::MetaGet),
+    /// `ms`
+    Set(MetaKey<'a>, &'a [u8], meta::MetaSet),
+    /// `md`
+    Delete(MetaKey<'a>, meta::MetaDelete),
+    /// `ma`
+    Arithmetic(MetaKey<'a>, meta::MetaArithmetic),
+    /// `mn`
+    Noop,
+}
+
+impl Op for Meta<'_> {
+    type Output = MetaReply;
+    fn encode(&self, ctx: &Ctx<'_>, buf: &mut BytesMut) -> Result<Expect, Error> {
+        meta_only(ctx)?;
+        let key = match *self {
+            Meta::Get(k, _) | Meta::Set(k, _, _) | Meta::Delete(k, _) | Meta::Arithmetic(k, _) => {
+                Some(k)
+            }
+            Meta::Noop => None,
+        };
+        // The key prefix applies to text keys; binary keys are sent as given.
+        let wk = match key {
+            Some(MetaKey::Text(t)) => Some(ctx.wire_key(t)?.into_owned()),
+            _ => None,
+        };
+        match *self {
+            Meta::Get(k, mut o) => {
+                o.quiet = false;
+                meta::get(buf, rekey(k, &wk), &o)
+            }
+            Meta::Set(k, data, mut o) => {
+                ctx.check_value(data)?;
+                o.quiet = false;
+                meta::set(buf, rekey(k, &wk), data, &o)
+            }
+            Meta::Delete(k, mut o) => {
+                o.quiet = false;
+                meta::delete(buf, rekey(k, &wk), &o)
+            }
+            Meta::Arithmetic(k, mut o) => {
+                o.quiet = false;
+                meta::arithmetic(buf, rekey(k, &wk), &o)
+            }
+            Meta::Noop => Ok(meta::noop(buf)),
+        }
+    }
+    fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<MetaReply, Error> {
+        match reply {
+            Reply::Meta(m) if !matches!(m.status, MetaStatus::Error(..)) => Ok(m),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn rekey<'k>(k: MetaKey<'k>, wk: &'k Option<Vec<u8>>) -> MetaKey<'k> {
+    match (k, wk) {
+        (MetaKey::Text(_), Some(w)) => MetaKey::Text(w),
+        _ => k,
+    }
+}
+
+/// A multi-get of many keys on one server: one `get` line per chunk of keys (text) or a quiet
+/// `mg` batch closed by `mn` (meta). The result is aligned with `keys`.
+#[derive(Debug, Clone, Copy)]
+pub struct GetMulti<'a, K> {
+    /// The keys, all on this op's server.
+    pub keys: &'a [K],
+    /// Return CAS uniques.
+    pub cas: bool,
+}
+
+/// Longest text `get` line the client sends; memcached reads longer `get` lines too, but other
+/// commands are limited to 2048 bytes, so stay well below that for `gat`.
+const TEXT_GET_LINE: usize = 1900;
+
+impl<K: AsRef<[u8]>> Op for GetMulti<'_, K> {
+    type Output = Vec<Option<Value>>;
+    fn encode(&self, ctx: &Ctx<'_>, buf: &mut BytesMut) -> Result<Expect, Error> {
+        let wire: Vec<Cow<'_, [u8]>> = self
+            .keys
+            .iter()
+            .map(|k| ctx.wire_key(k.as_ref()))
+            .collect::<Result<_, _>>()?;
+        match ctx.dialect {
+            Dialect::Text => {
+                let cmd = if self.cas {
+                    Retrieval::Gets
+                } else {
+                    Retrieval::Get
+                };
+                let mut chunks = 0;
+                let mut start = 0;
+                let mut len = 0;
+                for (i, k) in wire.iter().enumerate() {
+                    if i > start && len + k.len() + 1 > TEXT_GET_LINE {
+                        text::retrieval(buf, cmd, &wire[start..i])?;
+                        chunks += 1;
+                        start = i;
+                        len = 0;
+                    }
+                    len += k.len() + 1;
+                }
+                text::retrieval(buf, cmd, &wire[start..])?;
+                chunks += 1;
+                Ok(Expect::Repeat(
+                    chunks,
+                    Box::new(Expect::TextValues { cas: self.cas }),
+                ))
+            }
+            Dialect::Meta => {
+                let o = meta::MetaGet {
+                    value: true,
+                    client_flags: true,
+                    cas: self.cas,
+                    quiet: true,
+                    ..Default::default()
+                };
+                for (i, k) in wire.iter().enumerate() {
+                    meta::get(
+                        buf,
+                        MetaKey::Text(k),
+                        &meta::MetaGet {
+                            opaque: Some(i as u32),
+                            ..o
+                        },
+                    )?;
+                }
+                meta::noop(buf);
+                Ok(Expect::MetaUntilNoop)
+            }
+        }
+    }
+    fn finish(self, ctx: &Ctx<'_>, reply: Reply) -> Result<Self::Output, Error> {
+        let mut out = vec![None; self.keys.len()];
+        match reply {
+            Reply::Many(chunks) => {
+                // Map echoed keys back to positions (a key asked twice gets the value twice).
+                let mut index: std::collections::HashMap<Vec<u8>, Vec<usize>> =
+                    std::collections::HashMap::with_capacity(self.keys.len());
+                for (i, k) in self.keys.iter().enumerate() {
+                    index
+                        .entry(ctx.wire_key(k.as_ref())?.into_owned())
+                        .or_default()
+                        .push(i);
+                }
+                for chunk in chunks {
+                    let Reply::Values(vals) = chunk else {
+                        return Err(unexpected(chunk));
+                    };
+                    for v in vals {
+                        let Some(slots) = index.get(&v.key[..]) else {
+                            return Err(Error::Protocol {
+                                server: String::new(),
+                                detail: format!(
+                                    "multi-get returned a key that was not asked for: {}",
+                                    crate::protocol::excerpt(&v.key)
+                                ),
+                            });
+                        };
+                        for &i in slots {
+                            out[i] = Some(Value {
+                                data: v.data.clone(),
+                                flags: v.flags,
+                                cas: v.cas,
+                            });
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            Reply::MetaBatch(replies) => {
+                for m in replies {
+                    match m.status {
+                        MetaStatus::Value => {
+                            let i = opaque_index(&m, out.len())?;
+                            out[i] = Some(meta_value(m));
+                        }
+                        MetaStatus::Miss => {}
+                        _ => return Err(unexpected(Reply::Meta(m))),
+                    }
+                }
+                Ok(out)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn opaque_index(m: &MetaReply, n: usize) -> Result<usize, Error> {
+    match m.flags.opaque {
+        Some(o) if (o as usize) < n => Ok(o as usize),
+        _ => Err(Error::Protocol {
+            server: String::new(),
+            detail: format!(
+                "batch reply with a missing or unknown opaque token: {:?}",
+                m.flags.opaque
+            ),
+        }),
+    }
+}
+
+/// Many stores on one server, pipelined: quiet `ms` lines closed by `mn` (meta) or plain
+/// pipelined stores (text). The result is aligned with `items`: every item reports whether it
+/// was stored.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreMulti<'a, K, V> {
+    /// Which store (set, add, replace, ...; `Cas` is per item and not offered here).
+    pub mode: StoreMode,
+    /// `(key, data)` pairs, all on this op's server.
+    pub items: &'a [(K, V)],
+    /// Client flags for every item.
+    pub flags: u32,
+    /// Expiration for every item.
+    pub ttl: u32,
+}
+
+impl<K: AsRef<[u8]>, V: AsRef<[u8]>> Op for StoreMulti<'_, K, V> {
+    type Output = Vec<Result<(), Error>>;
+    fn encode(&self, ctx: &Ctx<'_>, buf: &mut BytesMut) -> Result<Expect, Error> {
+        for (k, v) in self.items {
+            ctx.wire_key(k.as_ref())?;
+            ctx.check_value(v.as_ref())?;
+        }
+        match ctx.dialect {
+            Dialect::Text => {
+                for (k, v) in self.items {
+                    let k = ctx.wire_key(k.as_ref())?;
+                    text::store(buf, self.mode, &k, self.flags, self.ttl, v.as_ref(), false)?;
+                }
+                Ok(Expect::Repeat(self.items.len(), Box::new(Expect::TextLine)))
+            }
+            Dialect::Meta => {
+                let base = meta_set_opts(self.mode, self.flags, self.ttl);
+                for (i, (k, v)) in self.items.iter().enumerate() {
+                    let k = ctx.wire_key(k.as_ref())?;
+                    let o = meta::MetaSet {
+                        quiet: true,
+                        opaque: Some(i as u32),
+                        ..base
+                    };
+                    meta::set(buf, MetaKey::Text(&k), v.as_ref(), &o)?;
+                }
+                meta::noop(buf);
+                Ok(Expect::MetaUntilNoop)
+            }
+        }
+    }
+    fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<Self::Output, Error> {
+        batch_results(reply, self.items.len(), store_result, || Ok(()))
+    }
+}
+
+/// Many deletes on one server, pipelined. `Ok(true)` when the key existed.
+#[derive(Debug, Clone, Copy)]
+pub struct DeleteMulti<'a, K> {
+    /// The keys, all on this op's server.
+    pub keys: &'a [K],
+}
+
+impl<K: AsRef<[u8]>> Op for DeleteMulti<'_, K> {
+    type Output = Vec<Result<bool, Error>>;
+    fn encode(&self, ctx: &Ctx<'_>, buf: &mut BytesMut) -> Result<Expect, Error> {
+        for k in self.keys {
+            ctx.wire_key(k.as_ref())?;
+        }
+        match ctx.dialect {
+            Dialect::Text => {
+                for k in self.keys {
+                    text::delete(buf, &ctx.wire_key(k.as_ref())?, false)?;
+                }
+                Ok(Expect::Repeat(self.keys.len(), Box::new(Expect::TextLine)))
+            }
+            Dialect::Meta => {
+                for (i, k) in self.keys.iter().enumerate() {
+                    let o = meta::MetaDelete {
+                        quiet: true,
+                        opaque: Some(i as u32),
+                        ..Default::default()
+                    };
+                    meta::delete(buf, MetaKey::Text(&ctx.wire_key(k.as_ref())?), &o)?;
+                }
+                meta::noop(buf);
+                Ok(Expect::MetaUntilNoop)
+            }
+        }
+    }
+    fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<Self::Output, Error> {
+        batch_results(reply, self.keys.len(), delete_result, || Ok(true))
+    }
+}
+
+/// Spread the replies of a pipelined batch over its items. Quiet meta batches only answer for
+/// items that did not succeed; the others get `quiet_ok`.
+fn batch_results<T>(
+    reply: Reply,
+    n: usize,
+    one: impl Fn(Reply) -> Result<T, Error>,
+    quiet_ok: impl Fn() -> Result<T, Error>,
+) -> Result<Vec<Result<T, Error>>, Error> {
+    match reply {
+        Reply::Many(rs) if rs.len() == n => Ok(rs.into_iter().map(one).collect()),
+        Reply::MetaBatch(rs) => {
+            let mut out: Vec<Option<Result<T, Error>>> = (0..n).map(|_| None).collect();
+            for m in rs {
+                if let MetaStatus::Error(k, msg) = m.status {
+                    // An error line carries no opaque token; it cannot be placed. Fail the batch.
+                    return Err(unexpected(Reply::Error(k, msg)));
+                }
+                let i = opaque_index(&m, n)?;
+                out[i] = Some(one(Reply::Meta(m)));
+            }
+            Ok(out
+                .into_iter()
+                .map(|r| r.unwrap_or_else(&quiet_ok))
+                .collect())
+        }
+        other => Err(unexpected(other)),
+    }
+}

@@ -1,0 +1,652 @@
+//! The ketama ring: which server owns a key, placed exactly as libmemcached places it.
+//!
+//! PHP (php-memcached), Python (pylibmc) and multiput processes that share a memcached fleet
+//! must agree on where each key lives, or each reads misses the others' writes. Both of those
+//! clients delegate placement to libmemcached, so this module reproduces libmemcached 1.1's
+//! consistent hashing bit for bit. The contract is the shared test vectors
+//! (`shared/vectors/README.md` and its JSON files, checked by `core/tests/vectors.rs`).
+//!
+//! # How a ring is built
+//!
+//! Every server is turned into a set of 32-bit *points* on a circle. A key is hashed onto the
+//! same circle and belongs to the server owning the first point at or after it, going round to
+//! the lowest point when the key hashes past the highest one. Adding or removing one server only
+//! moves the keys in the arcs that its points own.
+//!
+//! 1. **Normalise.** Port 0 counts as 11211 and weight 0 as 1. Host strings are used exactly
+//!    as configured (no DNS, no case folding).
+//! 2. **Label.** A server is named on the ring by [`ServerSpec::label`]: the bare host when the
+//!    port is 11211, `host:port` otherwise. This is libmemcached's rule; the original last.fm
+//!    libketama keeps `:11211`, so "libketama compatible" rings are *not* libketama's rings for
+//!    servers on the default port.
+//! 3. **Point counts** ([`RingMode::LibketamaCompatible`]). With `n` servers whose weights sum
+//!    to `W`, a server of weight `w` gets `floor(w/W * 160 / 4 * n) * 4` points, computed in
+//!    32-bit floats, one rounding per operation, left to right. The float rounding is part of
+//!    the contract: 25, 47, 50 (and a few more) equal servers get 156 points each rather than
+//!    160, and weights 4,8,5,1,7 give 124,252,160,28,224 rather than the exact 128,256,160,32,224.
+//!    The counts are not adjusted to add up to `160 * n`.
+//! 4. **Point values.** Digest `i` of a server is `MD5(label + "-" + i)` (decimal `i`). In the
+//!    weighted layout each digest yields four points, its four little-endian 32-bit words. In
+//!    [`RingMode::KetamaMd5`] every server gets exactly 100 digests and only the first word of
+//!    each is used.
+//! 5. **Order.** Points are sorted by `(value, server index)`. When two servers produce the
+//!    same value, the one listed first owns the keys that land on it, so **with ties the answer
+//!    depends on the configured order** (which is the order the servers were added in PHP or
+//!    Python).
+//! 6. **Lookup.** A key's hash is the first little-endian word of `MD5(key)` ([`hash_key`]).
+//!    The owner is the first point whose value is `>=` the hash (a lower bound), wrapping to
+//!    the first point. With exactly one server, libmemcached skips the hash and returns it;
+//!    [`Ring::server_for`] does the same.
+//!
+//! # Quirks kept on purpose
+//!
+//! - **`ketama_md5` with weights.** libmemcached switches a consistent ring to the weighted
+//!   layout as soon as a server with weight > 1 is *added* while the mode is active. A
+//!   [`RingMode::KetamaMd5`] ring whose servers include an effective weight > 1 is therefore
+//!   built exactly like [`RingMode::LibketamaCompatible`] (see
+//!   [`Ring::uses_weighted_layout`]). That models the usual order (options set, then servers
+//!   added). If a PHP or Python client sets the distribution *after* adding weighted servers,
+//!   libmemcached ignores the weights instead; model that client with all weights set to 1.
+//! - **Membership changes.** A ring is built from the servers in it. A ring for a subset (for
+//!   example the live servers after an ejection) is simply [`Ring::new`] on that subset, and its
+//!   indices then refer to the subset's slice. `n` and `W` are recomputed, so the remaining
+//!   servers' point counts can change too (51 → 50 equal servers takes everyone from 160 to 156
+//!   points), which is what libmemcached does when it rebuilds its continuum.
+//! - **Key prefixes** (php-memcached's `OPT_PREFIX_KEY`) are not hashed by libmemcached by
+//!   default; hash the key without the prefix.
+//!
+//! # Preference lists and replicas
+//!
+//! [`Ring::preference_list`] returns the first `n` *distinct* servers met walking clockwise from
+//! the key's point; its first element is always [`Ring::server_for`]. multiput uses it to place
+//! replicas and to pick failover targets, so the second choice for a key is the server that
+//! would own it if the first were removed from the ring (for equal point counts).
+//!
+//! libmemcached's own replication (php-memcached `OPT_NUMBER_OF_REPLICAS`,
+//! `MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS`) works differently: it writes replicas to the servers
+//! that follow the primary *by index in the server list* (primary + 1, + 2, ... modulo the
+//! count), not along the ring. The primary is the same in both schemes; the replicas are not.
+
+use std::fmt;
+use std::str::FromStr;
+
+use md5::{Digest, Md5};
+
+use crate::error::Error;
+use crate::server::ServerSpec;
+
+/// libmemcached's `MEMCACHED_POINTS_PER_SERVER_KETAMA`: the nominal point count of one server of
+/// average weight in the weighted layout.
+const POINTS_PER_SERVER_KETAMA: f32 = 160.0;
+
+/// libmemcached's `MEMCACHED_POINTS_PER_SERVER`: the point count of every server in the
+/// unweighted `ketama_md5` layout.
+const POINTS_PER_SERVER_MD5: u32 = 100;
+
+/// How servers are laid out on the ring. Both modes hash keys with MD5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RingMode {
+    /// libmemcached `MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED`; php-memcached
+    /// `OPT_LIBKETAMA_COMPATIBLE => true`; pylibmc `{"ketama_weighted": True}`. Weighted layout,
+    /// 160 points per server of average weight, four points per MD5 digest. The default.
+    #[default]
+    LibketamaCompatible,
+    /// libmemcached `MEMCACHED_BEHAVIOR_KETAMA` with `MEMCACHED_HASH_MD5`; php-memcached
+    /// `OPT_DISTRIBUTION => DISTRIBUTION_CONSISTENT` with `OPT_HASH => HASH_MD5`; pylibmc
+    /// `{"ketama": True, "hash": "md5"}`. 100 points per server, one per digest. If any server
+    /// has a weight above 1 the ring is built as [`RingMode::LibketamaCompatible`] (see the
+    /// module docs).
+    KetamaMd5,
+}
+
+impl RingMode {
+    /// The configuration name: `libketama_compatible` or `ketama_md5`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RingMode::LibketamaCompatible => "libketama_compatible",
+            RingMode::KetamaMd5 => "ketama_md5",
+        }
+    }
+}
+
+impl fmt::Display for RingMode {
+    /// Writes [`RingMode::as_str`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RingMode {
+    type Err = Error;
+
+    /// Accepts `libketama_compatible` and `ketama_md5` (ASCII case and `-` for `_` tolerated).
+    fn from_str(s: &str) -> Result<RingMode, Error> {
+        let norm = s.trim().to_ascii_lowercase().replace('-', "_");
+        match norm.as_str() {
+            "libketama_compatible" => Ok(RingMode::LibketamaCompatible),
+            "ketama_md5" => Ok(RingMode::KetamaMd5),
+            _ => Err(Error::Config(format!(
+                "unknown ring mode {s:?}: expected \"libketama_compatible\" (php-memcached \
+                 OPT_LIBKETAMA_COMPATIBLE, pylibmc ketama_weighted) or \"ketama_md5\""
+            ))),
+        }
+    }
+}
+
+/// The hash of a key on the ring: the first four bytes of `MD5(key)` read little-endian.
+///
+/// The key is hashed as raw bytes, with no prefix and no Unicode normalisation.
+pub fn hash_key(key: &[u8]) -> u32 {
+    let digest = Md5::digest(key);
+    u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
+
+/// An immutable ketama ring over a list of servers.
+///
+/// Indices returned by lookups refer to the slice given to [`Ring::new`] (also available as
+/// [`Ring::servers`]). Lookups are a binary search over the sorted points.
+#[derive(Debug, Clone)]
+pub struct Ring {
+    servers: Vec<ServerSpec>,
+    mode: RingMode,
+    weighted: bool,
+    /// Point values, sorted ascending (ties ordered by server index).
+    values: Vec<u32>,
+    /// `owners[i]` is the server index of the point `values[i]`.
+    owners: Vec<u32>,
+    /// Number of points each server received.
+    counts: Vec<u32>,
+}
+
+impl Ring {
+    /// Builds the ring for `servers` (in configuration order) in `mode`.
+    ///
+    /// An empty slice gives an empty ring, on which every lookup returns `None`. To model a
+    /// subset of the fleet (for example the live servers), build a ring from that subset; the
+    /// indices it returns then refer to the subset.
+    ///
+    /// Building hashes one MD5 digest per four points (per point in the unweighted
+    /// `ketama_md5` layout): about 40,000 digests and a few milliseconds for 1,000 servers.
+    ///
+    /// # Panics
+    ///
+    /// If `servers` has more than `u32::MAX` entries.
+    pub fn new(servers: &[ServerSpec], mode: RingMode) -> Ring {
+        assert!(
+            u32::try_from(servers.len()).is_ok(),
+            "a ring holds at most u32::MAX servers"
+        );
+        // libmemcached turns a consistent ring into the weighted layout when a server with
+        // weight > 1 is added; the libketama-compatible mode is always weighted.
+        let weighted = match mode {
+            RingMode::LibketamaCompatible => true,
+            RingMode::KetamaMd5 => servers.iter().any(|s| s.effective_weight() > 1),
+        };
+
+        let counts: Vec<u32> = if weighted {
+            weighted_point_counts(servers)
+        } else {
+            vec![POINTS_PER_SERVER_MD5; servers.len()]
+        };
+
+        let total: usize = counts.iter().map(|&c| c as usize).sum();
+        // Each point packed as `value << 32 | server index`: sorting the u64s sorts by
+        // (value, index), which is the tie rule, and is cheaper than sorting tuples.
+        let mut points: Vec<u64> = Vec::with_capacity(total);
+        let mut label: Vec<u8> = Vec::with_capacity(64);
+        for (index, (server, &count)) in servers.iter().zip(&counts).enumerate() {
+            let index = index as u64;
+            label.clear();
+            label.extend_from_slice(server.label().as_bytes());
+            label.push(b'-');
+            let stem = label.len();
+            let digests = if weighted { count / 4 } else { count };
+            for i in 0..digests {
+                label.truncate(stem);
+                push_decimal(&mut label, i);
+                let d = Md5::digest(&label);
+                if weighted {
+                    for word in d.chunks_exact(4) {
+                        let value = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+                        points.push(u64::from(value) << 32 | index);
+                    }
+                } else {
+                    let value = u32::from_le_bytes([d[0], d[1], d[2], d[3]]);
+                    points.push(u64::from(value) << 32 | index);
+                }
+            }
+        }
+        points.sort_unstable();
+        let values = points.iter().map(|&p| (p >> 32) as u32).collect();
+        let owners = points.iter().map(|&p| p as u32).collect();
+
+        Ring {
+            servers: servers.to_vec(),
+            mode,
+            weighted,
+            values,
+            owners,
+            counts,
+        }
+    }
+
+    /// The mode the ring was built with.
+    pub fn mode(&self) -> RingMode {
+        self.mode
+    }
+
+    /// True when the points use the weighted layout (four points per digest, counts by weight):
+    /// always in [`RingMode::LibketamaCompatible`], and in [`RingMode::KetamaMd5`] when some
+    /// server has an effective weight above 1.
+    pub fn uses_weighted_layout(&self) -> bool {
+        self.weighted
+    }
+
+    /// The servers, in the order given to [`Ring::new`]; lookups return indices into this slice.
+    pub fn servers(&self) -> &[ServerSpec] {
+        &self.servers
+    }
+
+    /// The number of servers.
+    pub fn len(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// True when the ring has no servers.
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty()
+    }
+
+    /// How many points each server has on the ring, by server index (diagnostics).
+    pub fn points_per_server(&self) -> &[u32] {
+        &self.counts
+    }
+
+    /// The total number of points on the ring.
+    pub fn total_points(&self) -> usize {
+        self.values.len()
+    }
+
+    /// The sorted points as `(value, server index)` pairs (diagnostics).
+    pub fn points(&self) -> impl ExactSizeIterator<Item = (u32, usize)> + '_ {
+        self.values
+            .iter()
+            .zip(&self.owners)
+            .map(|(&v, &o)| (v, o as usize))
+    }
+
+    /// The server that owns `key`: an index into [`Ring::servers`], `None` only when the ring is
+    /// empty. With one server the key is not hashed, as in libmemcached.
+    pub fn server_for(&self, key: &[u8]) -> Option<usize> {
+        match self.servers.len() {
+            0 => None,
+            1 => Some(0),
+            _ => self.server_for_hash(hash_key(key)),
+        }
+    }
+
+    /// The server owning the ring position `hash` (as computed by [`hash_key`]): the owner of
+    /// the first point `>= hash`, wrapping to the first point. `None` when the ring is empty.
+    pub fn server_for_hash(&self, hash: u32) -> Option<usize> {
+        self.first_point_at(hash).map(|i| self.owners[i] as usize)
+    }
+
+    /// The index into the points of the first point `>= hash`, with wraparound.
+    fn first_point_at(&self, hash: u32) -> Option<usize> {
+        if self.values.is_empty() {
+            return None;
+        }
+        let i = self.values.partition_point(|&v| v < hash);
+        Some(if i == self.values.len() { 0 } else { i })
+    }
+
+    /// The first `n` distinct servers met walking the ring clockwise from `key`'s position.
+    ///
+    /// The first element equals [`Ring::server_for`]. The result has `min(n, len())` elements,
+    /// so an `n` above the server count lists every server once. Servers that have no points at
+    /// all (possible only with extreme weight ratios) are never met on the walk; they are
+    /// appended at the end, in list order, when `n` asks for them.
+    pub fn preference_list(&self, key: &[u8], n: usize) -> Vec<usize> {
+        let mut out = Vec::with_capacity(n.min(self.servers.len()));
+        self.preference_list_into(key, n, &mut out);
+        out
+    }
+
+    /// Like [`Ring::preference_list`], but fills `out` (cleared first) so a caller on a hot path
+    /// can reuse one buffer. Allocates only when `n > 16` (a bitmap of visited servers).
+    pub fn preference_list_into(&self, key: &[u8], n: usize, out: &mut Vec<usize>) {
+        out.clear();
+        let want = n.min(self.servers.len());
+        if want == 0 {
+            return;
+        }
+        if self.servers.len() == 1 {
+            out.push(0);
+            return;
+        }
+        let Some(start) = self.first_point_at(hash_key(key)) else {
+            return;
+        };
+        let len = self.values.len();
+        let mut seen = if want > 16 {
+            vec![0u64; self.servers.len().div_ceil(64)]
+        } else {
+            Vec::new()
+        };
+        for step in 0..len {
+            let mut at = start + step;
+            if at >= len {
+                at -= len;
+            }
+            let owner = self.owners[at] as usize;
+            let new = if seen.is_empty() {
+                !out.contains(&owner)
+            } else {
+                let (word, bit) = (owner / 64, 1u64 << (owner % 64));
+                let fresh = seen[word] & bit == 0;
+                seen[word] |= bit;
+                fresh
+            };
+            if new {
+                out.push(owner);
+                if out.len() == want {
+                    return;
+                }
+            }
+        }
+        // Every point was visited: the servers still missing own no points.
+        for (index, &count) in self.counts.iter().enumerate() {
+            if out.len() == want {
+                break;
+            }
+            if count == 0 && !out.contains(&index) {
+                out.push(index);
+            }
+        }
+    }
+}
+
+/// Appends `n` in decimal (no padding), as libmemcached's `snprintf("%u")` writes it.
+fn push_decimal(buf: &mut Vec<u8>, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[at..]);
+}
+
+/// Point counts of the weighted layout, in f32 exactly as libmemcached computes them.
+fn weighted_point_counts(servers: &[ServerSpec]) -> Vec<u32> {
+    // libmemcached sums into a uint32_t; u64 avoids its wraparound on absurd weights and gives
+    // the same float for every realistic configuration.
+    let total: u64 = servers
+        .iter()
+        .map(|s| u64::from(s.effective_weight()))
+        .sum();
+    let n = servers.len() as f32;
+    servers
+        .iter()
+        .map(|s| {
+            let pct: f32 = s.effective_weight() as f32 / total as f32;
+            let x: f32 = pct * POINTS_PER_SERVER_KETAMA / 4.0 * n + 1e-10_f32;
+            (x.floor() as u32) * 4
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn equal(n: usize) -> Vec<ServerSpec> {
+        (0..n)
+            .map(|i| ServerSpec::new(format!("10.0.{}.{}", i / 250, i % 250 + 1), 11211))
+            .collect()
+    }
+
+    #[test]
+    fn decimal_suffix() {
+        for n in [0u32, 7, 10, 99, 100, 12345, u32::MAX] {
+            let mut buf = b"x-".to_vec();
+            push_decimal(&mut buf, n);
+            assert_eq!(buf, format!("x-{n}").into_bytes());
+        }
+    }
+
+    #[test]
+    fn mode_names() {
+        for mode in [RingMode::LibketamaCompatible, RingMode::KetamaMd5] {
+            assert_eq!(mode.to_string().parse::<RingMode>().unwrap(), mode);
+        }
+        assert_eq!(RingMode::default(), RingMode::LibketamaCompatible);
+        assert_eq!(
+            RingMode::LibketamaCompatible.to_string(),
+            "libketama_compatible"
+        );
+        assert_eq!(RingMode::KetamaMd5.to_string(), "ketama_md5");
+        assert_eq!(
+            "Ketama-MD5".parse::<RingMode>().unwrap(),
+            RingMode::KetamaMd5
+        );
+        assert!(matches!(
+            "ketama".parse::<RingMode>(),
+            Err(Error::Config(_))
+        ));
+    }
+
+    #[test]
+    fn label_rule() {
+        assert_eq!(ServerSpec::new("192.0.2.11", 11211).label(), "192.0.2.11");
+        assert_eq!(ServerSpec::new("192.0.2.11", 0).label(), "192.0.2.11");
+        assert_eq!(
+            ServerSpec::new("198.51.100.21", 11212).label(),
+            "198.51.100.21:11212"
+        );
+        // A server on 11211 and the same host written with port 0 land on the same points.
+        let a = Ring::new(
+            &[ServerSpec::new("h", 11211), ServerSpec::new("x", 1)],
+            RingMode::default(),
+        );
+        let b = Ring::new(
+            &[ServerSpec::new("h", 0), ServerSpec::new("x", 1)],
+            RingMode::default(),
+        );
+        assert!(a.points().eq(b.points()));
+    }
+
+    #[test]
+    fn first_point_comes_from_label_dash_zero() {
+        let ring = Ring::new(&[ServerSpec::new("192.0.2.11", 11211)], RingMode::default());
+        let d = Md5::digest(b"192.0.2.11-0");
+        let words: Vec<u32> = d
+            .chunks_exact(4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            .collect();
+        let values: Vec<u32> = ring.points().map(|(v, _)| v).collect();
+        for w in words {
+            assert!(values.binary_search(&w).is_ok());
+        }
+    }
+
+    #[test]
+    fn weighted_counts_use_f32() {
+        let servers: Vec<ServerSpec> = [4, 8, 5, 1, 7]
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| ServerSpec::new(format!("203.0.113.{}", 31 + i), 11211).with_weight(w))
+            .collect();
+        let ring = Ring::new(&servers, RingMode::LibketamaCompatible);
+        assert_eq!(ring.points_per_server(), &[124, 252, 160, 28, 224]);
+        assert_eq!(ring.total_points(), 124 + 252 + 160 + 28 + 224);
+        // ketama_md5 with a weight > 1 switches to the weighted layout.
+        let md5 = Ring::new(&servers, RingMode::KetamaMd5);
+        assert!(md5.uses_weighted_layout());
+        assert_eq!(md5.points_per_server(), ring.points_per_server());
+        assert!(md5.points().eq(ring.points()));
+    }
+
+    #[test]
+    fn equal_servers_get_156_at_some_counts() {
+        let odd = [25, 47, 50, 55, 61, 71, 94, 100];
+        for n in 2..=100 {
+            let ring = Ring::new(&equal(n), RingMode::LibketamaCompatible);
+            let expect = if odd.contains(&n) { 156 } else { 160 };
+            assert!(
+                ring.points_per_server().iter().all(|&c| c == expect),
+                "{n} servers: {:?}",
+                &ring.points_per_server()[..1]
+            );
+        }
+        // Weight 0 means 1.
+        let zero: Vec<ServerSpec> = equal(3).into_iter().map(|s| s.with_weight(0)).collect();
+        assert_eq!(
+            Ring::new(&zero, RingMode::default()).points_per_server(),
+            &[160; 3]
+        );
+    }
+
+    #[test]
+    fn ketama_md5_unweighted_has_100_points() {
+        let servers = equal(4);
+        let ring = Ring::new(&servers, RingMode::KetamaMd5);
+        assert!(!ring.uses_weighted_layout());
+        assert_eq!(ring.points_per_server(), &[100; 4]);
+        assert_eq!(ring.total_points(), 400);
+        let first = Md5::digest(b"10.0.0.1-0");
+        let v = u32::from_le_bytes([first[0], first[1], first[2], first[3]]);
+        assert!(ring.points().any(|p| p == (v, 0)));
+    }
+
+    #[test]
+    fn points_sorted_by_value_then_index() {
+        // The same host twice produces identical points: the earlier index must come first.
+        let servers = [ServerSpec::new("dup", 11211), ServerSpec::new("dup", 11211)];
+        let ring = Ring::new(&servers, RingMode::default());
+        let pts: Vec<(u32, usize)> = ring.points().collect();
+        assert!(pts.windows(2).all(|w| w[0] <= w[1]));
+        for key in ["a", "b", "c", "user:1", "wrap"] {
+            assert_eq!(ring.server_for(key.as_bytes()), Some(0));
+            assert_eq!(ring.preference_list(key.as_bytes(), 5), vec![0, 1]);
+        }
+    }
+
+    #[test]
+    fn lookup_is_lower_bound_with_wraparound() {
+        let ring = Ring::new(&equal(3), RingMode::default());
+        let pts: Vec<(u32, usize)> = ring.points().collect();
+        let (first_v, first_o) = pts[0];
+        let (last_v, _) = *pts.last().unwrap();
+        assert_eq!(ring.server_for_hash(0), Some(first_o));
+        assert_eq!(ring.server_for_hash(first_v), Some(first_o));
+        if last_v < u32::MAX {
+            assert_eq!(ring.server_for_hash(last_v + 1), Some(first_o));
+        }
+        for w in pts.windows(2) {
+            if w[0].0 < w[1].0 {
+                assert_eq!(ring.server_for_hash(w[0].0 + 1), Some(w[1].1));
+                assert_eq!(ring.server_for_hash(w[1].0), Some(w[1].1));
+            }
+        }
+    }
+
+    #[test]
+    fn empty_ring() {
+        let ring = Ring::new(&[], RingMode::default());
+        assert!(ring.is_empty());
+        assert_eq!(ring.len(), 0);
+        assert_eq!(ring.server_for(b"k"), None);
+        assert_eq!(ring.server_for_hash(7), None);
+        assert!(ring.preference_list(b"k", 3).is_empty());
+        assert!(ring.points_per_server().is_empty());
+    }
+
+    #[test]
+    fn single_server() {
+        let ring = Ring::new(&[ServerSpec::new("only", 1)], RingMode::default());
+        assert_eq!(ring.len(), 1);
+        assert_eq!(ring.points_per_server(), &[160]);
+        for key in ["", "a", "zzz"] {
+            assert_eq!(ring.server_for(key.as_bytes()), Some(0));
+            assert_eq!(ring.preference_list(key.as_bytes(), 3), vec![0]);
+        }
+        assert!(ring.preference_list(b"a", 0).is_empty());
+    }
+
+    #[test]
+    fn preference_list_properties() {
+        let servers = equal(40);
+        let ring = Ring::new(&servers, RingMode::default());
+        for k in 0..300 {
+            let key = format!("key:{k}");
+            let primary = ring.server_for(key.as_bytes()).unwrap();
+            for n in [1, 2, 3, 17, 40, 60] {
+                let list = ring.preference_list(key.as_bytes(), n);
+                assert_eq!(list.len(), n.min(40));
+                assert_eq!(list[0], primary);
+                let mut sorted = list.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                assert_eq!(sorted.len(), list.len(), "duplicates in {list:?}");
+            }
+            // Shorter lists are prefixes of longer ones.
+            let long = ring.preference_list(key.as_bytes(), 40);
+            assert_eq!(ring.preference_list(key.as_bytes(), 3), long[..3]);
+            assert_eq!(ring.preference_list(key.as_bytes(), 20), long[..20]);
+        }
+    }
+
+    #[test]
+    fn preference_list_follows_the_ring() {
+        // The second choice is the owner once the first is removed (equal weights keep the
+        // other servers' points unchanged from 4 to 3 servers: 160 each).
+        let servers = equal(4);
+        let ring = Ring::new(&servers, RingMode::default());
+        for k in 0..500 {
+            let key = format!("k{k}");
+            let list = ring.preference_list(key.as_bytes(), 2);
+            let rest: Vec<ServerSpec> = servers
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != list[0])
+                .map(|(_, s)| s.clone())
+                .collect();
+            let smaller = Ring::new(&rest, RingMode::default());
+            let owner = &rest[smaller.server_for(key.as_bytes()).unwrap()];
+            assert_eq!(owner, &servers[list[1]]);
+        }
+    }
+
+    #[test]
+    fn zero_point_servers_are_appended() {
+        // Weight ratio so extreme that the light server gets no points.
+        let servers = [
+            ServerSpec::new("heavy", 1).with_weight(10_000),
+            ServerSpec::new("light", 2),
+        ];
+        let ring = Ring::new(&servers, RingMode::default());
+        assert_eq!(ring.points_per_server()[1], 0);
+        assert_eq!(ring.preference_list(b"x", 2), vec![0, 1]);
+        assert_eq!(ring.preference_list(b"x", 1), vec![0]);
+    }
+
+    #[test]
+    fn large_ring_builds() {
+        let ring = Ring::new(&equal(1000), RingMode::default());
+        assert_eq!(ring.len(), 1000);
+        assert_eq!(
+            ring.total_points(),
+            ring.points_per_server()
+                .iter()
+                .map(|&c| c as usize)
+                .sum::<usize>()
+        );
+        let list = ring.preference_list(b"k", 1000);
+        assert_eq!(list.len(), 1000);
+    }
+}
