@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start, stop and inspect local memcached servers for multiput development.
 #
+#   scripts/memcached.sh install                install Debian's memcached if missing
 #   scripts/memcached.sh start PORT [PORT...]   start one server per port on 127.0.0.1
 #   scripts/memcached.sh stop PORT... | all     stop servers started by this script
 #   scripts/memcached.sh status                 list servers started by this script
@@ -29,7 +30,8 @@ PROG="$(basename "$0")"
 
 usage() {
     cat <<EOF
-usage: $PROG start PORT [PORT...]   start memcached on 127.0.0.1:PORT (one per port)
+usage: $PROG install                 install Debian's memcached if it is missing
+       $PROG start PORT [PORT...]   start memcached on 127.0.0.1:PORT (one per port)
        $PROG stop PORT... | all     stop servers started by this script
        $PROG status                 show port, pid and liveness of recorded servers
 
@@ -282,6 +284,7 @@ main() {
     local cmd="$1"
     shift
     case "$cmd" in
+    install) ensure_memcached ;;
     start) cmd_start "$@" ;;
     stop) cmd_stop "$@" ;;
     status) cmd_status "$@" ;;

@@ -10,6 +10,9 @@ use crate::ring::Ring;
 use bytes::BytesMut;
 use std::time::Instant;
 
+/// Item positions grouped by server: `(server index, positions of its items)`.
+pub type Groups = Vec<(usize, Vec<usize>)>;
+
 /// Servers, ring and health of one client.
 #[derive(Debug)]
 pub struct Cluster {
@@ -82,7 +85,7 @@ impl Cluster {
         key_of: impl Fn(usize) -> &'k [u8],
         check: impl Fn(usize) -> Result<(), Error>,
         init: T,
-    ) -> (Vec<Result<T, Error>>, Vec<(usize, Vec<usize>)>) {
+    ) -> (Vec<Result<T, Error>>, Groups) {
         let out: Vec<Result<T, Error>> = (0..n)
             .map(|i| {
                 self.ctx(Dialect::Text).wire_key(key_of(i))?;
