@@ -408,3 +408,36 @@ async fn a_dropped_call_never_hands_its_reply_to_the_next() {
         t.await.unwrap();
     }
 }
+
+/// A multi-server call whose later server is frozen must still deliver the healthy server's
+/// reply, even when the frozen one used up the time before that reply was read.
+#[test]
+fn blocking_multi_get_keeps_replies_that_arrived_while_another_server_hung() {
+    let servers = cluster(2);
+    let a = addrs(&servers);
+    let c = BlockingClient::builder()
+        .servers(&a)
+        .configure(|b| {
+            b.timeout(Duration::from_millis(300))
+                .connect_timeout(Duration::from_millis(300))
+        })
+        .build()
+        .unwrap();
+    let key_on = |s: usize| {
+        (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| c.server_for(k).unwrap() == a[s])
+            .unwrap()
+    };
+    let (k0, k1) = (key_on(0), key_on(1));
+    c.set(&k0, "healthy", 0).unwrap(); // opens and pools the connection to server 0 only
+    raw_set(&a[1], &k1, 0, b"frozen");
+    servers[1].stop();
+    let got = c.get_multi(&[&k0, &k1]);
+    assert_eq!(
+        &got[0].as_ref().unwrap().as_ref().unwrap().data[..],
+        b"healthy"
+    );
+    assert_eq!(got[1].as_ref().unwrap_err().kind(), ErrorKind::Timeout);
+    servers[1].cont();
+}

@@ -149,11 +149,18 @@ impl Conn {
                 }
                 return Ok(r);
             }
-            let left = remaining(deadline).ok_or(Error::Timeout {
-                server: server.into(),
-                phase: Phase::Read,
-                after: timeout,
-            })?;
+            let Some(left) = remaining(deadline) else {
+                // Past the deadline: what the server already sent still counts (a multi-server
+                // call may reach this reply late because another server was slow to connect).
+                if self.drain_ready(server, timeout)? {
+                    continue;
+                }
+                return Err(Error::Timeout {
+                    server: server.into(),
+                    phase: Phase::Read,
+                    after: timeout,
+                });
+            };
             if self.read_timeout > left + timeout / 16 {
                 self.stream
                     .set_read_timeout(Some(left))
@@ -172,6 +179,30 @@ impl Conn {
                 Err(e) => return Err(io_error(server, Phase::Read, timeout, e)),
             }
         }
+    }
+}
+
+impl Conn {
+    /// Read whatever is already waiting on the socket without blocking; true if anything was.
+    fn drain_ready(&mut self, server: &str, timeout: Duration) -> Result<bool, Error> {
+        let io = |e| io_error(server, Phase::Read, timeout, e);
+        self.stream.set_nonblocking(true).map_err(io)?;
+        let mut chunk = [0u8; 16 * 1024];
+        let mut got = false;
+        let result = loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => break Err(closed(server, "the server closed the connection")),
+                Ok(n) => {
+                    self.rbuf.extend_from_slice(&chunk[..n]);
+                    got = true;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break Ok(got),
+                Err(e) => break Err(io(e)),
+            }
+        };
+        self.stream.set_nonblocking(false).map_err(io)?;
+        result
     }
 }
 

@@ -1,0 +1,556 @@
+//! The server commands, on the blocking client.
+
+use std::ffi::OsString;
+use std::io::{self, IsTerminal, Read, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use multiput::blocking::Client;
+use multiput::{ConfigBuilder, Error, StoreOptions, Value};
+
+use crate::args::{ArithArgs, Cli, Command, GetArgs, Global, SetArgs};
+use crate::output::{self, escape_bytes, json_ms, json_str, key_for_message, Row, Table};
+use crate::Failure;
+
+/// Exit status of `stats` and `health` when some server did not answer.
+const PARTIAL: u8 = 2;
+
+pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Ring(a) => crate::ring_cmd::run(g, a),
+        Command::Get(a) => get(&client(g)?, a),
+        Command::Set(a) => set(&client(g)?, a),
+        Command::Delete { keys } => delete(&client(g)?, &keys),
+        Command::Incr(a) => arith(&client(g)?, a, true),
+        Command::Decr(a) => arith(&client(g)?, a, false),
+        Command::Touch { key, ttl } => touch(&client(g)?, &key, ttl),
+        Command::Flush { delay, yes } => {
+            if !yes {
+                return Err(Failure::usage(
+                    "flush invalidates every item on every server; add --yes to confirm",
+                ));
+            }
+            config(g)?.build_config()?;
+            flush(g, delay)
+        }
+        Command::Stats { group, json } => match group {
+            None => {
+                config(g)?.build_config()?;
+                stats_table(g, json)
+            }
+            Some(group) => {
+                if group.is_empty() || group.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                    return Err(Failure::usage(format!(
+                        "invalid stats group {group:?}: one word such as settings, slabs or items"
+                    )));
+                }
+                config(g)?.build_config()?;
+                stats_group(g, &group, json)
+            }
+        },
+        Command::Health { json } => health(g, json),
+    }
+}
+
+/// The raw bytes of an argument (on Unix exactly the bytes given).
+pub fn os_bytes(s: &OsString) -> &[u8] {
+    s.as_encoded_bytes()
+}
+
+/// The client configuration the global options describe.
+pub fn config(g: &Global) -> Result<ConfigBuilder, Failure> {
+    if g.servers.is_empty() {
+        return Err(Failure::usage(
+            "no servers: pass --servers HOST:PORT[:WEIGHT],... or set MULTIPUT_SERVERS",
+        ));
+    }
+    Ok(base_config(g).servers(g.servers.iter().cloned()))
+}
+
+/// Everything but the servers.
+fn base_config(g: &Global) -> ConfigBuilder {
+    let timeout = Duration::from_millis(g.timeout_ms);
+    let mut c = ConfigBuilder::default()
+        .ring_mode(g.mode.into())
+        .protocol(g.protocol.into())
+        .timeout(timeout)
+        .connect_timeout(timeout);
+    if let Some(p) = &g.prefix {
+        c = c.key_prefix(os_bytes(p).to_vec());
+    }
+    c
+}
+
+fn client(g: &Global) -> Result<Client, Failure> {
+    Ok(Client::from_config(config(g)?.build_config()?)?)
+}
+
+/// An error about one key, naming it.
+fn keyed(key: &[u8], e: Error) -> Failure {
+    Failure::error(format!("{}: {e}", key_for_message(key)))
+}
+
+/// Refuse invalid keys before anything is sent.
+fn check_keys(c: &Client, keys: &[&[u8]]) -> Result<(), Failure> {
+    let mut errors: Vec<Failure> = keys
+        .iter()
+        .filter_map(|k| c.cluster().route(k).err().map(|e| keyed(k, e)))
+        .collect();
+    match errors.pop() {
+        None => Ok(()),
+        Some(last) => {
+            for f in errors {
+                if let Some(msg) = f.msg {
+                    eprintln!("multiput: {msg}");
+                }
+            }
+            Err(last)
+        }
+    }
+}
+
+fn get(c: &Client, a: GetArgs) -> Result<ExitCode, Failure> {
+    let keys: Vec<&[u8]> = a.keys.iter().map(os_bytes).collect();
+    check_keys(c, &keys)?;
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+
+    if let [key] = keys[..] {
+        let found = if a.cas { c.gets(key) } else { c.get(key) }.map_err(|e| keyed(key, e))?;
+        let Some(v) = found else {
+            return Err(Failure::error(format!("miss: {}", key_for_message(key))));
+        };
+        if a.flags || a.cas {
+            eprintln!("{}", meta_columns(&v, &a).join(" "));
+        }
+        out.write_all(&v.data)?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let results = if a.cas {
+        c.gets_multi(&keys)
+    } else {
+        c.get_multi(&keys)
+    };
+    let mut failed = false;
+    let mut text = Vec::new();
+    for (key, r) in keys.iter().zip(results) {
+        text.extend_from_slice(key);
+        text.push(b'\t');
+        match r {
+            Ok(Some(v)) => {
+                text.extend_from_slice(escape_bytes(&v.data).as_bytes());
+                for col in meta_columns(&v, &a) {
+                    text.push(b'\t');
+                    text.extend_from_slice(col.as_bytes());
+                }
+            }
+            Ok(None) => text.extend_from_slice(b"(miss)"),
+            Err(e) => {
+                failed = true;
+                text.extend_from_slice(b"(error)");
+                eprintln!("multiput: {}: {e}", key_for_message(key));
+            }
+        }
+        text.push(b'\n');
+    }
+    out.write_all(&text)?;
+    out.flush()?;
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `flags=N` and `cas=N`, as asked for.
+fn meta_columns(v: &Value, a: &GetArgs) -> Vec<String> {
+    let mut cols = Vec::new();
+    if a.flags {
+        cols.push(format!("flags={}", v.flags));
+    }
+    if a.cas {
+        match v.cas {
+            Some(cas) => cols.push(format!("cas={cas}")),
+            None => cols.push("cas=-".to_string()),
+        }
+    }
+    cols
+}
+
+fn set(c: &Client, a: SetArgs) -> Result<ExitCode, Failure> {
+    let key = os_bytes(&a.key);
+    check_keys(c, &[key])?;
+    let value = match &a.value {
+        Some(v) => os_bytes(v).to_vec(),
+        None => {
+            let stdin = io::stdin();
+            if stdin.is_terminal() {
+                eprintln!("multiput: reading the value from standard input (end with Ctrl-D)");
+            }
+            let mut buf = Vec::new();
+            stdin
+                .lock()
+                .read_to_end(&mut buf)
+                .map_err(|e| Failure::error(format!("cannot read the value from stdin: {e}")))?;
+            buf
+        }
+    };
+    let opts = StoreOptions::ttl(a.ttl).flags(a.flags);
+    let r = if a.add {
+        c.add(key, &value, opts)
+    } else if a.replace {
+        c.replace(key, &value, opts)
+    } else {
+        c.set(key, &value, opts)
+    };
+    r.map_err(|e| keyed(key, e))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn delete(c: &Client, keys: &[OsString]) -> Result<ExitCode, Failure> {
+    let keys: Vec<&[u8]> = keys.iter().map(os_bytes).collect();
+    check_keys(c, &keys)?;
+    let results = if let [key] = keys[..] {
+        vec![c.delete(key)]
+    } else {
+        c.delete_multi(&keys)
+    };
+    let mut ok = true;
+    let mut text = Vec::new();
+    for (key, r) in keys.iter().zip(results) {
+        let word: &[u8] = match r {
+            Ok(true) => b"deleted",
+            Ok(false) => {
+                ok = false;
+                b"not found"
+            }
+            Err(e) => {
+                ok = false;
+                eprintln!("multiput: {}: {e}", key_for_message(key));
+                b"(error)"
+            }
+        };
+        text.extend_from_slice(key);
+        text.push(b'\t');
+        text.extend_from_slice(word);
+        text.push(b'\n');
+    }
+    let mut out = io::stdout().lock();
+    out.write_all(&text)?;
+    out.flush()?;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn arith(c: &Client, a: ArithArgs, incr: bool) -> Result<ExitCode, Failure> {
+    let key = os_bytes(&a.key);
+    let r = if incr {
+        c.incr(key, a.delta)
+    } else {
+        c.decr(key, a.delta)
+    };
+    match r.map_err(|e| keyed(key, e))? {
+        Some(v) => {
+            let mut out = io::stdout().lock();
+            writeln!(out, "{v}")?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => Err(Failure::error(format!(
+            "{}: not found (incr and decr only change an existing decimal value; create it \
+             first, e.g. `multiput set KEY 0`)",
+            key_for_message(key)
+        ))),
+    }
+}
+
+fn touch(c: &Client, key: &OsString, ttl: u32) -> Result<ExitCode, Failure> {
+    let key = os_bytes(key);
+    if c.touch(key, ttl).map_err(|e| keyed(key, e))? {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Failure::error(format!(
+            "{}: not found",
+            key_for_message(key)
+        )))
+    }
+}
+
+fn flush(g: &Global, delay: Option<u32>) -> Result<ExitCode, Failure> {
+    let mut failed = 0;
+    let mut text = String::new();
+    for (server, r) in each_server(g, |c| only(c.flush_all(delay))) {
+        match r {
+            Ok(()) => text.push_str(&format!("{server}\tok\n")),
+            Err(e) => {
+                failed += 1;
+                text.push_str(&format!("{server}\t(error)\n"));
+                eprintln!("multiput: {server}: {e}");
+            }
+        }
+    }
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    if failed > 0 {
+        Err(Failure::error(format!(
+            "flush failed on {failed} server(s)"
+        )))
+    } else {
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn lookup<'a>(stats: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    stats
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn number(stats: &[(String, String)], name: &str) -> Option<u64> {
+    lookup(stats, name).and_then(|v| v.parse().ok())
+}
+
+type StatsResults = Vec<(String, Result<Vec<(String, String)>, Error>)>;
+
+fn stats_json(results: &StatsResults) -> String {
+    let mut out = String::from("[\n");
+    for (i, (server, r)) in results.iter().enumerate() {
+        out.push_str("  {\"server\": ");
+        out.push_str(&json_str(server));
+        match r {
+            Ok(stats) => {
+                out.push_str(", \"ok\": true, \"stats\": {");
+                for (j, (k, v)) in stats.iter().enumerate() {
+                    if j > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(&json_str(k));
+                    out.push_str(": ");
+                    out.push_str(&json_str(v));
+                }
+                out.push('}');
+            }
+            Err(e) => {
+                out.push_str(", \"ok\": false, \"error\": ");
+                out.push_str(&json_str(&e.to_string()));
+            }
+        }
+        out.push('}');
+        if i + 1 < results.len() {
+            out.push(',');
+        }
+        out.push('\n');
+    }
+    out.push_str("]\n");
+    out
+}
+
+fn finish_report(text: &str, failed: bool) -> Result<ExitCode, Failure> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(if failed {
+        ExitCode::from(PARTIAL)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn stats_table(g: &Global, json: bool) -> Result<ExitCode, Failure> {
+    let results = each_server(g, |c| only(c.stats(None)));
+    let failed = results.iter().any(|(_, r)| r.is_err());
+    if json {
+        return finish_report(&stats_json(&results), failed);
+    }
+    let mut table = Table::new(vec![
+        "SERVER", "ITEMS", "BYTES", "HITS", "MISSES", "HIT_RATE", "CONNS", "UPTIME", "VERSION",
+    ]);
+    let show = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |n| n.to_string());
+    for (server, r) in &results {
+        match r {
+            Ok(s) => {
+                let hits = number(s, "get_hits");
+                let misses = number(s, "get_misses");
+                let rate = match (hits, misses) {
+                    (Some(h), Some(m)) if h + m > 0 => {
+                        format!("{:.1}%", h as f64 * 100.0 / (h + m) as f64)
+                    }
+                    _ => "-".to_string(),
+                };
+                table.push(Row::Cells(vec![
+                    server.clone(),
+                    show(number(s, "curr_items")),
+                    number(s, "bytes").map_or_else(|| "-".into(), output::human_bytes),
+                    show(hits),
+                    show(misses),
+                    rate,
+                    show(number(s, "curr_connections")),
+                    number(s, "uptime").map_or_else(|| "-".into(), output::human_duration),
+                    lookup(s, "version").unwrap_or("-").to_string(),
+                ]));
+            }
+            Err(e) => table.push(Row::Message(server.clone(), format!("error: {e}"))),
+        }
+    }
+    finish_report(&table.render(), failed)
+}
+
+fn stats_group(g: &Global, group: &str, json: bool) -> Result<ExitCode, Failure> {
+    let results = each_server(g, |c| only(c.stats(Some(group))));
+    let failed = results.iter().any(|(_, r)| r.is_err());
+    if json {
+        return finish_report(&stats_json(&results), failed);
+    }
+    let mut text = String::new();
+    for (server, r) in &results {
+        match r {
+            Ok(stats) => {
+                for (k, v) in stats {
+                    text.push_str(&format!("{server}\t{k}\t{v}\n"));
+                }
+            }
+            Err(e) => eprintln!("multiput: {server}: {e}"),
+        }
+    }
+    finish_report(&text, failed)
+}
+
+/// Run `f` on every server at once, each on its own connection and thread, so that a slow or
+/// stopped server costs the others nothing (their replies are read as soon as they arrive).
+/// Results are in configuration order, named by `host:port`.
+fn each_server<T: Send>(
+    g: &Global,
+    f: impl Fn(&Client) -> Result<T, Error> + Sync,
+) -> Vec<(String, Result<T, Error>)> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = g
+            .servers
+            .iter()
+            .map(|spec| {
+                let f = &f;
+                let h = scope.spawn(move || {
+                    let c =
+                        Client::from_config(base_config(g).server(spec.clone()).build_config()?)?;
+                    f(&c)
+                });
+                (spec.address(), h)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(server, h)| {
+                let r = h.join().unwrap_or_else(|_| {
+                    Err(Error::Config("internal error in this command".into()))
+                });
+                (server, r)
+            })
+            .collect()
+    })
+}
+
+/// The one result of a call made through a one-server client.
+fn only<T>(rs: Vec<(String, Result<T, Error>)>) -> Result<T, Error> {
+    rs.into_iter()
+        .next()
+        .map(|(_, r)| r)
+        .unwrap_or_else(|| Err(Error::Config("no server configured".into())))
+}
+
+/// What `health` found out about one server.
+struct Probe {
+    connect_ms: f64,
+    rtt_ms: f64,
+    version: String,
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Connect (timed with a first `version`, which includes the protocol probe), then time a
+/// second `version` on the open connection.
+fn probe(c: &Client) -> Result<Probe, Error> {
+    let t = Instant::now();
+    only(c.version())?;
+    let connect_ms = millis(t.elapsed());
+    let t = Instant::now();
+    let version = only(c.version())?;
+    let rtt_ms = millis(t.elapsed());
+    Ok(Probe {
+        connect_ms,
+        rtt_ms,
+        version,
+    })
+}
+
+fn health(g: &Global, json: bool) -> Result<ExitCode, Failure> {
+    // Fail on a bad configuration (no servers, bad prefix) before probing anything.
+    config(g)?.build_config()?;
+    let probes = each_server(g, probe);
+    let down = probes.iter().any(|(_, r)| r.is_err());
+
+    let text = if json {
+        let rows: Vec<String> = probes
+            .iter()
+            .map(|(server, r)| {
+                let (connect, rtt, version, error) = match r {
+                    Ok(p) => (
+                        Some(p.connect_ms),
+                        Some(p.rtt_ms),
+                        json_str(&p.version),
+                        "null".into(),
+                    ),
+                    Err(e) => (None, None, "null".into(), json_str(&e.to_string())),
+                };
+                format!(
+                    "  {{\"server\": {}, \"up\": {}, \"connect_ms\": {}, \"rtt_ms\": {}, \
+                     \"version\": {version}, \"error\": {error}}}",
+                    json_str(server),
+                    r.is_ok(),
+                    json_ms(connect),
+                    json_ms(rtt),
+                )
+            })
+            .collect();
+        format!("[\n{}\n]\n", rows.join(",\n"))
+    } else {
+        let mut table = Table::new(vec![
+            "SERVER",
+            "STATUS",
+            "CONNECT_MS",
+            "RTT_MS",
+            "VERSION",
+            "ERROR",
+        ]);
+        for (server, r) in &probes {
+            table.push(Row::Cells(match r {
+                Ok(p) => vec![
+                    server.clone(),
+                    "up".into(),
+                    output::ms(p.connect_ms),
+                    output::ms(p.rtt_ms),
+                    p.version.clone(),
+                    String::new(),
+                ],
+                Err(e) => vec![
+                    server.clone(),
+                    "down".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    e.to_string(),
+                ],
+            }));
+        }
+        table.render()
+    };
+    finish_report(&text, down)
+}
