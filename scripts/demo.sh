@@ -15,7 +15,8 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "installing memcached if needed, building the CLI"
 scripts/memcached.sh install
-cargo build --release --locked -q -p multiput-cli -p multiput --example basic
+cargo build --release --locked -q -p multiput-cli
+cargo build --release --locked -q -p multiput --example basic
 mp=target/release/multiput
 
 say "starting memcached on 127.0.0.1:${ports[*]}"
