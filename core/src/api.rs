@@ -9,13 +9,13 @@ macro_rules! client_api {
     /// Get a value; `None` on a miss.
     pub $($asyncness)? fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>, Error> {
         let key = key.as_ref();
-        self.keyed(key, ops::Get { key, cas: false, touch: None })$($await)*
+        self.read_one(key, false, None)$($await)*
     }
 
     /// Get a value with its CAS unique (for [`Client::cas`]).
     pub $($asyncness)? fn gets(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>, Error> {
         let key = key.as_ref();
-        self.keyed(key, ops::Get { key, cas: true, touch: None })$($await)*
+        self.read_one(key, true, None)$($await)*
     }
 
     /// Get a value and set a new TTL (`gat`; with `cas`, `gats`).
@@ -26,7 +26,7 @@ macro_rules! client_api {
         cas: bool,
     ) -> Result<Option<Value>, Error> {
         let key = key.as_ref();
-        self.keyed(key, ops::Get { key, cas, touch: Some(ttl) })$($await)*
+        self.read_one(key, cas, Some(ttl))$($await)*
     }
 
     $($asyncness)? fn store(
@@ -36,7 +36,29 @@ macro_rules! client_api {
         data: &[u8],
         o: StoreOptions,
     ) -> Result<(), Error> {
-        self.keyed(key, ops::Store { mode, key, data, flags: o.flags, ttl: o.ttl })$($await)*
+        self.cluster().check_value(data.len())?;
+        let s = self.cluster().route(key)?;
+        let r = self.run(s, ops::Store { mode, key, data, flags: o.flags, ttl: o.ttl })$($await)*;
+        self.cluster().tally_store(s, &r);
+        r
+    }
+
+    $($asyncness)? fn read_one(
+        &self,
+        key: &[u8],
+        cas: bool,
+        touch: Option<u32>,
+    ) -> Result<Option<Value>, Error> {
+        let s = self.cluster().route(key)?;
+        let r = self.run(s, ops::Get { key, cas, touch })$($await)*;
+        self.cluster().tally_read(s, &r);
+        r
+    }
+
+    /// Counters per server and in total: hits, misses, sets, errors, timeouts, down events
+    /// (and, for replicated calls, repairs and disagreements).
+    pub fn metrics(&self) -> crate::metrics::Metrics {
+        self.cluster().metrics()
     }
 
     /// Store unconditionally. `Ok(())` means the server stored it.
@@ -163,9 +185,12 @@ macro_rules! client_api {
     ) -> Vec<Result<Option<Value>, Error>> {
         let (mut out, groups) = self.cluster().plan(keys.len(), |i| keys[i].as_ref(), |_| Ok(()), None);
         let lists = cluster::gather(&groups, |i| keys[i].as_ref());
-        let ops = cluster::zip_ops(&groups, &lists, |keys| ops::GetMulti { keys, cas });
+        let ops = cluster::zip_ops(&groups, &lists, |keys| ops::GetMulti { keys, cas, ttl: false });
         let rs = self.run_each(ops)$($await)*;
         cluster::merge(&mut out, &groups, cluster::lift(rs));
+        for (srv, idx) in &groups {
+            idx.iter().for_each(|&i| self.cluster().tally_read(*srv, &out[i]));
+        }
         out
     }
 
@@ -189,15 +214,19 @@ macro_rules! client_api {
         let cl = &self.cluster();
         let (mut out, groups) =
             cl.plan(items.len(), |i| items[i].0.as_ref(), |i| cl.check_value(items[i].1.as_ref().len()), ());
-        let lists = cluster::gather(&groups, |i| (items[i].0.as_ref(), items[i].1.as_ref()));
-        let ops = cluster::zip_ops(&groups, &lists, |items| ops::StoreMulti {
+        let lists = cluster::gather(&groups, |i| ops::Item {
+            key: items[i].0.as_ref(),
+            data: items[i].1.as_ref(),
             mode,
-            items,
             flags: o.flags,
             ttl: o.ttl,
         });
+        let ops = cluster::zip_ops(&groups, &lists, |items| ops::StoreItems { items });
         let rs = self.run_each(ops)$($await)*;
         cluster::merge(&mut out, &groups, rs);
+        for (srv, idx) in &groups {
+            idx.iter().for_each(|&i| self.cluster().tally_store(*srv, &out[i]));
+        }
         out
     }
 

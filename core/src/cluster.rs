@@ -4,10 +4,12 @@
 use crate::config::{Config, ProtocolChoice};
 use crate::error::Error;
 use crate::health::{Admission, Clock, Health, Outcome};
+use crate::metrics::{Metrics, ServerMetrics};
 use crate::ops::Ctx;
 use crate::protocol::{text, Dialect, Expect, Reply, Status};
 use crate::ring::Ring;
 use bytes::BytesMut;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 /// Item positions grouped by server: `(server index, positions of its items)`.
@@ -20,6 +22,8 @@ pub struct Cluster {
     ring: Ring,
     names: Vec<String>,
     health: Vec<Health>,
+    metrics: Vec<ServerMetrics>,
+    disagreements: AtomicU64,
     clock: Clock,
 }
 
@@ -30,11 +34,18 @@ impl Cluster {
         let ring = Ring::new(&config.servers, config.ring_mode);
         let names = config.servers.iter().map(|s| s.address()).collect();
         let health = config.servers.iter().map(|_| Health::default()).collect();
+        let metrics = config
+            .servers
+            .iter()
+            .map(|_| ServerMetrics::default())
+            .collect();
         Ok(Cluster {
             config,
             ring,
             names,
             health,
+            metrics,
+            disagreements: AtomicU64::new(0),
             clock: Clock::new(),
         })
     }
@@ -67,6 +78,42 @@ impl Cluster {
     /// The health of server `i`.
     pub fn health(&self, i: usize) -> &Health {
         &self.health[i]
+    }
+
+    /// The live counters of server `i`.
+    pub fn server_metrics(&self, i: usize) -> &ServerMetrics {
+        &self.metrics[i]
+    }
+
+    /// Count a read whose replicas disagreed.
+    pub fn disagreement(&self) {
+        self.disagreements.fetch_add(1, Relaxed);
+    }
+
+    /// A snapshot of every server's counters and their total.
+    pub fn metrics(&self) -> Metrics {
+        let mut m = Metrics::default();
+        for (i, name) in self.names.iter().enumerate() {
+            let c = self.metrics[i].snapshot(self.health[i].down_events());
+            m.total += c;
+            m.servers.push((name.clone(), c));
+        }
+        m.total.disagreements = self.disagreements.load(Relaxed);
+        m
+    }
+
+    /// Count the result of a read of one key on server `i`.
+    pub fn tally_read<T>(&self, i: usize, r: &Result<Option<T>, Error>) {
+        if let Ok(v) = r {
+            self.metrics[i].read(v.is_some());
+        }
+    }
+
+    /// Count the result of a store on server `i`.
+    pub fn tally_store(&self, i: usize, r: &Result<(), Error>) {
+        if r.is_ok() {
+            self.metrics[i].set();
+        }
     }
 
     /// The server that owns `key` (the key without the prefix, as libmemcached hashes it).
@@ -154,6 +201,13 @@ impl Cluster {
 
     /// Record the outcome of a call to server `i`. Returns true when it marked the server down.
     pub fn record<T>(&self, i: usize, now: Instant, result: &Result<T, Error>) -> bool {
+        if let Err(e) = result {
+            if outcome_of(e).is_some_and(|o| o != Outcome::Answered)
+                || matches!(e, Error::Server { .. })
+            {
+                self.metrics[i].error(matches!(e, Error::Timeout { .. }));
+            }
+        }
         let outcome = match result {
             Ok(_) => Outcome::Answered,
             Err(e) => match outcome_of(e) {

@@ -77,6 +77,7 @@ pub mod driver;
 pub mod error;
 pub mod health;
 pub mod key;
+pub mod metrics;
 pub mod ops;
 pub mod options;
 pub mod protocol;

@@ -21,6 +21,9 @@ pub struct Value {
     pub flags: u32,
     /// The CAS unique, when it was asked for (`gets`, `gats`, [`crate::Client::gets`]).
     pub cas: Option<u64>,
+    /// The remaining TTL in seconds (-1: no expiry), when it was asked for (meta protocol
+    /// only; replication uses it to give repaired copies the winner's lifetime).
+    pub ttl: Option<i64>,
 }
 
 /// What an op needs to know about the connection it runs on.
@@ -120,6 +123,7 @@ fn meta_value(m: MetaReply) -> Value {
         data: m.value.unwrap_or_default(),
         flags: m.flags.client_flags.unwrap_or(0),
         cas: m.flags.cas,
+        ttl: m.flags.ttl,
     }
 }
 
@@ -167,6 +171,7 @@ impl Op for Get<'_> {
                 data: t.data,
                 flags: t.flags,
                 cas: t.cas,
+                ttl: None,
             })),
             Reply::Meta(m) if m.status == MetaStatus::Value => Ok(Some(meta_value(m))),
             Reply::Meta(m) if m.status == MetaStatus::Miss => Ok(None),
@@ -501,6 +506,8 @@ pub struct GetMulti<'a, K> {
     pub keys: &'a [K],
     /// Return CAS uniques.
     pub cas: bool,
+    /// Return remaining TTLs (meta protocol; ignored on text).
+    pub ttl: bool,
 }
 
 /// Longest text `get` line the client sends; memcached reads longer `get` lines too, but other
@@ -546,6 +553,7 @@ impl<K: AsRef<[u8]>> Op for GetMulti<'_, K> {
                     value: true,
                     client_flags: true,
                     cas: self.cas,
+                    ttl: self.ttl,
                     quiet: true,
                     ..Default::default()
                 };
@@ -596,6 +604,7 @@ impl<K: AsRef<[u8]>> Op for GetMulti<'_, K> {
                                 data: v.data.clone(),
                                 flags: v.flags,
                                 cas: v.cas,
+                                ttl: None,
                             });
                         }
                     }
@@ -633,46 +642,54 @@ fn opaque_index(m: &MetaReply, n: usize) -> Result<usize, Error> {
     }
 }
 
-/// Many stores on one server, pipelined: quiet `ms` lines closed by `mn` (meta) or plain
-/// pipelined stores (text). The result is aligned with `items`: every item reports whether it
-/// was stored.
+/// One item of a [`StoreItems`] batch.
 #[derive(Debug, Clone, Copy)]
-pub struct StoreMulti<'a, K, V> {
-    /// Which store (set, add, replace, ...; `Cas` is per item and not offered here).
+pub struct Item<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// The data.
+    pub data: &'a [u8],
+    /// Which store; `Cas(unique)` makes this item a compare-and-swap.
     pub mode: StoreMode,
-    /// `(key, data)` pairs, all on this op's server.
-    pub items: &'a [(K, V)],
-    /// Client flags for every item.
+    /// Client flags.
     pub flags: u32,
-    /// Expiration for every item.
+    /// Expiration.
     pub ttl: u32,
 }
 
-impl<K: AsRef<[u8]>, V: AsRef<[u8]>> Op for StoreMulti<'_, K, V> {
+/// Many stores on one server, pipelined: quiet `ms` lines closed by `mn` (meta) or plain
+/// pipelined stores (text). Each item has its own mode, flags and TTL. The result is aligned
+/// with `items`: every item reports whether it was stored.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreItems<'a> {
+    /// The items, all on this op's server.
+    pub items: &'a [Item<'a>],
+}
+
+impl Op for StoreItems<'_> {
     type Output = Vec<Result<(), Error>>;
     fn encode(&self, ctx: &Ctx<'_>, buf: &mut BytesMut) -> Result<Expect, Error> {
-        for (k, v) in self.items {
-            ctx.wire_key(k.as_ref())?;
-            ctx.check_value(v.as_ref())?;
+        for it in self.items {
+            ctx.wire_key(it.key)?;
+            ctx.check_value(it.data)?;
         }
         match ctx.dialect {
             Dialect::Text => {
-                for (k, v) in self.items {
-                    let k = ctx.wire_key(k.as_ref())?;
-                    text::store(buf, self.mode, &k, self.flags, self.ttl, v.as_ref(), false)?;
+                for it in self.items {
+                    let k = ctx.wire_key(it.key)?;
+                    text::store(buf, it.mode, &k, it.flags, it.ttl, it.data, false)?;
                 }
                 Ok(Expect::Repeat(self.items.len(), Box::new(Expect::TextLine)))
             }
             Dialect::Meta => {
-                let base = meta_set_opts(self.mode, self.flags, self.ttl);
-                for (i, (k, v)) in self.items.iter().enumerate() {
-                    let k = ctx.wire_key(k.as_ref())?;
+                for (i, it) in self.items.iter().enumerate() {
+                    let k = ctx.wire_key(it.key)?;
                     let o = meta::MetaSet {
                         quiet: true,
                         opaque: Some(i as u32),
-                        ..base
+                        ..meta_set_opts(it.mode, it.flags, it.ttl)
                     };
-                    meta::set(buf, MetaKey::Text(&k), v.as_ref(), &o)?;
+                    meta::set(buf, MetaKey::Text(&k), it.data, &o)?;
                 }
                 meta::noop(buf);
                 Ok(Expect::MetaUntilNoop)

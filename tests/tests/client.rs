@@ -80,6 +80,13 @@ macro_rules! suite {
                 assert_eq!(v.data.trim_ascii(), b"1");
                 assert!(v.cas.is_some());
                 assert_eq!(c.gat("missing", 1, false)$($aw)*.unwrap(), None);
+                let m = c.metrics();
+                let (_, only) = &m.servers[0];
+                assert_eq!(only, &m.total);
+                // 6 reads found their key, 2 did not; 10 stores were confirmed (the refused
+                // add/replace/append/cas count as answered, not as sets).
+                assert_eq!((m.total.hits, m.total.misses, m.total.sets), (6, 2, 10), "{m:?}");
+                assert_eq!((m.total.errors, m.total.down_events), (0, 0), "{m:?}");
             }
 
             $($test_attr)*
@@ -226,6 +233,10 @@ macro_rules! suite {
                     kinds.push(c.get(dead_key)$($aw)*.unwrap_err().kind());
                 }
                 assert_eq!(kinds.last(), Some(&ErrorKind::ServerDown), "{kinds:?}");
+                let m = c.metrics();
+                let dead = &m.servers[1].1;
+                assert!(dead.errors >= 1 && dead.down_events == 1, "{m:?}");
+                assert_eq!(m.servers[0].1.errors + m.servers[2].1.errors, 0, "{m:?}");
                 assert_eq!(c.server_for(dead_key).unwrap(), a[1]);
                 servers[1].restart();
                 std::thread::sleep(Duration::from_millis(400));
