@@ -108,9 +108,30 @@ pub enum Error {
         /// The missing feature.
         feature: &'static str,
     },
+    /// A replicated call did not reach as many replicas as its policy requires. Replicas that
+    /// did store (for a write) keep the value; the failures say what happened to the others.
+    #[error("replicated {op} reached {acked} of the {required} replicas it needs; {}", failure_list(.failures))]
+    Replication {
+        /// `"write"`, `"delete"` or `"read"`.
+        op: &'static str,
+        /// Replicas that stored (write) or answered (read).
+        acked: usize,
+        /// Replicas the policy requires.
+        required: usize,
+        /// `(host:port, error)` of each replica that failed.
+        failures: Vec<(String, Error)>,
+    },
     /// The client has no servers configured, or the configuration is invalid.
     #[error("configuration error: {0}")]
     Config(String),
+}
+
+fn failure_list(failures: &[(String, Error)]) -> String {
+    if failures.is_empty() {
+        return "no replica failed, but too few were asked".into();
+    }
+    let parts: Vec<String> = failures.iter().map(|(s, e)| format!("{s}: {e}")).collect();
+    format!("failed: {}", parts.join("; "))
 }
 
 /// Why a key was refused. See [`crate::key`].
@@ -188,6 +209,8 @@ pub enum ErrorKind {
     Protocol,
     /// [`Error::Unsupported`]
     Unsupported,
+    /// [`Error::Replication`]
+    Replication,
     /// [`Error::Config`]
     Config,
 }
@@ -209,6 +232,7 @@ impl Error {
             Error::ServerDown { .. } => ErrorKind::ServerDown,
             Error::Protocol { .. } => ErrorKind::Protocol,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::Replication { .. } => ErrorKind::Replication,
             Error::Config(_) => ErrorKind::Config,
         }
     }

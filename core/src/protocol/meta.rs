@@ -447,7 +447,9 @@ fn parse_flags(tokens: &[u8]) -> Result<MetaFlags, DecodeError> {
                 f.ttl = Some(if v == b"-1" {
                     -1
                 } else {
-                    parse_u64(v).ok_or_else(bad)? as i64
+                    parse_u64(v)
+                        .and_then(|n| i64::try_from(n).ok())
+                        .ok_or_else(bad)?
                 })
             }
             b'k' => f.key = Some(Bytes::copy_from_slice(v)),
@@ -470,7 +472,7 @@ fn parse_flags(tokens: &[u8]) -> Result<MetaFlags, DecodeError> {
 pub(crate) fn decode_one(
     buf: &mut BytesMut,
     limits: &Limits,
-) -> Result<Option<Result<MetaReply, (ErrorReply, String)>>, DecodeError> {
+) -> Result<Option<Result<MetaReply, super::ErrorLine>>, DecodeError> {
     let Some(n) = find_line(buf, limits.max_line)? else {
         return Ok(None);
     };
@@ -508,7 +510,9 @@ pub(crate) fn decode_one(
                 limits.max_value_size
             ));
         }
-        let total = n + 2 + len + 2;
+        let Some(total) = len.checked_add(n + 4) else {
+            return err(format!("announced value length {len} overflows"));
+        };
         if buf.len() < total {
             buf.reserve(total - buf.len());
             return Ok(None);

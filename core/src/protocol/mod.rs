@@ -220,25 +220,25 @@ pub(crate) fn parse_u32(b: &[u8]) -> Option<u32> {
 
 /// If `line` is an error reply, decode it.
 fn error_line(line: &[u8]) -> Option<Reply> {
-    let text = |rest: &[u8]| String::from_utf8_lossy(rest).into_owned();
+    let text =
+        |rest: &[u8]| String::from_utf8_lossy(rest.strip_prefix(b" ").unwrap_or(rest)).into_owned();
     if line == b"ERROR" {
-        Some(Reply::Error(ErrorReply::Unknown, String::new()))
-    } else if let Some(rest) = line.strip_prefix(b"ERROR ") {
-        Some(Reply::Error(ErrorReply::Unknown, text(rest)))
-    } else if let Some(rest) = line.strip_prefix(b"CLIENT_ERROR") {
-        Some(Reply::Error(
-            ErrorReply::Client,
-            text(rest.strip_prefix(b" ").unwrap_or(rest)),
-        ))
-    } else if let Some(rest) = line.strip_prefix(b"SERVER_ERROR") {
-        Some(Reply::Error(
-            ErrorReply::Server,
-            text(rest.strip_prefix(b" ").unwrap_or(rest)),
-        ))
-    } else {
-        None
+        return Some(Reply::Error(ErrorReply::Unknown, String::new()));
     }
+    [
+        (&b"ERROR "[..], ErrorReply::Unknown),
+        (b"CLIENT_ERROR", ErrorReply::Client),
+        (b"SERVER_ERROR", ErrorReply::Server),
+    ]
+    .into_iter()
+    .find_map(|(prefix, kind)| {
+        line.strip_prefix(prefix)
+            .map(|rest| Reply::Error(kind, text(rest)))
+    })
 }
+
+/// An error reply line: who is blamed, and the server's text.
+pub(crate) type ErrorLine = (ErrorReply, String);
 
 /// An incremental decoder for one reply of a known shape.
 ///
@@ -371,7 +371,9 @@ impl Decoder {
                     self.limits.max_value_size
                 ));
             }
-            let total = n + 2 + len + 2;
+            let Some(total) = len.checked_add(n + 4) else {
+                return err(format!("announced value length {len} overflows"));
+            };
             if buf.len() < total {
                 buf.reserve(total - buf.len());
                 return Ok(None);
@@ -463,7 +465,12 @@ impl Decoder {
                     v.push(r)
                 }
                 // An error inside a batch answers one request; keep it in order as an entry.
-                Err((kind, msg)) => v.push(MetaReply::error(kind, msg)),
+                Err((kind, msg)) => {
+                    if v.len() >= self.limits.max_entries {
+                        return err("too many replies in one quiet batch");
+                    }
+                    v.push(MetaReply::error(kind, msg))
+                }
             }
         }
     }
