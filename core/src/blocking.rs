@@ -8,7 +8,7 @@
 //! parallel without threads.
 //!
 //! `Client` is `Send + Sync`: share one (in an `Arc`, or by cloning) across threads. Idle
-//! connections are kept per server ([`Config::connections_per_server`] of them) and reused, so
+//! connections are kept per server ([`Config::blocking_pool_size`] of them) and reused, so
 //! calls do not connect; a connection that saw any failure is closed, never reused.
 
 use crate::cluster::{self, Cluster};
@@ -23,6 +23,9 @@ use crate::protocol::{Expect, Limits, MetaReply};
 use bytes::BytesMut;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// The blocking replicated client: see [`crate::replication`].
+pub type ReplicatedClient = crate::replicated::ReplicatedClient<Client>;
 
 /// A blocking memcached client. Cheap to clone; clones share connections.
 #[derive(Clone)]
@@ -133,7 +136,7 @@ impl Client {
 
     fn checkin(&self, s: usize, conn: Conn) {
         let mut idle = lock(&self.inner.idle[s]);
-        if idle.len() < self.inner.cluster.config().connections_per_server {
+        if idle.len() < self.inner.cluster.config().blocking_pool_size {
             idle.push(conn);
         }
     }
@@ -198,7 +201,7 @@ impl Client {
     }
 
     /// One op per server: write them all, then read the replies.
-    fn run_each<O: Op>(&self, ops: Vec<(usize, O)>) -> Vec<Result<O::Output, Error>> {
+    pub(crate) fn run_each<O: Op>(&self, ops: Vec<(usize, O)>) -> Vec<Result<O::Output, Error>> {
         let sent: Vec<_> = ops
             .into_iter()
             .map(|(s, op)| (s, self.send(s, &op), op))

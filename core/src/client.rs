@@ -248,7 +248,10 @@ impl Client {
     }
 
     /// Run one op per server concurrently: every request is queued before any reply is awaited.
-    async fn run_each<O: Op>(&self, ops: Vec<(usize, O)>) -> Vec<Result<O::Output, Error>> {
+    pub(crate) async fn run_each<O: Op>(
+        &self,
+        ops: Vec<(usize, O)>,
+    ) -> Vec<Result<O::Output, Error>> {
         let mut queued = Vec::with_capacity(ops.len());
         for (s, op) in ops {
             let f = self.submit(s, &op).await;

@@ -10,6 +10,7 @@ use crate::protocol::{text, Dialect, Expect, Reply, Status};
 use crate::ring::Ring;
 use bytes::BytesMut;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// Item positions grouped by server: `(server index, positions of its items)`.
@@ -25,6 +26,9 @@ pub struct Cluster {
     metrics: Vec<ServerMetrics>,
     disagreements: AtomicU64,
     clock: Clock,
+    /// The ring without the servers that are down, for failover mode, with the live set it
+    /// was built for.
+    failover_ring: Mutex<Option<(Vec<usize>, Ring)>>,
 }
 
 impl Cluster {
@@ -47,6 +51,7 @@ impl Cluster {
             metrics,
             disagreements: AtomicU64::new(0),
             clock: Clock::new(),
+            failover_ring: Mutex::new(None),
         })
     }
 
@@ -116,6 +121,11 @@ impl Cluster {
         }
     }
 
+    /// Check `key` against the key rules (with the prefix), without routing it.
+    pub fn check_key(&self, key: &[u8]) -> Result<(), Error> {
+        self.ctx(Dialect::Text).wire_key(key).map(|_| ())
+    }
+
     /// The server that owns `key` (the key without the prefix, as libmemcached hashes it).
     /// The key rules are checked first, so a bad key fails before any routing or I/O.
     pub fn route(&self, key: &[u8]) -> Result<usize, Error> {
@@ -151,6 +161,37 @@ impl Cluster {
             groups[slot[s]].1.push(i);
         }
         (out, groups)
+    }
+
+    /// The servers that hold `key`'s copies: the first `n` distinct servers of its preference
+    /// list. With `failover`, servers marked down at `now` are left out of the ring first
+    /// (twemproxy-style ejection), so the copies move to live servers while they are down.
+    pub fn replicas_for(&self, key: &[u8], n: usize, failover: bool, now: Instant) -> Vec<usize> {
+        let mut out = Vec::with_capacity(n);
+        if !failover {
+            self.ring.preference_list_into(key, n, &mut out);
+            return out;
+        }
+        let ms = self.clock.millis(now);
+        let live: Vec<usize> = (0..self.len())
+            .filter(|&i| !self.health[i].is_down(ms))
+            .collect();
+        if live.len() == self.len() || live.is_empty() {
+            self.ring.preference_list_into(key, n, &mut out);
+            return out;
+        }
+        let mut cache = self.failover_ring.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.as_ref().is_none_or(|(l, _)| *l != live) {
+            let specs: Vec<_> = live
+                .iter()
+                .map(|&i| self.config.servers[i].clone())
+                .collect();
+            *cache = Some((live.clone(), Ring::new(&specs, self.config.ring_mode)));
+        }
+        let (live, ring) = cache.as_ref().expect("set above");
+        ring.preference_list_into(key, n, &mut out);
+        out.iter_mut().for_each(|i| *i = live[*i]);
+        out
     }
 
     /// Group key positions by owning server, servers in order of first appearance.

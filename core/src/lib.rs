@@ -74,6 +74,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod driver;
+pub mod envelope;
 pub mod error;
 pub mod health;
 pub mod key;
@@ -81,15 +82,21 @@ pub mod metrics;
 pub mod ops;
 pub mod options;
 pub mod protocol;
+mod replicated;
+pub mod replication;
 pub mod ring;
 pub mod server;
 
 #[cfg(feature = "tokio")]
 pub use client::{Client, ClientBuilder};
+/// The async replicated client: see [`replication`].
+#[cfg(feature = "tokio")]
+pub type ReplicatedClient = replicated::ReplicatedClient<Client>;
 pub use config::{Config, ConfigBuilder, ProtocolChoice};
 pub use error::{Error, ErrorKind, Result};
 pub use ops::Value;
 pub use options::StoreOptions;
 pub use protocol::text::StoreMode;
+pub use replication::{Policy, ReadPolicy, Versioned, WritePolicy, WriteReport};
 pub use ring::{Ring, RingMode};
 pub use server::ServerSpec;

@@ -847,6 +847,22 @@ fn stats_command(addr: &str, command: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// True when every thread of `pid` is stopped (state `T` or `t` in /proc).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with(['T', 't']))
+            })
+            .unwrap_or(true)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -874,20 +890,4 @@ mod tests {
             GetReply::Error(_)
         ));
     }
-}
-
-/// True when every thread of `pid` is stopped (state `T` or `t` in /proc).
-fn all_threads_stopped(pid: u32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return true;
-    };
-    tasks.flatten().all(|t| {
-        std::fs::read_to_string(t.path().join("stat"))
-            .ok()
-            .and_then(|s| {
-                s.rsplit_once(')')
-                    .map(|(_, rest)| rest.trim_start().starts_with(['T', 't']))
-            })
-            .unwrap_or(true)
-    })
 }

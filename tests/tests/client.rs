@@ -225,7 +225,7 @@ macro_rules! suite {
                     }
                 }
                 let dead_key = keys.iter().find(|k| c.server_for(k).unwrap() == a[1]).unwrap();
-                // Within the failure limit (2) the server is marked down: calls then fail fast
+                // Within the failure limit the server is marked down: calls then fail fast
                 // instead of connecting again, and the key is not moved to another server. (A
                 // pooled blocking connection first fails as closed; the reconnect is refused.)
                 let mut kinds = Vec::new();
