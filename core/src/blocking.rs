@@ -21,7 +21,8 @@ use crate::protocol::meta::MetaKey;
 use crate::protocol::text::StoreMode;
 use crate::protocol::{Expect, Limits, MetaReply};
 use bytes::BytesMut;
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 /// The blocking replicated client: see [`crate::replication`].
@@ -37,6 +38,8 @@ struct Inner {
     cluster: Cluster,
     limits: Limits,
     idle: Vec<Mutex<Vec<Conn>>>,
+    /// In-process single flight of `get_or_set`: one load per key at a time.
+    flights: crate::recipes::Flights<OnceLock<Result<Value, Error>>>,
 }
 
 /// A builder for the blocking [`Client`]; every setting is documented on [`Config`].
@@ -93,6 +96,7 @@ impl Client {
                 cluster,
                 limits,
                 idle,
+                flights: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -229,6 +233,55 @@ impl Client {
     }
 
     crate::api::client_api!(;);
+
+    pub(crate) fn pause(d: std::time::Duration) {
+        if !d.is_zero() {
+            std::thread::sleep(d);
+        }
+    }
+
+    /// Get `key`, or on a miss load it once and store it: concurrent callers in this process
+    /// share one load (single flight); across processes one fills (a short `add` lock on
+    /// `<key>:fill`) while the others wait up to `opts.wait` for its value, then load it
+    /// themselves rather than fail. The stored TTL gets `opts.ttl_jitter`.
+    pub fn get_or_set<E: std::fmt::Display>(
+        &self,
+        key: impl AsRef<[u8]>,
+        ttl: u32,
+        opts: crate::recipes::FillOptions,
+        loader: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) -> Result<Value, Error> {
+        let key = key.as_ref();
+        if let Some(v) = self.get(key)? {
+            return Ok(v);
+        }
+        let cell = lock(&self.inner.flights)
+            .entry(key.to_vec())
+            .or_default()
+            .clone();
+        let r = cell
+            .get_or_init(|| match self.fill_exclusive(key, ttl, opts, true)? {
+                crate::recipes::Fill::Found(v) => Ok(v),
+                crate::recipes::Fill::Load { lock_key, ttl } => {
+                    let data = loader().map_err(|e| Error::Loader(e.to_string()))?;
+                    self.fill_store(key, data, &lock_key, ttl)
+                }
+            })
+            .clone();
+        let mut flights = lock(&self.inner.flights);
+        if flights.get(key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            flights.remove(key);
+        }
+        r
+    }
+}
+
+crate::recipes::recipes_api!(Client; ; );
+
+impl crate::recipes::ReleaseOnDrop for Client {
+    fn release_on_drop(&self, server: usize, name: Vec<u8>, cas: u64) {
+        let _ = self.run(server, ops::CasDelete { key: &name, cas });
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

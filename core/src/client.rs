@@ -10,6 +10,7 @@ use crate::protocol::meta::MetaKey;
 use crate::protocol::text::StoreMode;
 use crate::protocol::{Limits, MetaReply, Reply};
 use bytes::BytesMut;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -29,6 +30,8 @@ struct Inner {
     cluster: Cluster,
     limits: Limits,
     servers: Vec<ServerConns>,
+    /// In-process single flight of `get_or_set`: one load per key at a time.
+    flights: crate::recipes::Flights<tokio::sync::OnceCell<Result<Value, Error>>>,
 }
 
 struct ServerConns {
@@ -141,6 +144,7 @@ impl Client {
                 cluster,
                 limits,
                 servers,
+                flights: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -279,6 +283,55 @@ impl Client {
 
     crate::api::client_api!(async; .await);
 
+    pub(crate) async fn pause(d: std::time::Duration) {
+        if !d.is_zero() {
+            tokio::time::sleep(d).await;
+        }
+    }
+
+    /// Get `key`, or on a miss load it once and store it: concurrent callers in this process
+    /// share one load (single flight); across processes one fills (a short `add` lock on
+    /// `<key>:fill`) while the others wait up to `opts.wait` for its value, then load it
+    /// themselves rather than fail. The stored TTL gets `opts.ttl_jitter`.
+    pub async fn get_or_set<F, Fut, E>(
+        &self,
+        key: impl AsRef<[u8]>,
+        ttl: u32,
+        opts: crate::recipes::FillOptions,
+        loader: F,
+    ) -> Result<Value, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<u8>, E>>,
+        E: std::fmt::Display,
+    {
+        let key = key.as_ref();
+        if let Some(v) = self.get(key).await? {
+            return Ok(v);
+        }
+        let cell = lock(&self.inner.flights)
+            .entry(key.to_vec())
+            .or_default()
+            .clone();
+        let r = cell
+            .get_or_init(|| async {
+                match self.fill_exclusive(key, ttl, opts, true).await? {
+                    crate::recipes::Fill::Found(v) => Ok(v),
+                    crate::recipes::Fill::Load { lock_key, ttl } => {
+                        let data = loader().await.map_err(|e| Error::Loader(e.to_string()))?;
+                        self.fill_store(key, data, &lock_key, ttl).await
+                    }
+                }
+            })
+            .await
+            .clone();
+        let mut flights = lock(&self.inner.flights);
+        if flights.get(key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            flights.remove(key);
+        }
+        r
+    }
+
     async fn each_server<O: Op>(
         &self,
         op: impl Fn() -> O,
@@ -290,6 +343,19 @@ impl Client {
             .map(|s| cl.name(s).to_string())
             .zip(rs)
             .collect()
+    }
+}
+
+crate::recipes::recipes_api!(Client; async; .await);
+
+impl crate::recipes::ReleaseOnDrop for Client {
+    fn release_on_drop(&self, server: usize, name: Vec<u8>, cas: u64) {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let client = self.clone();
+            rt.spawn(async move {
+                let _ = client.run(server, ops::CasDelete { key: &name, cas }).await;
+            });
+        }
     }
 }
 

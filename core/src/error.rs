@@ -121,6 +121,29 @@ pub enum Error {
         /// `(host:port, error)` of each replica that failed.
         failures: Vec<(String, Error)>,
     },
+    /// A CAS update kept losing to other writers and gave up.
+    #[error("cas update of {key} gave up after {attempts} attempts: other writers kept changing it (raise max_attempts or the deadline, or reduce contention on this key)")]
+    CasRetriesExhausted {
+        /// The key.
+        key: String,
+        /// Reads made.
+        attempts: u32,
+    },
+    /// A lock was held by someone else for the whole wait.
+    #[error(
+        "lock {name} is held by another owner; gave up after {attempts} attempts in {waited:?}"
+    )]
+    LockNotAcquired {
+        /// The lock's name.
+        name: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Time spent waiting.
+        waited: Duration,
+    },
+    /// The loader of a `get_or_set` failed; nothing was stored.
+    #[error("the loader failed: {0}")]
+    Loader(String),
     /// The client has no servers configured, or the configuration is invalid.
     #[error("configuration error: {0}")]
     Config(String),
@@ -211,6 +234,12 @@ pub enum ErrorKind {
     Unsupported,
     /// [`Error::Replication`]
     Replication,
+    /// [`Error::CasRetriesExhausted`]
+    CasRetriesExhausted,
+    /// [`Error::LockNotAcquired`]
+    LockNotAcquired,
+    /// [`Error::Loader`]
+    Loader,
     /// [`Error::Config`]
     Config,
 }
@@ -233,6 +262,9 @@ impl Error {
             Error::Protocol { .. } => ErrorKind::Protocol,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::Replication { .. } => ErrorKind::Replication,
+            Error::CasRetriesExhausted { .. } => ErrorKind::CasRetriesExhausted,
+            Error::LockNotAcquired { .. } => ErrorKind::LockNotAcquired,
+            Error::Loader(_) => ErrorKind::Loader,
             Error::Config(_) => ErrorKind::Config,
         }
     }

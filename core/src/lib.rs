@@ -82,6 +82,7 @@ pub mod metrics;
 pub mod ops;
 pub mod options;
 pub mod protocol;
+pub mod recipes;
 mod replicated;
 pub mod replication;
 pub mod ring;

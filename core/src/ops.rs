@@ -770,3 +770,121 @@ fn batch_results<T>(
         other => Err(unexpected(other)),
     }
 }
+
+/// Delete a key only if its CAS unique is still `cas`: meta `md <k> C<cas>`; on text-only
+/// servers `cas` with an expiry in the past, which memcached treats as expired at once.
+/// `Ok(())` deleted; [`Error::Exists`] it changed; [`Error::NotFound`] it is gone.
+#[derive(Debug, Clone, Copy)]
+pub struct CasDelete<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// The unique it must still have.
+    pub cas: u64,
+}
+
+impl Op for CasDelete<'_> {
+    type Output = ();
+    fn encode(&self, ctx: &Ctx<'_>, buf: &mut BytesMut) -> Result<Expect, Error> {
+        let k = ctx.wire_key(self.key)?;
+        match ctx.dialect {
+            Dialect::Meta => meta::delete(
+                buf,
+                MetaKey::Text(&k),
+                &meta::MetaDelete {
+                    compare_cas: Some(self.cas),
+                    ..Default::default()
+                },
+            ),
+            Dialect::Text => text::store(
+                buf,
+                StoreMode::Cas(self.cas),
+                &k,
+                0,
+                crate::recipes::EXPIRED,
+                b"",
+                false,
+            )
+            .map(|e| e.unwrap_or(Expect::TextLine)),
+        }
+    }
+    fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<(), Error> {
+        match reply {
+            Reply::Meta(m) if m.status == MetaStatus::Stored => Ok(()),
+            other => store_result(other),
+        }
+    }
+}
+
+/// A store that also returns the item's new CAS unique: meta `ms ... c`; on text servers
+/// the store then a `gets` in the same pipelined request. Used by locks, whose release must
+/// compare against the unique their acquisition wrote.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreReturningCas<'a> {
+    /// The store (`Add` to acquire, `Cas(unique)` to extend).
+    pub mode: StoreMode,
+    /// The key.
+    pub key: &'a [u8],
+    /// The data.
+    pub data: &'a [u8],
+    /// Expiration.
+    pub ttl: u32,
+}
+
+impl Op for StoreReturningCas<'_> {
+    type Output = u64;
+    fn encode(&self, ctx: &Ctx<'_>, buf: &mut BytesMut) -> Result<Expect, Error> {
+        let k = ctx.wire_key(self.key)?;
+        ctx.check_value(self.data)?;
+        match ctx.dialect {
+            Dialect::Meta => {
+                let o = meta::MetaSet {
+                    return_cas: true,
+                    ..meta_set_opts(self.mode, 0, self.ttl)
+                };
+                meta::set(buf, MetaKey::Text(&k), self.data, &o)
+            }
+            Dialect::Text => {
+                text::store(buf, self.mode, &k, 0, self.ttl, self.data, false)?;
+                text::retrieval(buf, Retrieval::Gets, &[&*k])?;
+                Ok(text_store_then_gets())
+            }
+        }
+    }
+    fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<u64, Error> {
+        match reply {
+            Reply::Meta(m) if m.status == MetaStatus::Stored => {
+                m.flags.cas.ok_or_else(|| Error::Protocol {
+                    server: String::new(),
+                    detail: "ms c returned no CAS".into(),
+                })
+            }
+            Reply::Many(mut rs) if rs.len() == 2 => {
+                let gets = rs.pop().expect("two replies");
+                store_result(rs.pop().expect("two replies"))?;
+                match gets {
+                    Reply::Values(v) => match v.into_iter().next() {
+                        // Our data must be what is there: otherwise someone replaced it
+                        // between the store and the gets.
+                        Some(t) if t.data[..] == *self.data => {
+                            t.cas.ok_or_else(|| Error::Protocol {
+                                server: String::new(),
+                                detail: "gets returned no CAS".into(),
+                            })
+                        }
+                        _ => Err(Error::Exists),
+                    },
+                    other => Err(unexpected(other)),
+                }
+            }
+            other => store_result(other).and(Err(Error::Protocol {
+                server: String::new(),
+                detail: "store succeeded without a CAS".into(),
+            })),
+        }
+    }
+}
+
+/// The reply shapes of a text store followed by a `gets`.
+fn text_store_then_gets() -> Expect {
+    Expect::Sequence(vec![Expect::TextLine, Expect::TextValues { cas: true }])
+}

@@ -294,6 +294,135 @@ impl ReplicatedClient<$client> {
         self.write_multi("delete", Kind::Tombstone, ValueType::Bytes, Format::NONE, &items, ttl)$($await)*
     }
 
+    /// Read-modify-write a replicated key without losing updates. Updates are serialized by
+    /// compare-and-swap on the key's primary replica (the first of its preference list): each
+    /// attempt reads every replica, brings the primary up to the latest copy if it lags,
+    /// calls `f` on the latest value, and stores the result on the primary with `cas` (`add`
+    /// if it has no copy) under a stamp later than the value it replaces; then writes it to
+    /// the other replicas. A conflict on the primary retries with jittered backoff. If the
+    /// primary cannot be reached the update fails with its error: it is never serialized on
+    /// another server. Returns the outcome and where the new value was stored.
+    pub $($asyncness)? fn cas_update(
+        &self,
+        key: impl AsRef<[u8]>,
+        opts: crate::recipes::CasOptions,
+        mut f: impl FnMut(Option<&Versioned>) -> crate::recipes::Update,
+    ) -> Result<(crate::recipes::CasOutcome, WriteReport), Error> {
+        use crate::recipes::{CasOutcome, Update};
+        let key = key.as_ref();
+        let cl = self.client.cluster();
+        cl.check_key(key)?;
+        let start = Instant::now();
+        let mut attempts = 0;
+        while attempts < opts.max_attempts.max(1) {
+            attempts += 1;
+            let placement = cl.replicas_for(key, self.policy.replicas, self.policy.failover, Instant::now());
+            let asked: Vec<(usize, usize)> = placement.iter().map(|&s| (0, s)).collect();
+            let copies = self.fetch(&[key], &[0], &asked, true)$($await)*;
+            let primary = match &copies[0] {
+                Err(e) => return Err(e.clone()),
+                Ok(p) => p.clone(),
+            };
+            let resolved = replication::resolve(ReadPolicy::All, &copies, true)?;
+            self.observe(resolved.winner_ts);
+            let latest = resolved.winner_raw.clone();
+            // The primary must hold the latest copy before it can serialize an update of it.
+            if latest.is_some() && primary.as_ref().map(|p| &p.data) != latest.as_ref() {
+                if let Some(rep) = resolved.repairs.iter().find(|r| r.replica == 0) {
+                    let raw = latest.clone().unwrap_or_default();
+                    let item = [ops::Item { key, data: &raw, mode: rep.mode, flags: resolved.winner_flags, ttl: rep.ttl }];
+                    let _ = self.client.run_each(vec![(placement[0], ops::StoreItems { items: &item })])$($await)*;
+                }
+                continue;
+            }
+            let (kind, vtype, format, payload) = match f(resolved.value.as_ref()) {
+                Update::Keep => return Ok((CasOutcome::Unchanged { attempts }, WriteReport::default())),
+                Update::Delete if resolved.value.is_none() => {
+                    return Ok((CasOutcome::Deleted { attempts }, WriteReport::default()))
+                }
+                Update::Delete => (Kind::Tombstone, ValueType::Bytes, Format::NONE, Vec::new()),
+                Update::Set(v) => (Kind::Value, ValueType::Bytes, Format::NONE, v),
+                Update::Typed(t, fmt, v) => (Kind::Value, t, fmt, v),
+            };
+            envelope::check_fields(kind, vtype, format, &payload)
+                .map_err(|e| Error::Config(format!("value does not match its declared type: {e}")))?;
+            cl.check_value(envelope::HEADER_LEN + payload.len())?;
+            let mut buf = BytesMut::with_capacity(envelope::HEADER_LEN + payload.len());
+            envelope::encode_into(&mut buf, self.stamp(), kind, vtype, format, &payload)
+                .expect("fields checked above");
+            let ttl = if kind == Kind::Tombstone { self.policy.tombstone_ttl } else { opts.ttl };
+            let mode = match &primary {
+                Some(p) => StoreMode::Cas(p.cas.ok_or_else(|| crate::recipes::no_cas(key))?),
+                None => StoreMode::Add,
+            };
+            let first = [ops::Item { key, data: &buf, mode, flags: 0, ttl }];
+            let r = self.client.run_each(vec![(placement[0], ops::StoreItems { items: &first })])$($await)*;
+            match r.into_iter().next().expect("one op").and_then(|mut v| v.pop().expect("one item")) {
+                Ok(()) => {
+                    cl.tally_store(placement[0], &Ok(()));
+                    let rest = [ops::Item { key, data: &buf, mode: StoreMode::Set, flags: 0, ttl }];
+                    let ops = placement[1..].iter().map(|&s| (s, ops::StoreItems { items: &rest })).collect();
+                    let rs = self.client.run_each(ops)$($await)*;
+                    let mut results = vec![(cl.name(placement[0]).to_string(), Ok(()))];
+                    for (&s, r) in placement[1..].iter().zip(rs) {
+                        let r = r.and_then(|mut v| v.pop().expect("one item"));
+                        cl.tally_store(s, &r);
+                        results.push((cl.name(s).to_string(), r));
+                    }
+                    let report = WriteReport {
+                        stored: results.iter().filter(|(_, r)| r.is_ok()).map(|(s, _)| s.clone()).collect(),
+                        failed: results.into_iter().filter_map(|(s, r)| r.err().map(|e| (s, e))).collect(),
+                    };
+                    let outcome = if kind == Kind::Tombstone {
+                        CasOutcome::Deleted { attempts }
+                    } else {
+                        CasOutcome::Stored { attempts }
+                    };
+                    return Ok((outcome, report));
+                }
+                Err(Error::Exists | Error::NotFound | Error::NotStored) => {}
+                Err(e) => return Err(e),
+            }
+            if start.elapsed() >= opts.deadline {
+                break;
+            }
+            let pause = crate::recipes::backoff(attempts, opts.base_backoff, opts.max_backoff, fastrand::f64());
+            <$client>::pause(pause.min(opts.deadline.saturating_sub(start.elapsed())))$($await)*;
+        }
+        Err(Error::CasRetriesExhausted { key: String::from_utf8_lossy(key).into_owned(), attempts })
+    }
+
+    /// Add `delta` to a replicated integer, exactly: a [`ReplicatedClient::cas_update`] that
+    /// reads the latest value (an enveloped int, or a plain decimal), adds, and stores an
+    /// enveloped int. `Ok(None)` when the key is missing (like memcached's `incr`); negative
+    /// results floor at 0, as memcached's `decr` does. Every replica ends at the same count.
+    pub $($asyncness)? fn incr_exact(
+        &self,
+        key: impl AsRef<[u8]>,
+        delta: i64,
+        opts: crate::recipes::CasOptions,
+    ) -> Result<Option<u64>, Error> {
+        let mut result: Result<Option<u64>, Error> = Ok(None);
+        self.cas_update(key, opts, |cur| {
+            use crate::recipes::Update;
+            let Some(v) = cur else {
+                result = Ok(None);
+                return Update::Keep;
+            };
+            let Some(n) = std::str::from_utf8(&v.data).ok().and_then(|t| t.trim().parse::<u64>().ok()) else {
+                result = Err(Error::Client {
+                    server: String::new(),
+                    message: "cannot increment or decrement a non-numeric value".into(),
+                });
+                return Update::Keep;
+            };
+            let next = if delta >= 0 { n.wrapping_add(delta as u64) } else { n.saturating_sub(delta.unsigned_abs()) };
+            result = Ok(Some(next));
+            Update::Typed(ValueType::Int, Format::NONE, next.to_string().into_bytes())
+        })$($await)*?;
+        result
+    }
+
     $($asyncness)? fn write_multi<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         &self,
         op: &'static str,

@@ -136,6 +136,8 @@ pub enum Expect {
     MetaUntilNoop,
     /// `count` replies of the given shape, pipelined.
     Repeat(usize, Box<Expect>),
+    /// Replies of these shapes, in this order, pipelined (e.g. a store then a `gets`).
+    Sequence(Vec<Expect>),
 }
 
 /// The server sent something that is not memcached protocol; the connection must be dropped.
@@ -286,6 +288,7 @@ impl Decoder {
             Expect::Meta => meta::decode_one(buf, &self.limits).map(|o| o.map(meta_or_error)),
             Expect::MetaUntilNoop => self.meta_batch(buf),
             Expect::Repeat(count, inner) => self.repeat(buf, count, *inner),
+            Expect::Sequence(shapes) => self.sequence(buf, shapes),
         }
     }
 
@@ -470,6 +473,39 @@ impl Decoder {
                         return err("too many replies in one quiet batch");
                     }
                     v.push(MetaReply::error(kind, msg))
+                }
+            }
+        }
+    }
+
+    fn sequence(
+        &mut self,
+        buf: &mut BytesMut,
+        shapes: Vec<Expect>,
+    ) -> Result<Option<Reply>, DecodeError> {
+        let Some(first) = shapes.first() else {
+            return Ok(Some(Reply::Many(Vec::new())));
+        };
+        if !matches!(self.state, State::Many(..)) {
+            let dec = Box::new(Decoder::new(first.clone(), self.limits));
+            self.state = State::Many(Vec::with_capacity(shapes.len()), dec);
+        }
+        loop {
+            let State::Many(done, dec) = &mut self.state else {
+                unreachable!("set above")
+            };
+            let Some(r) = dec.decode(buf)? else {
+                return Ok(None);
+            };
+            done.push(r);
+            match shapes.get(done.len()) {
+                Some(next) => **dec = Decoder::new(next.clone(), self.limits),
+                None => {
+                    let State::Many(done, _) = std::mem::replace(&mut self.state, State::Start)
+                    else {
+                        unreachable!("matched above")
+                    };
+                    return Ok(Some(Reply::Many(done)));
                 }
             }
         }

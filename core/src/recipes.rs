@@ -1,0 +1,570 @@
+//! The helpers every memcached user writes by hand and gets subtly wrong, written once:
+//! compare-and-swap updates that retry, locks built on `add`, and miss-storm protection.
+//! This module holds their rules (no I/O); both clients carry them out (the call lists are in
+//! `recipes_api`, expanded by [`crate::Client`] and [`crate::blocking::Client`]).
+//!
+//! # CAS updates
+//!
+//! [`crate::Client::cas_update`] reads the key with `gets`, asks the caller's function for the
+//! new value ([`Update`]), and writes it with `cas`. When another writer got there first
+//! (`EXISTS`, or the key vanished: `NOT_FOUND`) it waits a jittered, exponentially growing
+//! pause and starts over, up to [`CasOptions::max_attempts`] and [`CasOptions::deadline`];
+//! then it fails with [`crate::Error::CasRetriesExhausted`], which carries the attempts made.
+//! A missing key is created with `add`, never `set`: two creators cannot clobber each other;
+//! the loser of the `add` retries as an update of the winner's value.
+//!
+//! # Locks
+//!
+//! [`crate::Client::lock`] stores a unique owner token under the lock's name with `add`, on the
+//! name's ring owner only. If that server is down, acquiring fails at once with
+//! [`crate::Error::ServerDown`]: a lock is never taken on another server (two workers would
+//! hold it on two servers). Release is compare-and-delete on the CAS unique the acquisition
+//! got (meta `md <name> C<cas>`; on text-only servers `cas` with an expiry in the past), so
+//! only the owner releases, and only a lock that was acquired. Waiting uses jittered backoff
+//! bounded by the caller's `wait`. An optional fencing token (a per-name counter incremented
+//! on each acquisition) lets a protected resource refuse a stale holder.
+
+use crate::error::Error;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// What a [`crate::Client::cas_update`] function wants done with the current value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// Store this value (created with `add` if the key is missing, else `cas`).
+    Set(Vec<u8>),
+    /// Leave the key as it is; the call returns [`CasOutcome::Unchanged`].
+    Keep,
+    /// Delete the key, if it still holds the value that was read.
+    Delete,
+    /// Store a typed value (replicated clients record the type in the envelope; plain
+    /// clients store the bytes).
+    Typed(crate::envelope::ValueType, crate::envelope::Format, Vec<u8>),
+}
+
+/// How a CAS update retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CasOptions {
+    /// Give up after this many attempts (reads). Default 32.
+    pub max_attempts: u32,
+    /// Give up when this much time has passed. Default 2 s.
+    pub deadline: Duration,
+    /// First pause after a conflict; it doubles per conflict, with full jitter. Default 1 ms.
+    pub base_backoff: Duration,
+    /// Longest pause. Default 50 ms.
+    pub max_backoff: Duration,
+    /// TTL for the stored value.
+    pub ttl: u32,
+    /// Client flags for the stored value.
+    pub flags: u32,
+}
+
+impl Default for CasOptions {
+    fn default() -> Self {
+        CasOptions {
+            max_attempts: 32,
+            deadline: Duration::from_secs(2),
+            base_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(50),
+            ttl: 0,
+            flags: 0,
+        }
+    }
+}
+
+/// What a CAS update did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// The new value was stored.
+    Stored {
+        /// Reads it took (1 = no conflict).
+        attempts: u32,
+    },
+    /// The function said [`Update::Keep`].
+    Unchanged {
+        /// Reads it took.
+        attempts: u32,
+    },
+    /// The key was deleted (or was already missing).
+    Deleted {
+        /// Reads it took.
+        attempts: u32,
+    },
+}
+
+impl CasOutcome {
+    /// Reads the update took.
+    pub fn attempts(&self) -> u32 {
+        match self {
+            CasOutcome::Stored { attempts }
+            | CasOutcome::Unchanged { attempts }
+            | CasOutcome::Deleted { attempts } => *attempts,
+        }
+    }
+}
+
+/// The pause before retry number `attempt` (1-based): full jitter over an exponentially
+/// growing window, `random(0 ..= min(max, base * 2^(attempt-1)))`. `unit` is a random number
+/// in `[0, 1)` supplied by the caller, so this stays deterministic under test.
+pub fn backoff(attempt: u32, base: Duration, max: Duration, unit: f64) -> Duration {
+    let window = base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+        .min(max);
+    window.mul_f64(unit.clamp(0.0, 1.0))
+}
+
+/// A TTL with ±`fraction` random jitter (`unit` in `[0, 1)`), so keys set together do not
+/// expire together. 0 (never expires) stays 0; the result is at least 1.
+pub fn jitter_ttl(ttl: u32, fraction: f64, unit: f64) -> u32 {
+    if ttl == 0 || fraction <= 0.0 {
+        return ttl;
+    }
+    let f = fraction.min(0.9) * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
+    ((f64::from(ttl) * (1.0 + f)).round() as u32).max(1)
+}
+
+/// A lock owner token: unique per process and call (a random process part and a counter).
+pub fn owner_token() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static PROCESS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let p = *PROCESS.get_or_init(crate::envelope::new_writer_id);
+    format!("{p:016x}.{:x}", NEXT.fetch_add(1, Relaxed))
+}
+
+/// The key of a lock's fencing counter.
+pub fn fence_key(name: &[u8]) -> Vec<u8> {
+    let mut k = name.to_vec();
+    k.extend_from_slice(b":fence");
+    k
+}
+
+/// How long to wait for a lock, and what to hold it with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockOptions {
+    /// Seconds the lock lives if its holder never releases it (crashes). At least 1.
+    pub ttl: u32,
+    /// How long to keep trying to acquire; zero tries once.
+    pub wait: Duration,
+    /// Also take a fencing token (one extra round trip).
+    pub fencing: bool,
+    /// Pauses between attempts: jittered, doubling from this...
+    pub base_backoff: Duration,
+    /// ...up to this.
+    pub max_backoff: Duration,
+}
+
+impl LockOptions {
+    /// A lock that lives `ttl` seconds, waiting up to `wait` to get it.
+    pub fn new(ttl: u32, wait: Duration) -> Self {
+        LockOptions {
+            ttl: ttl.max(1),
+            wait,
+            fencing: false,
+            base_backoff: Duration::from_millis(2),
+            max_backoff: Duration::from_millis(100),
+        }
+    }
+
+    /// Also take a fencing token.
+    pub fn fencing(mut self) -> Self {
+        self.fencing = true;
+        self
+    }
+}
+
+/// Check a lock's name; it is a key.
+pub(crate) fn check_ttl(ttl: u32) -> Result<(), Error> {
+    if ttl == 0 {
+        return Err(Error::Config(
+            "a lock needs a TTL of at least one second, or a crashed holder would keep it forever"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The expiry memcached reads as an absolute Unix time in the past (just over 30 days): a
+/// `cas` with it is a compare-and-delete on servers without the meta protocol.
+pub const EXPIRED: u32 = 30 * 24 * 3600 + 1;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_jitters_and_caps() {
+        let (b, m) = (Duration::from_millis(1), Duration::from_millis(50));
+        assert_eq!(backoff(1, b, m, 1.0), Duration::from_millis(1));
+        assert_eq!(backoff(3, b, m, 1.0), Duration::from_millis(4));
+        assert_eq!(backoff(30, b, m, 1.0), m);
+        assert_eq!(backoff(5, b, m, 0.0), Duration::ZERO);
+        assert_eq!(backoff(5, b, m, 0.5), Duration::from_millis(8));
+    }
+
+    #[test]
+    fn ttl_jitter_stays_in_range() {
+        assert_eq!(jitter_ttl(0, 0.1, 0.7), 0);
+        assert_eq!(jitter_ttl(100, 0.1, 0.0), 90);
+        assert_eq!(jitter_ttl(100, 0.1, 1.0), 110);
+        assert_eq!(jitter_ttl(100, 0.0, 0.3), 100);
+        assert_eq!(jitter_ttl(1, 0.5, 0.0), 1);
+    }
+
+    #[test]
+    fn tokens_are_unique() {
+        let a = owner_token();
+        let b = owner_token();
+        assert_ne!(a, b);
+        assert!(crate::key::validate(a.as_bytes()).is_ok());
+    }
+}
+
+/// A held lock. Release it with `release()`; the blocking guard also releases when dropped,
+/// the async one spawns its release on the current tokio runtime when dropped. A lock that
+/// is never released expires after its TTL.
+pub struct Lock<C: ReleaseOnDrop> {
+    pub(crate) client: C,
+    pub(crate) name: Vec<u8>,
+    pub(crate) token: String,
+    pub(crate) cas: u64,
+    pub(crate) server: usize,
+    pub(crate) fence: Option<u64>,
+    pub(crate) held: bool,
+}
+
+/// How a client releases a lock whose guard is dropped unreleased (blocking: at once; async:
+/// a task spawned on the current tokio runtime, if there is one).
+#[doc(hidden)]
+pub trait ReleaseOnDrop: Clone {
+    /// Release `name` on server `server` if it still has unique `cas`; errors are ignored (the
+    /// lock expires after its TTL anyway).
+    fn release_on_drop(&self, server: usize, name: Vec<u8>, cas: u64);
+}
+
+impl<C: ReleaseOnDrop> Drop for Lock<C> {
+    fn drop(&mut self) {
+        if self.held {
+            self.held = false;
+            self.client
+                .release_on_drop(self.server, std::mem::take(&mut self.name), self.cas);
+        }
+    }
+}
+
+impl<C: ReleaseOnDrop> Lock<C> {
+    /// The lock's name.
+    pub fn name(&self) -> &[u8] {
+        &self.name
+    }
+
+    /// This holder's unique owner token (what is stored under the name).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The fencing token, if asked for: larger than every earlier holder's.
+    pub fn fence(&self) -> Option<u64> {
+        self.fence
+    }
+}
+
+impl<C: ReleaseOnDrop> std::fmt::Debug for Lock<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lock")
+            .field("name", &String::from_utf8_lossy(&self.name))
+            .field("token", &self.token)
+            .field("fence", &self.fence)
+            .field("held", &self.held)
+            .finish()
+    }
+}
+
+/// The CAS, lock and fill calls, expanded by both clients (each supplies `pause`).
+macro_rules! recipes_api {
+    ($client:ty; $($asyncness:ident)?; $($await:tt)*) => {
+impl $client {
+    /// Read-modify-write `key` without losing concurrent updates: `gets`, `f(current)`, then
+    /// `cas` (or `add` when the key is missing), retrying conflicts with jittered backoff.
+    /// See [`crate::recipes`]. `f` may be called several times; it must not have side effects
+    /// beyond computing the new value.
+    pub $($asyncness)? fn cas_update(
+        &self,
+        key: impl AsRef<[u8]>,
+        opts: crate::recipes::CasOptions,
+        mut f: impl FnMut(Option<&crate::Value>) -> crate::recipes::Update,
+    ) -> Result<crate::recipes::CasOutcome, Error> {
+        use crate::recipes::{CasOutcome, Update};
+        let key = key.as_ref();
+        let s = self.cluster().route(key)?;
+        let start = Instant::now();
+        let mut attempts = 0;
+        while attempts < opts.max_attempts.max(1) {
+            attempts += 1;
+            let cur = self.read_one(key, true, None)$($await)*?;
+            let result = match (f(cur.as_ref()), &cur) {
+                (Update::Keep, _) => return Ok(CasOutcome::Unchanged { attempts }),
+                (Update::Delete, None) => return Ok(CasOutcome::Deleted { attempts }),
+                (Update::Delete, Some(v)) => {
+                    let cas = v.cas.ok_or_else(|| crate::recipes::no_cas(key))?;
+                    self.run(s, ops::CasDelete { key, cas })$($await)*
+                        .map(|()| CasOutcome::Deleted { attempts })
+                }
+                (Update::Set(new) | Update::Typed(_, _, new), None) => {
+                    self.add(key, &new, StoreOptions { ttl: opts.ttl, flags: opts.flags })$($await)*
+                        .map(|()| CasOutcome::Stored { attempts })
+                }
+                (Update::Set(new) | Update::Typed(_, _, new), Some(v)) => {
+                    let cas = v.cas.ok_or_else(|| crate::recipes::no_cas(key))?;
+                    self.cas(key, &new, cas, StoreOptions { ttl: opts.ttl, flags: opts.flags })$($await)*
+                        .map(|()| CasOutcome::Stored { attempts })
+                }
+            };
+            match result {
+                Ok(done) => return Ok(done),
+                // Lost a race: someone wrote (EXISTS), deleted (NOT_FOUND) or created the
+                // key first (NOT_STORED on add). Read again.
+                Err(Error::Exists | Error::NotFound | Error::NotStored) => {}
+                Err(e) => return Err(e),
+            }
+            if start.elapsed() >= opts.deadline {
+                break;
+            }
+            let pause = crate::recipes::backoff(attempts, opts.base_backoff, opts.max_backoff, fastrand::f64());
+            Self::pause(pause.min(opts.deadline.saturating_sub(start.elapsed())))$($await)*;
+        }
+        Err(Error::CasRetriesExhausted { key: String::from_utf8_lossy(key).into_owned(), attempts })
+    }
+
+    /// Acquire the lock `name`: an `add` of a unique owner token on the name's ring owner,
+    /// retried with jittered backoff for up to `opts.wait`. Fails with
+    /// [`Error::LockNotAcquired`] when someone else held it the whole time, and with the
+    /// server's error (e.g. [`Error::ServerDown`]) if its server cannot be reached: a lock is
+    /// never taken on another server.
+    pub $($asyncness)? fn lock(
+        &self,
+        name: impl AsRef<[u8]>,
+        opts: crate::recipes::LockOptions,
+    ) -> Result<crate::recipes::Lock<$client>, Error> {
+        let name = name.as_ref();
+        crate::recipes::check_ttl(opts.ttl)?;
+        let s = self.cluster().route(name)?;
+        let token = crate::recipes::owner_token();
+        let start = Instant::now();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let op = ops::StoreReturningCas { mode: StoreMode::Add, key: name, data: token.as_bytes(), ttl: opts.ttl };
+            match self.run(s, op)$($await)* {
+                Ok(cas) => {
+                    let mut lock = crate::recipes::Lock {
+                        client: self.clone(),
+                        name: name.to_vec(),
+                        token,
+                        cas,
+                        server: s,
+                        fence: None,
+                        held: true,
+                    };
+                    if opts.fencing {
+                        lock.fence = Some(self.next_fence(name)$($await)*?);
+                    }
+                    return Ok(lock);
+                }
+                Err(Error::NotStored | Error::Exists) => {}
+                Err(e) => return Err(e),
+            }
+            let waited = start.elapsed();
+            if waited >= opts.wait {
+                return Err(Error::LockNotAcquired {
+                    name: String::from_utf8_lossy(name).into_owned(),
+                    attempts,
+                    waited,
+                });
+            }
+            let pause = crate::recipes::backoff(attempts, opts.base_backoff, opts.max_backoff, fastrand::f64());
+            Self::pause(pause.min(opts.wait - waited))$($await)*;
+        }
+    }
+
+    /// The next fencing token of lock `name` (a counter that only grows).
+    $($asyncness)? fn next_fence(&self, name: &[u8]) -> Result<u64, Error> {
+        let key = crate::recipes::fence_key(name);
+        for _ in 0..3 {
+            if let Some(n) = self.incr(&key, 1)$($await)*? {
+                return Ok(n);
+            }
+            match self.add(&key, "1", 0)$($await)* {
+                Ok(()) => return Ok(1),
+                Err(Error::NotStored) => {} // another holder created it: increment that
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::CasRetriesExhausted { key: String::from_utf8_lossy(&key).into_owned(), attempts: 3 })
+    }
+
+    /// The cross-process half of `get_or_set`: one process fills a missing key, the others
+    /// wait for its value (up to `wait`), then fill it themselves rather than fail.
+    $($asyncness)? fn fill_exclusive(
+        &self,
+        key: &[u8],
+        ttl: u32,
+        opts: crate::recipes::FillOptions,
+        first_try: bool,
+    ) -> Result<crate::recipes::Fill, Error> {
+        use crate::recipes::Fill;
+        let lock_key = crate::recipes::fill_key(key);
+        let token = crate::recipes::owner_token();
+        if first_try {
+            match self.add(&lock_key, &token, opts.fill_lock_ttl.max(1))$($await)* {
+                Ok(()) => {
+                    // Someone may have filled it between our miss and our lock.
+                    return Ok(match self.get(key)$($await)*? {
+                        Some(v) => {
+                            let _ = self.delete(&lock_key)$($await)*;
+                            Fill::Found(v)
+                        }
+                        None => Fill::Load { lock_key, ttl: crate::recipes::jitter_ttl(ttl, opts.ttl_jitter, fastrand::f64()) },
+                    });
+                }
+                Err(Error::NotStored) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let start = Instant::now();
+        let mut attempts = 0;
+        while start.elapsed() < opts.wait {
+            attempts += 1;
+            let pause = crate::recipes::backoff(attempts, opts.poll, opts.poll * 8, 0.5 + fastrand::f64() / 2.0);
+            Self::pause(pause.min(opts.wait.saturating_sub(start.elapsed())))$($await)*;
+            if let Some(v) = self.get(key)$($await)*? {
+                return Ok(Fill::Found(v));
+            }
+        }
+        Ok(Fill::Load { lock_key: Vec::new(), ttl: crate::recipes::jitter_ttl(ttl, opts.ttl_jitter, fastrand::f64()) })
+    }
+
+    /// Store what the loader produced and drop the fill lock.
+    $($asyncness)? fn fill_store(&self, key: &[u8], data: Vec<u8>, lock_key: &[u8], ttl: u32) -> Result<crate::Value, Error> {
+        let stored = self.set(key, &data, ttl)$($await)*;
+        if !lock_key.is_empty() {
+            let _ = self.delete(lock_key)$($await)*;
+        }
+        stored?;
+        Ok(crate::Value { data: data.into(), flags: 0, cas: None, ttl: None })
+    }
+}
+
+impl crate::recipes::Lock<$client> {
+    /// Release the lock if this holder still owns it: compare-and-delete on the unique the
+    /// acquisition (or the last `extend`) wrote. `Ok(true)` released; `Ok(false)` the lock had
+    /// expired and may belong to someone else now (it was left alone); calling it again
+    /// after a release returns `Ok(false)` without I/O.
+    pub $($asyncness)? fn release(&mut self) -> Result<bool, Error> {
+        if !self.held {
+            return Ok(false);
+        }
+        self.held = false;
+        let op = ops::CasDelete { key: &self.name, cas: self.cas };
+        match self.client.run(self.server, op)$($await)* {
+            Ok(()) => Ok(true),
+            Err(Error::Exists | Error::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Give the lock a new TTL, if this holder still owns it (`Ok(false)` if not).
+    pub $($asyncness)? fn extend(&mut self, ttl: u32) -> Result<bool, Error> {
+        crate::recipes::check_ttl(ttl)?;
+        if !self.held {
+            return Ok(false);
+        }
+        let op = ops::StoreReturningCas {
+            mode: StoreMode::Cas(self.cas),
+            key: &self.name,
+            data: self.token.as_bytes(),
+            ttl,
+        };
+        match self.client.run(self.server, op)$($await)* {
+            Ok(cas) => {
+                self.cas = cas;
+                Ok(true)
+            }
+            Err(Error::Exists | Error::NotFound) => {
+                self.held = false;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// True until `release` (or a failed `extend`) says the lock is no longer ours. It does not
+    /// ask the server: a lock past its TTL may be gone.
+    pub fn is_held(&self) -> bool {
+        self.held
+    }
+}
+    };
+}
+
+pub(crate) use recipes_api;
+
+/// The error for a `gets` reply without a CAS unique (a broken server or proxy).
+pub(crate) fn no_cas(key: &[u8]) -> Error {
+    Error::Protocol {
+        server: String::new(),
+        detail: format!(
+            "gets of {} returned no CAS unique",
+            String::from_utf8_lossy(key)
+        ),
+    }
+}
+
+/// In-flight `get_or_set` loads of one client, by key; `Cell` is the driver's once-cell.
+pub(crate) type Flights<Cell> =
+    std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::sync::Arc<Cell>>>;
+
+/// How `get_or_set` protects a miss.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FillOptions {
+    /// How long a process that lost the fill lock waits for the winner's value before it
+    /// loads the value itself. Default 2 s.
+    pub wait: Duration,
+    /// First pause between its polls. Default 5 ms.
+    pub poll: Duration,
+    /// Lifetime of the fill lock (a crashed filler blocks others at most this long). Default 10 s.
+    pub fill_lock_ttl: u32,
+    /// ± fraction of random jitter on the stored TTL. Default 0.1.
+    pub ttl_jitter: f64,
+}
+
+impl Default for FillOptions {
+    fn default() -> Self {
+        FillOptions {
+            wait: Duration::from_secs(2),
+            poll: Duration::from_millis(5),
+            fill_lock_ttl: 10,
+            ttl_jitter: 0.1,
+        }
+    }
+}
+
+/// The key of a fill lock.
+pub fn fill_key(key: &[u8]) -> Vec<u8> {
+    let mut k = key.to_vec();
+    k.extend_from_slice(b":fill");
+    k
+}
+
+/// What the cross-process fill decided.
+#[doc(hidden)]
+pub enum Fill {
+    /// Another process filled it: here is the value.
+    Found(crate::Value),
+    /// Load it (holding `lock_key`, empty if no lock is held) and store it with `ttl`.
+    Load {
+        /// The fill lock to drop afterwards.
+        lock_key: Vec<u8>,
+        /// The jittered TTL.
+        ttl: u32,
+    },
+}
