@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use multiput::{ProtocolChoice, RingMode, ServerSpec};
+use multiput::{ProtocolChoice, ReadPolicy, RingMode, ServerSpec, WritePolicy};
 
 const ABOUT: &str = "Where keys live on a memcached fleet, and get/set/delete/incr, stats and \
                      health of its servers.";
@@ -14,7 +14,18 @@ Where keys live on a memcached fleet, and get/set/delete/incr, stats and health 
 Keys are placed on the servers with libmemcached's ketama ring, exactly as php-memcached \
 (OPT_LIBKETAMA_COMPATIBLE) and pylibmc (ketama_weighted) place them, so this tool reads and \
 writes the same server those clients use for a key. List the servers in the same order as \
-those clients do.";
+those clients do.
+
+Replication: with --replicas N (N > 1), get, set and delete work on N copies of each key, kept \
+on the first N distinct servers of the key's ring preference list, exactly as multiput's \
+replicated clients in every language keep them. Each copy is stored inside multiput's 24-byte \
+envelope (a timestamp and the writer's id; see docs/envelope.md): a read returns the latest \
+copy and writes it back to replicas whose copy is missing or older (read repair), and a delete \
+writes a tombstone so that a replica that missed it cannot bring the value back. Read such keys \
+with the same --replicas: a plain read (--replicas 1, the default) returns the stored bytes, \
+envelope included. incr, decr, touch and set --add/--replace are refused with --replicas N > 1 \
+(not supported for replicated keys yet). ring, stats, health and flush are unaffected, except \
+that `ring --replicas N` lists each key's N servers.";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -25,6 +36,10 @@ Examples:
   multiput set greeting 'hello world' --ttl 300
   multiput get greeting
   printf '%s\\n' user:1 user:2 | multiput ring
+  multiput --replicas 3 set user:42 Ada
+  multiput --replicas 3 --write-policy quorum:2 set user:42 Ada
+  multiput --replicas 3 get -v user:42
+  multiput --replicas 3 delete user:42
 
 Exit status:
   0  success
@@ -53,8 +68,10 @@ trailing CR is removed). Output is one line per key, in input order:
 
   KEY<TAB>HOST:PORT
 
-with the port always written. With --replicas N the line lists the first N distinct servers \
-met walking the ring clockwise from the key (its preference list; the first is the owner):
+with the port always written. With --replicas N (N > 1) the line lists the first N distinct \
+servers met walking the ring clockwise from the key (its preference list; the first is the \
+owner), the servers `get`, `set` and `delete --replicas N` use for it. N may exceed the number \
+of servers here: each server is then listed once.
 
   KEY<TAB>OWNER<TAB>SECOND<TAB>...
 
@@ -123,6 +140,49 @@ pub struct Global {
     /// not hashed: keys are placed by the key without it.
     #[arg(long, global = true, value_name = "PREFIX")]
     pub prefix: Option<OsString>,
+
+    /// Copies per key. 1 (the default) is plain memcached: one server per key, values stored
+    /// as given. N > 1: get, set and delete keep N enveloped copies on the key's first N ring
+    /// servers (at most the number of servers); `ring` lists those N servers.
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub replicas: u32,
+
+    /// With --replicas N > 1: when set and delete succeed. all (the default): every replica
+    /// must store the copy, except servers already marked down by this command (a server that
+    /// refuses the connection during the write counts as a failure); quorum:W: at least W of
+    /// the N; one: any one.
+    #[arg(
+        long = "write-policy",
+        global = true,
+        value_name = "all|quorum:W|one",
+        value_parser = parse_write_policy
+    )]
+    pub write_policy: Option<WritePolicy>,
+
+    /// With --replicas N > 1: how get reads. all (the default): ask every replica, return the
+    /// latest copy and repair the others; quorum:R: the same, but fail unless R replicas
+    /// answered; first: ask replicas one at a time, return the first hit (cheapest; may return
+    /// an older copy, repairs nothing).
+    #[arg(
+        long = "read-policy",
+        global = true,
+        value_name = "all|quorum:R|first",
+        value_parser = parse_read_policy
+    )]
+    pub read_policy: Option<ReadPolicy>,
+
+    /// With --replicas N > 1: while a server is marked down, place keys on a ring without it
+    /// (twemproxy-style ejection), so their copies go to other servers. Off by default: moving
+    /// keys serves stale data when the server returns. A server only counts as marked down
+    /// after it failed during this command, so a one-shot command rarely moves anything.
+    #[arg(long, global = true)]
+    pub failover: bool,
 }
 
 /// `--mode`.
@@ -168,6 +228,38 @@ impl From<Protocol> for ProtocolChoice {
     }
 }
 
+/// `--write-policy`: `all`, `quorum:W` or `one`.
+fn parse_write_policy(s: &str) -> Result<WritePolicy, String> {
+    match s {
+        "all" => Ok(WritePolicy::All),
+        "one" => Ok(WritePolicy::One),
+        _ => match s.strip_prefix("quorum:") {
+            Some(w) => parse_quorum(w).map(WritePolicy::Quorum),
+            None => Err("expected all, quorum:W (W a number of replicas) or one".into()),
+        },
+    }
+}
+
+/// `--read-policy`: `all`, `quorum:R` or `first`.
+fn parse_read_policy(s: &str) -> Result<ReadPolicy, String> {
+    match s {
+        "all" => Ok(ReadPolicy::All),
+        "first" => Ok(ReadPolicy::FirstHit),
+        _ => match s.strip_prefix("quorum:") {
+            Some(r) => parse_quorum(r).map(ReadPolicy::Quorum),
+            None => Err("expected all, quorum:R (R a number of replicas) or first".into()),
+        },
+    }
+}
+
+fn parse_quorum(n: &str) -> Result<usize, String> {
+    match n.parse::<usize>() {
+        Ok(0) => Err("a quorum is at least 1 replica".into()),
+        Ok(q) => Ok(q),
+        Err(_) => Err(format!("{n:?} is not a number of replicas")),
+    }
+}
+
 fn parse_server(s: &str) -> Result<ServerSpec, String> {
     s.parse::<ServerSpec>().map_err(|e| match e {
         multiput::Error::Config(msg) => msg,
@@ -192,7 +284,15 @@ printed on stderr (`flags=N cas=N`), so stdout stays the bare value.
 With several keys (fetched in one request per server) each key gets a line: \
 KEY<TAB>VALUE, with tabs, newlines, backslashes and other non-printable bytes escaped \
 (\\t \\n \\\\ \\xNN), or KEY<TAB>(miss). --flags and --cas append flags=N and cas=N \
-columns. The exit status is 0 unless a server failed.")]
+columns. The exit status is 0 unless a server failed.
+
+With --replicas N (N > 1) every replica of each key is asked (see --read-policy), the latest \
+copy is returned without its envelope, and replicas holding a missing or older copy are \
+repaired. A deleted key (a tombstone) is a miss. --cas is refused (each replica has its own \
+CAS unique). --verbose prints on stderr, per key: the copy's stamp (ts, its time and counter, \
+writer), whether it was enveloped (enveloped=no: a plain value written without --replicas), \
+its type, and the replicas that hold the key (primary first; `(failed)` after a replica that \
+did not answer). Without --replicas, --verbose prints the server that owns the key.")]
     Get(GetArgs),
 
     /// Store a value (from the argument, or all of stdin when omitted)
@@ -204,12 +304,28 @@ The value is the VALUE argument or, when it is omitted, everything read from sta
 byte for byte (a trailing newline is kept: use `printf` rather than `echo` when that matters). \
 By default the value is stored unconditionally (set); --add stores only if the key is missing, \
 --replace only if it exists, and both fail with `not stored` otherwise. Prints nothing on \
-success.",
+success.
+
+With --replicas N (N > 1) the value is written, inside the envelope, to the key's N replicas \
+at once. It succeeds when --write-policy is met: then it prints nothing on stdout, but each \
+replica that did not store the copy is named on stderr (`multiput: warning: ...`). When the \
+policy is not met the exit status is 1 and the error names each failed replica; the replicas \
+that did store keep the new value. --add, --replace and --flags are refused (not supported \
+for replicated keys yet).",
         allow_negative_numbers = true
     )]
     Set(SetArgs),
 
     /// Delete keys; prints KEY<TAB>deleted or KEY<TAB>not found (exit 1 if any was missing)
+    #[command(long_about = "\
+Delete keys. Prints one line per key: KEY<TAB>deleted, KEY<TAB>not found, or KEY<TAB>(error) \
+with the error on stderr. The exit status is 1 if any key was missing or failed.
+
+With --replicas N (N > 1) each key's replicas get a tombstone (kept for a day) instead of a \
+plain delete, so that a replica that missed the delete cannot bring the value back; reads \
+with --replicas then miss. A tombstone is written whether or not the key existed, so the line \
+is KEY<TAB>deleted once --write-policy is met, and never `not found`. Replicas that failed \
+are named on stderr.")]
     Delete {
         /// The keys to delete.
         #[arg(required = true, value_name = "KEY")]
@@ -220,16 +336,20 @@ success.",
     #[command(long_about = "\
 Add DELTA (default 1) to the decimal number stored under KEY and print the new value. The \
 counter wraps at 2^64. A missing key is an error (exit 1): create it first, e.g. \
-`multiput set KEY 0`.")]
+`multiput set KEY 0`. Refused with --replicas N > 1 (not supported for replicated keys yet).")]
     Incr(ArithArgs),
 
     /// Subtract DELTA (default 1) from a decimal counter (stops at 0) and print the new value
     #[command(long_about = "\
 Subtract DELTA (default 1) from the decimal number stored under KEY and print the new value. \
-memcached stops at 0 rather than going negative. A missing key is an error (exit 1).")]
+memcached stops at 0 rather than going negative. A missing key is an error (exit 1). Refused \
+with --replicas N > 1 (not supported for replicated keys yet).")]
     Decr(ArithArgs),
 
     /// Give an existing key a new TTL (exit 1 if the key is missing)
+    #[command(long_about = "\
+Give an existing key a new TTL (exit 1 if the key is missing). Refused with --replicas N > 1 \
+(not supported for replicated keys yet).")]
     Touch {
         /// The key.
         key: OsString,
@@ -277,15 +397,12 @@ status is 0 when every server is up, 2 when any is down.")]
     },
 }
 
-/// `multiput ring`.
+/// `multiput ring` (its `--replicas N` is the global option).
 #[derive(Debug, Args)]
 pub struct RingArgs {
     /// Keys to place; when none are given they are read from stdin, one per line.
     #[arg(value_name = "KEY")]
     pub keys: Vec<OsString>,
-    /// Also list the next servers of each key's preference list: N servers per key in all.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub replicas: Option<u32>,
 }
 
 /// `multiput get`.
@@ -297,9 +414,13 @@ pub struct GetArgs {
     /// Also show the client flags stored with each value.
     #[arg(long)]
     pub flags: bool,
-    /// Also show each value's CAS unique (uses gets).
+    /// Also show each value's CAS unique (uses gets; not with --replicas N > 1).
     #[arg(long)]
     pub cas: bool,
+    /// Also print on stderr where the key lives and, with --replicas N > 1, the stamp of the
+    /// copy returned and whether it was enveloped.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 /// `multiput set`.
@@ -313,13 +434,14 @@ pub struct SetArgs {
     /// more is a Unix timestamp.
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     pub ttl: u32,
-    /// Client flags to store with the value.
+    /// Client flags to store with the value (not with --replicas N > 1: enveloped copies are
+    /// stored with flags 0).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub flags: u32,
-    /// Store only if the key does not exist yet.
+    /// Store only if the key does not exist yet (not with --replicas N > 1).
     #[arg(long, conflicts_with = "replace")]
     pub add: bool,
-    /// Store only if the key already exists.
+    /// Store only if the key already exists (not with --replicas N > 1).
     #[arg(long)]
     pub replace: bool,
 }

@@ -5,8 +5,8 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use multiput::blocking::Client;
-use multiput::{ConfigBuilder, Error, StoreOptions, Value};
+use multiput::blocking::{Client, ReplicatedClient};
+use multiput::{ConfigBuilder, Error, Policy, ReadPolicy, StoreOptions, Value, WritePolicy};
 
 use crate::args::{ArithArgs, Cli, Command, GetArgs, Global, SetArgs};
 use crate::output::{self, escape_bytes, json_ms, json_str, key_for_message, Row, Table};
@@ -19,12 +19,64 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let g = &cli.global;
     match cli.command {
         Command::Ring(a) => crate::ring_cmd::run(g, a),
-        Command::Get(a) => get(&client(g)?, a),
-        Command::Set(a) => set(&client(g)?, a),
-        Command::Delete { keys } => delete(&client(g)?, &keys),
-        Command::Incr(a) => arith(&client(g)?, a, true),
-        Command::Decr(a) => arith(&client(g)?, a, false),
-        Command::Touch { key, ttl } => touch(&client(g)?, &key, ttl),
+        Command::Get(a) => match policy(g)? {
+            None => get(&client(g)?, a),
+            Some(p) => {
+                if a.cas {
+                    return Err(not_replicated(
+                        g,
+                        "get --cas",
+                        "each replica has its own CAS unique",
+                    ));
+                }
+                crate::replicated_cmd::get(&replicated(g, p)?, a)
+            }
+        },
+        Command::Set(a) => match policy(g)? {
+            None => set(&client(g)?, a),
+            Some(p) => {
+                if a.add || a.replace {
+                    let flag = if a.add { "--add" } else { "--replace" };
+                    return Err(not_replicated(
+                        g,
+                        &format!("set {flag}"),
+                        "its condition cannot be checked on every replica at once",
+                    ));
+                }
+                if a.flags != 0 {
+                    return Err(not_replicated(
+                        g,
+                        "set --flags",
+                        "replicated copies are stored with flags 0",
+                    ));
+                }
+                crate::replicated_cmd::set(&replicated(g, p)?, a)
+            }
+        },
+        Command::Delete { keys } => match policy(g)? {
+            None => delete(&client(g)?, &keys),
+            Some(p) => crate::replicated_cmd::delete(&replicated(g, p)?, &keys),
+        },
+        Command::Incr(a) => {
+            plain_only(
+                g,
+                "incr",
+                "memcached would add to one copy, envelope and all",
+            )?;
+            arith(&client(g)?, a, true)
+        }
+        Command::Decr(a) => {
+            plain_only(
+                g,
+                "decr",
+                "memcached would subtract from one copy, envelope and all",
+            )?;
+            arith(&client(g)?, a, false)
+        }
+        Command::Touch { key, ttl } => {
+            plain_only(g, "touch", "it would change the TTL of one copy only")?;
+            touch(&client(g)?, &key, ttl)
+        }
         Command::Flush { delay, yes } => {
             if !yes {
                 return Err(Failure::usage(
@@ -86,13 +138,63 @@ fn client(g: &Global) -> Result<Client, Failure> {
     Ok(Client::from_config(config(g)?.build_config()?)?)
 }
 
+/// The replication policy the global options describe: `None` for plain memcached
+/// (`--replicas 1`, the default), where the policy options are refused rather than ignored.
+fn policy(g: &Global) -> Result<Option<Policy>, Failure> {
+    if g.replicas <= 1 {
+        let given = [
+            ("--write-policy", g.write_policy.is_some()),
+            ("--read-policy", g.read_policy.is_some()),
+            ("--failover", g.failover),
+        ];
+        if let Some((name, _)) = given.iter().find(|(_, on)| *on) {
+            return Err(Failure::usage(format!(
+                "{name} only applies to replicated keys: add --replicas N with N > 1"
+            )));
+        }
+        return Ok(None);
+    }
+    Ok(Some(Policy {
+        replicas: g.replicas as usize,
+        write: g.write_policy.unwrap_or(WritePolicy::All),
+        read: g.read_policy.unwrap_or(ReadPolicy::All),
+        failover: g.failover,
+        ..Policy::default()
+    }))
+}
+
+/// The replicated client for `policy`. A policy that does not fit the servers (more replicas
+/// than servers, a quorum above the replicas) is a usage error.
+fn replicated(g: &Global, policy: Policy) -> Result<ReplicatedClient, Failure> {
+    ReplicatedClient::new(client(g)?, policy).map_err(|e| match e {
+        Error::Config(msg) => Failure::usage(msg),
+        other => Failure::from(other),
+    })
+}
+
+/// The refusal of an operation that replication does not cover, and why.
+fn not_replicated(g: &Global, what: &str, why: &str) -> Failure {
+    Failure::usage(format!(
+        "{what} is not supported for replicated keys yet (--replicas {}): {why}; nothing was sent",
+        g.replicas
+    ))
+}
+
+/// Refuse `what` with `--replicas N > 1` (checked before anything is sent).
+fn plain_only(g: &Global, what: &str, why: &str) -> Result<(), Failure> {
+    match policy(g)? {
+        None => Ok(()),
+        Some(_) => Err(not_replicated(g, what, why)),
+    }
+}
+
 /// An error about one key, naming it.
-fn keyed(key: &[u8], e: Error) -> Failure {
+pub(crate) fn keyed(key: &[u8], e: Error) -> Failure {
     Failure::error(format!("{}: {e}", key_for_message(key)))
 }
 
 /// Refuse invalid keys before anything is sent.
-fn check_keys(c: &Client, keys: &[&[u8]]) -> Result<(), Failure> {
+pub(crate) fn check_keys(c: &Client, keys: &[&[u8]]) -> Result<(), Failure> {
     let mut errors: Vec<Failure> = keys
         .iter()
         .filter_map(|k| c.cluster().route(k).err().map(|e| keyed(k, e)))
@@ -118,6 +220,9 @@ fn get(c: &Client, a: GetArgs) -> Result<ExitCode, Failure> {
 
     if let [key] = keys[..] {
         let found = if a.cas { c.gets(key) } else { c.get(key) }.map_err(|e| keyed(key, e))?;
+        if a.verbose {
+            eprintln!("server={}", c.server_for(key)?);
+        }
         let Some(v) = found else {
             return Err(Failure::error(format!("miss: {}", key_for_message(key))));
         };
@@ -134,6 +239,11 @@ fn get(c: &Client, a: GetArgs) -> Result<ExitCode, Failure> {
     } else {
         c.get_multi(&keys)
     };
+    if a.verbose {
+        for key in &keys {
+            eprintln!("{}\tserver={}", escape_bytes(key), c.server_for(key)?);
+        }
+    }
     let mut failed = false;
     let mut text = Vec::new();
     for (key, r) in keys.iter().zip(results) {
@@ -180,10 +290,9 @@ fn meta_columns(v: &Value, a: &GetArgs) -> Vec<String> {
     cols
 }
 
-fn set(c: &Client, a: SetArgs) -> Result<ExitCode, Failure> {
-    let key = os_bytes(&a.key);
-    check_keys(c, &[key])?;
-    let value = match &a.value {
+/// The value of `set`: its argument, or all of stdin.
+pub(crate) fn read_value(a: &SetArgs) -> Result<Vec<u8>, Failure> {
+    Ok(match &a.value {
         Some(v) => os_bytes(v).to_vec(),
         None => {
             let stdin = io::stdin();
@@ -197,7 +306,13 @@ fn set(c: &Client, a: SetArgs) -> Result<ExitCode, Failure> {
                 .map_err(|e| Failure::error(format!("cannot read the value from stdin: {e}")))?;
             buf
         }
-    };
+    })
+}
+
+fn set(c: &Client, a: SetArgs) -> Result<ExitCode, Failure> {
+    let key = os_bytes(&a.key);
+    check_keys(c, &[key])?;
+    let value = read_value(&a)?;
     let opts = StoreOptions::ttl(a.ttl).flags(a.flags);
     let r = if a.add {
         c.add(key, &value, opts)

@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod output;
+mod replicated_cmd;
 mod ring_cmd;
 
 use std::io;

@@ -168,6 +168,28 @@ pub fn human_bytes(n: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
+/// Unix milliseconds as an RFC 3339 UTC time, `2023-11-14T22:13:20.000Z`.
+pub fn utc_millis(ms: u64) -> String {
+    let (secs, milli) = (ms / 1000, ms % 1000);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (never negative here).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{milli:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 /// Milliseconds with three decimals.
 pub fn ms(v: f64) -> String {
     format!("{v:.3}")
@@ -200,6 +222,14 @@ mod tests {
         assert_eq!(human_bytes(10), "10 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(64 * 1024 * 1024), "64.0 MiB");
+    }
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(utc_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(utc_millis(1_700_000_000_000), "2023-11-14T22:13:20.000Z");
+        assert_eq!(utc_millis(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(utc_millis(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub fn run(g: &Global, a: RingArgs) -> Result<ExitCode, Failure> {
     let cluster = Cluster::new(config(g)?.build_config()?)?;
     let ring = cluster.ring();
     let addresses: Vec<String> = ring.servers().iter().map(|s| s.address()).collect();
-    let replicas = a.replicas.unwrap_or(1) as usize;
+    let replicas = g.replicas as usize;
 
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());

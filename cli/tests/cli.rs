@@ -1072,3 +1072,409 @@ fn unreachable_server_is_a_clear_error() {
     assert!(out.text().contains("error:"), "{out:?}");
     fails(mp(&s, &["flush", "--yes"]), 1, "cannot connect");
 }
+
+// ---------------------------------------------------------------------------------------------
+// (d) replication: --replicas N > 1
+// ---------------------------------------------------------------------------------------------
+
+/// The envelope's fixed header length, and its first four bytes (magic and version 1).
+const HEADER: usize = 24;
+const MAGIC_V1: [u8; 4] = [0xE1, 0x4D, 0x50, 0x01];
+
+/// `multiput --replicas N --servers S ARGS`.
+fn mpr(servers: &str, n: usize, args: &[&str]) -> Out {
+    let n = n.to_string();
+    let mut all = vec!["--servers", servers, "--replicas", &n];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
+/// The first `n` servers of `key`'s preference list, as `multiput ring --replicas n` names them.
+fn preference(servers: &str, key: &str, n: usize) -> Vec<String> {
+    let out = ok(mp(servers, &["ring", "--replicas", &n.to_string(), key]));
+    let line = out.text();
+    let mut cols = line.trim_end().split('\t').map(str::to_string);
+    assert_eq!(cols.next().as_deref(), Some(key), "{out:?}");
+    let list: Vec<String> = cols.collect();
+    assert_eq!(list.len(), n, "{out:?}");
+    list
+}
+
+/// The raw bytes `addr` holds for `key`, asserted to be an enveloped value (flags 0) whose
+/// payload is `payload`.
+#[track_caller]
+fn enveloped_copy(addr: &str, key: &str, payload: &[u8]) -> Vec<u8> {
+    let (flags, raw) =
+        raw_get(addr, key).unwrap_or_else(|| panic!("{addr} holds no copy of {key:?}"));
+    assert_eq!(flags, 0, "{addr}: enveloped copies carry flags 0");
+    assert_eq!(raw.len(), HEADER + payload.len(), "{addr}: {raw:?}");
+    assert_eq!(raw[..4], MAGIC_V1, "{addr}: {raw:?}");
+    assert_eq!(raw[4], 0, "{addr}: kind must be a value: {raw:?}");
+    assert_eq!(&raw[HEADER..], payload, "{addr}");
+    raw
+}
+
+/// Assert that `addr` holds a tombstone for `key`.
+#[track_caller]
+fn tombstone(addr: &str, key: &str) {
+    let (_, raw) = raw_get(addr, key).unwrap_or_else(|| panic!("{addr}: no tombstone for {key}"));
+    assert_eq!(
+        raw.len(),
+        HEADER,
+        "{addr}: a tombstone is exactly the header: {raw:?}"
+    );
+    assert_eq!(raw[..4], MAGIC_V1, "{addr}: {raw:?}");
+    assert_eq!(raw[4], 1, "{addr}: kind must be a tombstone: {raw:?}");
+}
+
+#[test]
+fn replicated_set_puts_an_enveloped_copy_on_every_replica() {
+    let servers = cluster(3);
+    let s = servers_arg(&servers);
+
+    let out = ok(mpr(&s, 3, &["set", "greeting", "hello world"]));
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    let copies: Vec<Vec<u8>> = servers
+        .iter()
+        .map(|m| enveloped_copy(&m.addr(), "greeting", b"hello world"))
+        .collect();
+    assert!(
+        copies.iter().all(|c| *c == copies[0]),
+        "one write, one stamp: {copies:?}"
+    );
+
+    let out = ok(mpr(&s, 3, &["get", "greeting"]));
+    assert_eq!(out.stdout, b"hello world");
+    assert!(out.stderr.is_empty(), "{out:?}");
+
+    // --verbose: the stamp read from the envelope, and the replicas, primary first.
+    let out = ok(mpr(&s, 3, &["get", "-v", "greeting"]));
+    assert_eq!(out.stdout, b"hello world");
+    let ts = u64::from_be_bytes(copies[0][8..16].try_into().unwrap());
+    let writer = u64::from_be_bytes(copies[0][16..24].try_into().unwrap());
+    assert!(out.stderr.contains(&format!("ts={ts} ")), "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("writer={writer:016x}")),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("enveloped=yes"), "{out:?}");
+    let replicas = preference(&s, "greeting", 3).join(",");
+    assert!(
+        out.stderr.contains(&format!("replicas={replicas}")),
+        "{out:?}"
+    );
+
+    // Binary-safe from stdin, with a TTL; --replicas after the subcommand works too.
+    let binary: &[u8] = b"\x00bin\r\nEND\r\n\xff\tlast\n";
+    ok(mp_in(
+        &s,
+        &["set", "bin", "--ttl", "600", "--replicas", "3"],
+        binary,
+    ));
+    for m in &servers {
+        enveloped_copy(&m.addr(), "bin", binary);
+    }
+    assert_eq!(ok(mpr(&s, 3, &["get", "bin"])).stdout, binary);
+
+    // Several keys: the plain command's line format.
+    let out = ok(mpr(
+        &s,
+        3,
+        &["get", "greeting", "bin", "nothing-here", "--flags"],
+    ));
+    assert_eq!(
+        out.lines(),
+        vec![
+            "greeting\thello world\tflags=0".to_string(),
+            "bin\t\\x00bin\\r\\nEND\\r\\n\\xff\\tlast\\n\tflags=0".to_string(),
+            "nothing-here\t(miss)".to_string(),
+        ]
+    );
+    let out = fails(mpr(&s, 3, &["get", "nothing-here"]), 1, "miss");
+    assert!(out.stdout.is_empty(), "{out:?}");
+
+    // --replicas 2 writes the key's first two servers only.
+    ok(mpr(&s, 2, &["set", "two", "copies"]));
+    let pair = preference(&s, "two", 2);
+    for m in &servers {
+        if pair.contains(&m.addr()) {
+            enveloped_copy(&m.addr(), "two", b"copies");
+        } else {
+            assert_eq!(
+                raw_get(&m.addr(), "two"),
+                None,
+                "{} is not a replica",
+                m.addr()
+            );
+        }
+    }
+    assert_eq!(ok(mpr(&s, 2, &["get", "two"])).stdout, b"copies");
+
+    // A plain value (written without --replicas) reads back as is, reported as not enveloped.
+    ok(mp(&s, &["set", "plain", "old style"]));
+    let out = ok(mpr(&s, 3, &["get", "--verbose", "plain"]));
+    assert_eq!(out.stdout, b"old style");
+    assert!(out.stderr.contains("enveloped=no"), "{out:?}");
+
+    // --replicas 1 is today's plain behaviour: no envelope, one server.
+    ok(mpr(&s, 1, &["set", "one", "plain bytes"]));
+    let home = owner(&s, "one");
+    for m in &servers {
+        let expected = (m.addr() == home).then(|| (0, b"plain bytes".to_vec()));
+        assert_eq!(raw_get(&m.addr(), "one"), expected);
+    }
+
+    // stats is unaffected by --replicas.
+    let out = ok(mpr(&s, 3, &["stats"]));
+    assert_eq!(out.lines().len(), 4, "{out:?}");
+}
+
+#[test]
+fn replicated_get_and_set_with_a_killed_server() {
+    let servers = cluster(3);
+    let s = servers_arg(&servers);
+    ok(mpr(&s, 3, &["set", "k", "v1"]));
+
+    // Kill the key's primary: the plain client has lost the key, the replicas have not.
+    let order = preference(&s, "k", 3);
+    let dead = order[0].clone();
+    let live: Vec<&String> = order[1..].iter().collect();
+    servers
+        .iter()
+        .find(|m| m.addr() == dead)
+        .expect("the primary is one of ours")
+        .kill();
+    let out = fails(mp(&s, &["get", "k"]), 1, &dead);
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert_eq!(ok(mpr(&s, 2, &["get", "k"])).stdout, b"v1");
+    assert_eq!(ok(mpr(&s, 3, &["get", "k"])).stdout, b"v1");
+    let out = ok(mpr(&s, 3, &["get", "-v", "k"]));
+    assert!(out.stderr.contains(&format!("{dead}(failed)")), "{out:?}");
+
+    // Default policy (all): a fresh command has not marked the server down before writing, so
+    // its refusal is a failed replica and the policy is not met. The live replicas keep the
+    // new value.
+    let out = fails(mpr(&s, 3, &["set", "k", "v2"]), 1, "replicated write");
+    assert!(out.stderr.contains(&dead), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    for addr in &live {
+        enveloped_copy(addr, "k", b"v2");
+    }
+    assert_eq!(ok(mpr(&s, 3, &["get", "k"])).stdout, b"v2");
+
+    // A quorum the live replicas can meet: success, the missed replica named on stderr.
+    let out = ok(mpr(
+        &s,
+        3,
+        &["--write-policy", "quorum:1", "set", "k", "v3"],
+    ));
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(out.stderr.contains("warning"), "{out:?}");
+    assert!(out.stderr.contains(&dead), "{out:?}");
+    for addr in &live {
+        enveloped_copy(addr, "k", b"v3");
+    }
+    ok(mpr(
+        &s,
+        3,
+        &["--write-policy", "quorum:2", "set", "k", "v4"],
+    ));
+    ok(mpr(&s, 3, &["--write-policy", "one", "set", "k", "v4"]));
+    let out = fails(
+        mpr(&s, 3, &["--write-policy", "quorum:3", "set", "k", "v5"]),
+        1,
+        &dead,
+    );
+    assert!(out.stderr.contains("replicated write"), "{out:?}");
+
+    // Reads: a quorum of 3 cannot be met, 2 can; first-hit skips the dead primary.
+    fails(
+        mpr(&s, 3, &["--read-policy", "quorum:3", "get", "k"]),
+        1,
+        "replicated read",
+    );
+    let out = ok(mpr(&s, 3, &["--read-policy", "quorum:2", "get", "k"]));
+    assert_eq!(
+        out.stdout, b"v5",
+        "the failed write still reached the live replicas"
+    );
+    let out = ok(mpr(&s, 3, &["--read-policy", "first", "get", "k"]));
+    assert_eq!(out.stdout, b"v5");
+
+    // Deletes follow the same policy.
+    let out = fails(mpr(&s, 3, &["delete", "k"]), 1, "replicated delete");
+    assert_eq!(out.text(), "k\t(error)\n");
+    let out = ok(mpr(&s, 3, &["--write-policy", "quorum:2", "delete", "k"]));
+    assert_eq!(out.text(), "k\tdeleted\n");
+    assert!(out.stderr.contains(&dead), "{out:?}");
+    for addr in &live {
+        tombstone(addr, "k");
+    }
+    fails(mpr(&s, 3, &["get", "k"]), 1, "miss");
+}
+
+#[test]
+fn replicated_delete_writes_tombstones_that_outlive_old_copies() {
+    let servers = cluster(3);
+    let s = servers_arg(&servers);
+    ok(mpr(&s, 3, &["set", "k", "old value"]));
+    let primary = preference(&s, "k", 3)[0].clone();
+    let old = enveloped_copy(&primary, "k", b"old value");
+
+    let out = ok(mpr(&s, 3, &["delete", "k"]));
+    assert_eq!(out.text(), "k\tdeleted\n");
+    for m in &servers {
+        tombstone(&m.addr(), "k");
+    }
+    let out = fails(mpr(&s, 3, &["get", "k"]), 1, "miss");
+    assert!(out.stdout.is_empty(), "{out:?}");
+
+    // A replica that missed the delete (here: the old copy put back on the primary) cannot
+    // bring the value back: the tombstone is later.
+    raw_set(&primary, "k", 0, &old);
+    let out = fails(mpr(&s, 3, &["get", "k"]), 1, "miss");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    raw_set(&primary, "k", 0, &old);
+    let out = fails(mpr(&s, 2, &["get", "-v", "k"]), 1, "miss");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let out = mpr(&s, 3, &["get", "k", "other"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.lines(), vec!["k\t(miss)", "other\t(miss)"]);
+
+    // A later set wins over the tombstone.
+    ok(mpr(&s, 3, &["set", "k", "new value"]));
+    assert_eq!(ok(mpr(&s, 3, &["get", "k"])).stdout, b"new value");
+
+    // Several keys, including one that never existed: a tombstone is written either way.
+    ok(mpr(&s, 3, &["set", "a", "1"]));
+    let out = ok(mpr(&s, 3, &["delete", "a", "never-set"]));
+    assert_eq!(out.lines(), vec!["a\tdeleted", "never-set\tdeleted"]);
+    for m in &servers {
+        tombstone(&m.addr(), "a");
+        tombstone(&m.addr(), "never-set");
+    }
+    fails(mpr(&s, 3, &["get", "a"]), 1, "miss");
+}
+
+#[test]
+fn replicated_keys_refuse_what_replication_does_not_cover() {
+    let servers = cluster(3);
+    let s = servers_arg(&servers);
+    ok(mp(&s, &["set", "counter", "10"]));
+    ok(mpr(&s, 2, &["set", "r", "v"]));
+
+    for args in [
+        vec!["incr", "counter"],
+        vec!["decr", "counter", "3"],
+        vec!["touch", "counter", "60"],
+        vec!["set", "counter", "11", "--add"],
+        vec!["set", "counter", "11", "--replace"],
+        vec!["set", "counter", "11", "--flags", "5"],
+        vec!["get", "r", "--cas"],
+    ] {
+        let out = fails(
+            mpr(&s, 2, &args),
+            2,
+            "not supported for replicated keys yet",
+        );
+        assert!(out.stderr.starts_with("multiput: "), "{args:?}: {out:?}");
+        assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
+    }
+    // Nothing changed, and the plain commands still work.
+    assert_eq!(
+        raw_get(&owner(&s, "counter"), "counter"),
+        Some((0, b"10".to_vec()))
+    );
+    assert_eq!(ok(mp(&s, &["incr", "counter"])).text(), "11\n");
+
+    // Refused before anything is sent: a listener that must never see a connection.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let l = listener.local_addr().unwrap().to_string();
+    let two = format!("{l},{}", servers[0].addr());
+    // A key the listener owns, so that a plain command would have connected to it.
+    let key = (0..100)
+        .map(|i| format!("x{i}"))
+        .find(|k| owner(&two, k) == l)
+        .expect("some key lives on the listener");
+    for args in [
+        vec!["incr", key.as_str()],
+        vec!["decr", key.as_str()],
+        vec!["touch", key.as_str(), "1"],
+        vec!["set", key.as_str(), "1", "--add"],
+        vec!["get", key.as_str(), "--cas"],
+    ] {
+        fails(mpr(&two, 2, &args), 2, "not supported");
+    }
+    match listener.accept() {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        Ok((_, peer)) => panic!("a connection from {peer} was opened for a refused command"),
+        Err(e) => panic!("accept: {e}"),
+    }
+}
+
+#[test]
+fn replication_options_are_checked() {
+    let s = "192.0.2.1:11211,192.0.2.2:11211,192.0.2.3:11211";
+    // No connection is needed to refuse these.
+    fails(mpr(s, 4, &["get", "k"]), 2, "number of servers (3)");
+    fails(mpr(s, 4, &["set", "k", "v"]), 2, "number of servers (3)");
+    fails(
+        mpr(s, 2, &["--write-policy", "quorum:3", "set", "k", "v"]),
+        2,
+        "write quorum",
+    );
+    fails(
+        mpr(s, 2, &["--read-policy", "quorum:3", "get", "k"]),
+        2,
+        "read quorum",
+    );
+    fails(
+        mpr(s, 2, &["--write-policy", "quorum:0", "get", "k"]),
+        2,
+        "at least 1",
+    );
+    fails(
+        mpr(s, 2, &["--write-policy", "most", "get", "k"]),
+        2,
+        "quorum:W",
+    );
+    fails(
+        mpr(s, 2, &["--read-policy", "quorum:x", "get", "k"]),
+        2,
+        "quorum:x",
+    );
+    fails(mpr(s, 0, &["get", "k"]), 2, "0");
+    // Policy options without replication are a mistake, not silently ignored.
+    for opt in [
+        vec!["--write-policy", "one"],
+        vec!["--read-policy", "first"],
+        vec!["--failover"],
+    ] {
+        let mut args = opt.clone();
+        args.extend(["get", "k"]);
+        fails(mp(s, &args), 2, "--replicas");
+    }
+
+    // Help texts describe the options and the refusals.
+    let out = ok(run(&["--help"]));
+    for needle in [
+        "--replicas",
+        "--write-policy",
+        "--read-policy",
+        "--failover",
+        "envelope",
+    ] {
+        assert!(out.text().contains(needle), "{needle}: {out:?}");
+    }
+    for cmd in ["get", "set", "delete"] {
+        let out = ok(run(&[cmd, "--help"]));
+        assert!(out.text().contains("--replicas"), "{cmd}: {out:?}");
+    }
+    let out = ok(run(&["incr", "--help"]));
+    assert!(
+        out.text().contains("not supported for replicated keys yet"),
+        "{out:?}"
+    );
+}
