@@ -255,10 +255,7 @@ impl Client {
         if let Some(v) = self.get(key)? {
             return Ok(v);
         }
-        let cell = lock(&self.inner.flights)
-            .entry(key.to_vec())
-            .or_default()
-            .clone();
+        let cell = crate::recipes::join_flight(&self.inner.flights, key);
         let r = cell
             .get_or_init(|| match self.fill_exclusive(key, ttl, opts, true)? {
                 crate::recipes::Fill::Found(v) => Ok(v),
@@ -268,10 +265,7 @@ impl Client {
                 }
             })
             .clone();
-        let mut flights = lock(&self.inner.flights);
-        if flights.get(key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-            flights.remove(key);
-        }
+        crate::recipes::land_flight(&self.inner.flights, key, &cell);
         r
     }
 }

@@ -323,6 +323,18 @@ pub fn merge<T>(
     }
 }
 
+/// Group `(server, item)` pairs by server, servers in order of first appearance.
+pub fn group_by_server<T>(pairs: impl IntoIterator<Item = (usize, T)>) -> Vec<(usize, Vec<T>)> {
+    let mut groups: Vec<(usize, Vec<T>)> = Vec::new();
+    for (s, item) in pairs {
+        match groups.iter_mut().find(|(g, _)| *g == s) {
+            Some((_, list)) => list.push(item),
+            None => groups.push((s, vec![item])),
+        }
+    }
+    groups
+}
+
 /// The per-server item lists of a plan, built from item positions.
 pub fn gather<T>(groups: &[(usize, Vec<usize>)], item: impl Fn(usize) -> T) -> Vec<Vec<T>> {
     groups

@@ -523,6 +523,23 @@ pub(crate) fn no_cas(key: &[u8]) -> Error {
 pub(crate) type Flights<Cell> =
     std::sync::Mutex<std::collections::HashMap<Vec<u8>, std::sync::Arc<Cell>>>;
 
+/// The in-flight load of `key`, joining the one under way or starting a new one.
+pub(crate) fn join_flight<Cell: Default>(
+    flights: &Flights<Cell>,
+    key: &[u8],
+) -> std::sync::Arc<Cell> {
+    let mut f = flights.lock().unwrap_or_else(|p| p.into_inner());
+    f.entry(key.to_vec()).or_default().clone()
+}
+
+/// Forget a finished load (unless a newer one already replaced it).
+pub(crate) fn land_flight<Cell>(flights: &Flights<Cell>, key: &[u8], cell: &std::sync::Arc<Cell>) {
+    let mut f = flights.lock().unwrap_or_else(|p| p.into_inner());
+    if f.get(key).is_some_and(|c| std::sync::Arc::ptr_eq(c, cell)) {
+        f.remove(key);
+    }
+}
+
 /// How `get_or_set` protects a miss.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FillOptions {

@@ -203,13 +203,7 @@ impl ReplicatedClient<$client> {
         full: bool,
     ) -> Copies {
         let cl = self.client.cluster();
-        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
-        for (a, &(_, s)) in asked.iter().enumerate() {
-            match groups.iter_mut().find(|(g, _)| *g == s) {
-                Some((_, list)) => list.push(a),
-                None => groups.push((s, vec![a])),
-            }
-        }
+        let groups = crate::cluster::group_by_server(asked.iter().enumerate().map(|(a, &(_, s))| (s, a)));
         let lists = crate::cluster::gather(&groups, |a| keys[valid[asked[a].0]].as_ref());
         let ops = crate::cluster::zip_ops(&groups, &lists, |keys| ops::GetMulti { keys, cas: full, ttl: full });
         let rs = self.client.run_each(ops)$($await)*;
@@ -227,13 +221,7 @@ impl ReplicatedClient<$client> {
         repairs: Vec<(usize, usize, Bytes, u32, replication::Repair)>,
     ) {
         let cl = self.client.cluster();
-        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
-        for (r, rep) in repairs.iter().enumerate() {
-            match groups.iter_mut().find(|(g, _)| *g == rep.1) {
-                Some((_, list)) => list.push(r),
-                None => groups.push((rep.1, vec![r])),
-            }
-        }
+        let groups = crate::cluster::group_by_server(repairs.iter().enumerate().map(|(r, rep)| (rep.1, r)));
         let lists = crate::cluster::gather(&groups, |r| {
             let (v, _, raw, flags, rep) = &repairs[r];
             ops::Item { key: keys[valid[*v]].as_ref(), data: raw, mode: rep.mode, flags: *flags, ttl: rep.ttl }
@@ -461,18 +449,13 @@ impl ReplicatedClient<$client> {
             })
             .collect();
         // (valid position, server) pairs, grouped by server.
-        let mut groups: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
-        let mut placement: Vec<Vec<usize>> = Vec::with_capacity(valid.len());
-        for (v, &i) in valid.iter().enumerate() {
-            let servers = cl.replicas_for(items[i].0.as_ref(), self.policy.replicas, self.policy.failover, now);
-            for &s in &servers {
-                match groups.iter_mut().find(|(g, _)| *g == s) {
-                    Some((_, list)) => list.push((v, s)),
-                    None => groups.push((s, vec![(v, s)])),
-                }
-            }
-            placement.push(servers);
-        }
+        let placement: Vec<Vec<usize>> = valid
+            .iter()
+            .map(|&i| cl.replicas_for(items[i].0.as_ref(), self.policy.replicas, self.policy.failover, now))
+            .collect();
+        let groups = crate::cluster::group_by_server(
+            placement.iter().enumerate().flat_map(|(v, servers)| servers.iter().map(move |&s| (s, (v, s)))),
+        );
         let lists: Vec<Vec<ops::Item<'_>>> = groups
             .iter()
             .map(|(_, list)| {
