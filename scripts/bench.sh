@@ -15,7 +15,7 @@
 # Environment:
 #   E2E_SECONDS    measured seconds per e2e row (default: the bench's own, 2)
 #   BENCH_CPU      the CPU the pinned run uses for client and servers (default 0)
-#   E2E_ONLY       passed through: run only some e2e scenarios (get,set,multi1,multi3,conc)
+#   E2E_ONLY       passed through: run only some e2e scenarios (get,set,multi1,multi3,conc,repl)
 #   MEMCACHED_BIN  memcached binary (default: memcached in PATH; installed when missing)
 #
 # Run it on a quiet machine: other load changes both the absolute numbers and the ratios.

@@ -16,7 +16,11 @@
 //! - `E2E_PIN_SERVER_CPU=N`: pin every thread of every memcached started here to CPU N.
 //! - `E2E_OUT=path`: also write the report (header and tables) to this file.
 //! - `E2E_ONLY=word,word`: run only the scenarios whose id contains one of the words
-//!   (`get`, `set`, `multi1`, `multi3`, `conc`).
+//!   (`get`, `set`, `multi1`, `multi3`, `conc`, `repl`).
+//!
+//! `repl` measures `multiput::ReplicatedClient` (3 replicas) against the single-server call
+//! and a hand-written acknowledged fan-out (async-memcached, three `tokio::join!`ed calls), and
+//! checks that reads pick the newest copy when the 3 replicas hold different copies.
 //!
 //! Read ratios within one run: absolute numbers on these VMs move ±25% between runs (see
 //! DESIGN.md, "Performance facts measured on these machines"). Unpinned, every round trip
@@ -1230,6 +1234,380 @@ fn mc_seq(w: &Work, b: Budget) -> Measure {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Replication (multiput::ReplicatedClient, 3 replicas) and the hand-written fan-outs it is
+// measured against
+// ---------------------------------------------------------------------------------------------
+
+/// Copies per key in the replication scenario (every key on all 3 servers).
+const REPLICAS: usize = 3;
+/// Keys of the "wrong winners" check, per reader.
+const DISAGREE_KEYS: usize = 1000;
+
+fn repl_policy() -> multiput::Policy {
+    multiput::Policy {
+        replicas: REPLICAS,
+        ..Default::default()
+    }
+}
+
+fn repl_hit(r: &Result<Option<multiput::Versioned>, multiput::Error>) -> bool {
+    matches!(r, Ok(Some(v)) if v.data.len() == VALUE_LEN)
+}
+
+fn repl_stored(r: &Result<multiput::WriteReport, multiput::Error>) -> bool {
+    matches!(r, Ok(rep) if rep.stored.len() == REPLICAS && rep.failed.is_empty())
+}
+
+/// Sequential replicated sets or gets (`w.kind`) through the async `ReplicatedClient` over a
+/// plain client with one connection per server.
+fn repl_async_seq(w: &Work, flavour: Flavour, b: Budget) -> Measure {
+    let w = w.clone();
+    flavour.run(async move {
+        let rc = multiput::ReplicatedClient::new(mp_async_client(&w, 1, false), repl_policy())
+            .expect("replicated client");
+        let mut rec = Recorder::new(b);
+        let mut i = 0usize;
+        while rec.more() {
+            let k = &w.keys[i % w.keys.len()];
+            let t = Instant::now();
+            let ok = match w.kind {
+                Kind::Get => repl_hit(&rc.get(k).await),
+                Kind::Set => repl_stored(&rc.set(k, &w.value[..], 0).await),
+                Kind::Multi => unreachable!("replicated rows are single-key"),
+            };
+            rec.done(t, 1, ok);
+            i += 1;
+        }
+        rec.finish()
+    })
+}
+
+/// The same through `multiput::blocking::ReplicatedClient`.
+fn repl_blocking_seq(w: &Work, b: Budget) -> Measure {
+    let rc =
+        multiput::blocking::ReplicatedClient::new(mp_blocking_client(w, 1, false), repl_policy())
+            .expect("blocking replicated client");
+    let mut rec = Recorder::new(b);
+    let mut i = 0usize;
+    while rec.more() {
+        let k = &w.keys[i % w.keys.len()];
+        let t = Instant::now();
+        let ok = match w.kind {
+            Kind::Get => repl_hit(&rc.get(k)),
+            Kind::Set => repl_stored(&rc.set(k, &w.value[..], 0)),
+            Kind::Multi => unreachable!("replicated rows are single-key"),
+        };
+        rec.done(t, 1, ok);
+        i += 1;
+    }
+    rec.finish()
+}
+
+/// The acknowledged concurrent fan-out written by hand: async-memcached, one client per server,
+/// the three sets (or gets) of one key `tokio::join!`ed.
+fn am_fanout_seq(w: &Work, flavour: Flavour, b: Budget) -> Measure {
+    use async_memcached::AsciiProtocol;
+    assert_eq!(w.servers.len(), 3, "the fan-out is written for 3 servers");
+    let w = w.clone();
+    flavour.run(async move {
+        let mut c0 = am_connect(&w.servers[0]).await;
+        let mut c1 = am_connect(&w.servers[1]).await;
+        let mut c2 = am_connect(&w.servers[2]).await;
+        let v = &w.value[..];
+        let mut rec = Recorder::new(b);
+        let mut i = 0usize;
+        while rec.more() {
+            let k = &w.keys[i % w.keys.len()];
+            let t = Instant::now();
+            let ok = match w.kind {
+                Kind::Get => {
+                    let (r0, r1, r2) = tokio::join!(c0.get(k), c1.get(k), c2.get(k));
+                    am_hit(&r0) && am_hit(&r1) && am_hit(&r2)
+                }
+                Kind::Set => {
+                    let (r0, r1, r2) = tokio::join!(
+                        c0.set(k, v, None, None),
+                        c1.set(k, v, None, None),
+                        c2.set(k, v, None, None)
+                    );
+                    r0.is_ok() && r1.is_ok() && r2.is_ok()
+                }
+                Kind::Multi => unreachable!("fan-out rows are single-key"),
+            };
+            rec.done(t, 1, ok);
+            i += 1;
+        }
+        rec.finish()
+    })
+}
+
+/// The I/O floor of a replicated call: a blocking connection per server, the request multiput
+/// sends written to all three, then the three replies read. Sets write `stored` (an enveloped
+/// value) with `ms k <len> q O0` + `mn`; gets send `mg k v f c t q O0` + `mn` and expect
+/// `stored.len()` bytes back. No envelope is encoded or decoded.
+fn raw_fanout_seq(w: &Work, stored: &[u8], b: Budget) -> Measure {
+    let mut conns: Vec<Raw> = w
+        .servers
+        .iter()
+        .map(|a| Raw::connect(a).unwrap_or_else(|e| panic!("connect {a}: {e}")))
+        .collect();
+    let mut rec = Recorder::new(b);
+    let mut i = 0usize;
+    while rec.more() {
+        let k = &w.keys[i % w.keys.len()];
+        let t = Instant::now();
+        let r = (|| -> io::Result<bool> {
+            for c in conns.iter_mut() {
+                match w.kind {
+                    Kind::Get => {
+                        let _ = write!(Fmt(&mut c.w), "mg {k} v f c t q O0\r\nmn\r\n");
+                    }
+                    Kind::Set => {
+                        let _ = write!(Fmt(&mut c.w), "ms {k} {} q O0\r\n", stored.len());
+                        c.w.extend_from_slice(stored);
+                        c.w.extend_from_slice(b"\r\nmn\r\n");
+                    }
+                    Kind::Multi => unreachable!("fan-out rows are single-key"),
+                }
+                c.flush()?;
+            }
+            let mut ok = true;
+            for c in conns.iter_mut() {
+                match w.kind {
+                    Kind::Get => {
+                        let mut mn = false;
+                        let r = c.meta_get_reply(&mut mn)?;
+                        ok &= matches!(r, Some((len, 0)) if len == stored.len());
+                        if r.is_some() {
+                            c.meta_get_reply(&mut mn)?;
+                        }
+                        ok &= mn;
+                    }
+                    _ => c.status_line(b"MN")?,
+                }
+                c.expect_empty()?;
+            }
+            Ok(ok)
+        })();
+        let ok = r.unwrap_or_else(|e| panic!("raw fan-out floor: {e}"));
+        rec.done(t, 1, ok);
+        i += 1;
+    }
+    rec.finish()
+}
+
+/// Store `(key, bytes)` pairs on `addr` with pipelined text sets (no envelope added).
+fn load_items(addr: &str, items: &[(&str, &[u8])]) {
+    let mut c = Raw::connect(addr).unwrap_or_else(|e| panic!("load: connect {addr}: {e}"));
+    for chunk in items.chunks(100) {
+        for (k, v) in chunk {
+            let _ = write!(Fmt(&mut c.w), "set {k} 0 0 {}\r\n", v.len());
+            c.w.extend_from_slice(v);
+            c.w.extend_from_slice(b"\r\n");
+        }
+        c.flush()
+            .unwrap_or_else(|e| panic!("load: write to {addr}: {e}"));
+        for _ in chunk {
+            c.status_line(b"STORED")
+                .unwrap_or_else(|e| panic!("load: {addr}: {e}"));
+        }
+    }
+}
+
+/// A `VALUE_LEN`-byte payload that names its key and version.
+fn tagged_payload(tag: &str, i: usize) -> Vec<u8> {
+    let mut p = format!("{tag}:{i:05}:").into_bytes();
+    p.resize(VALUE_LEN, b'.');
+    p
+}
+
+/// Write `DISAGREE_KEYS` keys whose 3 replicas hold 3 different enveloped copies (different
+/// stamps, writers and payloads), directly on each server, bypassing replication. The newest
+/// copy sits on the key's primary, second or third replica in turn (`i % 3`, in the ring's
+/// preference order); the stamps differ by 1 ms for even keys and by one logical-counter step
+/// (same millisecond) for odd keys. Returns each key and its newest payload.
+fn prepare_disagreeing(
+    addrs: &[String],
+    replicas_of: impl Fn(&str) -> Vec<String>,
+    prefix: &str,
+) -> Vec<(String, Vec<u8>)> {
+    use multiput::envelope::{self, Format, Kind as EnvKind, Stamp, ValueType};
+    let base = envelope::wall_ms(SystemTime::now()) << envelope::COUNTER_BITS;
+    let writers = [
+        envelope::new_writer_id(),
+        envelope::new_writer_id(),
+        envelope::new_writer_id(),
+    ];
+    let mut per_server: Vec<Vec<(String, Vec<u8>)>> = vec![Vec::new(); addrs.len()];
+    let mut expected = Vec::with_capacity(DISAGREE_KEYS);
+    for i in 0..DISAGREE_KEYS {
+        let key = format!("{prefix}{i:05}");
+        let reps = replicas_of(&key);
+        assert_eq!(reps.len(), REPLICAS, "{key}: replicas {reps:?}");
+        let newest_rank = i % REPLICAS;
+        let step = if i % 2 == 0 {
+            1u64 << envelope::COUNTER_BITS
+        } else {
+            1
+        };
+        // Age 0 (newest) on `newest_rank`, ages 1 and 2 on the other two replicas.
+        let mut age = 1u64;
+        for (rank, server) in reps.iter().enumerate() {
+            let (a, tag) = if rank == newest_rank {
+                (0, "new".to_string())
+            } else {
+                age += 1;
+                (age - 1, format!("old{}", age - 1))
+            };
+            let payload = tagged_payload(&tag, i);
+            if a == 0 {
+                expected.push((key.clone(), payload.clone()));
+            }
+            let stamp = Stamp {
+                ts: base + (2 - a) * step,
+                writer: writers[(rank + a as usize) % 3],
+            };
+            let copy = envelope::encode(
+                stamp,
+                EnvKind::Value,
+                ValueType::Bytes,
+                Format::NONE,
+                &payload,
+            )
+            .expect("a valid envelope");
+            let s = addrs
+                .iter()
+                .position(|x| x == server)
+                .unwrap_or_else(|| panic!("replica {server} is not one of {addrs:?}"));
+            per_server[s].push((key.clone(), copy));
+        }
+    }
+    for (a, items) in addrs.iter().zip(&per_server) {
+        let refs: Vec<(&str, &[u8])> = items.iter().map(|(k, v)| (k.as_str(), &v[..])).collect();
+        load_items(a, &refs);
+    }
+    expected
+}
+
+/// One pass of reads over the disagreeing keys.
+#[derive(Default)]
+struct WinnerCheck {
+    keys: usize,
+    /// Answers that were not the newest copy (misses and errors included).
+    wrong: usize,
+    misses: usize,
+    errors: usize,
+    /// Metric deltas over the pass: keys whose replicas disagreed, copies written back,
+    /// copies found stale.
+    disagreements: u64,
+    repairs: u64,
+    stale: u64,
+}
+
+impl WinnerCheck {
+    fn tally(&mut self, r: &Result<Option<multiput::Versioned>, multiput::Error>, want: &[u8]) {
+        self.keys += 1;
+        match r {
+            Ok(Some(v)) if v.data[..] == *want => {}
+            Ok(Some(_)) => self.wrong += 1,
+            Ok(None) => {
+                self.wrong += 1;
+                self.misses += 1;
+            }
+            Err(_) => {
+                self.wrong += 1;
+                self.errors += 1;
+            }
+        }
+    }
+
+    fn metrics(&mut self, before: &multiput::metrics::Metrics, after: &multiput::metrics::Metrics) {
+        self.disagreements = after.total.disagreements - before.total.disagreements;
+        self.repairs = after.total.repairs - before.total.repairs;
+        self.stale = after.total.stale - before.total.stale;
+    }
+}
+
+/// Read every disagreeing key once through the async replicated client (current-thread
+/// runtime) with `policy`, twice (the second pass shows what read repair left behind).
+fn check_winners_async(
+    addrs: &[String],
+    expected: Vec<(String, Vec<u8>)>,
+    policy: multiput::Policy,
+) -> [WinnerCheck; 2] {
+    let servers = addrs.to_vec();
+    Flavour::Ct.run(async move {
+        let plain = multiput::Client::builder()
+            .servers(servers.iter())
+            .build()
+            .expect("multiput client");
+        let rc = multiput::ReplicatedClient::new(plain, policy).expect("replicated client");
+        let mut out = [WinnerCheck::default(), WinnerCheck::default()];
+        for pass in out.iter_mut() {
+            let before = rc.metrics();
+            for (k, want) in &expected {
+                pass.tally(&rc.get(k).await, want);
+            }
+            pass.metrics(&before, &rc.metrics());
+        }
+        out
+    })
+}
+
+/// The same through the blocking replicated client.
+fn check_winners_blocking(
+    addrs: &[String],
+    expected: &[(String, Vec<u8>)],
+    policy: multiput::Policy,
+) -> [WinnerCheck; 2] {
+    let plain = multiput::blocking::Client::builder()
+        .servers(addrs.iter())
+        .build()
+        .expect("multiput blocking client");
+    let rc = multiput::blocking::ReplicatedClient::new(plain, policy).expect("replicated client");
+    let mut out = [WinnerCheck::default(), WinnerCheck::default()];
+    for pass in out.iter_mut() {
+        let before = rc.metrics();
+        for (k, want) in expected {
+            pass.tally(&rc.get(k), want);
+        }
+        pass.metrics(&before, &rc.metrics());
+    }
+    out
+}
+
+/// The "wrong winners when replicas disagree" table.
+fn render_winner_checks(rows: &[(String, &str, WinnerCheck)]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "### Wrong winners when replicas disagree (3 replicas)\n");
+    let _ = writeln!(
+        s,
+        "{DISAGREE_KEYS} keys per reader, each with 3 different enveloped copies written \
+         directly to its 3 servers (stamps 1 ms apart on even keys, one logical-counter step \
+         apart on odd keys; the newest on the primary, second or third replica in turn). Every \
+         key read once through the replicated client, then a second time. \"Wrong\" counts \
+         answers that are not the newest copy (misses and errors included): it must be 0. \
+         Disagreements, repairs and stale are deltas of `metrics().total` over the pass \
+         (disagreements: keys whose replicas differed; repairs: copies written back; stale: \
+         copies found missing or older).\n"
+    );
+    let _ = writeln!(
+        s,
+        "| reader | pass | keys | wrong | of which misses | of which errors | disagreements \
+         | repairs | stale |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (name, pass, c) in rows {
+        let _ = writeln!(
+            s,
+            "| {name} | {pass} | {} | {} | {} | {} | {} | {} | {} |",
+            c.keys, c.wrong, c.misses, c.errors, c.disagreements, c.repairs, c.stale
+        );
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
 // Report
 // ---------------------------------------------------------------------------------------------
 
@@ -1258,6 +1636,12 @@ struct Table {
     unit: &'static str,
     note: String,
     rows: Vec<Row>,
+    /// What the `Role::Floor` row is called in the "× …" column and after its name.
+    base: &'static str,
+    /// Add a column with each row's p50 latency divided by the `Role::Floor` row's.
+    lat_ratio: bool,
+    /// Markdown printed after the rows.
+    footer: String,
 }
 
 fn fmt_rate(x: f64) -> String {
@@ -1292,7 +1676,19 @@ impl Table {
             unit,
             note: note.into(),
             rows: Vec::new(),
+            base: "floor",
+            lat_ratio: false,
+            footer: String::new(),
         }
+    }
+
+    /// The async-memcached row a row of flavour `f` is compared with: the one of the same
+    /// flavour, else the first.
+    fn peer_for(&self, f: Option<Flavour>) -> Option<&Row> {
+        self.rows
+            .iter()
+            .find(|r| r.role == Role::Peer && f.is_some() && r.flavour == f)
+            .or_else(|| self.rows.iter().find(|r| r.role == Role::Peer))
     }
 
     fn add(&mut self, name: impl Into<String>, role: Role, flavour: Option<Flavour>, m: Measure) {
@@ -1324,24 +1720,26 @@ impl Table {
 
     fn render(&self) -> String {
         let floor = self.rows.iter().find(|r| r.role == Role::Floor);
-        let peer_for = |f: Option<Flavour>| {
-            self.rows
-                .iter()
-                .find(|r| r.role == Role::Peer && f.is_some() && r.flavour == f)
-                .or_else(|| self.rows.iter().find(|r| r.role == Role::Peer))
-        };
         let mut s = String::new();
         let _ = writeln!(s, "### {}\n", self.title);
         if !self.note.is_empty() {
             let _ = writeln!(s, "{}\n", self.note);
         }
+        let (lat_head, lat_rule) = if self.lat_ratio {
+            (format!(" p50 × {} |", self.base), "---:|")
+        } else {
+            (String::new(), "")
+        };
         let _ = writeln!(
             s,
-            "| client | {} | × floor | × async-memcached | p50 µs | p99 µs | client CPU µs/call \
-             | server CPU µs/call | calls | errors |",
-            self.unit
+            "| client | {} | × {} | × async-memcached | p50 µs | p99 µs |{lat_head} client CPU \
+             µs/call | server CPU µs/call | calls | errors |",
+            self.unit, self.base
         );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            s,
+            "|---|---:|---:|---:|---:|---:|{lat_rule}---:|---:|---:|---:|"
+        );
         for r in &self.rows {
             let ratio = |base: Option<&Row>| match base {
                 Some(b) if b.m.rate() > 0.0 => format!("{:.2}", r.m.rate() / b.m.rate()),
@@ -1349,17 +1747,22 @@ impl Table {
             };
             let name = match r.role {
                 Role::Ours => format!("**{}**", r.name),
-                Role::Floor => format!("{} (floor)", r.name),
+                Role::Floor => format!("{} ({})", r.name, self.base),
                 _ => r.name.clone(),
             };
             let (ccpu, scpu) = r.m.cpu_per_call();
+            let lat = if self.lat_ratio {
+                format!(" {} |", fmt_ratio(p50_ratio(&r.m, floor.map(|f| &f.m))))
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |{lat} {} | {} | {} | {} |",
                 name,
                 fmt_rate(r.m.rate()),
                 ratio(floor),
-                ratio(peer_for(r.flavour)),
+                ratio(self.peer_for(r.flavour)),
                 fmt_lat(r.m.p50),
                 fmt_lat(r.m.p99),
                 fmt_cpu(ccpu),
@@ -1368,7 +1771,64 @@ impl Table {
                 r.m.errors
             );
         }
+        if !self.footer.is_empty() {
+            let _ = writeln!(s, "\n{}", self.footer);
+        }
         s
+    }
+}
+
+/// The goal lines under a replication table: each replicated row's p50 over the single-server
+/// row's (goal ≤ 1.3×) and its throughput over the async-memcached fan-out of the same flavour
+/// (goal ≥ 1.2× for sets; shown without a goal for gets).
+fn repl_goals(t: &Table, throughput_goal: bool) -> String {
+    const LAT_GOAL: f64 = 1.3;
+    const THR_GOAL: f64 = 1.2;
+    let base = t.rows.iter().find(|r| r.role == Role::Floor).map(|r| &r.m);
+    let mut s = format!(
+        "Goals: replicated p50 ≤ {LAT_GOAL}× the single-server p50{}.\n",
+        if throughput_goal {
+            format!("; replicated throughput ≥ {THR_GOAL}× the async-memcached fan-out")
+        } else {
+            String::new()
+        }
+    );
+    let mark = |ok: bool| if ok { "met" } else { "**missed**" };
+    for r in t.rows.iter().filter(|r| r.role == Role::Ours) {
+        let lat = p50_ratio(&r.m, base);
+        let peer = t.peer_for(r.flavour);
+        let thr = peer
+            .filter(|p| p.m.rate() > 0.0)
+            .map(|p| r.m.rate() / p.m.rate());
+        let _ = write!(
+            s,
+            "\n- {}: p50 {}× single-server ({})",
+            r.name,
+            fmt_ratio(lat),
+            lat.map_or("–", |x| mark(x <= LAT_GOAL))
+        );
+        if let (Some(x), Some(p)) = (thr, peer) {
+            let _ = write!(s, "; {x:.2}× {}", p.name);
+            if throughput_goal {
+                let _ = write!(s, " ({})", mark(x >= THR_GOAL));
+            }
+        }
+    }
+    s
+}
+
+/// `m`'s p50 latency divided by `base`'s.
+fn p50_ratio(m: &Measure, base: Option<&Measure>) -> Option<f64> {
+    match (m.p50, base.and_then(|b| b.p50)) {
+        (Some(a), Some(b)) if !b.is_zero() => Some(a.as_secs_f64() / b.as_secs_f64()),
+        _ => None,
+    }
+}
+
+fn fmt_ratio(x: Option<f64>) -> String {
+    match x {
+        Some(x) => format!("{x:.2}"),
+        None => "–".into(),
     }
 }
 
@@ -1541,6 +2001,8 @@ fn main() {
     let mcalls = st.budget(MULTI_CALLS_PER_SEC);
     let conc = st.budget(CONC_OPS_PER_SEC);
     let mut tables: Vec<Table> = Vec::new();
+    // Sections that are not throughput tables (the replication correctness check).
+    let mut sections: Vec<String> = Vec::new();
     use Flavour::{Ct, Mt};
 
     if st.wants("get") {
@@ -1836,10 +2298,26 @@ fn main() {
         tables.push(t);
     }
 
+    if st.wants("repl") {
+        pin_servers(true);
+        run_repl(
+            &st,
+            &addrs,
+            &value,
+            &single_keys,
+            &mut tables,
+            &mut sections,
+        );
+    }
+
     let mut report = header;
     for t in &tables {
         report.push('\n');
         report.push_str(&t.render());
+    }
+    for s in &sections {
+        report.push('\n');
+        report.push_str(s);
     }
     println!("\n{report}");
     if let Some(path) = &st.out {
@@ -1850,4 +2328,233 @@ fn main() {
         eprintln!("e2e: wrote {path}");
     }
     drop(servers); // kills and reaps the servers
+}
+
+/// The `repl` scenario: replicated set and get (3 replicas) against the single-server call and
+/// the hand-written acknowledged fan-out, then the wrong-winner check.
+fn run_repl(
+    st: &Settings,
+    addrs: &[String],
+    value: &Arc<Vec<u8>>,
+    single_keys: &[String],
+    tables: &mut Vec<Table>,
+    sections: &mut Vec<String>,
+) {
+    use multiput::envelope::{self, Format, Kind as EnvKind, Stamp, ValueType};
+    use Flavour::{Ct, Mt};
+    assert_eq!(
+        addrs.len(),
+        REPLICAS,
+        "the replication scenario uses the bench's 3 servers"
+    );
+    let seq = st.budget(SEQ_OPS_PER_SEC);
+    let all = Arc::new(addrs.to_vec());
+    let work = |kind: Kind, servers: &Arc<Vec<String>>, keys: &[String]| Work {
+        kind,
+        servers: servers.clone(),
+        keys: Arc::new(keys.to_vec()),
+        groups: Arc::new(Vec::new()),
+        value: value.clone(),
+    };
+    let one = Arc::new(vec![addrs[0].clone()]);
+    // Single-server baseline: the plain client on server 0 (keys loaded there by main).
+    let set1 = work(Kind::Set, &one, single_keys);
+    let get1 = work(Kind::Get, &one, single_keys);
+    // Replicated rows: their own keys, enveloped copies on all 3 servers.
+    let rkeys: Vec<String> = (0..SINGLE_KEYS).map(|i| format!("e2e:r:{i:05}")).collect();
+    let rset = work(Kind::Set, &all, &rkeys);
+    let rget = work(Kind::Get, &all, &rkeys);
+    // Fan-out rows: their own keys, the plain 100-byte value on all 3 servers.
+    let fkeys: Vec<String> = (0..SINGLE_KEYS).map(|i| format!("e2e:f:{i:05}")).collect();
+    let fset = work(Kind::Set, &all, &fkeys);
+    let fget = work(Kind::Get, &all, &fkeys);
+
+    let probe = multiput::blocking::ReplicatedClient::new(
+        mp_blocking_client(&rget, 1, false),
+        repl_policy(),
+    )
+    .expect("blocking replicated client");
+    for chunk in rkeys.chunks(100) {
+        let items: Vec<(&str, &[u8])> = chunk.iter().map(|k| (k.as_str(), &value[..])).collect();
+        for r in probe.set_multi(&items, 0) {
+            assert!(repl_stored(&r), "replicated preload: {r:?}");
+        }
+    }
+    for a in addrs {
+        load(a, &fkeys, value);
+    }
+    // What the raw floor writes and expects back: the value in an envelope.
+    let stored = envelope::encode(
+        Stamp {
+            ts: envelope::wall_ms(SystemTime::now()) << envelope::COUNTER_BITS,
+            writer: envelope::new_writer_id(),
+        },
+        EnvKind::Value,
+        ValueType::Bytes,
+        Format::NONE,
+        value,
+    )
+    .expect("a valid envelope");
+
+    let note = |op: &str, peer: &str, raw: &str| {
+        format!(
+            "One call at a time. Baseline (\"1 server\"): multiput's plain async client, one \
+             connection, current-thread runtime, `{op}` on one server. multiput replicated: \
+             `ReplicatedClient` with `Policy {{ replicas: 3, ..Default::default() }}` (write: \
+             all replicas acknowledge; read: all replicas asked, latest wins, repair) over a \
+             plain client with one connection per server. Peer: async-memcached, one client \
+             per server, {peer} of the same key `tokio::join!`ed (acknowledged, concurrent; it \
+             stores or reads the bare 100-byte value, no envelope). Raw reference: one \
+             blocking socket per server, {raw} written to all three, then the three replies \
+             read (the I/O of a replicated call, no envelope work). \"p50 × 1 server\" \
+             divides the row's p50 by the baseline's."
+        )
+    };
+
+    eprintln!("\n== replicated set, 3 replicas, sequential");
+    let mut t = Table::new(
+        "Replicated set (100-byte value), 3 replicas, sequential",
+        "sets/s",
+        &note(
+            "set",
+            "three sets",
+            &format!("`ms k {} q O0` + `mn` (multiput's request)", stored.len()),
+        ),
+    );
+    t.base = "1 server";
+    t.lat_ratio = true;
+    t.add(
+        format!("multiput async, {}, plain `set`", Ct.label()),
+        Role::Floor,
+        Some(Ct),
+        mp_async_seq(&set1, Ct, 1, false, seq),
+    );
+    t.add(
+        "raw socket ×3 `ms … q` + `mn`",
+        Role::RawRef,
+        None,
+        raw_fanout_seq(&rset, &stored, seq),
+    );
+    for f in [Ct, Mt] {
+        t.add(
+            format!("multiput replicated ×3, async {}", f.label()),
+            Role::Ours,
+            Some(f),
+            repl_async_seq(&rset, f, seq),
+        );
+    }
+    t.add(
+        "multiput replicated ×3, blocking",
+        Role::Ours,
+        None,
+        repl_blocking_seq(&rset, seq),
+    );
+    for f in [Ct, Mt] {
+        t.add(
+            format!("async-memcached ×3 sets `tokio::join!`, {}", f.label()),
+            Role::Peer,
+            Some(f),
+            am_fanout_seq(&fset, f, seq),
+        );
+    }
+    t.footer = repl_goals(&t, true);
+    tables.push(t);
+
+    eprintln!("\n== replicated get, 3 replicas, sequential");
+    let mut t = Table::new(
+        "Replicated get (hit, 100-byte value), 3 replicas agreeing, sequential",
+        "gets/s",
+        &note(
+            "get",
+            "three gets",
+            "`mg k v f c t q O0` + `mn` (multiput's request)",
+        ),
+    );
+    t.base = "1 server";
+    t.lat_ratio = true;
+    t.add(
+        format!("multiput async, {}, plain `get`", Ct.label()),
+        Role::Floor,
+        Some(Ct),
+        mp_async_seq(&get1, Ct, 1, false, seq),
+    );
+    t.add(
+        "raw socket ×3 `mg … c t q` + `mn`",
+        Role::RawRef,
+        None,
+        raw_fanout_seq(&rget, &stored, seq),
+    );
+    for f in [Ct, Mt] {
+        t.add(
+            format!("multiput replicated ×3, async {}", f.label()),
+            Role::Ours,
+            Some(f),
+            repl_async_seq(&rget, f, seq),
+        );
+    }
+    t.add(
+        "multiput replicated ×3, blocking",
+        Role::Ours,
+        None,
+        repl_blocking_seq(&rget, seq),
+    );
+    for f in [Ct, Mt] {
+        t.add(
+            format!("async-memcached ×3 gets `tokio::join!`, {}", f.label()),
+            Role::Peer,
+            Some(f),
+            am_fanout_seq(&fget, f, seq),
+        );
+    }
+    t.footer = repl_goals(&t, false);
+    tables.push(t);
+
+    eprintln!("\n== replication: wrong winners when replicas disagree");
+    let replicas_of = |k: &str| -> Vec<String> {
+        probe
+            .replicas_of(k)
+            .expect("a valid key")
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    };
+    let mut rows: Vec<(String, &str, WinnerCheck)> = Vec::new();
+    let mut push = |name: String, checks: [WinnerCheck; 2]| {
+        for (pass, c) in ["1st read", "2nd read"].into_iter().zip(checks) {
+            heartbeat();
+            eprintln!(
+                "  {name:<58} {pass}: {} keys, wrong {}, disagreements {}, repairs {}, stale {}",
+                c.keys, c.wrong, c.disagreements, c.repairs, c.stale
+            );
+            rows.push((name.clone(), pass, c));
+        }
+    };
+    let exp = prepare_disagreeing(addrs, replicas_of, "e2e:d:a:");
+    push(
+        format!("**replicated async, {}, read=All**", Ct.label()),
+        check_winners_async(addrs, exp, repl_policy()),
+    );
+    let exp = prepare_disagreeing(addrs, replicas_of, "e2e:d:b:");
+    push(
+        "**replicated blocking, read=All**".to_string(),
+        check_winners_blocking(addrs, &exp, repl_policy()),
+    );
+    // Reference: the policy that answers from the first replica that has a copy (what
+    // libmemcached's replica reads do); it shows the check can see a wrong winner.
+    let exp = prepare_disagreeing(addrs, replicas_of, "e2e:d:c:");
+    push(
+        format!(
+            "replicated async, {}, read=FirstHit (reference)",
+            Ct.label()
+        ),
+        check_winners_async(
+            addrs,
+            exp,
+            multiput::Policy {
+                read: multiput::ReadPolicy::FirstHit,
+                ..repl_policy()
+            },
+        ),
+    );
+    sections.push(render_winner_checks(&rows));
 }
