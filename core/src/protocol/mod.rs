@@ -220,22 +220,27 @@ pub(crate) fn parse_u32(b: &[u8]) -> Option<u32> {
     parse_u64(b).and_then(|n| u32::try_from(n).ok())
 }
 
-/// If `line` is an error reply, decode it.
+/// If `line` is an error reply, decode it. The message is what follows `ERROR `, or what
+/// follows `CLIENT_ERROR`/`SERVER_ERROR` and one optional space.
 fn error_line(line: &[u8]) -> Option<Reply> {
-    let text =
-        |rest: &[u8]| String::from_utf8_lossy(rest.strip_prefix(b" ").unwrap_or(rest)).into_owned();
+    let text = |rest: &[u8]| String::from_utf8_lossy(rest).into_owned();
     if line == b"ERROR" {
         return Some(Reply::Error(ErrorReply::Unknown, String::new()));
     }
+    if let Some(rest) = line.strip_prefix(b"ERROR ") {
+        return Some(Reply::Error(ErrorReply::Unknown, text(rest)));
+    }
     [
-        (&b"ERROR "[..], ErrorReply::Unknown),
-        (b"CLIENT_ERROR", ErrorReply::Client),
+        (&b"CLIENT_ERROR"[..], ErrorReply::Client),
         (b"SERVER_ERROR", ErrorReply::Server),
     ]
     .into_iter()
     .find_map(|(prefix, kind)| {
-        line.strip_prefix(prefix)
-            .map(|rest| Reply::Error(kind, text(rest)))
+        let rest = line.strip_prefix(prefix)?;
+        Some(Reply::Error(
+            kind,
+            text(rest.strip_prefix(b" ").unwrap_or(rest)),
+        ))
     })
 }
 
