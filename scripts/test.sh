@@ -17,7 +17,7 @@ scripts/memcached.sh install
 memcached -V
 
 step "Rust workspace: unit, property, ring-vector, integration and doc tests"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 echo
 echo "all test suites passed"
