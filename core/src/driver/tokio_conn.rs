@@ -200,12 +200,19 @@ async fn run(
         if !rx_open && pending.is_empty() {
             return;
         }
-        let front_deadline = pending.front().map(|p| p.deadline);
-        if front_deadline != armed_for {
-            if let Some(d) = front_deadline {
-                sleep.as_mut().reset(d);
+        // Deadlines grow along the FIFO (each is its enqueue time plus the same timeout), so
+        // a timer armed for an earlier request fires no later than the front's deadline. Arm
+        // it only when it is not armed; when it fires early, re-arm it for the current front.
+        // That keeps timer-wheel work off the per-request path (about one reset per timeout
+        // period instead of one per request).
+        match (pending.front(), armed_for) {
+            // Idle: leave an armed timer as it is; it disarms itself when it fires.
+            (None, _) => {}
+            (Some(front), None) => {
+                sleep.as_mut().reset(front.deadline);
+                armed_for = Some(front.deadline);
             }
-            armed_for = front_deadline;
+            (Some(_), Some(_)) => {}
         }
         tokio::select! {
             biased;
@@ -244,7 +251,16 @@ async fn run(
                 }
                 None => rx_open = false,
             },
-            () = &mut sleep, if armed_for.is_some() => break Failure::Timeout,
+            () = &mut sleep, if armed_for.is_some() => {
+                match pending.front() {
+                    Some(front) if front.deadline <= Instant::now() => break Failure::Timeout,
+                    Some(front) => {
+                        sleep.as_mut().reset(front.deadline);
+                        armed_for = Some(front.deadline);
+                    }
+                    None => armed_for = None,
+                }
+            }
         }
     };
     // The connection is finished: every request on it gets the failure, including requests
