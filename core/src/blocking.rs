@@ -244,12 +244,12 @@ impl Client {
     /// share one load (single flight); across processes one fills (a short `add` lock on
     /// `<key>:fill`) while the others wait up to `opts.wait` for its value, then load it
     /// themselves rather than fail. The stored TTL gets `opts.ttl_jitter`.
-    pub fn get_or_set<E: std::fmt::Display>(
+    pub fn get_or_set<T: Into<crate::recipes::Fresh>, E: std::fmt::Display>(
         &self,
         key: impl AsRef<[u8]>,
         ttl: u32,
         opts: crate::recipes::FillOptions,
-        loader: impl FnOnce() -> Result<Vec<u8>, E>,
+        loader: impl FnOnce() -> Result<T, E>,
     ) -> Result<Value, Error> {
         let key = key.as_ref();
         if let Some(v) = self.get(key)? {
@@ -260,8 +260,8 @@ impl Client {
             .get_or_init(|| match self.fill_exclusive(key, ttl, opts, true)? {
                 crate::recipes::Fill::Found(v) => Ok(v),
                 crate::recipes::Fill::Load { lock_key, ttl } => {
-                    let data = loader().map_err(|e| Error::Loader(e.to_string()))?;
-                    self.fill_store(key, data, &lock_key, ttl)
+                    let fresh = loader().map_err(|e| Error::Loader(e.to_string()))?;
+                    self.fill_store(key, fresh.into(), &lock_key, ttl)
                 }
             })
             .clone();

@@ -293,7 +293,7 @@ impl Client {
     /// share one load (single flight); across processes one fills (a short `add` lock on
     /// `<key>:fill`) while the others wait up to `opts.wait` for its value, then load it
     /// themselves rather than fail. The stored TTL gets `opts.ttl_jitter`.
-    pub async fn get_or_set<F, Fut, E>(
+    pub async fn get_or_set<F, Fut, T, E>(
         &self,
         key: impl AsRef<[u8]>,
         ttl: u32,
@@ -302,7 +302,8 @@ impl Client {
     ) -> Result<Value, Error>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Vec<u8>, E>>,
+        Fut: std::future::Future<Output = Result<T, E>>,
+        T: Into<crate::recipes::Fresh>,
         E: std::fmt::Display,
     {
         let key = key.as_ref();
@@ -315,8 +316,8 @@ impl Client {
                 match self.fill_exclusive(key, ttl, opts, true).await? {
                     crate::recipes::Fill::Found(v) => Ok(v),
                     crate::recipes::Fill::Load { lock_key, ttl } => {
-                        let data = loader().await.map_err(|e| Error::Loader(e.to_string()))?;
-                        self.fill_store(key, data, &lock_key, ttl).await
+                        let fresh = loader().await.map_err(|e| Error::Loader(e.to_string()))?;
+                        self.fill_store(key, fresh.into(), &lock_key, ttl).await
                     }
                 }
             })

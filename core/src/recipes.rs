@@ -444,13 +444,13 @@ impl $client {
     }
 
     /// Store what the loader produced and drop the fill lock.
-    $($asyncness)? fn fill_store(&self, key: &[u8], data: Vec<u8>, lock_key: &[u8], ttl: u32) -> Result<crate::Value, Error> {
-        let stored = self.set(key, &data, ttl)$($await)*;
+    $($asyncness)? fn fill_store(&self, key: &[u8], fresh: crate::recipes::Fresh, lock_key: &[u8], ttl: u32) -> Result<crate::Value, Error> {
+        let stored = self.set(key, &fresh.data, StoreOptions { ttl, flags: fresh.flags })$($await)*;
         if !lock_key.is_empty() {
             let _ = self.delete(lock_key)$($await)*;
         }
         stored?;
-        Ok(crate::Value { data: data.into(), flags: 0, cas: None, ttl: None })
+        Ok(crate::Value { data: fresh.data.into(), flags: fresh.flags, cas: None, ttl: None })
     }
 }
 
@@ -537,6 +537,22 @@ pub(crate) fn land_flight<Cell>(flights: &Flights<Cell>, key: &[u8], cell: &std:
     let mut f = flights.lock().unwrap_or_else(|p| p.into_inner());
     if f.get(key).is_some_and(|c| std::sync::Arc::ptr_eq(c, cell)) {
         f.remove(key);
+    }
+}
+
+/// What a `get_or_set` loader produces: the bytes to store and their client flags (the type
+/// bits of the binding's value convention). A `Vec<u8>` converts with flags 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fresh {
+    /// The value to store.
+    pub data: Vec<u8>,
+    /// Its client flags.
+    pub flags: u32,
+}
+
+impl From<Vec<u8>> for Fresh {
+    fn from(data: Vec<u8>) -> Self {
+        Fresh { data, flags: 0 }
     }
 }
 
