@@ -167,12 +167,20 @@ impl Cluster {
     /// list. With `failover`, servers marked down at `now` are left out of the ring first
     /// (twemproxy-style ejection), so the copies move to live servers while they are down.
     pub fn replicas_for(&self, key: &[u8], n: usize, failover: bool, now: Instant) -> Vec<usize> {
+        if !failover {
+            return self.ring.preference_list(key, n);
+        }
+        self.replicas_for_ms(key, n, failover, self.clock.millis(now))
+    }
+
+    /// [`Cluster::replicas_for`] with the time as milliseconds on the caller's monotonic clock
+    /// (for hosts without `Instant`, such as WASM).
+    pub fn replicas_for_ms(&self, key: &[u8], n: usize, failover: bool, ms: u64) -> Vec<usize> {
         let mut out = Vec::with_capacity(n);
         if !failover {
             self.ring.preference_list_into(key, n, &mut out);
             return out;
         }
-        let ms = self.clock.millis(now);
         let live: Vec<usize> = (0..self.len())
             .filter(|&i| !self.health[i].is_down(ms))
             .collect();
@@ -231,7 +239,12 @@ impl Cluster {
 
     /// May a call go to server `i` at `now`? A down server fails fast.
     pub fn admit(&self, i: usize, now: Instant) -> Result<(), Error> {
-        match self.health[i].admit(self.clock.millis(now)) {
+        self.admit_ms(i, self.clock.millis(now))
+    }
+
+    /// [`Cluster::admit`] with the time as milliseconds on the caller's monotonic clock.
+    pub fn admit_ms(&self, i: usize, now_ms: u64) -> Result<(), Error> {
+        match self.health[i].admit(now_ms) {
             Admission::Allowed | Admission::Probe => Ok(()),
             Admission::Down(retry_in) => Err(Error::ServerDown {
                 server: self.names[i].clone(),
@@ -242,6 +255,20 @@ impl Cluster {
 
     /// Record the outcome of a call to server `i`. Returns true when it marked the server down.
     pub fn record<T>(&self, i: usize, now: Instant, result: &Result<T, Error>) -> bool {
+        self.record_with(i, || self.clock.millis(now), result)
+    }
+
+    /// [`Cluster::record`] with the time as milliseconds on the caller's monotonic clock.
+    pub fn record_ms<T>(&self, i: usize, now_ms: u64, result: &Result<T, Error>) -> bool {
+        self.record_with(i, || now_ms, result)
+    }
+
+    fn record_with<T>(
+        &self,
+        i: usize,
+        now_ms: impl FnOnce() -> u64,
+        result: &Result<T, Error>,
+    ) -> bool {
         if let Err(e) = result {
             if outcome_of(e).is_some_and(|o| o != Outcome::Answered)
                 || matches!(e, Error::Server { .. })
@@ -261,7 +288,7 @@ impl Cluster {
         }
         self.health[i].record(
             outcome,
-            self.clock.millis(now),
+            now_ms(),
             self.config.failure_limit,
             self.config.retry_interval,
         )

@@ -850,6 +850,9 @@ pub fn new_writer_id() -> u64 {
     loop {
         let mut h = RandomState::new().build_hasher();
         COUNTER.fetch_add(1, MemOrder::Relaxed).hash(&mut h);
+        // No process id on wasm32-unknown-unknown (it panics there), and RandomState's keys
+        // are fixed: WASM hosts must supply their own random writer id.
+        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
         std::process::id().hash(&mut h);
         std::thread::current().id().hash(&mut h);
         let id = h.finish();

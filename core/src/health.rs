@@ -17,25 +17,22 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-/// A monotonic clock origin; health times are milliseconds since it.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock(Instant);
+/// A monotonic clock origin; health times are milliseconds since it. The origin is the first
+/// instant it is given, so building one reads no clock (on `wasm32-unknown-unknown` there is
+/// no `Instant::now`; hosts there pass their own milliseconds to the `*_ms` calls).
+#[derive(Debug, Default)]
+pub struct Clock(std::sync::OnceLock<Instant>);
 
 impl Clock {
-    /// A clock starting now.
+    /// A clock whose origin is set by its first use.
     pub fn new() -> Self {
-        Clock(Instant::now())
+        Clock::default()
     }
 
     /// Milliseconds from the origin to `t` (0 if before it).
     pub fn millis(&self, t: Instant) -> u64 {
-        t.saturating_duration_since(self.0).as_millis() as u64
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock::new()
+        let origin = *self.0.get_or_init(|| t);
+        t.saturating_duration_since(origin).as_millis() as u64
     }
 }
 

@@ -128,7 +128,13 @@ pub fn owner_token() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     static PROCESS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let p = *PROCESS.get_or_init(crate::envelope::new_writer_id);
-    format!("{p:016x}.{:x}", NEXT.fetch_add(1, Relaxed))
+    owner_token_from(p, NEXT.fetch_add(1, Relaxed))
+}
+
+/// The owner token for a random per-process `seed` and a per-process counter `n`; hosts that
+/// bring their own randomness (WASM) call this instead of [`owner_token`].
+pub fn owner_token_from(seed: u64, n: u64) -> String {
+    format!("{seed:016x}.{n:x}")
 }
 
 /// The key of a lock's fencing counter.

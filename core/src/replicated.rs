@@ -43,11 +43,10 @@ impl<C> ReplicatedClient<C> {
     }
 
     /// Let the clock see a timestamp read from a replica, so this client's next write is later.
-    /// A timestamp more than [`MAX_OBSERVED_DRIFT_MS`] ahead of the local wall clock is not
+    /// A timestamp more than [`replication::MAX_OBSERVED_DRIFT_MS`] ahead of the local wall clock is not
     /// followed: one corrupt or far-future value must not drag every later write with it.
     fn observe(&self, ts: u64) {
-        let wall = envelope::wall_ms(SystemTime::now());
-        if ts != 0 && (ts >> envelope::COUNTER_BITS) <= wall.saturating_add(MAX_OBSERVED_DRIFT_MS) {
+        if replication::should_observe(ts, envelope::wall_ms(SystemTime::now())) {
             self.hlc.observe(ts);
         }
     }
@@ -59,9 +58,6 @@ impl<C> ReplicatedClient<C> {
         }
     }
 }
-
-/// How far ahead of the local wall clock an observed timestamp may be and still be followed.
-pub const MAX_OBSERVED_DRIFT_MS: u64 = 3_600_000;
 
 /// One key's copies gathered from its replicas, in preference order.
 type Copies = Vec<Result<Option<Value>, Error>>;

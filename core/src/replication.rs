@@ -19,6 +19,16 @@ use crate::error::Error;
 use crate::ops::Value;
 use crate::protocol::text::StoreMode;
 
+/// How far ahead of the local wall clock a timestamp read from a replica may be and still be
+/// observed by the writer's clock: one corrupt or far-future value must not drag every later
+/// write with it.
+pub const MAX_OBSERVED_DRIFT_MS: u64 = 3_600_000;
+
+/// Should a clock at wall time `wall_ms` observe timestamp `ts` read from a replica?
+pub fn should_observe(ts: u64, wall_ms: u64) -> bool {
+    ts != 0 && (ts >> envelope::COUNTER_BITS) <= wall_ms.saturating_add(MAX_OBSERVED_DRIFT_MS)
+}
+
 /// When a replicated write succeeds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum WritePolicy {
