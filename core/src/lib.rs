@@ -87,6 +87,7 @@ mod replicated;
 pub mod replication;
 pub mod ring;
 pub mod server;
+pub mod values;
 
 #[cfg(feature = "tokio")]
 pub use client::{Client, ClientBuilder};
