@@ -1,0 +1,83 @@
+"""multiput: a replicated memcached client with one core in Rust.
+
+``multiput.Client`` speaks pymemcache's call conventions (``get(key, default=None)``,
+``gets`` returning ``(value, cas)``, ``set_many`` returning the keys that failed, ...), so
+code written for pymemcache ports by changing the import, and adds what pymemcache lacks:
+
+- keys placed on servers exactly as libmemcached (pylibmc, PECL memcached) places them;
+- replication: with ``replicas > 1`` every value is written to that many servers inside a
+  timestamped envelope; reads take the latest copy and repair the others; deletes leave
+  tombstones; a dead server costs its copies, never a re-hash;
+- failures are visible: a ``set`` that was not stored raises instead of returning False;
+- typed values that other languages read back as the same type (bytes, str, int, float,
+  bool; other objects are pickled), and in plain mode exactly the flags pylibmc and
+  pymemcache use, so an existing app and a multiput app share keys during a migration;
+- one client shared by any number of threads, its connections kept across calls, and the
+  GIL released while it waits for the network;
+- ``cas_update`` (read-modify-write that retries), ``lock`` (owner-only release) and
+  ``get_or_set`` built into the core.
+
+Django: ``multiput.django.MultiputCache`` (see that module).
+"""
+
+from . import exceptions
+from ._native import (
+    DELETE,
+    EXPIRE_NOW,
+    KEEP,
+    Client,
+    Lock,
+    __version__,
+    plain_decoding,
+    plain_encoding,
+)
+from .exceptions import (
+    CasConflictError,
+    CasRetriesExhaustedError,
+    ClientError,
+    ConfigError,
+    ConnectionError,
+    InvalidKeyError,
+    LoaderError,
+    LockNotAcquiredError,
+    MultiputError,
+    NotFoundError,
+    NotStoredError,
+    NotSupportedError,
+    ProtocolError,
+    ReplicationError,
+    ServerDownError,
+    ServerError,
+    TimeoutError,
+    ValueTooLargeError,
+)
+
+__all__ = [
+    "Client",
+    "Lock",
+    "KEEP",
+    "DELETE",
+    "EXPIRE_NOW",
+    "plain_encoding",
+    "plain_decoding",
+    "exceptions",
+    "MultiputError",
+    "InvalidKeyError",
+    "ValueTooLargeError",
+    "NotStoredError",
+    "NotFoundError",
+    "CasConflictError",
+    "CasRetriesExhaustedError",
+    "ServerError",
+    "ClientError",
+    "TimeoutError",
+    "ConnectionError",
+    "ServerDownError",
+    "ProtocolError",
+    "ReplicationError",
+    "ConfigError",
+    "NotSupportedError",
+    "LockNotAcquiredError",
+    "LoaderError",
+    "__version__",
+]

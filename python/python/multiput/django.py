@@ -1,0 +1,339 @@
+"""Django cache backend: ``multiput.django.MultiputCache``.
+
+Settings::
+
+    CACHES = {
+        "default": {
+            "BACKEND": "multiput.django.MultiputCache",
+            "LOCATION": ["10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"],  # or "a;b" / "a,b"
+            "TIMEOUT": 300,               # default expiry (None: forever, 0: expire at once)
+            "KEY_PREFIX": "",             # Django's prefix, part of the key (hashed)
+            "VERSION": 1,
+            "OPTIONS": {
+                "replicas": 2,            # copies per key; 1 = plain (pylibmc/pymemcache flags)
+                "write_policy": "all",    # "all" | "one" | "quorum" | "quorum:N"
+                "read_policy": "all",     # "all" | "first_hit" | "quorum" | "quorum:N"
+                "timeout": 0.25,          # seconds per request (not the cache TIMEOUT)
+                "connect_timeout": 0.5,
+                "raise_on_set_failure": False,
+                # and any other multiput.Client argument: failover, tombstone_ttl, ring,
+                # protocol, key_prefix, max_value_size, pool_size, convention, ...
+            },
+        }
+    }
+
+It keeps the contract of Django's memcached backends (``PyMemcacheCache``,
+``PyLibMCCache``): timeouts as Django defines them (converted to absolute Unix time above 30
+days), ``InvalidCacheKey`` for keys memcached would refuse, ``incr``/``decr`` raising
+``ValueError`` on a missing key, ``set_many`` returning the keys that failed. It differs on
+purpose where those backends lose information:
+
+- ``set()`` returns ``True`` when stored and ``False`` when not (after deleting the key, so
+  an old value does not linger, as Django's backends do); ``OPTIONS["raise_on_set_failure"]``
+  makes it raise the multiput error instead. The bundled backends swallow the failure.
+- Connections persist across requests and are shared by every thread of the process (one
+  client per configuration); ``close()`` does not drop them.
+- The async methods (``aget``, ``aset``, ...) run the native call in a worker thread with
+  ``thread_sensitive=False``: the GIL is released while waiting for memcached, so concurrent
+  requests do not queue behind one thread and the event loop is never blocked.
+- ``cache.lock(name, timeout, wait)`` is a lock that only its owner can release.
+- With ``replicas > 1``, ``add`` and ``get_or_set`` create missing keys through the core's
+  CAS update on the key's primary replica (never a blind ``set``), ``incr``/``decr`` are
+  exact replicated counters, and ``touch`` rewrites the value with the new expiry.
+"""
+
+import re
+import threading
+import time
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from asgiref.sync import sync_to_async
+from django.core.cache.backends.base import (
+    DEFAULT_TIMEOUT,
+    MEMCACHE_MAX_KEY_LENGTH,
+    BaseCache,
+    InvalidCacheKey,
+    memcache_key_warnings,
+)
+
+import multiput
+from multiput import KEEP, Client, MultiputError
+
+__all__ = ["MultiputCache"]
+
+_BACKEND_OPTIONS = {"raise_on_set_failure", "MAX_ENTRIES", "CULL_FREQUENCY"}
+_clients: Dict[Tuple[Any, ...], Client] = {}
+_clients_lock = threading.Lock()
+
+
+def _client_for(servers: List[str], options: Dict[str, Any]) -> Client:
+    """One client per configuration per process, shared by every thread and request."""
+    key = (tuple(servers), tuple(sorted((k, repr(v)) for k, v in options.items())))
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = Client(servers, **options)
+            _clients[key] = client
+        return client
+
+
+class MultiputCache(BaseCache):
+    """A Django cache backend on ``multiput.Client`` (see the module documentation)."""
+
+    def __init__(self, server: Any, params: Dict[str, Any]) -> None:
+        super().__init__(params)
+        if isinstance(server, str):
+            self._servers = [s.strip() for s in re.split("[;,]", server) if s.strip()]
+        else:
+            self._servers = list(server)
+        options = dict(params.get("OPTIONS") or {})
+        self._raise_on_set_failure = bool(options.get("raise_on_set_failure", False))
+        self._options = {k: v for k, v in options.items() if k not in _BACKEND_OPTIONS}
+        self._client: Optional[Client] = None
+
+    @property
+    def client_servers(self) -> List[str]:
+        """The servers as configured."""
+        return self._servers
+
+    @property
+    def _cache(self) -> Client:
+        """The shared ``multiput.Client`` of this configuration."""
+        client = self._client
+        if client is None:
+            client = self._client = _client_for(self._servers, self._options)
+        return client
+
+    @property
+    def _replicated(self) -> bool:
+        return self._cache.enveloped
+
+    def get_backend_timeout(self, timeout: Any = DEFAULT_TIMEOUT) -> int:
+        """Django's timeout as memcached's exptime: None -> 0 (never), 0 -> expired at once,
+        over 30 days -> an absolute Unix time."""
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self.default_timeout
+        if timeout is None:
+            return 0
+        if int(timeout) == 0:
+            return -1
+        if timeout > 2592000:  # 30 days: memcached reads larger values as a Unix time
+            timeout += int(time.time())
+        return int(timeout)
+
+    def validate_key(self, key: str) -> None:
+        """Raise ``InvalidCacheKey`` for keys memcached would refuse (as Django's memcached
+        backends do), including keys over 250 bytes once UTF-8 encoded."""
+        for warning in memcache_key_warnings(key):
+            raise InvalidCacheKey(warning)
+        if len(key.encode("utf-8")) > MEMCACHE_MAX_KEY_LENGTH:
+            raise InvalidCacheKey(
+                "Cache key will cause errors if used with memcached: %r "
+                "(longer than %s)" % (key, MEMCACHE_MAX_KEY_LENGTH)
+            )
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, key: Any, default: Any = None, version: Optional[int] = None) -> Any:
+        """The value of ``key``, or ``default`` on a miss."""
+        key = self.make_and_validate_key(key, version=version)
+        return self._cache.get(key, default)
+
+    def get_many(self, keys: Iterable[Any], version: Optional[int] = None) -> Dict[Any, Any]:
+        """A dict of the hits among ``keys`` (one request per server)."""
+        key_map = {self.make_and_validate_key(k, version=version): k for k in keys}
+        if not key_map:
+            return {}
+        found = self._cache.get_many(list(key_map))
+        return {key_map[k]: v for k, v in found.items()}
+
+    def has_key(self, key: Any, version: Optional[int] = None) -> bool:
+        """True if ``key`` is in the cache (a stored None counts)."""
+        key = self.make_and_validate_key(key, version=version)
+        return self._cache.get(key, self._missing_key) is not self._missing_key
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Optional[int] = None) -> bool:
+        """Store; True when stored, False when not (the old value is deleted), or raise with ``raise_on_set_failure``."""
+        key = self.make_and_validate_key(key, version=version)
+        try:
+            return self._cache.set(key, value, self.get_backend_timeout(timeout))
+        except MultiputError:
+            # Do not leave the old value behind a failed set (memcached's 1 MB limit, a
+            # timeout, ...), as Django's memcached backends do.
+            try:
+                self._cache.delete(key)
+            except MultiputError:
+                pass
+            if self._raise_on_set_failure:
+                raise
+            return False
+
+    def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Optional[int] = None) -> bool:
+        """Store only if ``key`` is missing: True if stored."""
+        key = self.make_and_validate_key(key, version=version)
+        ttl = self.get_backend_timeout(timeout)
+        if not self._replicated:
+            return self._cache.add(key, value, ttl)
+        missing = object()
+        created = []
+
+        def create(current: Any) -> Any:
+            created[:] = [current is missing]
+            return value if current is missing else KEEP
+
+        self._cache.cas_update(key, create, ttl, default=missing)
+        return bool(created and created[0])
+
+    def set_many(
+        self, data: Dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: Optional[int] = None
+    ) -> List[Any]:
+        """Store many values; the keys that were not stored."""
+        safe: Dict[str, Any] = {}
+        original: Dict[str, Any] = {}
+        for key, value in data.items():
+            safe_key = self.make_and_validate_key(key, version=version)
+            safe[safe_key] = value
+            original[safe_key] = key
+        if not safe:
+            return []
+        failed = self._cache.set_many(safe, self.get_backend_timeout(timeout))
+        if failed and self._raise_on_set_failure:
+            raise multiput.NotStoredError("set_many: %d keys were not stored: %r" % (len(failed), failed))
+        return [original[k] for k in failed]
+
+    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: Optional[int] = None) -> bool:
+        """A new expiry for ``key``: True if it existed."""
+        key = self.make_and_validate_key(key, version=version)
+        ttl = self.get_backend_timeout(timeout)
+        if not self._replicated:
+            return bool(self._cache.touch(key, ttl))
+        missing = object()
+        found = []
+
+        def same(current: Any) -> Any:
+            found[:] = [current is not missing]
+            return KEEP if current is missing else current
+
+        self._cache.cas_update(key, same, ttl, default=missing)
+        return bool(found and found[0])
+
+    def delete(self, key: Any, version: Optional[int] = None) -> bool:
+        """Delete ``key``: True if it existed."""
+        key = self.make_and_validate_key(key, version=version)
+        if not self._replicated:
+            return bool(self._cache.delete(key))
+        existed = self._cache.get(key, self._missing_key) is not self._missing_key
+        self._cache.delete(key)
+        return existed
+
+    def delete_many(self, keys: Iterable[Any], version: Optional[int] = None) -> None:
+        """Delete many keys."""
+        safe = [self.make_and_validate_key(k, version=version) for k in keys]
+        if safe:
+            self._cache.delete_many(safe)
+
+    def incr(self, key: Any, delta: int = 1, version: Optional[int] = None) -> int:
+        """Add ``delta`` (negative: subtract) to a counter; ``ValueError`` if the key is missing."""
+        key = self.make_and_validate_key(key, version=version)
+        if delta < 0:
+            value = self._cache.decr(key, -delta)
+        else:
+            value = self._cache.incr(key, delta)
+        if value is None:
+            raise ValueError("Key '%s' not found" % key)
+        return value
+
+    def decr(self, key: Any, delta: int = 1, version: Optional[int] = None) -> int:
+        """Subtract ``delta`` from a counter; ``ValueError`` if the key is missing."""
+        return self.incr(key, -delta, version=version)
+
+    def get_or_set(
+        self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: Optional[int] = None
+    ) -> Any:
+        """The value of ``key``; on a miss ``default`` (called if callable) is added (never a blind set) and what the cache then holds is returned."""
+        key = self.make_and_validate_key(key, version=version)
+        return self._cache.get_or_set(key, default, self.get_backend_timeout(timeout))
+
+    def clear(self) -> None:
+        """Flush every server."""
+        self._cache.flush_all()
+
+    def close(self, **kwargs: Any) -> None:
+        """Nothing to do: connections are kept for the next request (and shared by threads)."""
+
+    def lock(self, name: Any, timeout: float = 60, wait: float = 10, version: Optional[int] = None) -> multiput.Lock:
+        """Acquire a lock that only its owner can release (a context manager). Raises
+        ``multiput.LockNotAcquiredError`` if someone else holds it for ``wait`` seconds."""
+        key = self.make_and_validate_key(name, version=version)
+        return self._cache.lock(key, timeout=timeout, wait=wait)
+
+    # -- async: the native call in a worker thread, GIL released while it waits ---------------
+
+    async def aget(self, key: Any, default: Any = None, version: Optional[int] = None) -> Any:
+        """``get()`` in a worker thread (GIL released while waiting)."""
+        return await sync_to_async(self.get, thread_sensitive=False)(key, default, version)
+
+    async def aget_many(self, keys: Iterable[Any], version: Optional[int] = None) -> Dict[Any, Any]:
+        """``get_many()`` in a worker thread (GIL released while waiting)."""
+        return await sync_to_async(self.get_many, thread_sensitive=False)(list(keys), version)
+
+    async def ahas_key(self, key: Any, version: Optional[int] = None) -> bool:
+        """``has_key()`` in a worker thread (GIL released while waiting)."""
+        return await sync_to_async(self.has_key, thread_sensitive=False)(key, version)
+
+    async def aset(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Optional[int] = None) -> bool:
+        """``set()`` in a worker thread (GIL released while waiting)."""
+        return await sync_to_async(self.set, thread_sensitive=False)(key, value, timeout, version)
+
+    async def aadd(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Optional[int] = None) -> bool:
+        """``add()`` in a worker thread (GIL released while waiting)."""
+        return await sync_to_async(self.add, thread_sensitive=False)(key, value, timeout, version)
+
+    async def aset_many(
+        self, data: Dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: Optional[int] = None
+    ) -> List[Any]:
+        """``set_many()`` in a worker thread (GIL released while waiting)."""
+        return await sync_to_async(self.set_many, thread_sensitive=False)(data, timeout, version)
+
+    async def atouch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: Optional[int] = None) -> bool:
+        """``touch()`` in a worker thread (GIL released while waiting)."""
+        return await sync_to_async(self.touch, thread_sensitive=False)(key, timeout, version)
+
+    async def adelete(self, key: Any, version: Optional[int] = None) -> bool:
+        """``delete()`` in a worker thread (GIL released while waiting)."""
+        return await sync_to_async(self.delete, thread_sensitive=False)(key, version)
+
+    async def adelete_many(self, keys: Iterable[Any], version: Optional[int] = None) -> None:
+        """``delete_many()`` in a worker thread (GIL released while waiting)."""
+        return await sync_to_async(self.delete_many, thread_sensitive=False)(list(keys), version)
+
+    async def aincr(self, key: Any, delta: int = 1, version: Optional[int] = None) -> int:
+        """``incr()`` in a worker thread (GIL released while waiting)."""
+        return await sync_to_async(self.incr, thread_sensitive=False)(key, delta, version)
+
+    async def adecr(self, key: Any, delta: int = 1, version: Optional[int] = None) -> int:
+        """``decr()`` in a worker thread (GIL released while waiting)."""
+        return await sync_to_async(self.decr, thread_sensitive=False)(key, delta, version)
+
+    async def aget_or_set(
+        self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: Optional[int] = None
+    ) -> Any:
+        """``get_or_set()`` in a worker thread (GIL released while waiting)."""
+        return await sync_to_async(self.get_or_set, thread_sensitive=False)(key, default, timeout, version)
+
+    async def aincr_version(self, key: Any, delta: int = 1, version: Optional[int] = None) -> int:
+        """``incr_version()`` in a worker thread (GIL released while waiting)."""
+        return await sync_to_async(self.incr_version, thread_sensitive=False)(key, delta, version)
+
+    async def adecr_version(self, key: Any, delta: int = 1, version: Optional[int] = None) -> int:
+        """``decr_version()`` in a worker thread (GIL released while waiting)."""
+        return await sync_to_async(self.decr_version, thread_sensitive=False)(key, delta, version)
+
+    async def aclear(self) -> None:
+        """``clear()`` in a worker thread (GIL released while waiting)."""
+        return await sync_to_async(self.clear, thread_sensitive=False)()
+
+    async def aclose(self, **kwargs: Any) -> None:
+        """Nothing to do (see :meth:`close`)."""

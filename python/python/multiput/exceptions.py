@@ -1,0 +1,159 @@
+"""The exceptions multiput raises: one hierarchy under :class:`MultiputError`.
+
+Every error carries ``kind`` (a stable string naming the core's error kind, e.g.
+``"timeout"``) and, when one server is to blame, ``server`` (``"host:port"``). Classes also
+derive from the builtin a caller would expect: :class:`InvalidKeyError` and
+:class:`ConfigError` are ``ValueError``\\ s, :class:`TimeoutError` is the builtin
+``TimeoutError``, :class:`ConnectionError` the builtin ``ConnectionError``.
+"""
+
+import builtins
+from typing import List, Optional, Tuple
+
+__all__ = [
+    "MultiputError",
+    "InvalidKeyError",
+    "ValueTooLargeError",
+    "NotStoredError",
+    "NotFoundError",
+    "CasConflictError",
+    "CasRetriesExhaustedError",
+    "ServerError",
+    "ClientError",
+    "TimeoutError",
+    "ConnectionError",
+    "ServerDownError",
+    "ProtocolError",
+    "ReplicationError",
+    "ConfigError",
+    "NotSupportedError",
+    "LockNotAcquiredError",
+    "LoaderError",
+]
+
+
+class MultiputError(Exception):
+    """Base class of every multiput error."""
+
+    #: The core's error kind, e.g. ``"timeout"``, ``"server_down"``, ``"invalid_key"``.
+    kind: str = "error"
+    #: ``"host:port"`` of the server the error came from, when there is one.
+    server: Optional[str] = None
+
+
+class InvalidKeyError(MultiputError, ValueError):
+    """The key breaks memcached's rules (empty, over 250 bytes with the prefix, or a space or
+    control character). Raised before anything is sent."""
+
+    kind = "invalid_key"
+
+
+class ValueTooLargeError(MultiputError, ValueError):
+    """The value is larger than ``max_value_size`` (memcached's ``-I``, 1 MiB by default).
+    Raised before anything is sent."""
+
+    kind = "value_too_large"
+
+
+class NotStoredError(MultiputError):
+    """The server refused a conditional store (``NOT_STORED``)."""
+
+    kind = "not_stored"
+
+
+class NotFoundError(MultiputError):
+    """The key does not exist for an operation that needs it (``NOT_FOUND``)."""
+
+    kind = "not_found"
+
+
+class CasConflictError(MultiputError):
+    """A compare-and-swap lost: the value changed since it was read (``EXISTS``)."""
+
+    kind = "exists"
+
+
+class CasRetriesExhaustedError(CasConflictError):
+    """``cas_update`` kept losing to other writers and gave up (see ``max_attempts`` and
+    ``deadline``)."""
+
+    kind = "cas_retries_exhausted"
+
+
+class ServerError(MultiputError):
+    """The server reported an error of its own (``SERVER_ERROR ...``)."""
+
+    kind = "server"
+
+
+class ClientError(MultiputError):
+    """The server says the request was bad (``CLIENT_ERROR ...``), e.g. ``incr`` of a value
+    that is not a number."""
+
+    kind = "client"
+
+
+class TimeoutError(MultiputError, builtins.TimeoutError):
+    """No reply within the client's ``timeout`` (or ``connect_timeout``); the connection was
+    dropped and the server counts one failure."""
+
+    kind = "timeout"
+
+
+class ConnectionError(MultiputError, builtins.ConnectionError):
+    """The connection could not be opened, or broke mid-request."""
+
+    kind = "connection_refused"
+
+
+class ServerDownError(ConnectionError):
+    """The server is marked down after failures and is skipped until its retry interval has
+    passed. Keys are never moved to another server because of it (unless ``failover=True``)."""
+
+    kind = "server_down"
+
+
+class ProtocolError(MultiputError):
+    """The server sent bytes that are not memcached protocol; the connection was dropped."""
+
+    kind = "protocol"
+
+
+class ReplicationError(MultiputError):
+    """A replicated call reached fewer replicas than its policy requires.
+
+    ``failures`` lists ``(server, exception)`` for each replica that failed; ``acked`` and
+    ``required`` count replicas; ``op`` is ``"write"``, ``"delete"`` or ``"read"``. Replicas
+    that did store a write keep the value."""
+
+    kind = "replication"
+
+    failures: List[Tuple[str, MultiputError]] = []
+    acked: int = 0
+    required: int = 0
+    op: str = ""
+
+
+class ConfigError(MultiputError, ValueError):
+    """The client's configuration is invalid (no servers, bad policy, bad timeouts ...)."""
+
+    kind = "config"
+
+
+class NotSupportedError(MultiputError):
+    """The operation is not available in this mode (e.g. ``cas`` or ``add`` on a replicated
+    client), or the value cannot be represented (a PHP-serialized value read from Python)."""
+
+    kind = "unsupported"
+
+
+class LockNotAcquiredError(MultiputError):
+    """Another owner held the lock for the whole ``wait``."""
+
+    kind = "lock_not_acquired"
+
+
+class LoaderError(MultiputError):
+    """The loader of a ``get_or_set`` failed; nothing was stored."""
+
+    kind = "loader"

@@ -1,0 +1,1844 @@
+//! `multiput._native`: the pyo3 extension behind the `multiput` Python package.
+//!
+//! It wraps `multiput::blocking::Client` (plain mode) and `multiput::blocking::ReplicatedClient`
+//! (replicated mode, values in the envelope) and only translates: Python values to typed
+//! values (the rules are in `multiput::values` and `multiput::envelope`), core errors to the
+//! exception classes of `multiput.exceptions`, and pymemcache's call conventions. Every
+//! network wait runs with the GIL released (`Python::detach`); a panic in the core becomes a
+//! `MultiputError`, never a crash.
+
+use multiput::blocking;
+use multiput::envelope::{Format, Typed, ValueType};
+use multiput::recipes::{CasOptions, CasOutcome, LockOptions, Update};
+use multiput::values::{self, Convention, TypedRef};
+use multiput::{
+    Error, ErrorKind, Policy, ProtocolChoice, ReadPolicy, RingMode, StoreOptions, Value, Versioned,
+    WritePolicy,
+};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::IntoPyObjectExt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Mutex;
+use std::time::Duration;
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+static EXCEPTIONS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+static PICKLE: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+
+fn class_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidKey => "InvalidKeyError",
+        ErrorKind::ValueTooLarge => "ValueTooLargeError",
+        ErrorKind::NotStored => "NotStoredError",
+        ErrorKind::Exists => "CasConflictError",
+        ErrorKind::NotFound => "NotFoundError",
+        ErrorKind::Server => "ServerError",
+        ErrorKind::Client => "ClientError",
+        ErrorKind::Timeout => "TimeoutError",
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionClosed => "ConnectionError",
+        ErrorKind::ServerDown => "ServerDownError",
+        ErrorKind::Protocol => "ProtocolError",
+        ErrorKind::Unsupported => "NotSupportedError",
+        ErrorKind::Replication => "ReplicationError",
+        ErrorKind::CasRetriesExhausted => "CasRetriesExhaustedError",
+        ErrorKind::LockNotAcquired => "LockNotAcquiredError",
+        ErrorKind::Loader => "LoaderError",
+        ErrorKind::Config => "ConfigError",
+        _ => "MultiputError",
+    }
+}
+
+fn kind_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidKey => "invalid_key",
+        ErrorKind::ValueTooLarge => "value_too_large",
+        ErrorKind::NotStored => "not_stored",
+        ErrorKind::Exists => "exists",
+        ErrorKind::NotFound => "not_found",
+        ErrorKind::Server => "server",
+        ErrorKind::Client => "client",
+        ErrorKind::Timeout => "timeout",
+        ErrorKind::ConnectionRefused => "connection_refused",
+        ErrorKind::ConnectionClosed => "connection_closed",
+        ErrorKind::ServerDown => "server_down",
+        ErrorKind::Protocol => "protocol",
+        ErrorKind::Unsupported => "unsupported",
+        ErrorKind::Replication => "replication",
+        ErrorKind::CasRetriesExhausted => "cas_retries_exhausted",
+        ErrorKind::LockNotAcquired => "lock_not_acquired",
+        ErrorKind::Loader => "loader",
+        ErrorKind::Config => "config",
+        _ => "error",
+    }
+}
+
+fn server_of(e: &Error) -> Option<&str> {
+    match e {
+        Error::Server { server, .. }
+        | Error::Client { server, .. }
+        | Error::Timeout { server, .. }
+        | Error::ConnectionRefused { server, .. }
+        | Error::ConnectionClosed { server, .. }
+        | Error::ServerDown { server, .. }
+        | Error::Protocol { server, .. }
+        | Error::Unsupported { server, .. } => Some(server.as_str()).filter(|s| !s.is_empty()),
+        _ => None,
+    }
+}
+
+fn exceptions(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    Ok(EXCEPTIONS
+        .get_or_try_init(py, || {
+            PyModule::import(py, "multiput.exceptions").map(Bound::unbind)
+        })?
+        .bind(py))
+}
+
+/// An exception of `multiput.exceptions` by class name, with `message`.
+fn named_error(py: Python<'_>, class: &str, message: String) -> PyErr {
+    let build = || -> PyResult<PyErr> {
+        let inst = exceptions(py)?.getattr(class)?.call1((message.clone(),))?;
+        Ok(PyErr::from_value(inst))
+    };
+    build().unwrap_or_else(|_| PyRuntimeError::new_err(message))
+}
+
+fn error_object<'py>(py: Python<'py>, e: &Error) -> PyResult<Bound<'py, PyAny>> {
+    let kind = e.kind();
+    let inst = exceptions(py)?
+        .getattr(class_name(kind))?
+        .call1((e.to_string(),))?;
+    inst.setattr("kind", kind_name(kind))?;
+    if let Some(server) = server_of(e) {
+        inst.setattr("server", server)?;
+    }
+    if let Error::Replication {
+        op,
+        acked,
+        required,
+        failures,
+    } = e
+    {
+        let list = PyList::empty(py);
+        for (server, err) in failures {
+            list.append((server.as_str(), error_object(py, err)?))?;
+        }
+        inst.setattr("failures", list)?;
+        inst.setattr("op", *op)?;
+        inst.setattr("acked", *acked)?;
+        inst.setattr("required", *required)?;
+    }
+    Ok(inst)
+}
+
+/// The Python exception for a core error.
+fn py_err(py: Python<'_>, e: &Error) -> PyErr {
+    match error_object(py, e) {
+        Ok(inst) => PyErr::from_value(inst),
+        Err(_) => PyRuntimeError::new_err(e.to_string()),
+    }
+}
+
+fn not_supported(py: Python<'_>, what: &str) -> PyErr {
+    named_error(
+        py,
+        "NotSupportedError",
+        format!(
+            "{what} is not supported with replication (replicas > 1 or envelope=True): the core \
+             does not replicate it; use a plain client (replicas=1) for it"
+        ),
+    )
+}
+
+/// Run `f` (I/O) with the GIL released; a panic becomes a `MultiputError`.
+fn nogil<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> PyResult<T> {
+    match py.detach(|| std::panic::catch_unwind(AssertUnwindSafe(f))) {
+        Ok(v) => Ok(v),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(named_error(
+                py,
+                "MultiputError",
+                format!("internal error in the multiput core (please report it): {msg}"),
+            ))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys, TTLs, options
+
+/// A key as bytes: `str` is UTF-8 encoded, `bytes` is taken as is.
+fn key_bytes(key: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(b) = key.cast::<PyBytes>() {
+        return Ok(b.as_bytes().to_vec());
+    }
+    if let Ok(s) = key.cast::<PyString>() {
+        return Ok(s.to_cow()?.as_bytes().to_vec());
+    }
+    Err(PyTypeError::new_err(format!(
+        "keys must be str or bytes, not {}",
+        key.get_type().name()?
+    )))
+}
+
+/// memcached's exptime from a Python number: `None` or 0 never expires, a positive number
+/// is seconds (a fraction rounds up; over 30 days is an absolute Unix time, as memcached reads
+/// it), a negative one expires at once.
+fn ttl_of(expire: Option<&Bound<'_, PyAny>>) -> PyResult<u32> {
+    let Some(expire) = expire else { return Ok(0) };
+    if expire.is_none() {
+        return Ok(0);
+    }
+    let secs: f64 = if let Ok(i) = expire.extract::<i64>() {
+        i as f64
+    } else {
+        expire.extract::<f64>().map_err(|_| {
+            PyTypeError::new_err("expire must be a number of seconds (int or float) or None")
+        })?
+    };
+    if secs.is_nan() {
+        return Err(PyValueError::new_err("expire must not be NaN"));
+    }
+    if secs < 0.0 {
+        return Ok(multiput::recipes::EXPIRED);
+    }
+    Ok(secs.ceil().min(f64::from(u32::MAX)) as u32)
+}
+
+fn duration(name: &str, secs: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| PyValueError::new_err(format!("{name} must be a positive number of seconds")))
+}
+
+fn parse_servers(obj: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    let mut out = Vec::new();
+    let push_str = |s: &str, out: &mut Vec<String>| {
+        out.extend(
+            s.split([',', ';', ' ', '\n', '\t'])
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| p.strip_prefix("inet:").unwrap_or(p).to_string()),
+        )
+    };
+    if let Ok(s) = obj.cast::<PyString>() {
+        push_str(&s.to_cow()?, &mut out);
+        return Ok(out);
+    }
+    // pymemcache's single server: ("host", port).
+    if let Ok(t) = obj.cast::<PyTuple>() {
+        if (2..=3).contains(&t.len()) && t.get_item(1)?.is_instance_of::<PyInt>() {
+            return parse_servers(&PyList::new(obj.py(), [t])?.into_any());
+        }
+    }
+    for item in obj.try_iter()? {
+        let item = item?;
+        if let Ok(s) = item.cast::<PyString>() {
+            push_str(&s.to_cow()?, &mut out);
+        } else if let Ok(t) = item.cast::<PyTuple>() {
+            let host: String = t.get_item(0)?.extract()?;
+            let host = if host.contains(':') && !host.starts_with('[') {
+                format!("[{host}]")
+            } else {
+                host
+            };
+            let port: u16 = t.get_item(1)?.extract()?;
+            let mut s = format!("{host}:{port}");
+            if t.len() > 2 {
+                let w: u32 = t.get_item(2)?.extract()?;
+                s.push_str(&format!(":{w}"));
+            }
+            out.push(s);
+        } else {
+            return Err(PyTypeError::new_err(
+                "servers must be a string (\"host:port,host:port\"), or a list of \"host:port\" \
+                 strings or (host, port[, weight]) tuples",
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn parse_write_policy(obj: Option<&Bound<'_, PyAny>>, replicas: usize) -> PyResult<WritePolicy> {
+    let Some(obj) = obj else {
+        return Ok(WritePolicy::All);
+    };
+    if let Ok(n) = obj.extract::<usize>() {
+        return Ok(WritePolicy::Quorum(n));
+    }
+    let s: String = obj.extract()?;
+    match s.trim().to_ascii_lowercase().as_str() {
+        "all" => Ok(WritePolicy::All),
+        "one" | "any" => Ok(WritePolicy::One),
+        "quorum" | "majority" => Ok(WritePolicy::Quorum(replicas / 2 + 1)),
+        other => other
+            .strip_prefix("quorum:")
+            .and_then(|n| n.parse().ok())
+            .map(WritePolicy::Quorum)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "write_policy must be \"all\", \"one\", \"quorum\", \"quorum:N\" or an int, not {s:?}"
+                ))
+            }),
+    }
+}
+
+fn parse_read_policy(obj: Option<&Bound<'_, PyAny>>, replicas: usize) -> PyResult<ReadPolicy> {
+    let Some(obj) = obj else {
+        return Ok(ReadPolicy::All);
+    };
+    if let Ok(n) = obj.extract::<usize>() {
+        return Ok(ReadPolicy::Quorum(n));
+    }
+    let s: String = obj.extract()?;
+    match s.trim().to_ascii_lowercase().as_str() {
+        "all" => Ok(ReadPolicy::All),
+        "first" | "first_hit" | "one" => Ok(ReadPolicy::FirstHit),
+        "quorum" | "majority" => Ok(ReadPolicy::Quorum(replicas / 2 + 1)),
+        other => other
+            .strip_prefix("quorum:")
+            .and_then(|n| n.parse().ok())
+            .map(ReadPolicy::Quorum)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "read_policy must be \"all\", \"first_hit\", \"quorum\", \"quorum:N\" or an int, not {s:?}"
+                ))
+            }),
+    }
+}
+
+fn write_policy_name(p: WritePolicy) -> String {
+    match p {
+        WritePolicy::All => "all".into(),
+        WritePolicy::One => "one".into(),
+        WritePolicy::Quorum(n) => format!("quorum:{n}"),
+    }
+}
+
+fn read_policy_name(p: ReadPolicy) -> String {
+    match p {
+        ReadPolicy::All => "all".into(),
+        ReadPolicy::FirstHit => "first_hit".into(),
+        ReadPolicy::Quorum(n) => format!("quorum:{n}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values
+
+/// A Python value ready to store: its type, serializer and payload, plus the plain-mode
+/// `(bytes, flags)`.
+struct Encoded<'py> {
+    vtype: ValueType,
+    format: Format,
+    /// Keeps a borrowed payload alive.
+    holder: Option<Bound<'py, PyBytes>>,
+    /// The typed payload (envelope mode), when it is not `holder`'s bytes.
+    payload: Vec<u8>,
+    /// The plain-mode payload when it differs from the typed payload (ints, floats, bools).
+    plain: Option<Vec<u8>>,
+    flags: u32,
+}
+
+impl Encoded<'_> {
+    fn typed(&self) -> &[u8] {
+        match &self.holder {
+            Some(b) => b.as_bytes(),
+            None => &self.payload,
+        }
+    }
+
+    fn plain(&self) -> &[u8] {
+        self.plain.as_deref().unwrap_or_else(|| self.typed())
+    }
+}
+
+fn pickle(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
+    PICKLE.get_or_try_init(py, || {
+        let m = PyModule::import(py, "pickle")?;
+        Ok((m.getattr("dumps")?.unbind(), m.getattr("loads")?.unbind()))
+    })
+}
+
+#[derive(Clone, Copy)]
+struct Codec {
+    convention: Convention,
+    pickle_protocol: i32,
+}
+
+impl Codec {
+    fn encode<'py>(&self, py: Python<'py>, v: &Bound<'py, PyAny>) -> PyResult<Encoded<'py>> {
+        let conv = self.convention;
+        let simple = |vtype, format, holder: Bound<'py, PyBytes>| -> PyResult<Encoded<'py>> {
+            let flags = values::flags_for(conv, vtype, format).ok_or_else(|| {
+                named_error(
+                    py,
+                    "NotSupportedError",
+                    format!("this value cannot be stored with {conv} flags (convention={conv:?})"),
+                )
+            })?;
+            Ok(Encoded {
+                vtype,
+                format,
+                holder: Some(holder),
+                payload: Vec::new(),
+                plain: None,
+                flags,
+            })
+        };
+        let scalar = |typed: Typed| -> PyResult<Encoded<'py>> {
+            let (plain, flags) = values::encode(conv, &typed)
+                .map_err(|e| named_error(py, "NotSupportedError", e.to_string()))?;
+            Ok(Encoded {
+                vtype: typed.vtype(),
+                format: Format::NONE,
+                holder: None,
+                payload: typed.encode_payload(),
+                plain: Some(plain),
+                flags,
+            })
+        };
+        // Exact types, as pymemcache: subclasses are pickled and come back as themselves.
+        if v.is_exact_instance_of::<PyBytes>() {
+            return simple(ValueType::Bytes, Format::NONE, v.cast::<PyBytes>()?.clone());
+        }
+        if v.is_exact_instance_of::<PyString>() {
+            let b = v.cast::<PyString>()?.encode_utf8()?;
+            return simple(ValueType::Text, Format::NONE, b);
+        }
+        if v.is_exact_instance_of::<PyBool>() {
+            return scalar(Typed::Bool(v.extract::<bool>()?));
+        }
+        if v.is_exact_instance_of::<PyInt>() {
+            if let Ok(i) = v.extract::<i64>() {
+                return scalar(Typed::Int(i));
+            }
+            // Beyond i64: the envelope has no such int, so it is pickled there; plain Python
+            // mode writes the decimal with the integer flag, as pymemcache does.
+            if conv == Convention::Python {
+                let (dumps, _) = pickle(py)?;
+                let data = dumps.bind(py).call1((v, self.pickle_protocol))?;
+                let data = data.cast_into::<PyBytes>().map_err(PyErr::from)?;
+                return Ok(Encoded {
+                    vtype: ValueType::Serialized,
+                    format: Format::PICKLE,
+                    holder: Some(data),
+                    payload: Vec::new(),
+                    plain: Some(v.str()?.to_cow()?.as_bytes().to_vec()),
+                    flags: values::python::INTEGER,
+                });
+            }
+        }
+        if v.is_exact_instance_of::<PyFloat>() {
+            return scalar(Typed::Float(v.extract::<f64>()?));
+        }
+        let (dumps, _) = pickle(py)?;
+        let data = dumps.bind(py).call1((v, self.pickle_protocol))?;
+        let data = data.cast_into::<PyBytes>().map_err(PyErr::from)?;
+        simple(ValueType::Serialized, Format::PICKLE, data)
+    }
+
+    fn decode<'py>(&self, py: Python<'py>, t: TypedRef<'_>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match t {
+            TypedRef::Bytes(b) => PyBytes::new(py, b).into_any(),
+            TypedRef::Text(s) => PyString::new(py, s).into_any(),
+            TypedRef::Int(i) => i.into_bound_py_any(py)?,
+            TypedRef::Float(f) => f.into_bound_py_any(py)?,
+            TypedRef::Bool(b) => b.into_bound_py_any(py)?,
+            TypedRef::Serialized(format, data) if format == Format::PICKLE => {
+                let (_, loads) = pickle(py)?;
+                loads.bind(py).call1((PyBytes::new(py, data),))?
+            }
+            TypedRef::Serialized(format, data) if format == Format::JSON => {
+                PyModule::import(py, "json")?
+                    .getattr("loads")?
+                    .call1((PyBytes::new(py, data),))?
+            }
+            TypedRef::Serialized(format, _) => {
+                return Err(named_error(
+                    py,
+                    "NotSupportedError",
+                    format!(
+                        "the value was serialized with format {} (2 = PHP serialize()), which \
+                         Python cannot read",
+                        format.0
+                    ),
+                ))
+            }
+            TypedRef::Raw(data, flags) => self.decode_raw(py, data, flags)?,
+        })
+    }
+
+    /// Flags the core leaves to the binding: compressed values (pylibmc, pymemcache
+    /// `CompressedSerde`) and integers beyond 64 bits; anything else is returned as bytes.
+    fn decode_raw<'py>(
+        &self,
+        py: Python<'py>,
+        data: &[u8],
+        flags: u32,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if self.convention == Convention::Python {
+            if flags & values::python::ZLIB != 0 {
+                let inflated = PyModule::import(py, "zlib")?
+                    .getattr("decompress")?
+                    .call1((PyBytes::new(py, data),))?;
+                let inflated = inflated.cast_into::<PyBytes>().map_err(PyErr::from)?;
+                let rest = flags & !values::python::ZLIB;
+                let t = values::decode_ref(Convention::Python, inflated.as_bytes(), rest);
+                return match t {
+                    TypedRef::Raw(d, _) => Ok(PyBytes::new(py, d).into_any()),
+                    t => self.decode(py, t),
+                };
+            }
+            if flags & (values::python::INTEGER | values::python::LONG) != 0
+                && flags & values::python::TEXT == 0
+            {
+                let int = py.get_type::<PyInt>().call1((PyBytes::new(py, data),));
+                if let Ok(i) = int {
+                    return Ok(i);
+                }
+            }
+        }
+        Ok(PyBytes::new(py, data).into_any())
+    }
+
+    fn value<'py>(&self, py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+        self.decode(py, values::decode_ref(self.convention, &v.data, v.flags))
+    }
+
+    fn versioned<'py>(&self, py: Python<'py>, v: &Versioned) -> PyResult<Bound<'py, PyAny>> {
+        self.decode(py, values::from_versioned(self.convention, v))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sentinels
+
+/// A marker returned by a `cas_update` function: `KEEP` leaves the key as it is, `DELETE`
+/// deletes it.
+#[pyclass(module = "multiput._native", name = "Sentinel", frozen)]
+struct Sentinel {
+    name: &'static str,
+}
+
+#[pymethods]
+impl Sentinel {
+    fn __repr__(&self) -> String {
+        format!("multiput.{}", self.name)
+    }
+}
+
+static KEEP: PyOnceLock<Py<Sentinel>> = PyOnceLock::new();
+static DELETE: PyOnceLock<Py<Sentinel>> = PyOnceLock::new();
+
+fn sentinel<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<Sentinel>>,
+    name: &'static str,
+) -> PyResult<&'py Bound<'py, Sentinel>> {
+    Ok(cell
+        .get_or_try_init(py, || Py::new(py, Sentinel { name }))?
+        .bind(py))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client
+
+/// A memcached client for a fleet of servers, with optional replication.
+///
+/// See the `multiput` package documentation (and `multiput/__init__.pyi`) for every argument.
+#[pyclass(module = "multiput._native", name = "Client", subclass, frozen)]
+pub struct Client {
+    plain: blocking::Client,
+    repl: Option<blocking::ReplicatedClient>,
+    codec: Codec,
+    servers: Vec<String>,
+}
+
+enum Mode<'a> {
+    Plain(&'a blocking::Client),
+    Replicated(&'a blocking::ReplicatedClient),
+}
+
+impl Client {
+    fn mode(&self) -> Mode<'_> {
+        match &self.repl {
+            Some(r) => Mode::Replicated(r),
+            None => Mode::Plain(&self.plain),
+        }
+    }
+
+    fn plain_only(&self, py: Python<'_>, what: &str) -> PyResult<&blocking::Client> {
+        match &self.repl {
+            Some(_) => Err(not_supported(py, what)),
+            None => Ok(&self.plain),
+        }
+    }
+
+    fn check_keys(&self, py: Python<'_>, keys: &[Vec<u8>]) -> PyResult<()> {
+        let cl = self.plain.cluster();
+        for k in keys {
+            cl.check_key(k).map_err(|e| py_err(py, &e))?;
+        }
+        Ok(())
+    }
+
+    /// A conditional store in plain mode: `True` stored, `False` refused.
+    #[allow(clippy::too_many_arguments)]
+    fn store_bool(
+        &self,
+        py: Python<'_>,
+        what: &str,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        expire: Option<&Bound<'_, PyAny>>,
+        flags: Option<u32>,
+        mode: multiput::StoreMode,
+    ) -> PyResult<bool> {
+        let client = self.plain_only(py, what)?;
+        let k = key_bytes(key)?;
+        let enc = self.codec.encode(py, value)?;
+        let opts = StoreOptions::ttl(ttl_of(expire)?).flags(flags.unwrap_or(enc.flags));
+        let data = enc.plain();
+        let r = nogil(py, || match mode {
+            multiput::StoreMode::Add => client.add(&k, data, opts),
+            multiput::StoreMode::Replace => client.replace(&k, data, opts),
+            multiput::StoreMode::Append => client.append(&k, data),
+            _ => client.prepend(&k, data),
+        })?;
+        match r {
+            Ok(()) => Ok(true),
+            Err(Error::NotStored) => Ok(false),
+            Err(e) => Err(py_err(py, &e)),
+        }
+    }
+
+    /// The keys as given (for result dicts) and as bytes.
+    #[allow(clippy::type_complexity)]
+    fn collect_keys<'py>(
+        keys: &Bound<'py, PyAny>,
+    ) -> PyResult<(Vec<Bound<'py, PyAny>>, Vec<Vec<u8>>)> {
+        let mut objs = Vec::new();
+        let mut raw = Vec::new();
+        for k in keys.try_iter()? {
+            let k = k?;
+            raw.push(key_bytes(&k)?);
+            objs.push(k);
+        }
+        Ok((objs, raw))
+    }
+}
+
+#[pymethods]
+impl Client {
+    #[new]
+    #[pyo3(signature = (
+        servers,
+        replicas = 1,
+        *,
+        write_policy = None,
+        read_policy = None,
+        failover = false,
+        tombstone_ttl = 86_400,
+        read_repair = true,
+        envelope = None,
+        connect_timeout = 1.0,
+        timeout = 1.0,
+        retry_interval = 1.0,
+        failure_limit = 1,
+        key_prefix = None,
+        ring = "libketama_compatible",
+        protocol = "auto",
+        max_value_size = 1_048_576,
+        pool_size = 16,
+        tcp_nodelay = true,
+        convention = "python",
+        pickle_protocol = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        servers: &Bound<'_, PyAny>,
+        replicas: usize,
+        write_policy: Option<&Bound<'_, PyAny>>,
+        read_policy: Option<&Bound<'_, PyAny>>,
+        failover: bool,
+        tombstone_ttl: u32,
+        read_repair: bool,
+        envelope: Option<bool>,
+        connect_timeout: f64,
+        timeout: f64,
+        retry_interval: f64,
+        failure_limit: u32,
+        key_prefix: Option<&Bound<'_, PyAny>>,
+        ring: &str,
+        protocol: &str,
+        max_value_size: usize,
+        pool_size: usize,
+        tcp_nodelay: bool,
+        convention: &str,
+        pickle_protocol: Option<i32>,
+    ) -> PyResult<Self> {
+        let config_err = |e: Error| py_err(py, &e);
+        let servers = parse_servers(servers)?;
+        let ring_mode: RingMode = match ring.trim().to_ascii_lowercase().replace('-', "_").as_str()
+        {
+            "ketama_weighted" | "weighted" => RingMode::LibketamaCompatible,
+            other => other.parse().map_err(config_err)?,
+        };
+        let protocol = match protocol.trim().to_ascii_lowercase().as_str() {
+            "auto" => ProtocolChoice::Auto,
+            "text" | "ascii" => ProtocolChoice::Text,
+            "meta" => ProtocolChoice::Meta,
+            other => {
+                return Err(named_error(
+                    py,
+                    "ConfigError",
+                    format!("protocol must be \"auto\", \"text\" or \"meta\", not {other:?}"),
+                ))
+            }
+        };
+        let convention: Convention = convention.parse().map_err(config_err)?;
+        let prefix = match key_prefix {
+            None => Vec::new(),
+            Some(p) if p.is_none() => Vec::new(),
+            Some(p) => key_bytes(p)?,
+        };
+        let connect_timeout = duration("connect_timeout", connect_timeout)?;
+        let timeout = duration("timeout", timeout)?;
+        let retry_interval = duration("retry_interval", retry_interval)?;
+        let plain = blocking::Client::builder()
+            .servers(servers.iter().map(String::as_str))
+            .configure(|b| {
+                b.ring_mode(ring_mode)
+                    .protocol(protocol)
+                    .connect_timeout(connect_timeout)
+                    .timeout(timeout)
+                    .retry_interval(retry_interval)
+                    .failure_limit(failure_limit)
+                    .key_prefix(prefix)
+                    .max_value_size(max_value_size)
+                    .blocking_pool_size(pool_size)
+                    .tcp_nodelay(tcp_nodelay)
+            })
+            .build()
+            .map_err(config_err)?;
+        let enveloped = envelope.unwrap_or(replicas > 1);
+        let repl = if enveloped {
+            let policy = Policy {
+                replicas,
+                write: parse_write_policy(write_policy, replicas)?,
+                read: parse_read_policy(read_policy, replicas)?,
+                tombstone_ttl,
+                failover,
+                read_repair,
+            };
+            Some(blocking::ReplicatedClient::new(plain.clone(), policy).map_err(config_err)?)
+        } else if replicas != 1 {
+            return Err(named_error(
+                py,
+                "ConfigError",
+                "replicas > 1 needs the envelope (envelope=False only works with replicas=1)"
+                    .into(),
+            ));
+        } else {
+            None
+        };
+        let pickle_protocol = match pickle_protocol {
+            Some(p) => p,
+            None => PyModule::import(py, "pickle")?
+                .getattr("HIGHEST_PROTOCOL")?
+                .extract()?,
+        };
+        Ok(Client {
+            plain,
+            repl,
+            codec: Codec {
+                convention,
+                pickle_protocol,
+            },
+            servers,
+        })
+    }
+
+    /// The servers, as `host:port[:weight]` strings, in configuration order.
+    #[getter]
+    fn servers(&self) -> Vec<String> {
+        self.servers.clone()
+    }
+
+    /// Copies per key (1 without replication).
+    #[getter]
+    fn replicas(&self) -> usize {
+        self.repl.as_ref().map_or(1, |r| r.policy().replicas)
+    }
+
+    /// True when values are written in the replication envelope.
+    #[getter]
+    fn enveloped(&self) -> bool {
+        self.repl.is_some()
+    }
+
+    /// The replication policy as a dict (`None` in plain mode).
+    #[getter]
+    fn policy<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(r) = &self.repl else { return Ok(None) };
+        let p = r.policy();
+        let d = PyDict::new(py);
+        d.set_item("replicas", p.replicas)?;
+        d.set_item("write_policy", write_policy_name(p.write))?;
+        d.set_item("read_policy", read_policy_name(p.read))?;
+        d.set_item("tombstone_ttl", p.tombstone_ttl)?;
+        d.set_item("failover", p.failover)?;
+        d.set_item("read_repair", p.read_repair)?;
+        Ok(Some(d))
+    }
+
+    /// `"python"` or `"php"`: whose flag numbers plain values use.
+    #[getter]
+    fn convention(&self) -> &'static str {
+        self.codec.convention.as_str()
+    }
+
+    /// The ring mode: `"libketama_compatible"` or `"ketama_md5"`.
+    #[getter]
+    fn ring(&self) -> &'static str {
+        self.plain.cluster().ring().mode().as_str()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "multiput.Client({:?}, replicas={}, enveloped={})",
+            self.servers,
+            self.replicas(),
+            if self.repl.is_some() { "True" } else { "False" }
+        )
+    }
+
+    /// Get a value; `default` on a miss.
+    #[pyo3(signature = (key, default = None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let k = key_bytes(key)?;
+        let missing = |d: Option<Bound<'py, PyAny>>| d.unwrap_or_else(|| py.None().into_bound(py));
+        match self.mode() {
+            Mode::Plain(c) => match nogil(py, || c.get(&k))? {
+                Ok(Some(v)) => self.codec.value(py, &v),
+                Ok(None) => Ok(missing(default)),
+                Err(e) => Err(py_err(py, &e)),
+            },
+            Mode::Replicated(r) => match nogil(py, || r.get(&k))? {
+                Ok(Some(v)) => self.codec.versioned(py, &v),
+                Ok(None) => Ok(missing(default)),
+                Err(e) => Err(py_err(py, &e)),
+            },
+        }
+    }
+
+    /// Get a value and its CAS unique: `(value, cas)`, or `(default, cas_default)` on a miss.
+    #[pyo3(signature = (key, default = None, cas_default = None))]
+    fn gets<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+        cas_default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let c = self.plain_only(py, "gets")?;
+        let k = key_bytes(key)?;
+        let none = || py.None().into_bound(py);
+        match nogil(py, || c.gets(&k))? {
+            Ok(Some(v)) => {
+                let value = self.codec.value(py, &v)?;
+                let cas = match v.cas {
+                    Some(c) => c.into_bound_py_any(py)?,
+                    None => none(),
+                };
+                PyTuple::new(py, [value, cas])
+            }
+            Ok(None) => PyTuple::new(
+                py,
+                [
+                    default.unwrap_or_else(none),
+                    cas_default.unwrap_or_else(none),
+                ],
+            ),
+            Err(e) => Err(py_err(py, &e)),
+        }
+    }
+
+    /// Get a value and give it a new expiry (`gat`); `default` on a miss.
+    #[pyo3(signature = (key, expire = None, default = None))]
+    fn gat<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        expire: Option<&Bound<'py, PyAny>>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.plain_only(py, "gat")?;
+        let k = key_bytes(key)?;
+        let ttl = ttl_of(expire)?;
+        match nogil(py, || c.gat(&k, ttl, false))? {
+            Ok(Some(v)) => self.codec.value(py, &v),
+            Ok(None) => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
+            Err(e) => Err(py_err(py, &e)),
+        }
+    }
+
+    /// Store a value. Returns True; a value that was not stored raises.
+    #[pyo3(signature = (key, value, expire = None, noreply = None, flags = None))]
+    fn set(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        expire: Option<&Bound<'_, PyAny>>,
+        noreply: Option<bool>,
+        flags: Option<u32>,
+    ) -> PyResult<bool> {
+        let _ = noreply;
+        let k = key_bytes(key)?;
+        let enc = self.codec.encode(py, value)?;
+        let ttl = ttl_of(expire)?;
+        match self.mode() {
+            Mode::Plain(c) => {
+                let opts = StoreOptions::ttl(ttl).flags(flags.unwrap_or(enc.flags));
+                let data = enc.plain();
+                nogil(py, || c.set(&k, data, opts))?.map_err(|e| py_err(py, &e))?;
+            }
+            Mode::Replicated(r) => {
+                if flags.is_some() {
+                    return Err(not_supported(py, "set(flags=...)"));
+                }
+                let (vt, fmt, data) = (enc.vtype, enc.format, enc.typed());
+                nogil(py, || r.set_typed(&k, vt, fmt, data, ttl))?.map_err(|e| py_err(py, &e))?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Store only if the key is missing: True if stored, False if it exists.
+    #[pyo3(signature = (key, value, expire = None, noreply = None, flags = None))]
+    fn add(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        expire: Option<&Bound<'_, PyAny>>,
+        noreply: Option<bool>,
+        flags: Option<u32>,
+    ) -> PyResult<bool> {
+        let _ = noreply;
+        self.store_bool(
+            py,
+            "add",
+            key,
+            value,
+            expire,
+            flags,
+            multiput::StoreMode::Add,
+        )
+    }
+
+    /// Store only if the key exists: True if stored, False if it is missing.
+    #[pyo3(signature = (key, value, expire = None, noreply = None, flags = None))]
+    fn replace(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        expire: Option<&Bound<'_, PyAny>>,
+        noreply: Option<bool>,
+        flags: Option<u32>,
+    ) -> PyResult<bool> {
+        let _ = noreply;
+        self.store_bool(
+            py,
+            "replace",
+            key,
+            value,
+            expire,
+            flags,
+            multiput::StoreMode::Replace,
+        )
+    }
+
+    /// Append bytes to an existing value: True if stored, False if the key is missing.
+    #[pyo3(signature = (key, value, expire = None, noreply = None, flags = None))]
+    fn append(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        expire: Option<&Bound<'_, PyAny>>,
+        noreply: Option<bool>,
+        flags: Option<u32>,
+    ) -> PyResult<bool> {
+        let _ = (noreply, expire);
+        self.store_bool(
+            py,
+            "append",
+            key,
+            value,
+            None,
+            flags,
+            multiput::StoreMode::Append,
+        )
+    }
+
+    /// Prepend bytes to an existing value: True if stored, False if the key is missing.
+    #[pyo3(signature = (key, value, expire = None, noreply = None, flags = None))]
+    fn prepend(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        expire: Option<&Bound<'_, PyAny>>,
+        noreply: Option<bool>,
+        flags: Option<u32>,
+    ) -> PyResult<bool> {
+        let _ = (noreply, expire);
+        self.store_bool(
+            py,
+            "prepend",
+            key,
+            value,
+            None,
+            flags,
+            multiput::StoreMode::Prepend,
+        )
+    }
+
+    /// Compare-and-swap: True stored, False if the value changed since `gets` (CAS
+    /// conflict), None if the key is gone.
+    #[pyo3(signature = (key, value, cas, expire = None, noreply = None, flags = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn cas(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        cas: u64,
+        expire: Option<&Bound<'_, PyAny>>,
+        noreply: Option<bool>,
+        flags: Option<u32>,
+    ) -> PyResult<Option<bool>> {
+        let _ = noreply;
+        let c = self.plain_only(py, "cas")?;
+        let k = key_bytes(key)?;
+        let enc = self.codec.encode(py, value)?;
+        let opts = StoreOptions::ttl(ttl_of(expire)?).flags(flags.unwrap_or(enc.flags));
+        let data = enc.plain();
+        match nogil(py, || c.cas(&k, data, cas, opts))? {
+            Ok(()) => Ok(Some(true)),
+            Err(Error::Exists) => Ok(Some(false)),
+            Err(Error::NotFound) => Ok(None),
+            Err(e) => Err(py_err(py, &e)),
+        }
+    }
+
+    /// Delete a key: True if it existed. Replicated: writes a tombstone on every replica and
+    /// returns True once the write policy is met (it cannot tell whether the key existed).
+    #[pyo3(signature = (key, noreply = None))]
+    fn delete(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        noreply: Option<bool>,
+    ) -> PyResult<bool> {
+        let _ = noreply;
+        let k = key_bytes(key)?;
+        match self.mode() {
+            Mode::Plain(c) => nogil(py, || c.delete(&k))?.map_err(|e| py_err(py, &e)),
+            Mode::Replicated(r) => nogil(py, || r.delete(&k))?
+                .map(|_| true)
+                .map_err(|e| py_err(py, &e)),
+        }
+    }
+
+    /// Increment a counter: the new value, or None if the key is missing. Replicated: an exact
+    /// counter serialized by CAS on the key's primary replica.
+    #[pyo3(signature = (key, value = 1, noreply = None))]
+    fn incr(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: u64,
+        noreply: Option<bool>,
+    ) -> PyResult<Option<u64>> {
+        let _ = noreply;
+        self.arith(py, key, value, true)
+    }
+
+    /// Decrement a counter (stops at 0): the new value, or None if the key is missing.
+    #[pyo3(signature = (key, value = 1, noreply = None))]
+    fn decr(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: u64,
+        noreply: Option<bool>,
+    ) -> PyResult<Option<u64>> {
+        let _ = noreply;
+        self.arith(py, key, value, false)
+    }
+
+    /// Give a key a new expiry: True if it existed.
+    #[pyo3(signature = (key, expire = None, noreply = None))]
+    fn touch(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        expire: Option<&Bound<'_, PyAny>>,
+        noreply: Option<bool>,
+    ) -> PyResult<bool> {
+        let _ = noreply;
+        let c = self.plain_only(py, "touch")?;
+        let k = key_bytes(key)?;
+        let ttl = ttl_of(expire)?;
+        nogil(py, || c.touch(&k, ttl))?.map_err(|e| py_err(py, &e))
+    }
+
+    /// Get many keys at once (one request per server, all servers in parallel): a dict of the
+    /// hits, keyed as given. Any key's error is raised (invalid keys before any I/O).
+    fn get_many<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let (objs, raw) = Self::collect_keys(keys)?;
+        self.check_keys(py, &raw)?;
+        let out = PyDict::new(py);
+        if raw.is_empty() {
+            return Ok(out);
+        }
+        match self.mode() {
+            Mode::Plain(c) => {
+                let rs = nogil(py, || c.get_multi(&raw))?;
+                for (k, r) in objs.iter().zip(rs) {
+                    if let Some(v) = r.map_err(|e| py_err(py, &e))? {
+                        out.set_item(k, self.codec.value(py, &v)?)?;
+                    }
+                }
+            }
+            Mode::Replicated(r) => {
+                let rs = nogil(py, || r.get_multi(&raw))?;
+                for (k, r) in objs.iter().zip(rs) {
+                    if let Some(v) = r.map_err(|e| py_err(py, &e))? {
+                        out.set_item(k, self.codec.versioned(py, &v)?)?;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `get_many` with CAS uniques: a dict of key -> (value, cas).
+    fn gets_many<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let c = self.plain_only(py, "gets_many")?;
+        let (objs, raw) = Self::collect_keys(keys)?;
+        self.check_keys(py, &raw)?;
+        let out = PyDict::new(py);
+        if raw.is_empty() {
+            return Ok(out);
+        }
+        let rs = nogil(py, || c.gets_multi(&raw))?;
+        for (k, r) in objs.iter().zip(rs) {
+            if let Some(v) = r.map_err(|e| py_err(py, &e))? {
+                out.set_item(k, (self.codec.value(py, &v)?, v.cas))?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Store many values (pipelined per server, all servers in parallel). Returns the list of
+    /// keys that were not stored (empty when all were). Invalid keys raise before any I/O.
+    #[pyo3(signature = (values, expire = None, noreply = None, flags = None))]
+    fn set_many<'py>(
+        &self,
+        py: Python<'py>,
+        values: &Bound<'py, PyAny>,
+        expire: Option<&Bound<'py, PyAny>>,
+        noreply: Option<bool>,
+        flags: Option<u32>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let _ = noreply;
+        let items = match values.cast::<PyDict>() {
+            Ok(d) => d.items().into_any(),
+            Err(_) => values.clone(),
+        };
+        let mut objs = Vec::new();
+        let mut raw = Vec::new();
+        let mut encoded = Vec::new();
+        for item in items.try_iter()? {
+            let item = item?;
+            let (k, v): (Bound<'py, PyAny>, Bound<'py, PyAny>) = item.extract()?;
+            raw.push(key_bytes(&k)?);
+            objs.push(k);
+            encoded.push(self.codec.encode(py, &v)?);
+        }
+        self.check_keys(py, &raw)?;
+        let ttl = ttl_of(expire)?;
+        let failed = PyList::empty(py);
+        if raw.is_empty() {
+            return Ok(failed);
+        }
+        let mut results: Vec<Option<Result<(), Error>>> = (0..raw.len()).map(|_| None).collect();
+        match self.mode() {
+            Mode::Plain(c) => {
+                // One pipelined batch per distinct flags value (usually one).
+                let mut groups: Vec<(u32, Vec<usize>)> = Vec::new();
+                for (i, e) in encoded.iter().enumerate() {
+                    let f = flags.unwrap_or(e.flags);
+                    match groups.iter_mut().find(|(g, _)| *g == f) {
+                        Some((_, list)) => list.push(i),
+                        None => groups.push((f, vec![i])),
+                    }
+                }
+                for (f, idx) in groups {
+                    let batch: Vec<(&[u8], &[u8])> = idx
+                        .iter()
+                        .map(|&i| (&raw[i][..], encoded[i].plain()))
+                        .collect();
+                    let opts = StoreOptions::ttl(ttl).flags(f);
+                    let rs = nogil(py, || c.set_multi(&batch, opts))?;
+                    for (&i, r) in idx.iter().zip(rs) {
+                        results[i] = Some(r);
+                    }
+                }
+            }
+            Mode::Replicated(r) => {
+                if flags.is_some() {
+                    return Err(not_supported(py, "set_many(flags=...)"));
+                }
+                if encoded.iter().all(|e| e.vtype == ValueType::Bytes) {
+                    let batch: Vec<(&[u8], &[u8])> = raw
+                        .iter()
+                        .zip(&encoded)
+                        .map(|(k, e)| (&k[..], e.typed()))
+                        .collect();
+                    let rs = nogil(py, || r.set_multi(&batch, ttl))?;
+                    for (slot, r) in results.iter_mut().zip(rs) {
+                        *slot = Some(r.map(|_| ()));
+                    }
+                } else {
+                    // The core's replicated set_multi stores bytes only: typed values go one
+                    // key at a time (each still fans out to its replicas at once).
+                    let parts: Vec<(&[u8], ValueType, Format, &[u8])> = raw
+                        .iter()
+                        .zip(&encoded)
+                        .map(|(k, e)| (&k[..], e.vtype, e.format, e.typed()))
+                        .collect();
+                    let rs = nogil(py, || {
+                        parts
+                            .iter()
+                            .map(|(k, vt, fmt, d)| r.set_typed(k, *vt, *fmt, d, ttl).map(|_| ()))
+                            .collect::<Vec<_>>()
+                    })?;
+                    for (slot, r) in results.iter_mut().zip(rs) {
+                        *slot = Some(r);
+                    }
+                }
+            }
+        }
+        for (k, r) in objs.iter().zip(results) {
+            if !matches!(r, Some(Ok(()))) {
+                failed.append(k)?;
+            }
+        }
+        Ok(failed)
+    }
+
+    /// Delete many keys (pipelined per server). Returns True. Server errors raise.
+    #[pyo3(signature = (keys, noreply = None))]
+    fn delete_many(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        noreply: Option<bool>,
+    ) -> PyResult<bool> {
+        let _ = noreply;
+        let (_, raw) = Self::collect_keys(keys)?;
+        self.check_keys(py, &raw)?;
+        if raw.is_empty() {
+            return Ok(true);
+        }
+        match self.mode() {
+            Mode::Plain(c) => {
+                for r in nogil(py, || c.delete_multi(&raw))? {
+                    r.map_err(|e| py_err(py, &e))?;
+                }
+            }
+            Mode::Replicated(r) => {
+                for r in nogil(py, || r.delete_multi(&raw))? {
+                    r.map_err(|e| py_err(py, &e))?;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// `flush_all [delay]` on every server. Returns True; a server's error raises.
+    #[pyo3(signature = (delay = 0, noreply = None))]
+    fn flush_all(&self, py: Python<'_>, delay: u32, noreply: Option<bool>) -> PyResult<bool> {
+        let _ = noreply;
+        let delay = (delay > 0).then_some(delay);
+        for (_, r) in nogil(py, || self.plain.flush_all(delay))? {
+            r.map_err(|e| py_err(py, &e))?;
+        }
+        Ok(true)
+    }
+
+    /// `stats [group]` of every server: `{"host:port": {name: value}}`, numbers converted to
+    /// int or float. A server's error raises.
+    #[pyo3(signature = (*args))]
+    fn stats<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let args: Vec<String> = args.extract()?;
+        let group = if args.is_empty() {
+            None
+        } else {
+            Some(args.join(" "))
+        };
+        let rs = nogil(py, || self.plain.stats(group.as_deref()))?;
+        let out = PyDict::new(py);
+        for (server, r) in rs {
+            let d = PyDict::new(py);
+            for (name, value) in r.map_err(|e| py_err(py, &e))? {
+                let v = if let Ok(i) = value.parse::<i64>() {
+                    i.into_bound_py_any(py)?
+                } else if let Ok(u) = value.parse::<u64>() {
+                    u.into_bound_py_any(py)?
+                } else if let (true, Ok(f)) = (
+                    value.contains('.')
+                        && value
+                            .bytes()
+                            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-'),
+                    value.parse::<f64>(),
+                ) {
+                    f.into_bound_py_any(py)?
+                } else {
+                    PyString::new(py, &value).into_any()
+                };
+                d.set_item(name, v)?;
+            }
+            out.set_item(server, d)?;
+        }
+        Ok(out)
+    }
+
+    /// The `version` of every server: `{"host:port": "1.6.18"}`. A server's error raises.
+    fn version<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let rs = nogil(py, || self.plain.version())?;
+        let out = PyDict::new(py);
+        for (server, r) in rs {
+            out.set_item(server, r.map_err(|e| py_err(py, &e))?)?;
+        }
+        Ok(out)
+    }
+
+    /// `host:port` of the server that owns `key` (its primary replica when replicated).
+    fn server_for(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<String> {
+        let k = key_bytes(key)?;
+        self.plain
+            .server_for(&k)
+            .map(str::to_string)
+            .map_err(|e| py_err(py, &e))
+    }
+
+    /// The servers holding `key`'s copies now, primary first (one server in plain mode).
+    fn replicas_of(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+        let k = key_bytes(key)?;
+        match &self.repl {
+            Some(r) => r
+                .replicas_of(&k)
+                .map(|v| v.into_iter().map(str::to_string).collect())
+                .map_err(|e| py_err(py, &e)),
+            None => Ok(vec![self.server_for(py, key)?]),
+        }
+    }
+
+    /// Counters: `{"total": {...}, "servers": {"host:port": {...}}}` with hits, misses, sets,
+    /// errors, timeouts, down_events, repairs, stale and disagreements.
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let m = self.plain.metrics();
+        let counters = |c: multiput::metrics::Counters| -> PyResult<Bound<'py, PyDict>> {
+            let d = PyDict::new(py);
+            d.set_item("hits", c.hits)?;
+            d.set_item("misses", c.misses)?;
+            d.set_item("sets", c.sets)?;
+            d.set_item("errors", c.errors)?;
+            d.set_item("timeouts", c.timeouts)?;
+            d.set_item("down_events", c.down_events)?;
+            d.set_item("repairs", c.repairs)?;
+            d.set_item("stale", c.stale)?;
+            d.set_item("disagreements", c.disagreements)?;
+            Ok(d)
+        };
+        let out = PyDict::new(py);
+        out.set_item("total", counters(m.total)?)?;
+        let servers = PyDict::new(py);
+        for (name, c) in m.servers {
+            servers.set_item(name, counters(c)?)?;
+        }
+        out.set_item("servers", servers)?;
+        Ok(out)
+    }
+
+    /// Drop idle connections (they reopen on demand). pymemcache's `close()`.
+    fn close(&self) {
+        self.plain.close_idle();
+    }
+
+    /// Alias of `close()` (pymemcache, pylibmc).
+    fn quit(&self) {
+        self.plain.close_idle();
+    }
+
+    /// Alias of `close()` (python-memcached, Django's memcached backends).
+    fn disconnect_all(&self) {
+        self.plain.close_idle();
+    }
+
+    /// Read-modify-write without losing concurrent updates: `fn(current)` returns the new
+    /// value, `multiput.KEEP` or `multiput.DELETE`; conflicts retry with jittered backoff.
+    /// Returns the value now stored (None if deleted). `fn` may run several times.
+    #[pyo3(signature = (key, func, expire = None, *, default = None, max_attempts = 32, deadline = 2.0))]
+    #[allow(clippy::too_many_arguments)]
+    fn cas_update<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        func: &Bound<'py, PyAny>,
+        expire: Option<&Bound<'py, PyAny>>,
+        default: Option<Bound<'py, PyAny>>,
+        max_attempts: u32,
+        deadline: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let k = key_bytes(key)?;
+        let opts = CasOptions {
+            max_attempts,
+            deadline: duration("deadline", deadline)?,
+            ttl: ttl_of(expire)?,
+            ..CasOptions::default()
+        };
+        let func = func.clone().unbind();
+        let missing = default.map_or_else(|| py.None(), Bound::unbind);
+        self.cas_update_inner(py, &k, opts, Updater::Func(func, missing))
+    }
+
+    /// Get `key`; on a miss store `default` (called first if callable) with `add`, so that
+    /// concurrent creators never clobber each other, and return what the cache holds.
+    #[pyo3(signature = (key, default, expire = None))]
+    fn get_or_set<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        default: &Bound<'py, PyAny>,
+        expire: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let missing = PyTuple::empty(py).into_any();
+        let v = self.get(py, key, Some(missing.clone()))?;
+        if !v.is(&missing) {
+            return Ok(v);
+        }
+        let value = if default.is_callable() {
+            default.call0()?
+        } else {
+            default.clone()
+        };
+        let k = key_bytes(key)?;
+        let opts = CasOptions {
+            ttl: ttl_of(expire)?,
+            ..CasOptions::default()
+        };
+        self.cas_update_inner(py, &k, opts, Updater::Create(value.unbind()))
+    }
+
+    /// Acquire the lock `name` (an `add` of a unique token on the name's server, never another
+    /// server). Raises LockNotAcquiredError if it stays held by someone else for `wait`
+    /// seconds. Use as a context manager; it expires after `timeout` seconds if never released.
+    #[pyo3(signature = (name, timeout = 60.0, wait = 10.0, fencing = false))]
+    fn lock(
+        &self,
+        py: Python<'_>,
+        name: &Bound<'_, PyAny>,
+        timeout: f64,
+        wait: f64,
+        fencing: bool,
+    ) -> PyResult<Lock> {
+        let k = key_bytes(name)?;
+        let ttl = timeout.ceil().clamp(1.0, f64::from(u32::MAX)) as u32;
+        let mut opts = LockOptions::new(
+            ttl,
+            Duration::try_from_secs_f64(wait.max(0.0)).unwrap_or_default(),
+        );
+        if fencing {
+            opts = opts.fencing();
+        }
+        let c = &self.plain;
+        let lock = nogil(py, || c.lock(&k, opts))?.map_err(|e| py_err(py, &e))?;
+        Ok(Lock {
+            inner: Mutex::new(Some(lock)),
+            name: name.clone().unbind(),
+        })
+    }
+}
+
+/// What a CAS update does with the current value.
+enum Updater {
+    /// Call a Python function (with the second object when the key is missing).
+    Func(Py<PyAny>, Py<PyAny>),
+    /// Create the value if the key is missing, else keep what is there (`get_or_set`).
+    Create(Py<PyAny>),
+}
+
+impl Client {
+    fn arith(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        delta: u64,
+        incr: bool,
+    ) -> PyResult<Option<u64>> {
+        let k = key_bytes(key)?;
+        match self.mode() {
+            Mode::Plain(c) => nogil(py, || {
+                if incr {
+                    c.incr(&k, delta)
+                } else {
+                    c.decr(&k, delta)
+                }
+            })?
+            .map_err(|e| py_err(py, &e)),
+            Mode::Replicated(r) => {
+                let d = i64::try_from(delta)
+                    .map_err(|_| PyValueError::new_err("delta must fit a signed 64-bit integer"))?;
+                let d = if incr { d } else { -d };
+                nogil(py, || r.incr_exact(&k, d, CasOptions::default()))?
+                    .map_err(|e| py_err(py, &e))
+            }
+        }
+    }
+
+    /// The CAS-update loop of `cas_update` and `get_or_set`, in either mode. In plain mode the
+    /// stored flags are fixed per core call; when the function's value needs other flags, the
+    /// call is repeated with them (the function must be free of side effects anyway).
+    fn cas_update_inner<'py>(
+        &self,
+        py: Python<'py>,
+        key: &[u8],
+        mut opts: CasOptions,
+        updater: Updater,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let codec = self.codec;
+        // The value the last call of the function produced or found, and an error it raised.
+        let mut last: Option<Py<PyAny>> = None;
+        let mut error: Option<PyErr> = None;
+        let keep = sentinel(py, &KEEP, "KEEP")?.clone().unbind();
+        let delete = sentinel(py, &DELETE, "DELETE")?.clone().unbind();
+        match &self.repl {
+            Some(r) => {
+                let outcome = nogil(py, || {
+                    r.cas_update(key, opts, |cur| {
+                        Python::attach(|py| {
+                            let cur = match cur.map(|v| codec.versioned(py, v)).transpose() {
+                                Ok(c) => c,
+                                Err(e) => {
+                                    error = Some(e);
+                                    return Update::Keep;
+                                }
+                            };
+                            match decide(py, cur, None, &updater, &mut last, codec, &keep, &delete)
+                            {
+                                Ok(Ok(u)) => u,
+                                Ok(Err(_)) => Update::Keep,
+                                Err(e) => {
+                                    error = Some(e);
+                                    Update::Keep
+                                }
+                            }
+                        })
+                    })
+                })?;
+                if let Some(e) = error {
+                    return Err(e);
+                }
+                let (outcome, _report) = outcome.map_err(|e| py_err(py, &e))?;
+                Ok(result_of(py, outcome, last))
+            }
+            None => {
+                let c = &self.plain;
+                for _ in 0..3 {
+                    let mut wanted: Option<u32> = None;
+                    let flags = opts.flags;
+                    let outcome = nogil(py, || {
+                        c.cas_update(key, opts, |cur| {
+                            Python::attach(|py| {
+                                let cur = match cur.map(|v| codec.value(py, v)).transpose() {
+                                    Ok(c) => c,
+                                    Err(e) => {
+                                        error = Some(e);
+                                        return Update::Keep;
+                                    }
+                                };
+                                match decide(
+                                    py,
+                                    cur,
+                                    Some(flags),
+                                    &updater,
+                                    &mut last,
+                                    codec,
+                                    &keep,
+                                    &delete,
+                                ) {
+                                    Ok(Ok(u)) => u,
+                                    Ok(Err(f)) => {
+                                        wanted = Some(f);
+                                        Update::Keep
+                                    }
+                                    Err(e) => {
+                                        error = Some(e);
+                                        Update::Keep
+                                    }
+                                }
+                            })
+                        })
+                    })?;
+                    if let Some(e) = error.take() {
+                        return Err(e);
+                    }
+                    let outcome = outcome.map_err(|e| py_err(py, &e))?;
+                    match wanted {
+                        Some(f) => opts.flags = f,
+                        None => return Ok(result_of(py, outcome, last.take())),
+                    }
+                }
+                Err(named_error(
+                    py,
+                    "CasConflictError",
+                    "cas_update: the function kept returning values of different types".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// One call of a CAS update's decision for the current value: `Ok(update)`, or `Err(flags)`
+/// when the new value needs other plain-mode flags than the call was started with.
+#[allow(clippy::too_many_arguments)]
+fn decide<'py>(
+    py: Python<'py>,
+    current: Option<Bound<'py, PyAny>>,
+    plain_flags: Option<u32>,
+    updater: &Updater,
+    last: &mut Option<Py<PyAny>>,
+    codec: Codec,
+    keep: &Py<Sentinel>,
+    delete: &Py<Sentinel>,
+) -> PyResult<Result<Update, u32>> {
+    let new = match updater {
+        Updater::Create(v) => match current {
+            Some(cur) => {
+                *last = Some(cur.unbind());
+                return Ok(Ok(Update::Keep));
+            }
+            None => v.bind(py).clone(),
+        },
+        Updater::Func(f, missing) => {
+            let cur = current.unwrap_or_else(|| missing.bind(py).clone());
+            let new = f.bind(py).call1((cur.clone(),))?;
+            if new.is(keep.bind(py)) {
+                *last = Some(cur.unbind());
+                return Ok(Ok(Update::Keep));
+            }
+            if new.is(delete.bind(py)) {
+                *last = None;
+                return Ok(Ok(Update::Delete));
+            }
+            new
+        }
+    };
+    let enc = codec.encode(py, &new)?;
+    *last = Some(new.clone().unbind());
+    Ok(match plain_flags {
+        Some(f) if f != enc.flags => Err(enc.flags),
+        Some(_) => Ok(Update::Set(enc.plain().to_vec())),
+        None => Ok(Update::Typed(enc.vtype, enc.format, enc.typed().to_vec())),
+    })
+}
+
+fn result_of(py: Python<'_>, outcome: CasOutcome, last: Option<Py<PyAny>>) -> Bound<'_, PyAny> {
+    match outcome {
+        CasOutcome::Deleted { .. } => py.None().into_bound(py),
+        _ => last.map_or_else(|| py.None().into_bound(py), |v| v.into_bound(py)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locks
+
+/// A held lock (from `Client.lock`). Released by `release()`, at the end of a `with` block,
+/// or when garbage-collected; it expires after its timeout if its holder dies.
+#[pyclass(module = "multiput._native", name = "Lock", frozen)]
+pub struct Lock {
+    inner: Mutex<Option<multiput::recipes::Lock<blocking::Client>>>,
+    name: Py<PyAny>,
+}
+
+impl Lock {
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut multiput::recipes::Lock<blocking::Client>) -> Result<T, Error> + Send,
+        absent: T,
+    ) -> PyResult<T> {
+        let inner = &self.inner;
+        let r = nogil(py, || {
+            let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+            match guard.as_mut() {
+                Some(l) => f(l),
+                None => Ok(absent),
+            }
+        })?;
+        r.map_err(|e| py_err(py, &e))
+    }
+}
+
+#[pymethods]
+impl Lock {
+    /// The lock's name, as given.
+    #[getter]
+    fn name(&self, py: Python<'_>) -> Py<PyAny> {
+        self.name.clone_ref(py)
+    }
+
+    /// This holder's unique owner token.
+    #[getter]
+    fn token(&self) -> Option<String> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.as_ref().map(|l| l.token().to_string())
+    }
+
+    /// The fencing token (a number larger than every earlier holder's), if asked for.
+    #[getter]
+    fn fence(&self) -> Option<u64> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.as_ref().and_then(|l| l.fence())
+    }
+
+    /// True until released (it does not ask the server; a lock past its timeout may be gone).
+    #[getter]
+    fn held(&self) -> bool {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.as_ref().is_some_and(|l| l.is_held())
+    }
+
+    /// Release the lock if this holder still owns it: True released, False it had expired
+    /// (and was left alone, it may be someone else's now).
+    fn release(&self, py: Python<'_>) -> PyResult<bool> {
+        self.with(py, |l| l.release(), false)
+    }
+
+    /// Give the lock a new timeout (seconds) if this holder still owns it.
+    fn extend(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        let ttl = timeout.ceil().clamp(1.0, f64::from(u32::MAX)) as u32;
+        self.with(py, move |l| l.extend(ttl), false)
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.release(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let name = self
+            .name
+            .bind(py)
+            .repr()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        let held = if self.held() { "True" } else { "False" };
+        format!("<multiput.Lock {name} held={held}>")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Module
+
+/// Store and read a value in plain mode as the Rust core would, for tests and tools:
+/// `(payload, flags)` for a typed value under a convention.
+#[pyfunction]
+#[pyo3(signature = (value, convention = "python", pickle_protocol = 5))]
+fn plain_encoding<'py>(
+    py: Python<'py>,
+    value: &Bound<'py, PyAny>,
+    convention: &str,
+    pickle_protocol: i32,
+) -> PyResult<(Bound<'py, PyBytes>, u32)> {
+    let convention: Convention = convention.parse().map_err(|e: Error| py_err(py, &e))?;
+    let codec = Codec {
+        convention,
+        pickle_protocol,
+    };
+    let enc = codec.encode(py, value)?;
+    Ok((PyBytes::new(py, enc.plain()), enc.flags))
+}
+
+/// Decode a plain `(payload, flags)` pair under a convention, as `Client.get` does.
+#[pyfunction]
+#[pyo3(signature = (data, flags, convention = "python"))]
+fn plain_decoding<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    flags: u32,
+    convention: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let convention: Convention = convention.parse().map_err(|e: Error| py_err(py, &e))?;
+    let codec = Codec {
+        convention,
+        pickle_protocol: 5,
+    };
+    codec.decode(py, values::decode_ref(convention, data, flags))
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Client>()?;
+    m.add_class::<Lock>()?;
+    m.add_class::<Sentinel>()?;
+    m.add("KEEP", sentinel(py, &KEEP, "KEEP")?)?;
+    m.add("DELETE", sentinel(py, &DELETE, "DELETE")?)?;
+    m.add("EXPIRE_NOW", multiput::recipes::EXPIRED)?;
+    m.add_function(wrap_pyfunction!(plain_encoding, m)?)?;
+    m.add_function(wrap_pyfunction!(plain_decoding, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
