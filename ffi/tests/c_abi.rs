@@ -1,8 +1,15 @@
-//! Compile ffi/tests/ring_test.c against the committed header, link the cdylib, and run it on
-//! cases from the shared ketama vectors: the C view of the ring must match libmemcached's.
+//! Compile the C test programs against the committed header, link the cdylib, and run them:
+//! - ffi/tests/ring_test.c on cases from the shared ketama vectors: the C view of the ring
+//!   must match libmemcached's;
+//! - ffi/tests/client_test.c against real memcached servers (started here by PID): every
+//!   client call, typed values, multi-key calls, CAS updates from several threads, locks,
+//!   replication and the error paths. Afterwards this test reads what the C program left on
+//!   the servers with raw protocol commands.
 
+use multiput_tests::{cluster, raw_get, Memcached};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 fn target_dir() -> PathBuf {
     // The test binary lives in target/<profile>/deps; the cdylib in target/<profile>.
@@ -10,26 +17,36 @@ fn target_dir() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
-#[test]
-fn c_program_places_keys_like_libmemcached() {
+/// Build the cdylib once per test run (`cargo test` builds the library as an rlib only).
+fn build_library() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let lib_dir = target_dir();
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut build = Command::new(cargo);
+            build.args(["build", "-p", "multiput-ffi", "--lib"]);
+            if lib_dir.ends_with("release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("run cargo build");
+            assert!(status.success(), "cargo build -p multiput-ffi failed");
+            let so = lib_dir.join("libmultiput_ffi.so");
+            assert!(so.exists(), "{} missing after cargo build", so.display());
+            lib_dir
+        })
+        .clone()
+}
+
+/// Compile `tests/<name>.c` against the committed header and the cdylib.
+fn compile(name: &str) -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let lib_dir = target_dir();
-    // `cargo test` builds the library as an rlib only; build the cdylib the C program links.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build.args(["build", "-p", "multiput-ffi", "--lib"]);
-    if lib_dir.ends_with("release") {
-        build.arg("--release");
-    }
-    let status = build.status().expect("run cargo build");
-    assert!(status.success(), "cargo build -p multiput-ffi failed");
-    let so = lib_dir.join("libmultiput_ffi.so");
-    assert!(so.exists(), "{} missing after cargo build", so.display());
-    let exe = lib_dir.join("multiput_ring_test");
+    let lib_dir = build_library();
+    let exe = lib_dir.join(format!("multiput_{name}"));
     let out = Command::new("cc")
-        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-o"])
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
         .arg(&exe)
-        .arg(manifest.join("tests/ring_test.c"))
+        .arg(manifest.join(format!("tests/{name}.c")))
         .arg("-I")
         .arg(manifest.join("include"))
         .arg("-L")
@@ -40,9 +57,16 @@ fn c_program_places_keys_like_libmemcached() {
         .expect("run cc (install gcc)");
     assert!(
         out.status.success(),
-        "cc failed: {}",
+        "cc {name}.c failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    exe
+}
+
+#[test]
+fn c_program_places_keys_like_libmemcached() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let exe = compile("ring_test");
 
     // Vector 05 (weighted, custom ports): servers and the first cases, read from the file.
     let vectors = manifest.join("../../shared/vectors/05_five_servers_weighted.json");
@@ -62,6 +86,56 @@ fn c_program_places_keys_like_libmemcached() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(stdout.starts_with("ok: 0 failures"), "{stdout}");
+}
+
+#[test]
+fn c_program_drives_the_client_against_real_memcached() {
+    let exe = compile("client_test");
+    let plain = Memcached::start();
+    let servers = cluster(3);
+    let list: Vec<String> = servers.iter().map(Memcached::addr).collect();
+    let run = Command::new(&exe)
+        .arg(plain.addr())
+        .arg(list.join(","))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "C checks failed:\n{stdout}\n{stderr}");
+    let summary = stdout.lines().last().unwrap_or_default();
+    assert!(summary.starts_with("ok: "), "{stdout}");
+    println!("{stdout}");
+
+    // Plain values carry PECL memcached's flags: an int is "42" with flags 1, a 5000-byte
+    // string is zlib-compressed (flags 0x30) with its length in front.
+    assert_eq!(
+        raw_get(&plain.addr(), "left:int"),
+        Some((1, b"42".to_vec()))
+    );
+    let (flags, data) = raw_get(&plain.addr(), "left:big").expect("left:big stored");
+    assert_eq!(flags, 0x30, "compressed + zlib");
+    assert_eq!(&data[..4], &5000u32.to_le_bytes());
+    assert!(data.len() < 200, "{} bytes", data.len());
+
+    // The replicated value is on exactly the two servers the C program named, enveloped
+    // (magic E1 4D 50, type text) with flags 0.
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("left:repl on "))
+        .expect("replica line");
+    let holders: Vec<&str> = line["left:repl on ".len()..].split(" and ").collect();
+    for addr in &list {
+        let got = raw_get(addr, "left:repl");
+        if holders.contains(&addr.as_str()) {
+            let (flags, data) = got.unwrap_or_else(|| panic!("no copy on {addr}"));
+            assert_eq!(flags, 0);
+            assert_eq!(&data[..4], &[0xE1, 0x4D, 0x50, 1]);
+            assert_eq!(data[5], 1, "type text");
+            assert_eq!(&data[24..], b"copy");
+        } else {
+            assert_eq!(got, None, "a copy on {addr}, which is not a replica");
+        }
+    }
 }
 
 /// `host:port:weight,...` from the file's "servers" array (a tiny scan; the file format is

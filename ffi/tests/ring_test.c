@@ -27,16 +27,16 @@ int main(int argc, char **argv) {
     for (int i = 2; i + 1 < argc; i += 2) {
         size_t idx = 0;
         const char *addr = NULL;
-        rc = multiput_ring_server_for(ring, (const uint8_t *)argv[i], strlen(argv[i]), &idx, &addr);
+        rc = multiput_ring_server_for(ring, argv[i], strlen(argv[i]), &idx, &addr);
         CHECK(rc == MULTIPUT_OK, "server_for(%s): %d %s", argv[i], rc, multiput_last_error());
         CHECK(addr && strcmp(addr, argv[i + 1]) == 0, "%s -> %s, expected %s", argv[i],
               addr ? addr : "(null)", argv[i + 1]);
     }
     size_t idx = 0;
-    rc = multiput_ring_server_for(ring, (const uint8_t *)"bad key", 7, &idx, NULL);
+    rc = multiput_ring_server_for(ring, "bad key", 7, &idx, NULL);
     CHECK(rc == MULTIPUT_E_KEY, "a key with a space must be refused, got %d", rc);
     CHECK(strstr(multiput_last_error(), "invalid key") != NULL, "message: %s", multiput_last_error());
-    rc = multiput_ring_server_for(NULL, (const uint8_t *)"k", 1, &idx, NULL);
+    rc = multiput_ring_server_for(NULL, "k", 1, &idx, NULL);
     CHECK(rc == MULTIPUT_E_ARGUMENT, "NULL ring must be refused, got %d", rc);
     MultiputRing *bad = NULL;
     rc = multiput_ring_new("", NULL, &bad);

@@ -1,0 +1,191 @@
+//! PECL memcached's value compression, so plain values that PHP apps compressed are readable
+//! and values this library compresses are readable by them.
+//!
+//! PECL memcached (php-memcached 3.x) compresses a string or serialized value of at least
+//! `memcached.compression_threshold` bytes (2000) when `Memcached::OPT_COMPRESSION` is on (the
+//! default), and keeps the compressed form only if it is smaller than the original divided by
+//! `memcached.compression_factor` (1.3). The stored bytes are the original length as a 32-bit
+//! host-endian (little-endian on every platform PHP runs on here) integer, then the compressed
+//! stream; the flags get bit 4 (compressed) and bit 5 (zlib, a `compress()` stream) or bit 6
+//! (fastlz, the default `memcached.compression_type`).
+//!
+//! This library reads both and writes zlib, which every PECL memcached reads whatever its own
+//! compression type is. (Candidate for `core::values`: the Python conventions compress with
+//! zlib too.)
+
+use multiput::values::php;
+
+/// The bound on a decompressed value: a corrupt or hostile length prefix must not make us
+/// allocate without limit.
+pub(crate) const MAX_DECOMPRESSED: usize = 128 << 20;
+
+/// PECL's `memcached.compression_factor`.
+pub(crate) const PECL_FACTOR: f64 = 1.3;
+
+/// Why a compressed value could not be read.
+#[derive(Debug)]
+pub struct Corrupt(pub &'static str);
+
+/// Decompress a PECL-compressed value (`flags` has [`php::COMPRESSED`]). Returns the original
+/// bytes and the flags without the compression bits.
+pub fn pecl_decompress(data: &[u8], flags: u32) -> Result<(Vec<u8>, u32), Corrupt> {
+    if data.len() < 4 {
+        return Err(Corrupt(
+            "compressed value shorter than its 4-byte length prefix",
+        ));
+    }
+    let stored = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
+    if stored > MAX_DECOMPRESSED {
+        return Err(Corrupt("compressed value announces more than 128 MiB"));
+    }
+    let body = &data[4..];
+    let out = if flags & php::COMPRESSION_FASTLZ != 0 {
+        fastlz_decompress(body, stored).ok_or(Corrupt("fastlz stream is corrupt"))?
+    } else if flags & php::COMPRESSION_ZLIB != 0 {
+        miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(body, stored)
+            .map_err(|_| Corrupt("zlib stream is corrupt"))?
+    } else {
+        return Err(Corrupt(
+            "compressed with an unknown method (zstd is not supported)",
+        ));
+    };
+    let internal =
+        php::COMPRESSED | php::COMPRESSION_ZLIB | php::COMPRESSION_FASTLZ | php::COMPRESSION_ZSTD;
+    Ok((out, flags & !internal))
+}
+
+/// Compress like PECL memcached with `COMPRESSION_ZLIB`: `Some((bytes, extra flags))` when the
+/// value is at least `threshold` bytes and compresses well enough, `None` to store it as is.
+pub fn pecl_compress(data: &[u8], threshold: usize) -> Option<(Vec<u8>, u32)> {
+    if threshold == 0 || data.is_empty() || data.len() < threshold || data.len() > u32::MAX as usize
+    {
+        return None;
+    }
+    let z = miniz_oxide::deflate::compress_to_vec_zlib(data, 6);
+    if (data.len() as f64) <= (z.len() as f64) * PECL_FACTOR {
+        return None;
+    }
+    let mut out = Vec::with_capacity(4 + z.len());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&z);
+    Some((out, php::COMPRESSED | php::COMPRESSION_ZLIB))
+}
+
+/// FastLZ (levels 1 and 2) decompression, as `fastlz_decompress` in php-memcached's bundled
+/// fastlz.c, with every read and write bounds-checked. `None` for a corrupt stream or one that
+/// would exceed `max_out` bytes.
+pub fn fastlz_decompress(input: &[u8], max_out: usize) -> Option<Vec<u8>> {
+    let first = *input.first()?;
+    let level = (first >> 5) + 1;
+    if level > 2 {
+        return None;
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(max_out.min(MAX_DECOMPRESSED));
+    let mut ip = 1usize;
+    let mut ctrl = usize::from(first & 31);
+    let next = |ip: &mut usize| -> Option<usize> {
+        let b = *input.get(*ip)?;
+        *ip += 1;
+        Some(usize::from(b))
+    };
+    loop {
+        if ctrl >= 32 {
+            let mut len = (ctrl >> 5) - 1;
+            let ofs = (ctrl & 31) << 8;
+            let mut dist;
+            if level == 1 {
+                if len == 6 {
+                    len += next(&mut ip)?;
+                }
+                dist = ofs + next(&mut ip)? + 1;
+            } else {
+                if len == 6 {
+                    loop {
+                        let c = next(&mut ip)?;
+                        len += c;
+                        if c != 255 {
+                            break;
+                        }
+                    }
+                }
+                let code = next(&mut ip)?;
+                dist = ofs + code + 1;
+                if code == 255 && ofs == (31 << 8) {
+                    let far = (next(&mut ip)? << 8) + next(&mut ip)?;
+                    dist = far + 8191 + 1;
+                }
+            }
+            if dist > out.len() || out.len() + len + 3 > max_out {
+                return None;
+            }
+            let start = out.len() - dist;
+            for i in 0..len + 3 {
+                let b = out[start + i];
+                out.push(b);
+            }
+        } else {
+            let n = ctrl + 1;
+            if out.len() + n > max_out || ip + n > input.len() {
+                return None;
+            }
+            out.extend_from_slice(&input[ip..ip + n]);
+            ip += n;
+        }
+        match input.get(ip) {
+            Some(&b) => {
+                ctrl = usize::from(b);
+                ip += 1;
+            }
+            None => break,
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fastlz_literals_and_matches() {
+        // Level 1: literal run of 3 ("abc"), then a match of length 6 at distance 3 ("abcabc").
+        // Match: ctrl = (len-2 += 1 ... ) -> len field 4 (=> 4-1+3 = 6 bytes), ofs 0, code 2.
+        let stream = [2u8, b'a', b'b', b'c', (4 << 5), 2];
+        assert_eq!(fastlz_decompress(&stream, 64).unwrap(), b"abcabcabc");
+        // A run: distance 1 repeats the last byte.
+        let run = [0u8, b'x', (2 << 5), 0];
+        assert_eq!(fastlz_decompress(&run, 64).unwrap(), b"xxxxx");
+        // Corrupt: a match before any output, a literal past the end, over the limit.
+        assert!(fastlz_decompress(&[(2 << 5), 0], 64).is_none());
+        assert!(fastlz_decompress(&[5, b'a'], 64).is_none());
+        assert!(fastlz_decompress(&stream, 4).is_none());
+        assert!(fastlz_decompress(&[], 4).is_none());
+        assert!(fastlz_decompress(&[0xe0], 4).is_none());
+    }
+
+    #[test]
+    fn zlib_round_trip_and_threshold() {
+        let data = "abcdefgh".repeat(500).into_bytes();
+        let (z, f) = pecl_compress(&data, 2000).unwrap();
+        assert_eq!(f, php::COMPRESSED | php::COMPRESSION_ZLIB);
+        let (back, rest) = pecl_decompress(&z, f | 4).unwrap();
+        assert_eq!(back, data);
+        assert_eq!(rest, 4);
+        assert!(pecl_compress(b"short", 2000).is_none());
+        assert!(pecl_compress(&data, 0).is_none());
+        // Incompressible data stays as is.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..4000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        assert!(pecl_compress(&noise, 2000).is_none());
+        assert!(pecl_decompress(&[1, 0], f).is_err());
+        assert!(pecl_decompress(&[255, 255, 255, 255, 0], f).is_err());
+        assert!(pecl_decompress(&z, php::COMPRESSED | php::COMPRESSION_ZSTD).is_err());
+    }
+}

@@ -1,0 +1,1100 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Multiput;
+
+use FFI;
+
+/**
+ * A drop-in for the PECL memcached extension's \Memcached class (php-memcached 3.x): the same
+ * methods, options, constants (with PECL's numeric values) and result codes, over multiput's
+ * core. Swap `new \Memcached()` for `new \Multiput\Memcached()` and existing code runs
+ * unchanged; see php-ext/README.md for what is honoured, accepted-and-ignored, or refused.
+ *
+ * Values are stored exactly as PECL memcached stores them (same flags, same string forms of
+ * ints, floats and bools, serialize()/JSON/igbinary/msgpack, zlib compression PECL reads), so
+ * both can share keys during a migration; keys land on the same servers as PECL's with
+ * OPT_LIBKETAMA_COMPATIBLE (the placement multiput always uses). With OPT_MULTIPUT_REPLICAS
+ * >= 1 values are instead kept in multiput's envelope on N servers (readable by every
+ * multiput binding, not by PECL).
+ */
+class Memcached
+{
+    // --- PECL constants, same names and values as the php-memcached extension -------------
+    public const LIBMEMCACHED_VERSION_HEX = 16777240;
+    public const OPT_COMPRESSION = -1001;
+    public const OPT_COMPRESSION_TYPE = -1004;
+    public const OPT_PREFIX_KEY = -1002;
+    public const OPT_SERIALIZER = -1003;
+    public const OPT_USER_FLAGS = -1006;
+    public const OPT_STORE_RETRY_COUNT = -1005;
+    public const HAVE_IGBINARY = true;
+    public const HAVE_JSON = true;
+    public const HAVE_MSGPACK = true;
+    public const HAVE_ENCODING = false;
+    public const HAVE_SESSION = false;
+    public const HAVE_SASL = false;
+    public const OPT_HASH = 2;
+    public const HASH_DEFAULT = 0;
+    public const HASH_MD5 = 1;
+    public const HASH_CRC = 2;
+    public const HASH_FNV1_64 = 3;
+    public const HASH_FNV1A_64 = 4;
+    public const HASH_FNV1_32 = 5;
+    public const HASH_FNV1A_32 = 6;
+    public const HASH_HSIEH = 7;
+    public const HASH_MURMUR = 8;
+    public const OPT_DISTRIBUTION = 9;
+    public const DISTRIBUTION_MODULA = 0;
+    public const DISTRIBUTION_CONSISTENT = 1;
+    public const DISTRIBUTION_VIRTUAL_BUCKET = 6;
+    public const OPT_LIBKETAMA_COMPATIBLE = 16;
+    public const OPT_LIBKETAMA_HASH = 17;
+    public const OPT_TCP_KEEPALIVE = 32;
+    public const OPT_BUFFER_WRITES = 10;
+    public const OPT_BINARY_PROTOCOL = 18;
+    public const OPT_NO_BLOCK = 0;
+    public const OPT_TCP_NODELAY = 1;
+    public const OPT_SOCKET_SEND_SIZE = 4;
+    public const OPT_SOCKET_RECV_SIZE = 5;
+    public const OPT_CONNECT_TIMEOUT = 14;
+    public const OPT_RETRY_TIMEOUT = 15;
+    public const OPT_DEAD_TIMEOUT = 36;
+    public const OPT_SEND_TIMEOUT = 19;
+    public const OPT_RECV_TIMEOUT = 20;
+    public const OPT_POLL_TIMEOUT = 8;
+    public const OPT_CACHE_LOOKUPS = 6;
+    public const OPT_SERVER_FAILURE_LIMIT = 21;
+    public const OPT_AUTO_EJECT_HOSTS = 28;
+    public const OPT_HASH_WITH_PREFIX_KEY = 25;
+    public const OPT_NOREPLY = 26;
+    public const OPT_SORT_HOSTS = 12;
+    public const OPT_VERIFY_KEY = 13;
+    public const OPT_USE_UDP = 27;
+    public const OPT_NUMBER_OF_REPLICAS = 29;
+    public const OPT_RANDOMIZE_REPLICA_READ = 30;
+    public const OPT_REMOVE_FAILED_SERVERS = 35;
+    public const OPT_SERVER_TIMEOUT_LIMIT = 37;
+    public const RES_SUCCESS = 0;
+    public const RES_FAILURE = 1;
+    public const RES_HOST_LOOKUP_FAILURE = 2;
+    public const RES_CONNECTION_FAILURE = 3;
+    public const RES_CONNECTION_BIND_FAILURE = 4;
+    public const RES_WRITE_FAILURE = 5;
+    public const RES_READ_FAILURE = 6;
+    public const RES_UNKNOWN_READ_FAILURE = 7;
+    public const RES_PROTOCOL_ERROR = 8;
+    public const RES_CLIENT_ERROR = 9;
+    public const RES_SERVER_ERROR = 10;
+    public const RES_DATA_EXISTS = 12;
+    public const RES_DATA_DOES_NOT_EXIST = 13;
+    public const RES_NOTSTORED = 14;
+    public const RES_STORED = 15;
+    public const RES_NOTFOUND = 16;
+    public const RES_PARTIAL_READ = 18;
+    public const RES_SOME_ERRORS = 19;
+    public const RES_NO_SERVERS = 20;
+    public const RES_END = 21;
+    public const RES_DELETED = 22;
+    public const RES_VALUE = 23;
+    public const RES_STAT = 24;
+    public const RES_ITEM = 25;
+    public const RES_ERRNO = 26;
+    public const RES_FAIL_UNIX_SOCKET = 27;
+    public const RES_NOT_SUPPORTED = 28;
+    public const RES_NO_KEY_PROVIDED = 29;
+    public const RES_FETCH_NOTFINISHED = 30;
+    public const RES_TIMEOUT = 31;
+    public const RES_BUFFERED = 32;
+    public const RES_BAD_KEY_PROVIDED = 33;
+    public const RES_INVALID_HOST_PROTOCOL = 34;
+    public const RES_SERVER_MARKED_DEAD = 35;
+    public const RES_UNKNOWN_STAT_KEY = 36;
+    public const RES_INVALID_ARGUMENTS = 38;
+    public const RES_PARSE_ERROR = 43;
+    public const RES_PARSE_USER_ERROR = 44;
+    public const RES_DEPRECATED = 45;
+    public const RES_IN_PROGRESS = 46;
+    public const RES_MAXIMUM_RETURN = 49;
+    public const RES_MEMORY_ALLOCATION_FAILURE = 17;
+    public const RES_CONNECTION_SOCKET_CREATE_FAILURE = 11;
+    public const RES_E2BIG = 37;
+    public const RES_KEY_TOO_BIG = 39;
+    public const RES_SERVER_TEMPORARILY_DISABLED = 47;
+    public const RES_SERVER_MEMORY_ALLOCATION_FAILURE = 48;
+    public const RES_AUTH_PROBLEM = 40;
+    public const RES_AUTH_FAILURE = 41;
+    public const RES_AUTH_CONTINUE = 42;
+    public const RES_PAYLOAD_FAILURE = -1001;
+    public const SERIALIZER_PHP = 1;
+    public const SERIALIZER_IGBINARY = 2;
+    public const SERIALIZER_JSON = 3;
+    public const SERIALIZER_JSON_ARRAY = 4;
+    public const SERIALIZER_MSGPACK = 5;
+    public const COMPRESSION_FASTLZ = 2;
+    public const COMPRESSION_ZLIB = 1;
+    public const GET_PRESERVE_ORDER = 1;
+    public const GET_EXTENDED = 2;
+    public const GET_ERROR_RETURN_VALUE = false;
+
+    // --- multiput's own options (outside PECL's numbering) --------------------------------
+    /** Copies per key: 0 (default) plain PECL-compatible values; N >= 1 enveloped copies on N servers. */
+    public const OPT_MULTIPUT_REPLICAS = -2001;
+    /** Replicated writes succeed when: 'all' (default), 'one', 'quorum:N'. */
+    public const OPT_MULTIPUT_WRITE_POLICY = -2002;
+    /** Replicated reads: 'all' (latest copy, repair the others; default), 'first_hit', 'quorum:N'. */
+    public const OPT_MULTIPUT_READ_POLICY = -2003;
+    /** Seconds a replicated delete is remembered (tombstone lifetime); default 86400. */
+    public const OPT_MULTIPUT_TOMBSTONE_TTL = -2004;
+
+    /** libmemcached's distribution value after OPT_LIBKETAMA_COMPATIBLE (consistent, weighted). */
+    private const DISTRIBUTION_KETAMA_WEIGHTED = 5;
+
+    /** The PECL ini defaults (memcached.compression_threshold, compression_factor is the library's). */
+    private const COMPRESSION_THRESHOLD = 2000;
+
+    private const MESSAGES = [
+        0 => 'SUCCESS', 1 => 'FAILURE', 2 => 'getaddrinfo() or getnameinfo() HOSTNAME LOOKUP FAILURE',
+        3 => 'CONNECTION FAILURE', 4 => 'CONNECTION BIND FAILURE', 5 => 'WRITE FAILURE', 6 => 'READ FAILURE',
+        7 => 'UNKNOWN READ FAILURE', 8 => 'PROTOCOL ERROR', 9 => 'CLIENT ERROR', 10 => 'SERVER ERROR',
+        11 => 'ERROR was returned by server', 12 => 'CONNECTION DATA EXISTS', 13 => 'CONNECTION DATA DOES NOT EXIST',
+        14 => 'NOT STORED', 15 => 'STORED', 16 => 'NOT FOUND', 17 => 'MEMORY ALLOCATION FAILURE',
+        18 => 'PARTIAL READ', 19 => 'SOME ERRORS WERE REPORTED', 20 => 'NO SERVERS DEFINED', 21 => 'SERVER END',
+        22 => 'SERVER DELETE', 23 => 'SERVER VALUE', 24 => 'STAT VALUE', 25 => 'ITEM VALUE', 26 => 'SYSTEM ERROR',
+        27 => 'COULD NOT OPEN UNIX SOCKET', 28 => 'ACTION NOT SUPPORTED', 29 => 'A KEY LENGTH OF ZERO WAS PROVIDED',
+        30 => 'FETCH WAS NOT COMPLETED', 31 => 'A TIMEOUT OCCURRED', 32 => 'ACTION QUEUED',
+        33 => 'A BAD KEY WAS PROVIDED/CHARACTERS OUT OF RANGE',
+        34 => 'THE HOST TRANSPORT PROTOCOL DOES NOT MATCH THAT OF THE CLIENT', 35 => 'SERVER IS MARKED DEAD',
+        36 => 'ENCOUNTERED AN UNKNOWN STAT KEY', 37 => 'ITEM TOO BIG', 38 => 'INVALID ARGUMENTS',
+        39 => 'KEY RETURNED FROM SERVER WAS TOO LARGE', 40 => 'FAILED TO SEND AUTHENTICATION TO SERVER',
+        41 => 'AUTHENTICATION FAILURE', 42 => 'CONTINUE AUTHENTICATION', 43 => 'ERROR OCCURED WHILE PARSING',
+        44 => 'USER INITIATED ERROR OCCURED WHILE PARSING', 45 => 'DEPRECATED', 46 => 'OPERATION IN PROCESS',
+        47 => 'SERVER HAS FAILED AND IS DISABLED UNTIL TIMED RETRY', 48 => 'SERVER FAILED TO ALLOCATE OBJECT',
+        -1001 => 'PAYLOAD FAILURE',
+    ];
+
+    /** @var array<string, MemcachedState> persistent_id => shared state */
+    private static array $persistent = [];
+
+    private MemcachedState $s;
+    private ?string $persistentId;
+    private bool $pristine = true;
+    private int $rc = 0;
+    private string $detail = '';
+    /** @var list<array<string, mixed>> results of getDelayed() not fetched yet */
+    private array $delayed = [];
+
+    public function __construct(?string $persistent_id = null, ?callable $callback = null, ?string $connection_str = null)
+    {
+        $this->persistentId = $persistent_id;
+        if ($persistent_id !== null && isset(self::$persistent[$persistent_id])) {
+            $this->s = self::$persistent[$persistent_id];
+            $this->pristine = false;
+        } else {
+            $this->s = new MemcachedState();
+            if ($persistent_id !== null) {
+                self::$persistent[$persistent_id] = $this->s;
+            }
+        }
+        if ($connection_str !== null) {
+            foreach (preg_split('/\s+/', trim($connection_str)) as $part) {
+                if (preg_match('/^--SERVER=(.+)$/i', $part, $m)) {
+                    $spec = explode(':', $m[1]);
+                    $this->addServer($spec[0], (int) ($spec[1] ?? 11211), (int) ($spec[2] ?? 0));
+                }
+            }
+        }
+        if ($callback !== null && $this->pristine) {
+            $callback($this, $persistent_id);
+        }
+    }
+
+    // --- results ----------------------------------------------------------------------------
+
+    public function getResultCode(): int
+    {
+        return $this->rc;
+    }
+
+    public function getResultMessage(): string
+    {
+        return self::MESSAGES[$this->rc] ?? 'INVALID memcached_return_t';
+    }
+
+    public function getLastErrorMessage(): string
+    {
+        return $this->rc === 0 ? '' : ($this->detail !== '' ? $this->detail : $this->getResultMessage());
+    }
+
+    public function getLastErrorCode(): int
+    {
+        return $this->rc;
+    }
+
+    public function getLastErrorErrno(): int
+    {
+        return 0;
+    }
+
+    public function getLastDisconnectedServer(): array|false
+    {
+        return false;
+    }
+
+    private function ok(): void
+    {
+        $this->rc = 0;
+        $this->detail = '';
+    }
+
+    private function result(int $code, string $detail = ''): void
+    {
+        $this->rc = $code;
+        $this->detail = $detail;
+    }
+
+    /** Record the library's last error (its PECL code and message). */
+    private function failed(Handle $h): void
+    {
+        [$msg, $pecl] = $h->lastError();
+        $this->rc = $pecl;
+        $this->detail = $msg;
+    }
+
+    // --- servers and options --------------------------------------------------------------
+
+    public function addServer(string $host, int $port, int $weight = 0): bool
+    {
+        if (str_contains($host, ':') && $host[0] !== '[') {
+            $host = "[$host]";
+        }
+        $this->s->servers[] = [$host, $port, $weight];
+        $this->s->handle = null;
+        $this->ok();
+        return true;
+    }
+
+    /** @param list<array{0: string, 1?: int, 2?: int}> $servers */
+    public function addServers(array $servers): bool
+    {
+        foreach ($servers as $srv) {
+            if (!is_array($srv) || !isset($srv[0])) {
+                $this->result(self::RES_INVALID_ARGUMENTS, 'each server is [host, port, weight]');
+                return false;
+            }
+            $this->addServer((string) $srv[0], (int) ($srv[1] ?? 11211), (int) ($srv[2] ?? 0));
+        }
+        return true;
+    }
+
+    public function getServerList(): array
+    {
+        $out = [];
+        foreach ($this->s->servers as [$host, $port]) {
+            $out[] = ['host' => trim($host, '[]'), 'port' => $port, 'type' => 'TCP'];
+        }
+        return $out;
+    }
+
+    public function getServerByKey(string $server_key): array|false
+    {
+        $h = $this->handle();
+        if ($h === null) {
+            return false;
+        }
+        $idx = $h->ffi->new('size_t[1]');
+        $n = $h->ffi->new('size_t');
+        $rc = $h->ffi->multiput_client_servers_for($h->client, $server_key, strlen($server_key), $idx, 1, FFI::addr($n));
+        if ($rc !== 0) {
+            $this->failed($h);
+            return false;
+        }
+        [$host, $port, $weight] = $this->s->servers[$idx[0]];
+        $this->ok();
+        return ['host' => trim($host, '[]'), 'port' => $port, 'weight' => $weight];
+    }
+
+    public function resetServerList(): bool
+    {
+        $this->s->servers = [];
+        $this->s->handle = null;
+        return true;
+    }
+
+    public function quit(): bool
+    {
+        $this->s->handle = null;
+        return true;
+    }
+
+    public function flushBuffers(): bool
+    {
+        return true;
+    }
+
+    public function getOption(int $option): mixed
+    {
+        return $this->s->options[$option] ?? 0;
+    }
+
+    public function setOptions(array $options): bool
+    {
+        $ok = true;
+        foreach ($options as $opt => $value) {
+            $ok = $this->setOption((int) $opt, $value) && $ok;
+        }
+        return $ok;
+    }
+
+    public function setOption(int $option, mixed $value): bool
+    {
+        $o = &$this->s->options;
+        $refuse = function (string $why): bool {
+            $this->result(self::RES_NOT_SUPPORTED, $why);
+            return false;
+        };
+        switch ($option) {
+            case self::OPT_LIBKETAMA_COMPATIBLE:
+                $o[$option] = $value ? 1 : 0;
+                $o[self::OPT_DISTRIBUTION] = $value ? self::DISTRIBUTION_KETAMA_WEIGHTED : self::DISTRIBUTION_MODULA;
+                $o[self::OPT_HASH] = $value ? self::HASH_MD5 : self::HASH_DEFAULT;
+                break;
+            case self::OPT_DISTRIBUTION:
+                if (!in_array((int) $value, [self::DISTRIBUTION_CONSISTENT, self::DISTRIBUTION_KETAMA_WEIGHTED], true)) {
+                    return $refuse('multiput places keys with ketama only (OPT_LIBKETAMA_COMPATIBLE, or DISTRIBUTION_CONSISTENT with HASH_MD5)');
+                }
+                $o[$option] = (int) $value;
+                break;
+            case self::OPT_HASH:
+                if (!in_array((int) $value, [self::HASH_DEFAULT, self::HASH_MD5], true)) {
+                    return $refuse('multiput hashes keys with MD5 only');
+                }
+                $o[$option] = (int) $value;
+                break;
+            case self::OPT_NUMBER_OF_REPLICAS:
+                return $refuse('libmemcached replicas are not supported: use Multiput\Memcached::OPT_MULTIPUT_REPLICAS');
+            case self::OPT_PREFIX_KEY:
+                if (strlen((string) $value) > 128) {
+                    $this->result(self::RES_INVALID_ARGUMENTS, 'the prefix key is limited to 128 bytes');
+                    return false;
+                }
+                $o[$option] = (string) $value;
+                break;
+            case self::OPT_SERIALIZER:
+                if (!in_array((int) $value, [1, 2, 3, 4, 5], true)) {
+                    $this->result(self::RES_INVALID_ARGUMENTS, 'invalid serializer');
+                    return false;
+                }
+                $o[$option] = (int) $value;
+                break;
+            case self::OPT_COMPRESSION:
+            case self::OPT_BINARY_PROTOCOL:
+            case self::OPT_TCP_NODELAY:
+            case self::OPT_REMOVE_FAILED_SERVERS:
+                $o[$option] = $option === self::OPT_COMPRESSION ? (bool) $value : ((bool) $value ? 1 : 0);
+                break;
+            case self::OPT_USER_FLAGS:
+                if ((int) $value > 65535) {
+                    $this->result(self::RES_INVALID_ARGUMENTS, 'OPT_USER_FLAGS must be < 65535');
+                    return false;
+                }
+                $o[$option] = (int) $value;
+                break;
+            case self::OPT_MULTIPUT_WRITE_POLICY:
+            case self::OPT_MULTIPUT_READ_POLICY:
+                $o[$option] = (string) $value;
+                break;
+            default:
+                $o[$option] = is_bool($value) ? $value : (is_numeric($value) ? (int) $value : $value);
+        }
+        $this->s->handle = null;
+        $this->ok();
+        return true;
+    }
+
+    /** The native client for the current servers and options, built on first use. */
+    private function handle(): ?Handle
+    {
+        if ($this->s->handle !== null) {
+            return $this->s->handle;
+        }
+        if ($this->s->servers === []) {
+            $this->result(self::RES_NO_SERVERS);
+            return null;
+        }
+        $o = $this->s->options;
+        $servers = array_map(static fn ($s) => "$s[0]:$s[1]:$s[2]", $this->s->servers);
+        $timeout = $o[self::OPT_POLL_TIMEOUT];
+        foreach ([self::OPT_RECV_TIMEOUT, self::OPT_SEND_TIMEOUT] as $us) {
+            if ($o[$us] > 0) {
+                $timeout = max(1, intdiv($o[$us] + 999, 1000));
+                break;
+            }
+        }
+        $ketamaMd5 = !$o[self::OPT_LIBKETAMA_COMPATIBLE]
+            && $o[self::OPT_DISTRIBUTION] === self::DISTRIBUTION_CONSISTENT
+            && $o[self::OPT_HASH] === self::HASH_MD5;
+        $replicas = (int) ($o[self::OPT_MULTIPUT_REPLICAS] ?? 0);
+        $options = [
+            'servers' => implode(',', $servers),
+            'mode' => $ketamaMd5 ? 'ketama_md5' : 'libketama_compatible',
+            'timeout_ms' => max(1, $timeout),
+            'connect_timeout_ms' => max(1, $o[self::OPT_CONNECT_TIMEOUT]),
+            'retry_ms' => max(1, $o[self::OPT_RETRY_TIMEOUT]) * 1000,
+            'failure_limit' => max(1, $o[self::OPT_SERVER_FAILURE_LIMIT]),
+            'tcp_nodelay' => (bool) $o[self::OPT_TCP_NODELAY],
+            'prefix' => $o[self::OPT_PREFIX_KEY],
+            'convention' => 'php',
+            'compress_threshold' => $o[self::OPT_COMPRESSION] ? self::COMPRESSION_THRESHOLD : 0,
+        ];
+        if ($replicas > 0) {
+            $options['replicas'] = $replicas;
+            $options['failover'] = (bool) $o[self::OPT_REMOVE_FAILED_SERVERS];
+            if (isset($o[self::OPT_MULTIPUT_WRITE_POLICY])) {
+                $options['write'] = $o[self::OPT_MULTIPUT_WRITE_POLICY];
+            }
+            if (isset($o[self::OPT_MULTIPUT_READ_POLICY])) {
+                $options['read'] = $o[self::OPT_MULTIPUT_READ_POLICY];
+            }
+            if (isset($o[self::OPT_MULTIPUT_TOMBSTONE_TTL])) {
+                $options['tombstone_ttl'] = $o[self::OPT_MULTIPUT_TOMBSTONE_TTL];
+            }
+        }
+        try {
+            $this->s->handle = new Handle($options, $this->persistentId);
+        } catch (Exception $e) {
+            $this->result($e->peclCode, $e->getMessage());
+            return null;
+        }
+        return $this->s->handle;
+    }
+
+    private function userFlags(): int
+    {
+        $f = $this->s->options[self::OPT_USER_FLAGS];
+        return $f > 0 ? $f << 16 : 0;
+    }
+
+    private function serializer(): int
+    {
+        return $this->s->options[self::OPT_SERIALIZER];
+    }
+
+    // --- reads ------------------------------------------------------------------------------
+
+    public function get(string $key, ?callable $cache_cb = null, int $get_flags = 0): mixed
+    {
+        $h = $this->s->handle ?? $this->handle();
+        if ($h === null) {
+            return false;
+        }
+        $extended = ($get_flags & self::GET_EXTENDED) !== 0;
+        $rc = $h->ffi->multiput_get_php($h->client, $key, strlen($key), $extended ? Native::GET_EXTENDED : 0, $h->bufPtr);
+        if ($rc !== 0) {
+            $this->failed($h);
+            return false;
+        }
+        if ($h->buf->len === 0) {
+            $this->rc = self::RES_NOTFOUND;
+            $this->detail = '';
+            if ($cache_cb !== null) {
+                return $this->readThrough($key, $cache_cb, $extended);
+            }
+            return false;
+        }
+        if ($h->buf->deferred === 0) {
+            $this->rc = 0;
+            $this->detail = '';
+            return unserialize(FFI::string($h->buf->data, $h->buf->len), Native::UNSERIALIZE_OPTIONS);
+        }
+        [$ok, $v] = $h->value($this->serializer());
+        if (!$ok) {
+            $this->result(self::RES_PAYLOAD_FAILURE, "the value of $key cannot be decoded");
+            return false;
+        }
+        $this->ok();
+        return $v;
+    }
+
+    /** PECL's read-through callback: cb($memc, $key, &$value) returns true to store $value. */
+    private function readThrough(string $key, callable $cb, bool $extended): mixed
+    {
+        $value = null;
+        $expiration = 0;
+        if (!$cb($this, $key, $value, $expiration)) {
+            $this->result(self::RES_NOTFOUND);
+            return false;
+        }
+        if (!$this->set($key, $value, (int) $expiration)) {
+            return false;
+        }
+        if ($extended) {
+            return $this->get($key, null, self::GET_EXTENDED);
+        }
+        return $value;
+    }
+
+    public function getMulti(array $keys, int $get_flags = 0): array|false
+    {
+        $h = $this->s->handle ?? $this->handle();
+        if ($h === null) {
+            return false;
+        }
+        if ($keys === []) {
+            $this->result(self::RES_NOTFOUND);
+            return [];
+        }
+        $opts = (($get_flags & self::GET_PRESERVE_ORDER) ? Native::GET_PRESERVE_ORDER : 0)
+            | (($get_flags & self::GET_EXTENDED) ? Native::GET_EXTENDED : 0);
+        $joined = implode("\n", $keys);
+        $rc = $h->ffi->multiput_get_multi_php($h->client, $joined, strlen($joined), 10, $opts, $h->bufPtr);
+        if ($rc !== 0) {
+            $this->failed($h);
+            return false;
+        }
+        $b = $h->buf;
+        if ($b->hits + $b->misses + $b->errors !== count($keys)) {
+            $this->result(self::RES_BAD_KEY_PROVIDED, 'a key contains a newline');
+            return false;
+        }
+        if ($b->errors !== 0 && $b->first_error === Native::E_KEY) {
+            $this->failed($h);
+            return false;
+        }
+        $hits = $b->hits;
+        $misses = $b->misses;
+        $errors = $b->errors;
+        if ($b->deferred === 0) {
+            $values = unserialize(FFI::string($b->data, $b->len), Native::UNSERIALIZE_OPTIONS);
+            $bad = 0;
+        } else {
+            [$values, $bad] = $h->values($this->serializer(), ($get_flags & self::GET_EXTENDED) !== 0);
+        }
+        if ($errors > 0) {
+            if ($hits === 0) {
+                $this->failed($h);
+                return false;
+            }
+            $this->failed($h);
+            $this->rc = self::RES_SOME_ERRORS;
+        } elseif ($bad > 0) {
+            $this->result(self::RES_PAYLOAD_FAILURE, "$bad value(s) cannot be decoded");
+        } elseif ($hits === 0 && $misses > 0) {
+            $this->result(self::RES_NOTFOUND);
+        } else {
+            $this->ok();
+        }
+        return $values;
+    }
+
+    public function getDelayed(array $keys, bool $with_cas = false, ?callable $value_cb = null): bool
+    {
+        // The binary protocol always returns CAS uniques, and PECL then passes them on.
+        $with_cas = $with_cas || $this->s->options[self::OPT_BINARY_PROTOCOL];
+        $got = $this->getMulti($keys, $with_cas ? self::GET_EXTENDED : 0);
+        if ($got === false) {
+            return false;
+        }
+        $rows = [];
+        foreach ($got as $k => $v) {
+            $row = ['key' => (string) $k, 'value' => $with_cas ? $v['value'] : $v];
+            if ($with_cas) {
+                $row['cas'] = $v['cas'];
+                $row['flags'] = $v['flags'];
+            }
+            $rows[] = $row;
+        }
+        if ($value_cb !== null) {
+            foreach ($rows as $row) {
+                $value_cb($this, $row);
+            }
+            $this->delayed = [];
+        } else {
+            $this->delayed = $rows;
+        }
+        $this->ok();
+        return true;
+    }
+
+    public function fetch(): array|false
+    {
+        if ($this->delayed === []) {
+            $this->result(self::RES_NOTFOUND);
+            return false;
+        }
+        $this->ok();
+        return array_shift($this->delayed);
+    }
+
+    public function fetchAll(): array|false
+    {
+        $rows = $this->delayed;
+        $this->delayed = [];
+        $this->ok();
+        return $rows;
+    }
+
+    // --- writes -----------------------------------------------------------------------------
+
+    private function store(int $mode, string $key, mixed $value, int $expiration): bool
+    {
+        $h = $this->s->handle ?? $this->handle();
+        if ($h === null) {
+            return false;
+        }
+        [$type, $format, $payload, $flags] = Native::encode($value, $this->s->options[self::OPT_SERIALIZER], $h->enveloped);
+        $rc = $h->ffi->multiput_store(
+            $h->client,
+            $mode,
+            $key,
+            strlen($key),
+            $type,
+            $format,
+            $payload,
+            strlen($payload),
+            $expiration,
+            $flags | $this->userFlags()
+        );
+        if ($rc !== 0) {
+            $this->failed($h);
+            if ($rc === Native::E_NOT_STORED && $this->s->options[self::OPT_BINARY_PROTOCOL]) {
+                // What PECL reports over the binary protocol, which has no NOT_STORED for these.
+                if ($mode === Native::ADD) {
+                    $this->rc = self::RES_DATA_EXISTS;
+                } elseif ($mode === Native::REPLACE) {
+                    $this->rc = self::RES_NOTFOUND;
+                }
+            }
+            return false;
+        }
+        $this->rc = 0;
+        $this->detail = '';
+        return true;
+    }
+
+    public function set(string $key, mixed $value, int $expiration = 0): bool
+    {
+        return $this->store(Native::SET, $key, $value, $expiration);
+    }
+
+    public function add(string $key, mixed $value, int $expiration = 0): bool
+    {
+        return $this->store(Native::ADD, $key, $value, $expiration);
+    }
+
+    public function replace(string $key, mixed $value, int $expiration = 0): bool
+    {
+        return $this->store(Native::REPLACE, $key, $value, $expiration);
+    }
+
+    public function append(string $key, string $value): ?bool
+    {
+        if ($this->s->options[self::OPT_COMPRESSION]) {
+            trigger_error('Memcached::append(): cannot append/prepend with compression turned on', E_USER_WARNING);
+            return null;
+        }
+        return $this->store(Native::APPEND, $key, $value, 0);
+    }
+
+    public function prepend(string $key, string $value): ?bool
+    {
+        if ($this->s->options[self::OPT_COMPRESSION]) {
+            trigger_error('Memcached::prepend(): cannot append/prepend with compression turned on', E_USER_WARNING);
+            return null;
+        }
+        return $this->store(Native::PREPEND, $key, $value, 0);
+    }
+
+    public function cas(string|int|float $cas_token, string $key, mixed $value, int $expiration = 0): bool
+    {
+        $h = $this->s->handle ?? $this->handle();
+        if ($h === null) {
+            return false;
+        }
+        [$type, $format, $payload, $flags] = Native::encode($value, $this->serializer(), $h->enveloped);
+        $rc = $h->ffi->multiput_cas(
+            $h->client,
+            $key,
+            strlen($key),
+            $type,
+            $format,
+            $payload,
+            strlen($payload),
+            $expiration,
+            $flags | $this->userFlags(),
+            (int) $cas_token
+        );
+        if ($rc !== 0) {
+            $this->failed($h);
+            return false;
+        }
+        $this->ok();
+        return true;
+    }
+
+    public function setMulti(array $items, int $expiration = 0): bool
+    {
+        $h = $this->s->handle ?? $this->handle();
+        if ($h === null) {
+            return false;
+        }
+        foreach (Native::packItems($items, $this->serializer(), $h->enveloped) as $flags => $buf) {
+            $rc = $h->ffi->multiput_set_multi($h->client, $buf, strlen($buf), $expiration, $flags | $this->userFlags(), null);
+            if ($rc !== 0) {
+                $this->failed($h);
+                return false;
+            }
+        }
+        $this->ok();
+        return true;
+    }
+
+    public function delete(string $key, int $time = 0): bool
+    {
+        $h = $this->s->handle ?? $this->handle();
+        if ($h === null) {
+            return false;
+        }
+        $rc = $h->ffi->multiput_delete($h->client, $key, strlen($key));
+        if ($rc !== 0) {
+            $this->failed($h);
+            return false;
+        }
+        $this->ok();
+        return true;
+    }
+
+    /** @return array<string|int, true|int> key => true, or the key's RES_* code */
+    public function deleteMulti(array $keys, int $time = 0): array
+    {
+        $h = $this->s->handle ?? $this->handle();
+        if ($h === null) {
+            return [];
+        }
+        if ($keys === []) {
+            $this->ok();
+            return [];
+        }
+        $joined = implode("\n", $keys);
+        $out = $h->ffi->new('MultiputItems*');
+        $rc = $h->ffi->multiput_delete_multi($h->client, $joined, strlen($joined), 10, FFI::addr($out));
+        if ($rc !== 0) {
+            $this->failed($h);
+            return [];
+        }
+        $items = $out[0];
+        $result = [];
+        $last = 0;
+        $keys = array_values($keys);
+        $n = min($items->count, count($keys));
+        for ($i = 0; $i < $n; $i++) {
+            $status = $items->items[$i]->status;
+            if ($status === 0) {
+                $result[$keys[$i]] = true;
+            } else {
+                $last = $h->ffi->multiput_pecl_result($status);
+                $result[$keys[$i]] = $last;
+            }
+        }
+        $h->ffi->multiput_items_free($out);
+        $this->result($last);
+        return $result;
+    }
+
+    public function increment(string $key, int $offset = 1, int $initial_value = 0, int $expiry = 0): int|false
+    {
+        return $this->arith($key, $offset, false, func_num_args() >= 3, $initial_value, $expiry);
+    }
+
+    public function decrement(string $key, int $offset = 1, int $initial_value = 0, int $expiry = 0): int|false
+    {
+        return $this->arith($key, $offset, true, func_num_args() >= 3, $initial_value, $expiry);
+    }
+
+    private function arith(string $key, int $offset, bool $decr, bool $withInitial, int $initial, int $expiry): int|false
+    {
+        if ($offset < 0) {
+            trigger_error('offset cannot be a negative value', E_USER_WARNING);
+            return false;
+        }
+        if ($withInitial && !$this->s->options[self::OPT_BINARY_PROTOCOL]) {
+            // PECL's rule; multiput emulates increment-with-initial on every protocol, but a
+            // drop-in must fail where PECL fails.
+            trigger_error('Memcached::' . ($decr ? 'decrement' : 'increment') . '(): Initial value is only supported with binary protocol', E_USER_WARNING);
+            return false;
+        }
+        $h = $this->s->handle ?? $this->handle();
+        if ($h === null) {
+            return false;
+        }
+        $v = $h->ffi->new('uint64_t');
+        $rc = $h->ffi->multiput_incr(
+            $h->client,
+            $key,
+            strlen($key),
+            $offset,
+            $decr ? 1 : 0,
+            $withInitial ? 1 : 0,
+            $initial,
+            $expiry,
+            FFI::addr($v)
+        );
+        if ($rc !== 0) {
+            $this->failed($h);
+            if ($this->rc === self::RES_CLIENT_ERROR && $this->s->options[self::OPT_BINARY_PROTOCOL]) {
+                $this->rc = self::RES_UNKNOWN_READ_FAILURE; // PECL's code for a non-numeric value over binary
+            }
+            return false;
+        }
+        $this->ok();
+        return $v->cdata;
+    }
+
+    public function touch(string $key, int $expiration = 0): bool
+    {
+        $h = $this->s->handle ?? $this->handle();
+        if ($h === null) {
+            return false;
+        }
+        $rc = $h->ffi->multiput_touch($h->client, $key, strlen($key), $expiration);
+        if ($rc !== 0) {
+            $this->failed($h);
+            return false;
+        }
+        $this->ok();
+        return true;
+    }
+
+    // --- servers ----------------------------------------------------------------------------
+
+    public function getStats(?string $type = null): array|false
+    {
+        $h = $this->handle();
+        if ($h === null) {
+            return false;
+        }
+        $rc = $h->ffi->multiput_stats($h->client, $type, $h->bufPtr);
+        if ($rc !== 0) {
+            $this->failed($h);
+            return false;
+        }
+        $out = [];
+        $failed = 0;
+        foreach ($h->lines() as $l) {
+            [$server, $name, $value] = array_pad($l, 3, '');
+            if ($name === '') {
+                $failed++;
+                continue;
+            }
+            if (preg_match('/^-?\d+$/', $value)) {
+                $value = (int) $value;
+            } elseif (is_numeric($value)) {
+                $value = (float) $value;
+            }
+            $out[$server][$name] = $value;
+        }
+        if ($failed > 0) {
+            $this->failed($h);
+            if ($out === []) {
+                return false;
+            }
+            $this->rc = self::RES_SOME_ERRORS;
+        } else {
+            $this->ok();
+        }
+        return $out;
+    }
+
+    public function getVersion(): array|false
+    {
+        $h = $this->handle();
+        if ($h === null) {
+            return false;
+        }
+        $rc = $h->ffi->multiput_server_versions($h->client, $h->bufPtr);
+        if ($rc !== 0) {
+            $this->failed($h);
+            return false;
+        }
+        $out = [];
+        foreach ($h->lines() as $l) {
+            [$server, $version] = array_pad($l, 2, '');
+            $out[$server] = $version !== '' ? $version : '255.255.255';
+        }
+        $this->ok();
+        return $out;
+    }
+
+    public function getAllKeys(): array|false
+    {
+        $this->result(self::RES_NOT_SUPPORTED, 'getAllKeys is not supported');
+        return false;
+    }
+
+    public function flush(int $delay = 0): bool
+    {
+        $h = $this->handle();
+        if ($h === null) {
+            return false;
+        }
+        $rc = $h->ffi->multiput_flush($h->client, $delay);
+        if ($rc !== 0) {
+            $this->failed($h);
+            return false;
+        }
+        $this->ok();
+        return true;
+    }
+
+    public function isPersistent(): bool
+    {
+        return $this->persistentId !== null;
+    }
+
+    public function isPristine(): bool
+    {
+        return $this->pristine;
+    }
+
+    public function checkKey(string $key): bool
+    {
+        $full = $this->s->options[self::OPT_PREFIX_KEY] . $key;
+        if ($key !== '' && strlen($full) <= 250 && !preg_match('/[\x00-\x20\x7f]/', $full)) {
+            $this->ok();
+            return true;
+        }
+        $this->result(self::RES_BAD_KEY_PROVIDED);
+        return false;
+    }
+
+    public function setBucket(array $host_map, ?array $forward_map, int $replicas): bool
+    {
+        $this->result(self::RES_NOT_SUPPORTED, 'virtual buckets are not supported');
+        return false;
+    }
+
+    // --- *ByKey: a server key different from the key is not supported ----------------------
+
+    private function byKey(string $server_key, string $key): bool
+    {
+        if ($server_key === $key || $server_key === '') {
+            return true;
+        }
+        $this->result(self::RES_NOT_SUPPORTED, 'placing a key by another key (the *ByKey methods) is not supported');
+        return false;
+    }
+
+    public function getByKey(string $server_key, string $key, ?callable $cache_cb = null, int $get_flags = 0): mixed
+    {
+        return $this->byKey($server_key, $key) ? $this->get($key, $cache_cb, $get_flags) : false;
+    }
+
+    public function setByKey(string $server_key, string $key, mixed $value, int $expiration = 0): bool
+    {
+        return $this->byKey($server_key, $key) && $this->set($key, $value, $expiration);
+    }
+
+    public function addByKey(string $server_key, string $key, mixed $value, int $expiration = 0): bool
+    {
+        return $this->byKey($server_key, $key) && $this->add($key, $value, $expiration);
+    }
+
+    public function replaceByKey(string $server_key, string $key, mixed $value, int $expiration = 0): bool
+    {
+        return $this->byKey($server_key, $key) && $this->replace($key, $value, $expiration);
+    }
+
+    public function deleteByKey(string $server_key, string $key, int $time = 0): bool
+    {
+        return $this->byKey($server_key, $key) && $this->delete($key, $time);
+    }
+
+    public function touchByKey(string $server_key, string $key, int $expiration = 0): bool
+    {
+        return $this->byKey($server_key, $key) && $this->touch($key, $expiration);
+    }
+
+    public function getMultiByKey(string $server_key, array $keys, int $get_flags = 0): array|false
+    {
+        foreach ($keys as $k) {
+            if (!$this->byKey($server_key, (string) $k)) {
+                return false;
+            }
+        }
+        return $this->getMulti($keys, $get_flags);
+    }
+
+    public function getDelayedByKey(string $server_key, array $keys, bool $with_cas = false, ?callable $value_cb = null): bool
+    {
+        foreach ($keys as $k) {
+            if (!$this->byKey($server_key, (string) $k)) {
+                return false;
+            }
+        }
+        return $this->getDelayed($keys, $with_cas, $value_cb);
+    }
+
+    public function setMultiByKey(string $server_key, array $items, int $expiration = 0): bool
+    {
+        foreach (array_keys($items) as $k) {
+            if (!$this->byKey($server_key, (string) $k)) {
+                return false;
+            }
+        }
+        return $this->setMulti($items, $expiration);
+    }
+
+    public function deleteMultiByKey(string $server_key, array $keys, int $time = 0): array
+    {
+        foreach ($keys as $k) {
+            if (!$this->byKey($server_key, (string) $k)) {
+                return [];
+            }
+        }
+        return $this->deleteMulti($keys, $time);
+    }
+
+    public function casByKey(string|int|float $cas_token, string $server_key, string $key, mixed $value, int $expiration = 0): bool
+    {
+        return $this->byKey($server_key, $key) && $this->cas($cas_token, $key, $value, $expiration);
+    }
+
+    public function appendByKey(string $server_key, string $key, string $value): ?bool
+    {
+        return $this->byKey($server_key, $key) ? $this->append($key, $value) : false;
+    }
+
+    public function prependByKey(string $server_key, string $key, string $value): ?bool
+    {
+        return $this->byKey($server_key, $key) ? $this->prepend($key, $value) : false;
+    }
+
+    public function incrementByKey(string $server_key, string $key, int $offset = 1, int $initial_value = 0, int $expiry = 0): int|false
+    {
+        if (!$this->byKey($server_key, $key)) {
+            return false;
+        }
+        return $this->arith($key, $offset, false, func_num_args() >= 4, $initial_value, $expiry);
+    }
+
+    public function decrementByKey(string $server_key, string $key, int $offset = 1, int $initial_value = 0, int $expiry = 0): int|false
+    {
+        if (!$this->byKey($server_key, $key)) {
+            return false;
+        }
+        return $this->arith($key, $offset, true, func_num_args() >= 4, $initial_value, $expiry);
+    }
+
+    public function setSaslAuthData(string $username, string $password): bool
+    {
+        $this->result(self::RES_NOT_SUPPORTED, 'SASL (binary protocol authentication) is not supported');
+        return false;
+    }
+
+    public function setEncodingKey(string $key): bool
+    {
+        $this->result(self::RES_NOT_SUPPORTED, 'value encryption (setEncodingKey) is not supported');
+        return false;
+    }
+}
