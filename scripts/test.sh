@@ -19,5 +19,36 @@ memcached -V
 step "Rust workspace: unit, property, ring-vector, integration and doc tests"
 cargo test --workspace --locked --no-fail-fast
 
+step "WASM core + Node client (wasm/): built for wasm32-unknown-unknown, node --test against real memcached"
+wasm/install-tools.sh   # the wasm32 target, and wasm-bindgen-cli 0.2.130 unless that exact version is installed
+wasm/test.sh            # build.sh + the CLI for interop + node --test wasm/js/test/
+
+step "Python binding (python/): pip install ./python, pytest against real memcached"
+# A venv in the repo (.venv, reused), the extension built from source by pip (maturin), and the
+# exact test dependencies this suite was run with. pylibmc (cross-compatibility tests) needs
+# libmemcached; if it cannot be installed only those tests are skipped.
+PYTHON="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q ./python pytest==9.2.0 django==5.2.19 pymemcache==4.0.0
+.venv/bin/python -m pip install -q pylibmc==1.6.3 ||
+    echo "warning: pylibmc could not be installed; its cross-compatibility tests are skipped"
+pytest_rc=0
+MULTIPUT_CLI="$PWD/target/debug/multiput" .venv/bin/python -m pytest -q python/tests || pytest_rc=$?
+if [ "$pytest_rc" -eq 5 ]; then
+    echo "pytest collected no tests in python/tests" >&2
+    exit 1
+elif [ "$pytest_rc" -ne 0 ]; then
+    exit "$pytest_rc"
+fi
+
+step "PHP binding (php-ext/): phpunit against real memcached and Debian's php-memcached"
+if ! command -v phpunit >/dev/null || ! php -m 2>/dev/null | grep -qix memcached; then
+    if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo); fi
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q php-cli phpunit php-memcached >/dev/null
+fi
+cargo build --locked -q -p multiput-ffi -p multiput-cli
+(cd php-ext && MULTIPUT_FFI_LIB="$PWD/../target/debug/libmultiput_ffi.so" \
+    MULTIPUT_CLI="$PWD/../target/debug/multiput" MULTIPUT_PYTHON="$PWD/../.venv/bin/python" phpunit)
+
 echo
 echo "all test suites passed"
