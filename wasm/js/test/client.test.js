@@ -1,0 +1,247 @@
+'use strict';
+// The Node client against real memcached processes (plain mode).
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { Client, DELETE, MultiputError, NotStoredError, ExistsError, TimeoutError, ServerDownError, ConnectionRefusedError, InvalidKeyError, LockNotAcquiredError } = require('..');
+const { startServers, stopServers, rawGet, sleep, Memcached } = require('../support/harness');
+
+let servers;
+let addrs;
+test.before(async () => {
+  servers = await startServers(3);
+  addrs = servers.map((s) => s.address);
+});
+test.after(async () => {
+  await stopServers(servers);
+});
+
+const byAddr = (a) => servers.find((s) => s.address === a);
+
+test('get, set, miss, and values of every type', async () => {
+  const c = new Client(addrs);
+  assert.equal(c.mode, 'plain');
+  assert.deepEqual(new Client(addrs.join(',')).servers, addrs);
+  assert.deepEqual(new Client({ servers: addrs, replicas: 2 }).mode, 'replicated');
+  assert.equal(await c.get('t:missing'), null);
+  const report = await c.set('t:s', 'héllo');
+  assert.deepEqual(report.stored, c.replicasOf('t:s'));
+  assert.deepEqual(await c.get('t:s'), Buffer.from('héllo')); // plain: flags 0, read as bytes
+  await c.set('t:b', Buffer.from([0, 255, 13, 10]));
+  assert.deepEqual(await c.get('t:b'), Buffer.from([0, 255, 13, 10]));
+  for (const v of [0, 42, -7, 2 ** 53 - 1, 1.5, -0, 1e300, true, false, 2n ** 62n]) {
+    await c.set('t:v', v);
+    const got = await c.get('t:v');
+    if (typeof v === 'bigint') assert.equal(got, v);
+    else assert.ok(Object.is(got, v), `${v} came back as ${got}`);
+  }
+  await assert.rejects(c.set('t:o', { a: 1 }), (e) => e.kind === 'Config'); // no JSON flag in the python convention
+  const php = new Client(addrs, { convention: 'php' });
+  await php.set('t:o', { a: [1, 'x'] });
+  assert.deepEqual(await php.get('t:o'), { a: [1, 'x'] });
+  assert.deepEqual(await rawGet(byAddr(php.replicasOf('t:o')[0]).port, 't:o'), { flags: 6, data: Buffer.from('{"a":[1,"x"]}') });
+  await c.set('t:n', 42);
+  assert.deepEqual(await rawGet(byAddr(c.replicasOf('t:n')[0]).port, 't:n'), { flags: 2, data: Buffer.from('42') });
+  await assert.rejects(c.set('t:null', null), MultiputError);
+  await assert.rejects(c.get('bad key'), InvalidKeyError);
+  await assert.rejects(c.get(''), InvalidKeyError);
+  await assert.rejects(c.set('t:big', Buffer.alloc(1024 * 1024 + 1)), (e) => e.kind === 'ValueTooLarge');
+  c.close();
+  php.close();
+});
+
+test('conditional stores, CAS, counters, touch, append', async () => {
+  const c = new Client(addrs);
+  await c.delete('c:a');
+  assert.equal(await c.add('c:a', 'one'), true);
+  await assert.rejects(c.add('c:a', 'two'), NotStoredError);
+  assert.equal(await c.replace('c:a', 'three'), true);
+  await assert.rejects(c.replace('c:none', 'x'), NotStoredError);
+  const g = await c.gets('c:a');
+  assert.equal(typeof g.cas, 'bigint');
+  assert.equal(await c.cas('c:a', 'four', g.cas), true);
+  await assert.rejects(c.cas('c:a', 'five', g.cas), ExistsError);
+  assert.equal(await c.append('c:a', '!'), true);
+  assert.equal(await c.prepend('c:a', '>'), true);
+  assert.deepEqual(await c.get('c:a'), Buffer.from('>four!'));
+  assert.equal(await c.delete('c:a'), true);
+  assert.equal(await c.delete('c:a'), false);
+  assert.equal(await c.incr('c:n'), null);
+  await c.set('c:n', 10);
+  assert.equal(await c.incr('c:n', 5), 15);
+  assert.equal(await c.decr('c:n', 20), 0);
+  assert.equal(await c.incr('c:n', 2n ** 60n), 2n ** 60n);
+  assert.equal(await c.touch('c:n', 100), true);
+  assert.equal(await c.touch('c:none', 100), false);
+  c.close();
+});
+
+test('multi-get across servers: one request per server, hits only, order kept', async () => {
+  const c = new Client(addrs);
+  const items = new Map();
+  for (let i = 0; i < 300; i++) items.set(`m:${i}`, `v${i}`);
+  await c.setMulti(items, { ttl: 60 });
+  const keys = [...items.keys(), 'm:none1', 'm:none2'];
+  const got = await c.getMulti(keys);
+  assert.equal(got.size, 300);
+  for (const [k, v] of items) assert.deepEqual(got.get(k), Buffer.from(v));
+  const used = new Set(keys.slice(0, 300).map((k) => c.replicasOf(k)[0]));
+  assert.equal(used.size, 3, 'keys should spread over every server');
+  const del = await c.deleteMulti(['m:1', 'm:2', 'm:none1']);
+  assert.deepEqual([...del], [['m:1', true], ['m:2', true], ['m:none1', false]]);
+  await assert.rejects(c.getMulti(['m:3', 'bad key']), (e) => e.failures.has('bad key') && e.partial.has('m:3'));
+  c.close();
+});
+
+test('a key prefix is sent but not hashed', async () => {
+  const c = new Client(addrs, { keyPrefix: 'app1:' });
+  const plain = new Client(addrs);
+  await c.set('p:k', 'v');
+  const owner = c.replicasOf('p:k')[0];
+  assert.equal(owner, plain.replicasOf('p:k')[0]);
+  assert.deepEqual((await rawGet(byAddr(owner).port, 'app1:p:k')).data, Buffer.from('v'));
+  assert.equal(await plain.get('p:k'), null);
+  c.close();
+  plain.close();
+});
+
+test('pipelining: 2000 concurrent calls each get their own answer', async () => {
+  const c = new Client(addrs);
+  await c.setMulti(Array.from({ length: 200 }, (_, i) => [`pp:${i}`, i]));
+  const calls = [];
+  for (let i = 0; i < 2000; i++) calls.push(c.get(`pp:${i % 200}`).then((v) => assert.equal(v, i % 200)));
+  await Promise.all(calls);
+  c.close();
+});
+
+test('CAS updates lose nothing: 4 clients x 25 increments', async () => {
+  const clients = Array.from({ length: 4 }, () => new Client(addrs));
+  await clients[0].delete('cas:ctr');
+  await Promise.all(
+    clients.map(async (c) => {
+      for (let i = 0; i < 25; i++) {
+        await c.casUpdate('cas:ctr', (cur) => (cur === null ? 1 : cur + 1), { deadline: 10000, maxAttempts: 1000 });
+      }
+    }),
+  );
+  assert.equal(await clients[0].get('cas:ctr'), 100);
+  const r = await clients[0].casUpdate('cas:ctr', () => undefined);
+  assert.equal(r.outcome, 'unchanged');
+  const d = await clients[0].casUpdate('cas:ctr', () => DELETE);
+  assert.equal(d.outcome, 'deleted');
+  assert.equal(await clients[0].get('cas:ctr'), null);
+  clients.forEach((c) => c.close());
+});
+
+test('locks: one holder, released only by its owner, extendable, fenced', async () => {
+  const a = new Client(addrs);
+  const b = new Client(addrs);
+  await a.delete('lk:L');
+  const la = await a.lock('lk:L', { ttl: 10, fencing: true });
+  assert.equal(la.held, true);
+  await assert.rejects(b.lock('lk:L', { ttl: 10, wait: 30 }), LockNotAcquiredError);
+  assert.equal(await la.extend(20), true);
+  assert.equal(await la.release(), true);
+  assert.equal(await la.release(), false);
+  const lb = await b.lock('lk:L', { ttl: 10, fencing: true });
+  assert.ok(lb.fence > la.fence, `fence ${lb.fence} after ${la.fence}`);
+  // A late holder whose lock was taken over cannot release or extend the new one.
+  la.held = true;
+  assert.equal(await la.release(), false);
+  assert.equal(await b.get('lk:L').then((v) => v.toString()), lb.token);
+  assert.equal(await lb.release(), true);
+  // A waiter gets the lock once the holder releases it.
+  const lc = await a.lock('lk:L', { ttl: 10 });
+  const waiting = b.lock('lk:L', { ttl: 10, wait: 2000 });
+  await sleep(20);
+  await lc.release();
+  assert.equal((await waiting).held, true);
+  a.close();
+  b.close();
+});
+
+test('getOrSet: one load for many concurrent callers, across clients too', async () => {
+  const a = new Client(addrs);
+  const b = new Client(addrs);
+  await a.delete('gos:k');
+  let loads = 0;
+  const loader = async () => {
+    loads++;
+    await sleep(50);
+    return 'filled';
+  };
+  const rs = await Promise.all([
+    ...Array.from({ length: 20 }, () => a.getOrSet('gos:k', loader, { ttl: 60 })),
+    ...Array.from({ length: 20 }, () => b.getOrSet('gos:k', loader, { ttl: 60 })),
+  ]);
+  assert.equal(loads, 1);
+  for (const r of rs) assert.equal(Buffer.from(r).toString(), 'filled');
+  await assert.rejects(
+    a.getOrSet('gos:fail', async () => {
+      throw new Error('db down');
+    }),
+    (e) => e.kind === 'Loader' && /db down/.test(e.message),
+  );
+  a.close();
+  b.close();
+});
+
+test('a stopped server times out once, then fails fast until its retry interval, then recovers', async () => {
+  const [s] = await startServers(1);
+  try {
+    const c = new Client([s.address], { timeout: 200, retryInterval: 300 });
+    await c.set('h:k', 'v');
+    await s.pause();
+    const t0 = performance.now();
+    await assert.rejects(c.get('h:k'), TimeoutError);
+    assert.ok(performance.now() - t0 < 1000);
+    const t1 = performance.now();
+    await assert.rejects(c.get('h:k'), ServerDownError);
+    assert.ok(performance.now() - t1 < 20, 'a down server fails fast');
+    s.resume();
+    await sleep(350);
+    assert.deepEqual(await c.get('h:k'), Buffer.from('v'));
+    c.close();
+  } finally {
+    s.resume();
+    await s.kill();
+  }
+});
+
+test('a refused server is marked down at once; a restarted one is reconnected', async () => {
+  const [s] = await startServers(1);
+  const c = new Client([s.address], { retryInterval: 200 });
+  try {
+    await c.set('r:k', 'v');
+    await s.kill();
+    await assert.rejects(c.get('r:k'), (e) => e instanceof ConnectionRefusedError || e.kind === 'ConnectionClosed');
+    await assert.rejects(c.get('r:k'), (e) => e instanceof ConnectionRefusedError || e instanceof ServerDownError);
+    await assert.rejects(c.get('r:k'), ServerDownError);
+    const again = new Memcached(s.port);
+    await again.start();
+    await sleep(250);
+    assert.equal(await c.get('r:k'), null); // a new, empty server: reconnected
+    await c.set('r:k', 'back');
+    assert.deepEqual(await c.get('r:k'), Buffer.from('back'));
+    await again.kill();
+  } finally {
+    c.close();
+    await s.kill();
+  }
+});
+
+test('stats, version, flush and close', async () => {
+  const [s] = await startServers(1);
+  const c = new Client([s.address]);
+  const v = await c.version();
+  assert.match(v.get(s.address), /^1\.\d+/);
+  const st = await c.stats();
+  assert.ok(Number(st.get(s.address).pid) > 0);
+  await c.set('f:k', 1);
+  await c.flushAll();
+  assert.equal(await c.get('f:k'), null);
+  const pending = c.get('f:k');
+  c.close();
+  await pending.catch(() => {});
+  await assert.rejects(c.get('f:k'), (e) => e.kind === 'ConnectionClosed');
+  await s.kill();
+});

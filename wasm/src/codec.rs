@@ -1,0 +1,797 @@
+//! One connection's codec: requests encoded by the core's ops, replies decoded by the core's
+//! `protocol::Decoder` and interpreted by the same ops' `finish`. JavaScript writes the bytes
+//! [`Codec`] returns and feeds it the bytes the socket reads; replies come back in request
+//! order (memcached answers in order on a connection), already meaning what they mean in Rust.
+
+use std::collections::VecDeque;
+
+use bytes::BytesMut;
+use js_sys::{Array, Object};
+use multiput::cluster::Cluster;
+use multiput::ops::{self, Op, Value};
+use multiput::protocol::text::StoreMode;
+use multiput::protocol::{Decoder, Dialect, Expect, Limits, Reply};
+use multiput::values::Convention;
+use multiput::{Config, Error, ProtocolChoice, ServerSpec};
+use wasm_bindgen::prelude::*;
+
+use crate::js;
+use crate::values;
+
+/// How a read hands its values to JavaScript.
+#[derive(Debug, Clone, Copy)]
+enum Out {
+    /// `{data, flags, cas, ttl}`: the stored bytes, for replication to resolve.
+    Raw,
+    /// The typed value (envelope-aware, plain values by the convention's flags); with `cas`,
+    /// `{value, cas}`.
+    Typed,
+}
+
+/// A request on the wire, waiting for its reply.
+#[derive(Debug)]
+enum Pending {
+    Probe,
+    Get {
+        cas: bool,
+        out: Out,
+    },
+    Store,
+    Delete,
+    Arith,
+    Touch,
+    GetMulti {
+        keys: Vec<Vec<u8>>,
+        cas: bool,
+        ttl: bool,
+        out: Out,
+    },
+    /// A packed typed multi-get: the keys back to back, and where each ends.
+    GetPacked {
+        keys: Vec<u8>,
+        ends: Vec<u32>,
+    },
+    StoreItems(usize),
+    DeleteMulti(usize),
+    CasDelete,
+    StoreReturningCas {
+        mode: StoreMode,
+        data: Vec<u8>,
+    },
+    Version,
+    Stats,
+    FlushAll,
+}
+
+/// The codec of one connection (create one per socket; drop it with the socket).
+///
+/// Every encoding method returns the request's bytes and queues its decoder; nothing is queued
+/// when it throws (invalid key, value too large). After writing, call [`Codec::feed`] with each
+/// chunk the socket delivers, then [`Codec::poll`] until it returns `undefined`: each other
+/// return is the next request's result, in request order. A result that is an `Error` is the
+/// server's answer (e.g. `NotStored`); a thrown error is a protocol violation: drop the
+/// connection.
+#[wasm_bindgen]
+pub struct Codec {
+    server: String,
+    dialect: Dialect,
+    /// The core's view of this one server (protocol choice, key prefix, value limit): the
+    /// probe, its decision and the ops' context come from it.
+    cluster: Cluster,
+    limits: Limits,
+    convention: Convention,
+    buf: BytesMut,
+    out: BytesMut,
+    pending: VecDeque<(Decoder, Pending)>,
+}
+
+/// A store item with its bytes copied out of JavaScript: key, data, flags, ttl, mode.
+type OwnedItem = (Vec<u8>, Vec<u8>, u32, u32, StoreMode);
+
+/// `auto` (or empty: probe, meta when the server speaks it), `text` or `meta`.
+pub(crate) fn protocol_choice(protocol: &str) -> Result<ProtocolChoice, JsValue> {
+    match protocol {
+        "auto" | "" => Ok(ProtocolChoice::Auto),
+        "text" => Ok(ProtocolChoice::Text),
+        "meta" => Ok(ProtocolChoice::Meta),
+        p => Err(js::error(&Error::Config(format!(
+            "unknown protocol {p:?} (auto, text or meta)"
+        )))),
+    }
+}
+
+fn store_mode(mode: &str, cas: Option<u64>) -> Result<StoreMode, JsValue> {
+    Ok(match (mode, cas) {
+        ("set", _) => StoreMode::Set,
+        ("add", _) => StoreMode::Add,
+        ("replace", _) => StoreMode::Replace,
+        ("append", _) => StoreMode::Append,
+        ("prepend", _) => StoreMode::Prepend,
+        ("cas", Some(c)) => StoreMode::Cas(c),
+        _ => {
+            return Err(js::error(&Error::Config(format!(
+                "unknown store mode {mode:?} (set, add, replace, append, prepend, or cas with a unique)"
+            ))))
+        }
+    })
+}
+
+fn key_list(keys: &Array) -> Result<Vec<Vec<u8>>, JsValue> {
+    keys.iter()
+        .map(|k| {
+            js::bytes_of(&k).ok_or_else(|| {
+                js::error(&Error::Config("keys must be strings or Uint8Arrays".into()))
+            })
+        })
+        .collect()
+}
+
+fn raw_value(v: &Value) -> JsValue {
+    let o = Object::new();
+    js::set(&o, "data", js::u8a(&v.data));
+    js::set(&o, "flags", v.flags);
+    if let Some(c) = v.cas {
+        js::set(&o, "cas", js::big(c));
+    }
+    if let Some(t) = v.ttl {
+        js::set(&o, "ttl", t as f64);
+    }
+    o.into()
+}
+
+#[wasm_bindgen]
+impl Codec {
+    /// A codec for a connection to `server` (`host:port`, used in error messages).
+    /// `protocol`: `auto` (probe; meta when the server speaks it), `text` or `meta`.
+    /// `convention`: how plain values' flags are read (`python` or `php`).
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        server: &str,
+        key_prefix: &[u8],
+        max_value_size: u32,
+        protocol: &str,
+        convention: &str,
+    ) -> Result<Codec, JsValue> {
+        let protocol = protocol_choice(protocol)?;
+        // The server's name only labels errors (JS passes the Core's `address(i)`, which
+        // parses back to the same spec); a name that does not parse still gets a codec.
+        let spec = server
+            .parse()
+            .unwrap_or_else(|_| ServerSpec::new(server, 0));
+        let cluster = Cluster::new(Config {
+            servers: vec![spec],
+            protocol,
+            key_prefix: key_prefix.to_vec(),
+            max_value_size: max_value_size as usize,
+            ..Config::default()
+        })
+        .map_err(|e| js::error(&e))?;
+        Ok(Codec {
+            server: server.to_string(),
+            dialect: Dialect::Text,
+            cluster,
+            limits: Limits {
+                max_value_size: max_value_size as usize,
+                ..Limits::default()
+            },
+            convention: values::convention(&JsValue::from_str(convention))?,
+            buf: BytesMut::with_capacity(16 * 1024),
+            out: BytesMut::with_capacity(4 * 1024),
+            pending: VecDeque::new(),
+        })
+    }
+
+    /// `meta` or `text`: what this connection speaks (`text` until the probe answered).
+    #[wasm_bindgen(getter)]
+    pub fn dialect(&self) -> String {
+        match self.dialect {
+            Dialect::Meta => "meta".into(),
+            Dialect::Text => "text".into(),
+        }
+    }
+
+    /// Requests written and not yet answered.
+    #[wasm_bindgen(getter)]
+    pub fn pending(&self) -> u32 {
+        self.pending.len() as u32
+    }
+
+    /// Bytes received and not yet consumed by a complete reply.
+    #[wasm_bindgen(getter)]
+    pub fn buffered(&self) -> u32 {
+        self.buf.len() as u32
+    }
+
+    fn emit<O: Op>(&mut self, op: &O, pending: Pending) -> Result<Vec<u8>, JsValue> {
+        self.out.clear();
+        let ctx = self.cluster.ctx(self.dialect);
+        let expect = op.encode(&ctx, &mut self.out).map_err(|e| js::error(&e))?;
+        self.push(expect, pending);
+        Ok(self.out.to_vec())
+    }
+
+    fn push(&mut self, expect: Expect, pending: Pending) {
+        self.pending
+            .push_back((Decoder::new(expect, self.limits), pending));
+    }
+
+    /// The connection probe, sent first on every new connection: `version` then `mn` (unless
+    /// the protocol is forced to text). Its result is `{version, dialect}`.
+    pub fn probe(&mut self) -> Vec<u8> {
+        self.out.clear();
+        let expect = self.cluster.probe(&mut self.out);
+        self.push(expect, Pending::Probe);
+        self.out.to_vec()
+    }
+
+    /// `get`/`gets`/`gat`: with `typed`, the result is the typed value (`null` on a miss or a
+    /// tombstone; `{value, cas}` with `cas`); otherwise `{data, flags, cas?}` or `null`.
+    pub fn get(
+        &mut self,
+        key: &[u8],
+        cas: bool,
+        touch: Option<u32>,
+        typed: bool,
+    ) -> Result<Vec<u8>, JsValue> {
+        let out = if typed { Out::Typed } else { Out::Raw };
+        self.emit(&ops::Get { key, cas, touch }, Pending::Get { cas, out })
+    }
+
+    /// A store of raw bytes with `flags`: `mode` is `set`, `add`, `replace`, `append`,
+    /// `prepend` or `cas` (with `cas`). Result `true`, or `NotStored`/`Exists`/`NotFound`.
+    pub fn store(
+        &mut self,
+        mode: &str,
+        key: &[u8],
+        data: &[u8],
+        flags: u32,
+        ttl: u32,
+        cas: Option<u64>,
+    ) -> Result<Vec<u8>, JsValue> {
+        let mode = store_mode(mode, cas)?;
+        self.emit(
+            &ops::Store {
+                mode,
+                key,
+                data,
+                flags,
+                ttl,
+            },
+            Pending::Store,
+        )
+    }
+
+    /// A store of a JavaScript value as a plain client of the codec's convention writes it
+    /// (see the crate docs for the flags).
+    #[wasm_bindgen(js_name = storeValue)]
+    pub fn store_value(
+        &mut self,
+        mode: &str,
+        key: &[u8],
+        value: &JsValue,
+        ttl: u32,
+        cas: Option<u64>,
+    ) -> Result<Vec<u8>, JsValue> {
+        let (data, flags) = values::plain_from_js(self.convention, value)?;
+        self.store(mode, key, &data, flags, ttl, cas)
+    }
+
+    /// `delete`: result `true` when the key existed, `false` when not.
+    pub fn delete(&mut self, key: &[u8]) -> Result<Vec<u8>, JsValue> {
+        self.emit(&ops::Delete { key }, Pending::Delete)
+    }
+
+    /// `incr`/`decr` by `delta` (a number or a `BigInt`): the new value (a number, or a
+    /// `BigInt` past 2^53), or `null` when the key is missing.
+    pub fn arith(&mut self, key: &[u8], incr: bool, delta: &JsValue) -> Result<Vec<u8>, JsValue> {
+        let delta = js::u64_of(delta).ok_or_else(|| {
+            js::error(&Error::Config(
+                "delta must be a non-negative integer (number or bigint)".into(),
+            ))
+        })?;
+        self.emit(&ops::Arith { key, incr, delta }, Pending::Arith)
+    }
+
+    /// `touch`: `true` when the key existed.
+    pub fn touch(&mut self, key: &[u8], ttl: u32) -> Result<Vec<u8>, JsValue> {
+        self.emit(&ops::Touch { key, ttl }, Pending::Touch)
+    }
+
+    /// A multi-get of keys that all live on this connection's server. The result is an array
+    /// aligned with `keys`: `null` for a miss, else as [`Codec::get`] (`ttl` asks for the
+    /// remaining TTL, meta protocol only; replication's repairs need it).
+    #[wasm_bindgen(js_name = getMulti)]
+    pub fn get_multi(
+        &mut self,
+        keys: &Array,
+        cas: bool,
+        ttl: bool,
+        typed: bool,
+    ) -> Result<Vec<u8>, JsValue> {
+        let keys = key_list(keys)?;
+        let out = if typed { Out::Typed } else { Out::Raw };
+        self.out.clear();
+        let ctx = self.cluster.ctx(self.dialect);
+        let expect = ops::GetMulti {
+            keys: &keys,
+            cas,
+            ttl,
+        }
+        .encode(&ctx, &mut self.out)
+        .map_err(|e| js::error(&e))?;
+        self.push(
+            expect,
+            Pending::GetMulti {
+                keys,
+                cas,
+                ttl,
+                out,
+            },
+        );
+        Ok(self.out.to_vec())
+    }
+
+    /// A typed multi-get whose keys come packed: `keys` holds them back to back and `ends[i]`
+    /// is where key `i` ends; `positions` (optional) selects which of them to ask this server
+    /// for. One copy in, and the result comes out packed too: `{codes, blob, ranges, values}`
+    /// aligned with the asked keys, where `codes[j]` is 0 (miss or tombstone), 1 (bytes:
+    /// `blob[ranges[2j] .. ranges[2j+1]]`), 2 (UTF-8 text, same range, already validated) or 3
+    /// (`values[j]`: a number, bigint, boolean, parsed JSON, or the `Error` for a value
+    /// JavaScript cannot read). So a 100-key reply costs one allocation for all the bytes.
+    #[wasm_bindgen(js_name = getMultiPacked)]
+    pub fn get_multi_packed(
+        &mut self,
+        keys: &[u8],
+        ends: &[u32],
+        positions: Option<Vec<u32>>,
+    ) -> Result<Vec<u8>, JsValue> {
+        let all = unpack(keys, ends)?;
+        let (packed, ends): (Vec<u8>, Vec<u32>) = match positions {
+            None => (keys.to_vec(), ends.to_vec()),
+            Some(p) => {
+                let mut packed = Vec::with_capacity(keys.len());
+                let mut out_ends = Vec::with_capacity(p.len());
+                for &i in &p {
+                    packed.extend_from_slice(all.get(i as usize).ok_or_else(bad_position)?);
+                    out_ends.push(packed.len() as u32);
+                }
+                (packed, out_ends)
+            }
+        };
+        let keys = unpack(&packed, &ends)?;
+        self.out.clear();
+        let ctx = self.cluster.ctx(self.dialect);
+        let expect = ops::GetMulti {
+            keys: &keys,
+            cas: false,
+            ttl: false,
+        }
+        .encode(&ctx, &mut self.out)
+        .map_err(|e| js::error(&e))?;
+        self.push(expect, Pending::GetPacked { keys: packed, ends });
+        Ok(self.out.to_vec())
+    }
+
+    /// Many stores pipelined (quiet `ms` closed by `mn` on meta). `items` is an array of
+    /// `[key, data, flags, ttl, mode?, cas?]` with raw `data`; the result is an array aligned
+    /// with it: `true` or the item's error.
+    #[wasm_bindgen(js_name = storeItems)]
+    pub fn store_items(&mut self, items: &Array) -> Result<Vec<u8>, JsValue> {
+        let mut owned: Vec<OwnedItem> = Vec::with_capacity(items.length() as usize);
+        for it in items.iter() {
+            let it: Array = it.dyn_into().map_err(|_| bad_item())?;
+            let key = js::bytes_of(&it.get(0)).ok_or_else(bad_item)?;
+            let data = js::bytes_of(&it.get(1)).ok_or_else(bad_item)?;
+            let flags = it.get(2).as_f64().unwrap_or(0.0) as u32;
+            let ttl = it.get(3).as_f64().unwrap_or(0.0) as u32;
+            let mode = it.get(4).as_string().unwrap_or_else(|| "set".into());
+            let mode = store_mode(&mode, js::u64_of(&it.get(5)))?;
+            owned.push((key, data, flags, ttl, mode));
+        }
+        self.store_owned(&owned)
+    }
+
+    /// Many plain stores of JavaScript values (`[key, value]` pairs) with one mode and TTL,
+    /// typed by the convention as [`Codec::store_value`]. Result as [`Codec::store_items`].
+    #[wasm_bindgen(js_name = storeValues)]
+    pub fn store_values(
+        &mut self,
+        pairs: &Array,
+        mode: &str,
+        ttl: u32,
+    ) -> Result<Vec<u8>, JsValue> {
+        let mode = store_mode(mode, None)?;
+        let mut owned = Vec::with_capacity(pairs.length() as usize);
+        for p in pairs.iter() {
+            let p: Array = p.dyn_into().map_err(|_| bad_item())?;
+            let key = js::bytes_of(&p.get(0)).ok_or_else(bad_item)?;
+            let (data, flags) = values::plain_from_js(self.convention, &p.get(1))?;
+            owned.push((key, data, flags, ttl, mode));
+        }
+        self.store_owned(&owned)
+    }
+
+    fn store_owned(&mut self, owned: &[OwnedItem]) -> Result<Vec<u8>, JsValue> {
+        let items: Vec<ops::Item<'_>> = owned
+            .iter()
+            .map(|(k, d, flags, ttl, mode)| ops::Item {
+                key: k,
+                data: d,
+                mode: *mode,
+                flags: *flags,
+                ttl: *ttl,
+            })
+            .collect();
+        let n = items.len();
+        self.out.clear();
+        let ctx = self.cluster.ctx(self.dialect);
+        let expect = ops::StoreItems { items: &items }
+            .encode(&ctx, &mut self.out)
+            .map_err(|e| js::error(&e))?;
+        self.push(expect, Pending::StoreItems(n));
+        Ok(self.out.to_vec())
+    }
+
+    /// Many deletes pipelined; the result is an array of `true` (existed) / `false` / error.
+    #[wasm_bindgen(js_name = deleteMulti)]
+    pub fn delete_multi(&mut self, keys: &Array) -> Result<Vec<u8>, JsValue> {
+        let keys = key_list(keys)?;
+        let n = keys.len();
+        self.emit(&ops::DeleteMulti { keys: &keys }, Pending::DeleteMulti(n))
+    }
+
+    /// Compare-and-delete: delete only if the key still has unique `cas` (meta `md C`; on
+    /// text servers a `cas` with an expiry in the past). `true`, or `Exists` / `NotFound`.
+    #[wasm_bindgen(js_name = casDelete)]
+    pub fn cas_delete(&mut self, key: &[u8], cas: u64) -> Result<Vec<u8>, JsValue> {
+        self.emit(&ops::CasDelete { key, cas }, Pending::CasDelete)
+    }
+
+    /// A store that returns the new CAS unique (`add` to take a lock, `cas` to extend it):
+    /// the result is a `BigInt`, or the store's error.
+    #[wasm_bindgen(js_name = storeReturningCas)]
+    pub fn store_returning_cas(
+        &mut self,
+        mode: &str,
+        key: &[u8],
+        data: &[u8],
+        ttl: u32,
+        cas: Option<u64>,
+    ) -> Result<Vec<u8>, JsValue> {
+        let mode = store_mode(mode, cas)?;
+        let pending = Pending::StoreReturningCas {
+            mode,
+            data: data.to_vec(),
+        };
+        self.emit(
+            &ops::StoreReturningCas {
+                mode,
+                key,
+                data,
+                ttl,
+            },
+            pending,
+        )
+    }
+
+    /// `version`: the server's version string.
+    pub fn version(&mut self) -> Result<Vec<u8>, JsValue> {
+        self.emit(&ops::Version, Pending::Version)
+    }
+
+    /// `stats [group]`: an object of name → value strings.
+    pub fn stats(&mut self, group: Option<String>) -> Result<Vec<u8>, JsValue> {
+        self.emit(
+            &ops::Stats {
+                group: group.as_deref(),
+            },
+            Pending::Stats,
+        )
+    }
+
+    /// `flush_all [delay]`: `true`.
+    #[wasm_bindgen(js_name = flushAll)]
+    pub fn flush_all(&mut self, delay: Option<u32>) -> Result<Vec<u8>, JsValue> {
+        self.emit(&ops::FlushAll { delay }, Pending::FlushAll)
+    }
+
+    /// Append bytes read from the socket.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// [`Codec::feed`] then [`Codec::poll`] in one call (one crossing per read for the common
+    /// one-reply chunk); call `poll` for more results only when this returned one.
+    pub fn receive(&mut self, chunk: &[u8]) -> Result<JsValue, JsValue> {
+        self.buf.extend_from_slice(chunk);
+        self.poll()
+    }
+
+    /// The next complete result, in request order, or `undefined` when the next reply is not
+    /// complete yet. Throws a `Protocol` error when the server sent something that is not
+    /// memcached protocol (or bytes nobody asked for): drop the connection then.
+    pub fn poll(&mut self) -> Result<JsValue, JsValue> {
+        let Some((decoder, _)) = self.pending.front_mut() else {
+            if self.buf.is_empty() {
+                return Ok(JsValue::UNDEFINED);
+            }
+            return Err(self.protocol_error(format!(
+                "{} bytes arrived that no request asked for: {:?}",
+                self.buf.len(),
+                String::from_utf8_lossy(&self.buf[..self.buf.len().min(64)])
+            )));
+        };
+        let reply = match decoder.decode(&mut self.buf) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(JsValue::UNDEFINED),
+            Err(e) => return Err(self.protocol_error(e.0)),
+        };
+        let (_, pending) = self.pending.pop_front().expect("front exists");
+        self.finish(pending, reply)
+    }
+
+    fn protocol_error(&self, detail: String) -> JsValue {
+        js::error(&Error::Protocol {
+            server: self.server.clone(),
+            detail,
+        })
+    }
+
+    fn err(&self, e: Error) -> JsValue {
+        js::error(&js::at_server(e, &self.server))
+    }
+
+    fn result<T>(&self, r: Result<T, Error>, ok: impl FnOnce(T) -> JsValue) -> JsValue {
+        match r {
+            Ok(v) => ok(v),
+            Err(e) => self.err(e),
+        }
+    }
+
+    fn read_value(&self, v: Option<Value>, cas: bool, out: Out) -> Result<JsValue, JsValue> {
+        let Some(v) = v else { return Ok(JsValue::NULL) };
+        match out {
+            Out::Raw => Ok(raw_value(&v)),
+            Out::Typed => {
+                let Some(value) = values::stored_to_js(self.convention, &v.data, v.flags)? else {
+                    return Ok(JsValue::NULL);
+                };
+                if !cas {
+                    return Ok(value);
+                }
+                let o = Object::new();
+                js::set(&o, "value", value);
+                js::set(&o, "cas", v.cas.map(js::big).unwrap_or(JsValue::UNDEFINED));
+                Ok(o.into())
+            }
+        }
+    }
+
+    fn finish(&mut self, pending: Pending, reply: Reply) -> Result<JsValue, JsValue> {
+        let ctx = self.cluster.ctx(self.dialect);
+        let mode = StoreMode::Set;
+        Ok(match pending {
+            Pending::Probe => return self.probe_result(reply),
+            Pending::Get { cas, out } => match (ops::Get {
+                key: b"",
+                cas,
+                touch: None,
+            })
+            .finish(&ctx, reply)
+            {
+                Ok(v) => self.read_value(v, cas, out).unwrap_or_else(|e| e),
+                Err(e) => self.err(e),
+            },
+            Pending::Store => {
+                let r = ops::Store {
+                    mode,
+                    key: b"",
+                    data: b"",
+                    flags: 0,
+                    ttl: 0,
+                }
+                .finish(&ctx, reply);
+                self.result(r, |()| JsValue::TRUE)
+            }
+            Pending::Delete => {
+                let r = ops::Delete { key: b"" }.finish(&ctx, reply);
+                self.result(r, JsValue::from_bool)
+            }
+            Pending::Arith => {
+                let r = ops::Arith {
+                    key: b"",
+                    incr: true,
+                    delta: 0,
+                }
+                .finish(&ctx, reply);
+                self.result(r, |v| v.map(js::uint).unwrap_or(JsValue::NULL))
+            }
+            Pending::Touch => {
+                let r = ops::Touch { key: b"", ttl: 0 }.finish(&ctx, reply);
+                self.result(r, JsValue::from_bool)
+            }
+            Pending::GetMulti {
+                keys,
+                cas,
+                ttl,
+                out,
+            } => {
+                match (ops::GetMulti {
+                    keys: &keys,
+                    cas,
+                    ttl,
+                })
+                .finish(&ctx, reply)
+                {
+                    Ok(vals) => {
+                        let arr = Array::new_with_length(vals.len() as u32);
+                        for (i, v) in vals.into_iter().enumerate() {
+                            // A value JavaScript cannot read is that key's error, not the batch's.
+                            arr.set(i as u32, self.read_value(v, cas, out).unwrap_or_else(|e| e));
+                        }
+                        arr.into()
+                    }
+                    Err(e) => self.err(e),
+                }
+            }
+            Pending::GetPacked { keys, ends } => {
+                let keys = unpack(&keys, &ends).unwrap_or_default();
+                match (ops::GetMulti {
+                    keys: &keys,
+                    cas: false,
+                    ttl: false,
+                })
+                .finish(&ctx, reply)
+                {
+                    Ok(vals) => self.packed(vals),
+                    Err(e) => self.err(e),
+                }
+            }
+            Pending::StoreItems(n) => {
+                let dummy = ops::Item {
+                    key: b"",
+                    data: b"",
+                    mode,
+                    flags: 0,
+                    ttl: 0,
+                };
+                let items = vec![dummy; n];
+                match (ops::StoreItems { items: &items }).finish(&ctx, reply) {
+                    Ok(rs) => rs
+                        .into_iter()
+                        .map(|r| self.result(r, |()| JsValue::TRUE))
+                        .collect::<Array>()
+                        .into(),
+                    Err(e) => self.err(e),
+                }
+            }
+            Pending::DeleteMulti(n) => {
+                let keys = vec![&b""[..]; n];
+                match (ops::DeleteMulti { keys: &keys }).finish(&ctx, reply) {
+                    Ok(rs) => rs
+                        .into_iter()
+                        .map(|r| self.result(r, JsValue::from_bool))
+                        .collect::<Array>()
+                        .into(),
+                    Err(e) => self.err(e),
+                }
+            }
+            Pending::CasDelete => {
+                let r = ops::CasDelete { key: b"", cas: 0 }.finish(&ctx, reply);
+                self.result(r, |()| JsValue::TRUE)
+            }
+            Pending::StoreReturningCas { mode, data } => {
+                let r = ops::StoreReturningCas {
+                    mode,
+                    key: b"",
+                    data: &data,
+                    ttl: 0,
+                }
+                .finish(&ctx, reply);
+                self.result(r, js::big)
+            }
+            Pending::Version => {
+                let r = ops::Version.finish(&ctx, reply);
+                self.result(r, |v| JsValue::from_str(&v))
+            }
+            Pending::Stats => {
+                let r = ops::Stats { group: None }.finish(&ctx, reply);
+                self.result(r, |stats| {
+                    let o = Object::new();
+                    for (k, v) in stats {
+                        js::set(&o, &k, v);
+                    }
+                    o.into()
+                })
+            }
+            Pending::FlushAll => {
+                let r = ops::FlushAll { delay: None }.finish(&ctx, reply);
+                self.result(r, |()| JsValue::TRUE)
+            }
+        })
+    }
+
+    fn packed(&self, vals: Vec<Option<Value>>) -> JsValue {
+        let n = vals.len();
+        let mut codes = vec![0u8; n];
+        let mut ranges = vec![0u32; 2 * n];
+        let total: usize = vals.iter().flatten().map(|v| v.data.len()).sum();
+        let mut blob = Vec::with_capacity(total);
+        let others = Array::new();
+        for (j, v) in vals.iter().enumerate() {
+            let Some(v) = v else { continue };
+            match values::stored_ref(self.convention, &v.data, v.flags) {
+                values::Stored::Missing => {}
+                values::Stored::Bytes(b) => {
+                    codes[j] = 1;
+                    ranges[2 * j] = blob.len() as u32;
+                    blob.extend_from_slice(b);
+                    ranges[2 * j + 1] = blob.len() as u32;
+                }
+                values::Stored::Text(b) => {
+                    codes[j] = 2;
+                    ranges[2 * j] = blob.len() as u32;
+                    blob.extend_from_slice(b);
+                    ranges[2 * j + 1] = blob.len() as u32;
+                }
+                values::Stored::Other(t) => {
+                    codes[j] = 3;
+                    others.set(j as u32, values::typed_to_js(t).unwrap_or_else(|e| e));
+                }
+            }
+        }
+        let o = Object::new();
+        js::set(&o, "codes", js_sys::Uint8Array::from(&codes[..]));
+        js::set(&o, "blob", js::u8a(&blob));
+        js::set(&o, "ranges", js_sys::Uint32Array::from(&ranges[..]));
+        js::set(&o, "values", others);
+        o.into()
+    }
+
+    /// The probe's reply: `VERSION ...` then `MN` (meta spoken) or `ERROR` (text only),
+    /// decided by the core's `Cluster::probe_result`.
+    fn probe_result(&mut self, reply: Reply) -> Result<JsValue, JsValue> {
+        let (dialect, version) = self.cluster.probe_result(0, reply).map_err(|mut e| {
+            // Named as JavaScript named the server, like every other error of this codec.
+            if let Error::Protocol { server, .. } | Error::Unsupported { server, .. } = &mut e {
+                server.clone_from(&self.server);
+            }
+            js::error(&e)
+        })?;
+        self.dialect = dialect;
+        let o = Object::new();
+        js::set(&o, "version", version);
+        js::set(&o, "dialect", self.dialect());
+        Ok(o.into())
+    }
+}
+
+/// Split packed keys: `ends[i]` is the end of key `i` in `keys`.
+pub(crate) fn unpack<'a>(keys: &'a [u8], ends: &[u32]) -> Result<Vec<&'a [u8]>, JsValue> {
+    let mut start = 0usize;
+    ends.iter()
+        .map(|&e| {
+            let e = e as usize;
+            if e < start || e > keys.len() {
+                return Err(js::error(&Error::Config(
+                    "packed keys: ends must grow and stay within the bytes".into(),
+                )));
+            }
+            let k = &keys[start..e];
+            start = e;
+            Ok(k)
+        })
+        .collect()
+}
+
+fn bad_position() -> JsValue {
+    js::error(&Error::Config(
+        "packed keys: a position is out of range".into(),
+    ))
+}
+
+fn bad_item() -> JsValue {
+    js::error(&Error::Config(
+        "each item must be an array [key, data, flags, ttl, mode?, cas?] with a string or Uint8Array key and data".into(),
+    ))
+}

@@ -1,0 +1,686 @@
+//! `Core`: the client-wide state of the logic layer — ring, key rules, per-server health,
+//! replication policy, clock and writer id — and the decisions the JavaScript client asks it
+//! for: where a call goes, whether a server may be tried, what a replicated write or read
+//! concluded, what to repair. Time is always passed in (milliseconds from JavaScript); nothing
+//! here does I/O.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use js_sys::{Array, Object, Uint32Array};
+use multiput::cluster::Cluster;
+use multiput::envelope::{self, Hlc, Stamp, Typed};
+use multiput::ops::Value;
+use multiput::protocol::text::StoreMode;
+use multiput::replication::{self, Policy, ReadPolicy, WritePolicy};
+use multiput::values::{self as core_values, Convention};
+use multiput::{Config, Error, ServerSpec};
+use wasm_bindgen::prelude::*;
+
+use crate::{codec, js, ring, values};
+
+/// The client-wide logic state. One per JavaScript `Client`.
+#[wasm_bindgen]
+pub struct Core {
+    /// Servers, ring, key rules and per-server health: the core's, with time passed in.
+    cluster: Cluster,
+    policy: Policy,
+    replicated: bool,
+    convention: Convention,
+    hlc: Hlc,
+    writer: u64,
+    token_seed: u64,
+    tokens: Cell<u64>,
+}
+
+fn config(msg: impl Into<String>) -> JsValue {
+    js::error(&Error::Config(msg.into()))
+}
+
+fn opt_f64(o: &JsValue, k: &str) -> Option<f64> {
+    let v = js::get(o, k);
+    if js::is_nullish(&v) {
+        None
+    } else {
+        v.as_f64()
+    }
+}
+
+/// A quorum size: `quorum` (a majority of `replicas`), `quorum:N`, a number N or `{quorum: N}`.
+fn quorum(v: &JsValue, replicas: usize) -> Option<usize> {
+    if let Some(q) = js::get(v, "quorum").as_f64().or_else(|| v.as_f64()) {
+        return Some(q as usize);
+    }
+    let s = v.as_string()?;
+    if s == "quorum" {
+        return Some(replicas / 2 + 1);
+    }
+    s.strip_prefix("quorum:").and_then(|n| n.parse().ok())
+}
+
+/// `all`, `one`, or a quorum (see [`quorum`]); the same spellings as the Python binding.
+fn write_policy(v: &JsValue, replicas: usize) -> Result<WritePolicy, JsValue> {
+    if js::is_nullish(v) {
+        return Ok(WritePolicy::All);
+    }
+    if let Some(q) = quorum(v, replicas) {
+        return Ok(WritePolicy::Quorum(q));
+    }
+    match v.as_string().as_deref() {
+        Some("all") => Ok(WritePolicy::All),
+        Some("one") => Ok(WritePolicy::One),
+        _ => Err(config(format!(
+            "writePolicy {v:?}: expected \"all\", \"one\", \"quorum\" (a majority), \"quorum:W\", W or {{quorum: W}}"
+        ))),
+    }
+}
+
+/// `all`, `first` (also `first_hit`, `firstHit`), or a quorum (see [`quorum`]).
+fn read_policy(v: &JsValue, replicas: usize) -> Result<ReadPolicy, JsValue> {
+    if js::is_nullish(v) {
+        return Ok(ReadPolicy::All);
+    }
+    if let Some(q) = quorum(v, replicas) {
+        return Ok(ReadPolicy::Quorum(q));
+    }
+    match v.as_string().as_deref() {
+        Some("all") => Ok(ReadPolicy::All),
+        Some("first" | "firstHit" | "first_hit") => Ok(ReadPolicy::FirstHit),
+        _ => Err(config(format!(
+            "readPolicy {v:?}: expected \"all\", \"first\", \"quorum\" (a majority), \"quorum:R\", R or {{quorum: R}}"
+        ))),
+    }
+}
+
+#[wasm_bindgen]
+impl Core {
+    /// Build from the client's options (see `index.d.ts`, `ClientOptions`), after the JS side
+    /// has filled in `writerId` and `tokenSeed` from `crypto.getRandomValues` (wasm32 has no
+    /// random source of its own) and `mode` (`plain` or `replicated`).
+    #[wasm_bindgen(constructor)]
+    pub fn new(options: &JsValue) -> Result<Core, JsValue> {
+        let servers: Array = js::get(options, "servers")
+            .dyn_into()
+            .map_err(|_| config("servers must be an array of \"host:port[:weight]\" strings or {host, port, weight} objects"))?;
+        let servers = ring::specs(&servers)?;
+        let ring_mode = ring::mode(js::get(options, "ringMode").as_string())?;
+        let key_prefix = {
+            let p = js::get(options, "keyPrefix");
+            if js::is_nullish(&p) {
+                Vec::new()
+            } else {
+                js::bytes_of(&p)
+                    .ok_or_else(|| config("keyPrefix must be a string or Uint8Array"))?
+            }
+        };
+        let defaults = Config::default();
+        // Checked by the core: at least one server, a prefix that obeys the key rules.
+        let cluster = Cluster::new(Config {
+            servers,
+            ring_mode,
+            key_prefix,
+            max_value_size: opt_f64(options, "maxValueSize")
+                .map_or(defaults.max_value_size, |n| n as usize),
+            failure_limit: opt_f64(options, "failureLimit")
+                .map_or(defaults.failure_limit, |n| n as u32)
+                .max(1),
+            retry_interval: opt_f64(options, "retryInterval")
+                .map_or(defaults.retry_interval, |n| {
+                    Duration::from_millis(js::ms(n))
+                }),
+            // Only the codecs probe; an unknown protocol fails there, when a connection opens.
+            protocol: js::get(options, "protocol")
+                .as_string()
+                .and_then(|p| codec::protocol_choice(&p).ok())
+                .unwrap_or_default(),
+            ..defaults
+        })
+        .map_err(|e| js::error(&e))?;
+        let n_servers = cluster.len();
+        let replicated = match js::get(options, "mode").as_string().as_deref() {
+            None | Some("plain") => false,
+            Some("replicated") => true,
+            Some(m) => {
+                return Err(config(format!(
+                    "mode {m:?}: expected \"plain\" or \"replicated\""
+                )))
+            }
+        };
+        let defaults = Policy::default();
+        let replicas = opt_f64(options, "replicas")
+            .map(|n| n as usize)
+            .unwrap_or(if replicated {
+                defaults.replicas.min(n_servers)
+            } else {
+                1
+            });
+        let policy = Policy {
+            replicas,
+            write: write_policy(&js::get(options, "writePolicy"), replicas)?,
+            read: read_policy(&js::get(options, "readPolicy"), replicas)?,
+            tombstone_ttl: opt_f64(options, "tombstoneTtl")
+                .map(|n| n as u32)
+                .unwrap_or(defaults.tombstone_ttl),
+            failover: js::get(options, "failover").as_bool().unwrap_or(false),
+            read_repair: js::get(options, "readRepair").as_bool().unwrap_or(true),
+        };
+        policy.validate(n_servers).map_err(|e| js::error(&e))?;
+        let writer = js::u64_of(&js::get(options, "writerId")).unwrap_or(0);
+        if writer == 0 {
+            return Err(config(
+                "writerId must be a non-zero BigInt from crypto.getRandomValues",
+            ));
+        }
+        let token_seed = js::u64_of(&js::get(options, "tokenSeed")).unwrap_or(writer);
+        Ok(Core {
+            cluster,
+            policy,
+            replicated,
+            convention: values::convention(&js::get(options, "convention"))?,
+            hlc: Hlc::new(),
+            writer,
+            token_seed,
+            tokens: Cell::new(0),
+        })
+    }
+
+    /// The number of servers.
+    #[wasm_bindgen(getter)]
+    pub fn length(&self) -> u32 {
+        self.cluster.len() as u32
+    }
+
+    /// `host:port` of server `i`.
+    pub fn address(&self, i: u32) -> String {
+        let i = i as usize;
+        if i < self.cluster.len() {
+            self.cluster.name(i).to_string()
+        } else {
+            String::new()
+        }
+    }
+
+    fn spec(&self, i: u32) -> Option<&ServerSpec> {
+        self.cluster.config().servers.get(i as usize)
+    }
+
+    /// The host of server `i` as configured (what the socket connects to).
+    pub fn host(&self, i: u32) -> String {
+        self.spec(i).map(|s| s.host.clone()).unwrap_or_default()
+    }
+
+    /// The port of server `i` (0 means 11211).
+    pub fn port(&self, i: u32) -> u16 {
+        self.spec(i).map(ServerSpec::effective_port).unwrap_or(0)
+    }
+
+    /// The key prefix (bytes), sent on the wire and never hashed.
+    #[wasm_bindgen(getter, js_name = keyPrefix)]
+    pub fn key_prefix(&self) -> Vec<u8> {
+        self.cluster.config().key_prefix.clone()
+    }
+
+    /// The largest value accepted, in bytes.
+    #[wasm_bindgen(getter, js_name = maxValueSize)]
+    pub fn max_value_size(&self) -> u32 {
+        self.cluster.config().max_value_size as u32
+    }
+
+    /// True when values are written inside the envelope to `replicas` servers.
+    #[wasm_bindgen(getter)]
+    pub fn replicated(&self) -> bool {
+        self.replicated
+    }
+
+    /// Copies per key.
+    #[wasm_bindgen(getter)]
+    pub fn replicas(&self) -> u32 {
+        self.policy.replicas as u32
+    }
+
+    /// `all`, `first` or `quorum`.
+    #[wasm_bindgen(getter, js_name = readPolicy)]
+    pub fn read_policy(&self) -> String {
+        match self.policy.read {
+            ReadPolicy::All => "all".into(),
+            ReadPolicy::FirstHit => "first".into(),
+            ReadPolicy::Quorum(_) => "quorum".into(),
+        }
+    }
+
+    /// Lifetime of delete tombstones, seconds.
+    #[wasm_bindgen(getter, js_name = tombstoneTtl)]
+    pub fn tombstone_ttl(&self) -> u32 {
+        self.policy.tombstone_ttl
+    }
+
+    /// `libketama_compatible` or `ketama_md5`.
+    #[wasm_bindgen(getter, js_name = ringMode)]
+    pub fn ring_mode(&self) -> String {
+        self.cluster.config().ring_mode.as_str().into()
+    }
+
+    /// This client's writer id (a `BigInt`), written into every envelope.
+    #[wasm_bindgen(getter, js_name = writerId)]
+    pub fn writer_id(&self) -> u64 {
+        self.writer
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<(), JsValue> {
+        self.cluster.check_key(key).map_err(|e| js::error(&e))
+    }
+
+    /// The server that owns `key` (checked against the key rules first, with the prefix; the
+    /// ring hashes the key without it, as libmemcached).
+    pub fn route(&self, key: &[u8]) -> Result<u32, JsValue> {
+        self.cluster
+            .route(key)
+            .map(|s| s as u32)
+            .map_err(|e| js::error(&e))
+    }
+
+    fn replicas_at(&self, key: &[u8], now: u64) -> Vec<usize> {
+        self.cluster
+            .replicas_for_ms(key, self.policy.replicas, self.policy.failover, now)
+    }
+
+    /// The servers holding `key`'s copies, primary first: the first `replicas` distinct
+    /// servers of its preference list (with `failover`, on a ring without the servers down at
+    /// `now_ms`).
+    #[wasm_bindgen(js_name = replicasOf)]
+    pub fn replicas_of(&self, key: &[u8], now_ms: f64) -> Result<Uint32Array, JsValue> {
+        self.check_key(key)?;
+        let l: Vec<u32> = self
+            .replicas_at(key, js::ms(now_ms))
+            .into_iter()
+            .map(|i| i as u32)
+            .collect();
+        Ok(Uint32Array::from(&l[..]))
+    }
+
+    /// Plan a multi-key call: `{errors, groups}` where `errors[i]` is key `i`'s error (it is
+    /// not sent; `undefined` for a valid key), and `groups` is `[[server, Uint32Array of key positions]]`,
+    /// servers in order of first appearance. With `replicated`, each key goes to every one of
+    /// its replicas and `placement[i]` lists them (primary first).
+    pub fn plan(&self, keys: &Array, replicated: bool, now_ms: f64) -> JsValue {
+        let owned: Vec<Option<Vec<u8>>> = keys.iter().map(|k| js::bytes_of(&k)).collect();
+        let refs: Vec<Option<&[u8]>> = owned.iter().map(|k| k.as_deref()).collect();
+        self.plan_keys(&refs, replicated, now_ms)
+    }
+
+    /// [`Core::plan`] for keys packed back to back (`ends[i]` is where key `i` ends): one copy
+    /// into WebAssembly instead of one per key.
+    #[wasm_bindgen(js_name = planPacked)]
+    pub fn plan_packed(
+        &self,
+        keys: &[u8],
+        ends: &[u32],
+        replicated: bool,
+        now_ms: f64,
+    ) -> Result<JsValue, JsValue> {
+        let refs: Vec<Option<&[u8]>> = crate::codec::unpack(keys, ends)?
+            .into_iter()
+            .map(Some)
+            .collect();
+        Ok(self.plan_keys(&refs, replicated, now_ms))
+    }
+
+    fn plan_keys(&self, keys: &[Option<&[u8]>], replicated: bool, now_ms: f64) -> JsValue {
+        let now = js::ms(now_ms);
+        let n = keys.len() as u32;
+        let errors = Array::new_with_length(n);
+        let placement = Array::new_with_length(n);
+        let mut groups: Vec<(usize, Vec<u32>)> = Vec::new();
+        let mut slot = vec![usize::MAX; self.cluster.len()];
+        for (i, key) in keys.iter().enumerate() {
+            let Some(key) = key else {
+                errors.set(i as u32, config("keys must be strings or Uint8Arrays"));
+                continue;
+            };
+            if let Err(e) = self.check_key(key) {
+                errors.set(i as u32, e);
+                continue;
+            }
+            let servers = if replicated {
+                self.replicas_at(key, now)
+            } else {
+                vec![self.cluster.ring().server_for(key).unwrap_or(0)]
+            };
+            for &s in &servers {
+                if slot[s] == usize::MAX {
+                    slot[s] = groups.len();
+                    groups.push((s, Vec::new()));
+                }
+                groups[slot[s]].1.push(i as u32);
+            }
+            if replicated {
+                let l: Vec<u32> = servers.iter().map(|&s| s as u32).collect();
+                placement.set(i as u32, Uint32Array::from(&l[..]).into());
+            }
+        }
+        let o = Object::new();
+        js::set(&o, "errors", errors);
+        js::set(
+            &o,
+            "groups",
+            groups
+                .into_iter()
+                .map(|(s, idx)| -> JsValue {
+                    [JsValue::from(s as u32), Uint32Array::from(&idx[..]).into()]
+                        .into_iter()
+                        .collect::<Array>()
+                        .into()
+                })
+                .collect::<Array>(),
+        );
+        if replicated {
+            js::set(&o, "placement", placement);
+        }
+        o.into()
+    }
+
+    /// May a call go to server `i` at `now_ms`? `null` when it may (including the one probe
+    /// let through after the retry interval), else the `ServerDown` error to fail fast with.
+    pub fn admit(&self, i: u32, now_ms: f64) -> JsValue {
+        match self.cluster.admit_ms(i as usize, js::ms(now_ms)) {
+            Ok(()) => JsValue::NULL,
+            Err(e) => js::error(&e),
+        }
+    }
+
+    /// Record how a call to server `i` ended: `null` when the server answered (whatever it
+    /// answered), else the error. Refused connections mark a server down at once; timeouts and
+    /// broken connections after `failureLimit` in a row. Returns true when this marked it down.
+    pub fn record(&self, i: u32, now_ms: f64, error: &JsValue) -> bool {
+        let result = if js::is_nullish(error) {
+            Ok(())
+        } else {
+            Err(js::error_from_js(error))
+        };
+        self.cluster.record_ms(i as usize, js::ms(now_ms), &result)
+    }
+
+    /// True while server `i` is marked down.
+    #[wasm_bindgen(js_name = isDown)]
+    pub fn is_down(&self, i: u32, now_ms: f64) -> bool {
+        self.cluster.health(i as usize).is_down(js::ms(now_ms))
+    }
+
+    /// Consecutive failures of server `i`.
+    pub fn failures(&self, i: u32) -> u32 {
+        self.cluster.health(i as usize).consecutive_failures()
+    }
+
+    fn stamp_at(&self, now_ms: f64) -> Stamp {
+        Stamp::new(self.hlc.stamp(js::ms(now_ms)), self.writer)
+    }
+
+    /// A new timestamp (a `BigInt`) for a write at wall time `now_ms` (`Date.now()`).
+    pub fn stamp(&self, now_ms: f64) -> u64 {
+        self.hlc.stamp(js::ms(now_ms))
+    }
+
+    /// Let the clock see a timestamp read from a replica, unless it is more than an hour ahead
+    /// of the local wall clock (one corrupt value must not drag every later write with it).
+    pub fn observe(&self, ts: u64, now_ms: f64) {
+        if replication::should_observe(ts, js::ms(now_ms)) {
+            self.hlc.observe(ts);
+        }
+    }
+
+    fn check_size(&self, len: usize) -> Result<(), JsValue> {
+        self.cluster.check_value(len).map_err(|e| js::error(&e))
+    }
+
+    /// A value envelope of a JavaScript value, stamped now: what a replicated write stores
+    /// (with flags 0) on every replica.
+    pub fn envelope(&self, value: &JsValue, now_ms: f64) -> Result<Vec<u8>, JsValue> {
+        let t: Typed = values::typed_from_js(value)?;
+        let payload_len = match &t {
+            Typed::Bytes(b) | Typed::Serialized { data: b, .. } => b.len(),
+            Typed::Text(s) => s.len(),
+            _ => 8,
+        };
+        self.check_size(envelope::HEADER_LEN + payload_len)?;
+        t.encode(self.stamp_at(now_ms))
+            .map_err(|e| config(format!("invalid envelope: {e}")))
+    }
+
+    /// A tombstone stamped now: what a replicated delete stores.
+    pub fn tombstone(&self, now_ms: f64) -> Vec<u8> {
+        envelope::tombstone(self.stamp_at(now_ms)).to_vec()
+    }
+
+    /// The `[bytes, flags]` a plain (non-enveloped) store writes for a JavaScript value.
+    #[wasm_bindgen(js_name = plainValue)]
+    pub fn plain_value(&self, value: &JsValue) -> Result<Array, JsValue> {
+        let (data, flags) = values::plain_from_js(self.convention, value)?;
+        self.check_size(data.len())?;
+        Ok([JsValue::from(js::u8a(&data)), JsValue::from(flags)]
+            .into_iter()
+            .collect())
+    }
+
+    /// What stored bytes mean to a reader: the typed value, or `null` for a tombstone.
+    #[wasm_bindgen(js_name = decodeStored)]
+    pub fn decode_stored(&self, data: &[u8], flags: u32) -> Result<JsValue, JsValue> {
+        Ok(values::stored_to_js(self.convention, data, flags)?.unwrap_or(JsValue::NULL))
+    }
+
+    /// Resolve one key from its replicas' answers, in preference order: each entry is a raw
+    /// copy `{data, flags, cas?, ttl?}`, `null` (a miss), or an `Error` (no answer). Returns
+    /// `{value, found, winner, answered, disagreement, stale, repairs, error}`: the latest copy's
+    /// typed value (`found` false on a miss or a winning tombstone), the winner's index, the
+    /// stale replicas' indices and the write-backs to do, `[{replica, mode: "add"|"cas", cas,
+    /// ttl}]` (store the winner's raw bytes and flags). `error` is set when the winner cannot
+    /// be read in JavaScript (do the repairs, then throw it). Throws when fewer replicas
+    /// answered than the read policy needs. The clock observes the winner's stamp.
+    ///
+    /// With `for_update` (a replicated CAS update), every replica must be read and repairs are
+    /// always planned, whatever the read policy, as the core's `cas_update` does.
+    pub fn resolve(
+        &self,
+        copies: &Array,
+        now_ms: f64,
+        for_update: Option<bool>,
+    ) -> Result<JsValue, JsValue> {
+        let copies: Vec<Result<Option<Value>, Error>> =
+            copies.iter().map(|c| copy_of(&c)).collect();
+        let (policy, repair) = if for_update == Some(true) {
+            (ReadPolicy::All, true)
+        } else {
+            (self.policy.read, self.policy.read_repair)
+        };
+        let r = replication::resolve(policy, &copies, repair).map_err(|e| js::error(&e))?;
+        self.observe(r.winner_ts, now_ms);
+        let winner = envelope::winner(copies.iter().map(|c| {
+            c.as_ref()
+                .ok()
+                .and_then(|v| v.as_ref())
+                .map(|v| &v.data[..])
+        }));
+        let o = Object::new();
+        let (value, error) = match &r.value {
+            None => (JsValue::NULL, JsValue::UNDEFINED),
+            Some(v) => match values::typed_to_js(core_values::from_versioned(self.convention, v)) {
+                Ok(x) => (x, JsValue::UNDEFINED),
+                Err(e) => (JsValue::NULL, e),
+            },
+        };
+        js::set(&o, "found", r.value.is_some());
+        js::set(&o, "value", value);
+        js::set(&o, "error", error);
+        js::set(
+            &o,
+            "winner",
+            winner
+                .map(|w| JsValue::from(w as u32))
+                .unwrap_or(JsValue::UNDEFINED),
+        );
+        js::set(&o, "answered", r.answered as u32);
+        js::set(&o, "disagreement", r.disagreement);
+        let stale: Vec<u32> = r.stale.iter().map(|&i| i as u32).collect();
+        js::set(&o, "stale", Uint32Array::from(&stale[..]));
+        let repairs: Array = r
+            .repairs
+            .iter()
+            .map(|rep| {
+                let x = Object::new();
+                js::set(&x, "replica", rep.replica as u32);
+                match rep.mode {
+                    StoreMode::Cas(c) => {
+                        js::set(&x, "mode", "cas");
+                        js::set(&x, "cas", js::big(c));
+                    }
+                    _ => js::set(&x, "mode", "add"),
+                }
+                js::set(&x, "ttl", rep.ttl);
+                JsValue::from(x)
+            })
+            .collect();
+        js::set(&o, "repairs", repairs);
+        Ok(o.into())
+    }
+
+    /// Decide a replicated write from its per-replica results (`servers[i]` answered
+    /// `results[i]`: `true` or an `Error`), by the write policy: `{stored, failed}` (server
+    /// addresses; `failed` as `[{server, error}]`), or throws a `Replication` error naming
+    /// every failed replica. `op` is `write` or `delete`.
+    #[wasm_bindgen(js_name = writeOutcome)]
+    pub fn write_outcome(
+        &self,
+        op: &str,
+        servers: &[u32],
+        results: &Array,
+    ) -> Result<JsValue, JsValue> {
+        let op: &'static str = if op == "delete" { "delete" } else { "write" };
+        let named: Vec<(String, Result<(), Error>)> = servers
+            .iter()
+            .zip(results.iter())
+            .map(|(&s, r)| {
+                let name = self.address(s);
+                let r = if r.is_object() {
+                    Err(js::error_from_js(&r))
+                } else {
+                    Ok(())
+                };
+                (name, r)
+            })
+            .collect();
+        let report =
+            replication::write_outcome(op, self.policy.write, named).map_err(|e| js::error(&e))?;
+        let o = Object::new();
+        js::set(
+            &o,
+            "stored",
+            report
+                .stored
+                .iter()
+                .map(|s| JsValue::from_str(s))
+                .collect::<Array>(),
+        );
+        js::set(&o, "failed", js::failure_list(&report.failed));
+        Ok(o.into())
+    }
+
+    /// A lock owner token, unique per client and call: the random seed the JS side supplied
+    /// (std's randomness is fixed on wasm32) and a counter, formatted as the core's
+    /// `recipes::owner_token`.
+    #[wasm_bindgen(js_name = ownerToken)]
+    pub fn owner_token(&self) -> String {
+        let n = self.tokens.get();
+        self.tokens.set(n + 1);
+        multiput::recipes::owner_token_from(self.token_seed, n)
+    }
+}
+
+/// One replica's answer, from JavaScript: a raw copy object, `null` (miss), or an error.
+fn copy_of(c: &JsValue) -> Result<Option<Value>, Error> {
+    if js::is_nullish(c) {
+        return Ok(None);
+    }
+    if c.is_instance_of::<js_sys::Error>() {
+        return Err(js::error_from_js(c));
+    }
+    let data = js::bytes_of(&js::get(c, "data")).unwrap_or_default();
+    Ok(Some(Value {
+        data: data.into(),
+        flags: js::get(c, "flags").as_f64().unwrap_or(0.0) as u32,
+        cas: js::u64_of(&js::get(c, "cas")),
+        ttl: js::get(c, "ttl").as_f64().map(|t| t as i64),
+    }))
+}
+
+/// Is this error a lost race that a CAS update retries (`Exists`: someone wrote;
+/// `NotFound`: someone deleted; `NotStored`: someone created the key first)?
+#[wasm_bindgen(js_name = isCasConflict)]
+pub fn is_cas_conflict(error: &JsValue) -> bool {
+    matches!(
+        js::error_from_js(error),
+        Error::Exists | Error::NotFound | Error::NotStored
+    )
+}
+
+/// Is this error a lock held by someone else (retry until the wait is over)?
+#[wasm_bindgen(js_name = isLockBusy)]
+pub fn is_lock_busy(error: &JsValue) -> bool {
+    matches!(js::error_from_js(error), Error::NotStored | Error::Exists)
+}
+
+/// The pause in milliseconds before retry number `attempt` (1-based): full jitter over a
+/// doubling window, `unit * min(max, base * 2^(attempt-1))`; `unit` is `Math.random()`.
+#[wasm_bindgen]
+pub fn backoff(attempt: u32, base_ms: f64, max_ms: f64, unit: f64) -> f64 {
+    let d = |m: f64| Duration::from_secs_f64(m.max(0.0) / 1000.0);
+    multiput::recipes::backoff(attempt, d(base_ms), d(max_ms), unit).as_secs_f64() * 1000.0
+}
+
+/// A TTL with ±`fraction` random jitter (`unit` is `Math.random()`); 0 stays 0.
+#[wasm_bindgen(js_name = jitterTtl)]
+pub fn jitter_ttl(ttl: u32, fraction: f64, unit: f64) -> u32 {
+    multiput::recipes::jitter_ttl(ttl, fraction, unit)
+}
+
+/// The key of a lock's fencing counter (`<name>:fence`).
+#[wasm_bindgen(js_name = fenceKey)]
+pub fn fence_key(name: &[u8]) -> Vec<u8> {
+    multiput::recipes::fence_key(name)
+}
+
+/// The key of a `getOrSet` fill lock (`<key>:fill`).
+#[wasm_bindgen(js_name = fillKey)]
+pub fn fill_key(key: &[u8]) -> Vec<u8> {
+    multiput::recipes::fill_key(key)
+}
+
+/// The core's defaults, for the JS side to document and use: `{casMaxAttempts,
+/// casDeadline, casBaseBackoff, casMaxBackoff, lockBaseBackoff, lockMaxBackoff, fillWait,
+/// fillPoll, fillLockTtl, ttlJitter, tombstoneTtl, timeout, connectTimeout, retryInterval,
+/// failureLimit, maxValueSize, expired}` (durations in ms).
+#[wasm_bindgen]
+pub fn defaults() -> JsValue {
+    let cas = multiput::recipes::CasOptions::default();
+    let lock = multiput::recipes::LockOptions::new(1, Duration::ZERO);
+    let fill = multiput::recipes::FillOptions::default();
+    let cfg = multiput::Config::default();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let o = Object::new();
+    js::set(&o, "casMaxAttempts", cas.max_attempts);
+    js::set(&o, "casDeadline", ms(cas.deadline));
+    js::set(&o, "casBaseBackoff", ms(cas.base_backoff));
+    js::set(&o, "casMaxBackoff", ms(cas.max_backoff));
+    js::set(&o, "lockBaseBackoff", ms(lock.base_backoff));
+    js::set(&o, "lockMaxBackoff", ms(lock.max_backoff));
+    js::set(&o, "fillWait", ms(fill.wait));
+    js::set(&o, "fillPoll", ms(fill.poll));
+    js::set(&o, "fillLockTtl", fill.fill_lock_ttl);
+    js::set(&o, "ttlJitter", fill.ttl_jitter);
+    js::set(&o, "tombstoneTtl", Policy::default().tombstone_ttl);
+    js::set(&o, "timeout", ms(cfg.timeout));
+    js::set(&o, "connectTimeout", ms(cfg.connect_timeout));
+    js::set(&o, "retryInterval", ms(cfg.retry_interval));
+    js::set(&o, "failureLimit", cfg.failure_limit);
+    js::set(&o, "maxValueSize", cfg.max_value_size as f64);
+    js::set(&o, "expired", multiput::recipes::EXPIRED);
+    o.into()
+}

@@ -1,0 +1,48 @@
+//! multiput's logic layer as WebAssembly, for the Node package `multiput` (`wasm/js/`).
+//!
+//! WebAssembly has no sockets, which is why the core's logic layer does no I/O: this crate
+//! exports that layer through wasm-bindgen and the JavaScript package carries the bytes. It is
+//! not a client by itself and never touches the network or the clock.
+//!
+//! - [`Codec`]: one connection's codec — requests encoded by the core's `ops` for the
+//!   connection's dialect (probed with `version` + `mn`), replies decoded by the core's
+//!   `protocol::Decoder` and interpreted by the same ops, in request order.
+//! - [`Ring`]: libmemcached's ketama placement (`libketama_compatible`, `ketama_md5`),
+//!   `serverFor` and `preferenceList`.
+//! - Envelope functions and [`Hlc`]: encode, decode, compare, winner; the hybrid logical clock
+//!   with wall time passed in (`Date.now()`).
+//! - [`Core`]: the client-wide state — key rules, routing, per-server health (time passed in),
+//!   replication policy, later-wins resolution and read-repair planning
+//!   (`replication::resolve`), write outcomes by policy, envelopes stamped with the writer id
+//!   JavaScript supplies from `crypto.getRandomValues` (wasm32 has no random source), lock
+//!   owner tokens, backoff and TTL jitter.
+//!
+//! Every error handed to JavaScript is an `Error` with a stable `kind` (the core's
+//! `ErrorKind` name) and the variant's fields; the JS package maps kinds to `MultiputError`
+//! subclasses.
+
+mod codec;
+mod core;
+mod envelope;
+mod js;
+mod ring;
+mod values;
+
+pub use crate::codec::Codec;
+pub use crate::core::{
+    backoff, defaults, fence_key, fill_key, is_cas_conflict, is_lock_busy, jitter_ttl, Core,
+};
+pub use crate::envelope::{
+    envelope_compare, envelope_decode, envelope_encode, envelope_of_value, envelope_tombstone,
+    envelope_why_plain, envelope_winner, stamp_parts, typed_from_value, value_from_typed, Hlc,
+};
+pub use crate::js::{io_error, recipe_error};
+pub use crate::ring::{hash_key, Ring};
+
+use wasm_bindgen::prelude::*;
+
+/// The version of this crate (and of the core it was built from).
+#[wasm_bindgen(js_name = coreVersion)]
+pub fn core_version() -> String {
+    env!("CARGO_PKG_VERSION").to_string()
+}

@@ -1,0 +1,184 @@
+//! JavaScript values ↔ the core's typed values ([`Typed`]).
+//!
+//! | JavaScript | envelope type (replicated) | plain mode, `python` | plain mode, `php` |
+//! | --- | --- | --- | --- |
+//! | `Uint8Array` / `Buffer` | 0 bytes | flags 0 | flags 0 |
+//! | `string` | 1 text | flags 0 (UTF-8) | flags 0 (UTF-8) |
+//! | `number`, a safe integer | 2 int | flags 2, decimal | flags 1, decimal |
+//! | `number`, otherwise (incl. `-0`, `NaN`) | 3 float | flags 1, small pickle | flags 2, `g_fmt` |
+//! | `bigint` within i64 | 2 int | flags 2 | flags 1 |
+//! | `boolean` | 4 bool | flags 1, small pickle | flags 3, `"1"`/`""` |
+//! | object, array | 5 serialized, format 3 JSON | refused | flags 6 JSON |
+//! | `null`, `undefined`, functions, symbols | refused (a stored `null` would read as a miss) | | |
+//!
+//! Strings are written with flags 0 in plain mode under both conventions (not pymemcache's 16):
+//! that is what every Node and PHP client writes for a string, and pylibmc/pymemcache read it
+//! as bytes. So a plain read cannot tell a string from bytes and returns a `Uint8Array`;
+//! replicated values carry their type in the envelope and come back as written.
+
+use js_sys::{Object, Uint8Array, JSON};
+use multiput::envelope::{self, Decoded, Format, Kind, Typed};
+use multiput::values::{self, Convention, TypedRef};
+use multiput::Error;
+use wasm_bindgen::prelude::*;
+
+use crate::js;
+
+/// The typed value of a JavaScript value (see the module table).
+pub(crate) fn typed_from_js(v: &JsValue) -> Result<Typed, JsValue> {
+    if let Some(s) = v.as_string() {
+        return Ok(Typed::Text(s));
+    }
+    if let Some(b) = v.as_bool() {
+        return Ok(Typed::Bool(b));
+    }
+    if v.is_bigint() {
+        return i64::try_from(v.clone())
+            .map(Typed::Int)
+            .map_err(|_| config("a bigint value must fit a signed 64-bit integer"));
+    }
+    if let Some(f) = v.as_f64() {
+        let int = f.fract() == 0.0
+            && f.abs() <= js::MAX_SAFE as f64
+            && !(f == 0.0 && f.is_sign_negative());
+        return Ok(if int {
+            Typed::Int(f as i64)
+        } else {
+            Typed::Float(f)
+        });
+    }
+    if let Some(a) = v.dyn_ref::<Uint8Array>() {
+        return Ok(Typed::Bytes(a.to_vec()));
+    }
+    if let Some(b) = v.dyn_ref::<js_sys::ArrayBuffer>() {
+        return Ok(Typed::Bytes(Uint8Array::new(b).to_vec()));
+    }
+    if v.is_object() && !v.is_function() {
+        let s = JSON::stringify(v)?
+            .as_string()
+            .ok_or_else(|| config("JSON.stringify returned no text for this value"))?;
+        return Ok(Typed::Serialized {
+            format: Format::JSON,
+            data: s.into_bytes(),
+        });
+    }
+    Err(config(
+        "cannot store this value: use a Buffer/Uint8Array, string, number, bigint, boolean, or a JSON-serializable object",
+    ))
+}
+
+fn config(msg: &str) -> JsValue {
+    js::error(&Error::Config(msg.to_string()))
+}
+
+/// The `(bytes, flags)` a plain (non-enveloped) store writes for `v` under `convention`.
+pub(crate) fn plain_from_js(
+    convention: Convention,
+    v: &JsValue,
+) -> Result<(Vec<u8>, u32), JsValue> {
+    match typed_from_js(v)? {
+        // Bytes and strings: flags 0 under both conventions (see the module docs).
+        Typed::Bytes(b) => Ok((b, 0)),
+        Typed::Text(s) => Ok((s.into_bytes(), 0)),
+        t => values::encode(convention, &t).map_err(|e| js::error(&Error::Config(e.to_string()))),
+    }
+}
+
+/// A typed value as JavaScript: bytes as a `Uint8Array`, text as a string, an int as a number
+/// when exact (else a `BigInt`), a float, a bool, JSON parsed. Serialized formats JavaScript
+/// cannot read (pickle, PHP `serialize()`, private ones) are an error carrying the raw bytes,
+/// never handed back as if they were the value.
+pub(crate) fn typed_to_js(t: TypedRef<'_>) -> Result<JsValue, JsValue> {
+    Ok(match t {
+        TypedRef::Bytes(b) | TypedRef::Raw(b, _) => js::u8a(b).into(),
+        TypedRef::Text(s) => JsValue::from_str(s),
+        TypedRef::Int(i) => js::int(i),
+        TypedRef::Float(f) => JsValue::from_f64(f),
+        TypedRef::Bool(b) => JsValue::from_bool(b),
+        TypedRef::Serialized(f, data) if f == Format::JSON => {
+            let text = std::str::from_utf8(data)
+                .map_err(|_| unreadable(f, data, "its JSON is not UTF-8"))?;
+            JSON::parse(text).map_err(|_| unreadable(f, data, "its JSON does not parse"))?
+        }
+        TypedRef::Serialized(f, data) => {
+            let name = match f {
+                Format::PICKLE => "a Python pickle",
+                Format::PHP_SERIALIZE => "PHP serialize() output",
+                _ => "a serializer JavaScript does not know",
+            };
+            return Err(unreadable(f, data, &format!("it is {name}")));
+        }
+    })
+}
+
+fn unreadable(f: Format, data: &[u8], why: &str) -> JsValue {
+    let e = js::error(&Error::Unsupported {
+        server: String::new(),
+        feature: "deserializing this value in JavaScript",
+    });
+    let o: &Object = e.unchecked_ref();
+    js::set(
+        o,
+        "message",
+        format!(
+            "the stored value cannot be read in JavaScript: {why} (envelope format {})",
+            f.0
+        ),
+    );
+    js::set(o, "format", f.0);
+    js::set(o, "data", js::u8a(data));
+    e
+}
+
+/// What a stored value means to a reader: an envelope's typed payload (`None` for a
+/// tombstone), or a plain value typed by its flags under `convention`.
+pub(crate) fn stored_to_js(
+    convention: Convention,
+    data: &[u8],
+    flags: u32,
+) -> Result<Option<JsValue>, JsValue> {
+    match envelope::decode(data) {
+        Decoded::Enveloped(env) if env.kind == Kind::Tombstone => Ok(None),
+        Decoded::Enveloped(env) => {
+            let t = values::typed_payload(env.vtype, env.format, env.payload)
+                .unwrap_or(TypedRef::Bytes(env.payload));
+            typed_to_js(t).map(Some)
+        }
+        Decoded::Plain(raw) => typed_to_js(values::decode_ref(convention, raw, flags)).map(Some),
+    }
+}
+
+/// What a stored value is to a reader, without building a JavaScript value yet: bytes and
+/// text stay borrowed (the packed multi-get copies them into one buffer).
+pub(crate) enum Stored<'a> {
+    /// A miss: a tombstone.
+    Missing,
+    /// Bytes (an envelope's bytes payload, or a plain value the convention reads as bytes).
+    Bytes(&'a [u8]),
+    /// Valid UTF-8 text.
+    Text(&'a [u8]),
+    /// Anything else (numbers, bools, serialized, raw values of unknown flags).
+    Other(TypedRef<'a>),
+}
+
+pub(crate) fn stored_ref(convention: Convention, data: &[u8], flags: u32) -> Stored<'_> {
+    let t = match envelope::decode(data) {
+        Decoded::Enveloped(env) if env.kind == Kind::Tombstone => return Stored::Missing,
+        Decoded::Enveloped(env) => values::typed_payload(env.vtype, env.format, env.payload)
+            .unwrap_or(TypedRef::Bytes(env.payload)),
+        Decoded::Plain(raw) => values::decode_ref(convention, raw, flags),
+    };
+    match t {
+        TypedRef::Bytes(b) | TypedRef::Raw(b, _) => Stored::Bytes(b),
+        TypedRef::Text(s) => Stored::Text(s.as_bytes()),
+        other => Stored::Other(other),
+    }
+}
+
+/// `python` or `php`, as `Convention` parses it.
+pub(crate) fn convention(v: &JsValue) -> Result<Convention, JsValue> {
+    match v.as_string() {
+        None => Ok(Convention::Python),
+        Some(s) => s.parse().map_err(|e: Error| js::error(&e)),
+    }
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Build the WebAssembly core and run the Node package's tests (node --test) against real
+# memcached processes that the tests start on free 127.0.0.1 ports and stop by PID.
+#
+#   wasm/test.sh
+#
+# Needs memcached on PATH, Node >= 18, and what wasm/install-tools.sh installs. The interop
+# tests use the Rust CLI (built here) and, when the repo's .venv has it, the Python binding.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+./build.sh
+cargo build --locked --quiet --manifest-path ../Cargo.toml -p multiput-cli
+node --test js/test/
