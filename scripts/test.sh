@@ -19,10 +19,6 @@ memcached -V
 step "Rust workspace: unit, property, ring-vector, integration and doc tests"
 cargo test --workspace --locked --no-fail-fast
 
-step "WASM core + Node client (wasm/): built for wasm32-unknown-unknown, node --test against real memcached"
-wasm/install-tools.sh   # the wasm32 target, and wasm-bindgen-cli 0.2.130 unless that exact version is installed
-wasm/test.sh            # build.sh + the CLI for interop + node --test wasm/js/test/
-
 step "Python binding (python/): pip install ./python, pytest against real memcached"
 # A venv in the repo (.venv, reused), the extension built from source by pip (maturin), and the
 # exact test dependencies this suite was run with. pylibmc (cross-compatibility tests) needs
@@ -40,6 +36,10 @@ if [ "$pytest_rc" -eq 5 ]; then
 elif [ "$pytest_rc" -ne 0 ]; then
     exit "$pytest_rc"
 fi
+
+step "WASM core + Node client (wasm/): built for wasm32-unknown-unknown, node --test against real memcached"
+wasm/install-tools.sh   # the wasm32 target, and wasm-bindgen-cli 0.2.130 unless that exact version is installed
+wasm/test.sh            # build.sh + the CLI for interop + node --test wasm/js/test/
 
 step "PHP binding (php-ext/): phpunit against real memcached and Debian's php-memcached"
 if ! command -v phpunit >/dev/null || ! php -m 2>/dev/null | grep -qix memcached; then
