@@ -232,8 +232,10 @@ pub struct Lock<C: ReleaseOnDrop> {
     pub(crate) client: C,
     pub(crate) name: Vec<u8>,
     pub(crate) token: String,
-    pub(crate) cas: u64,
-    pub(crate) server: usize,
+    /// `(server, CAS unique of our token there)` for every server we hold it on.
+    pub(crate) holds: Vec<(usize, u64)>,
+    /// How many holds keep the lock: 1 for a single-server lock, a majority for a quorum lock.
+    pub(crate) quorum: usize,
     pub(crate) fence: Option<u64>,
     pub(crate) held: bool,
 }
@@ -251,8 +253,9 @@ impl<C: ReleaseOnDrop> Drop for Lock<C> {
     fn drop(&mut self) {
         if self.held {
             self.held = false;
-            self.client
-                .release_on_drop(self.server, std::mem::take(&mut self.name), self.cas);
+            for &(server, cas) in &self.holds {
+                self.client.release_on_drop(server, self.name.clone(), cas);
+            }
         }
     }
 }
@@ -272,6 +275,22 @@ impl<C: ReleaseOnDrop> Lock<C> {
     pub fn fence(&self) -> Option<u64> {
         self.fence
     }
+
+    /// The servers (indices in the configuration) this lock is held on.
+    pub fn servers(&self) -> Vec<usize> {
+        self.holds.iter().map(|&(s, _)| s).collect()
+    }
+}
+
+/// Has a quorum lock that took `elapsed` to acquire with a `ttl`-second lifetime any validity
+/// left? Like Redlock, a clock-drift allowance (1% of the TTL plus 2 ms) is subtracted, so a
+/// lock is only reported acquired while every server still has it.
+pub fn quorum_validity(ttl: u32, elapsed: Duration) -> Option<Duration> {
+    let ttl = Duration::from_secs(u64::from(ttl));
+    let drift = ttl / 100 + Duration::from_millis(2);
+    ttl.checked_sub(elapsed)?
+        .checked_sub(drift)
+        .filter(|v| !v.is_zero())
 }
 
 impl<C: ReleaseOnDrop> std::fmt::Debug for Lock<C> {
@@ -352,32 +371,85 @@ impl $client {
         opts: crate::recipes::LockOptions,
     ) -> Result<crate::recipes::Lock<$client>, Error> {
         let name = name.as_ref();
-        crate::recipes::check_ttl(opts.ttl)?;
         let s = self.cluster().route(name)?;
+        self.lock_on(name, vec![s], 1, opts)$($await)*
+    }
+
+    /// Acquire the lock `name` on a majority of its `replicas` servers (the first `replicas`
+    /// of its ring preference list), for when one server's loss must not drop the lock: the
+    /// `add` goes to all of them at once; the lock is acquired when a majority stored it and
+    /// time is left of its TTL (minus a drift allowance, [`crate::recipes::quorum_validity`]);
+    /// otherwise the partial holds are released and it retries until `opts.wait`. Release and
+    /// `extend` act on every server held and succeed with a majority.
+    pub $($asyncness)? fn lock_quorum(
+        &self,
+        name: impl AsRef<[u8]>,
+        replicas: usize,
+        opts: crate::recipes::LockOptions,
+    ) -> Result<crate::recipes::Lock<$client>, Error> {
+        let name = name.as_ref();
+        self.cluster().check_key(name)?;
+        if replicas == 0 || replicas > self.cluster().len() {
+            return Err(Error::Config(format!(
+                "a quorum lock needs between 1 and {} servers, not {replicas}",
+                self.cluster().len()
+            )));
+        }
+        let servers = self.cluster().ring().preference_list(name, replicas);
+        self.lock_on(name, servers, replicas / 2 + 1, opts)$($await)*
+    }
+
+    $($asyncness)? fn lock_on(
+        &self,
+        name: &[u8],
+        servers: Vec<usize>,
+        quorum: usize,
+        opts: crate::recipes::LockOptions,
+    ) -> Result<crate::recipes::Lock<$client>, Error> {
+        crate::recipes::check_ttl(opts.ttl)?;
         let token = crate::recipes::owner_token();
         let start = Instant::now();
         let mut attempts = 0;
         loop {
             attempts += 1;
+            let began = Instant::now();
             let op = ops::StoreReturningCas { mode: StoreMode::Add, key: name, data: token.as_bytes(), ttl: opts.ttl };
-            match self.run(s, op)$($await)* {
-                Ok(cas) => {
-                    let mut lock = crate::recipes::Lock {
-                        client: self.clone(),
-                        name: name.to_vec(),
-                        token,
-                        cas,
-                        server: s,
-                        fence: None,
-                        held: true,
-                    };
-                    if opts.fencing {
-                        lock.fence = Some(self.next_fence(name)$($await)*?);
-                    }
-                    return Ok(lock);
+            let results = self.run_each(servers.iter().map(|&s| (s, op)).collect())$($await)*;
+            let mut holds = Vec::new();
+            let mut failure = None;
+            let mut contended = false;
+            for (&s, r) in servers.iter().zip(results) {
+                match r {
+                    Ok(cas) => holds.push((s, cas)),
+                    Err(Error::NotStored | Error::Exists) => contended = true,
+                    Err(e) => failure = failure.or(Some(e)),
                 }
-                Err(Error::NotStored | Error::Exists) => {}
-                Err(e) => return Err(e),
+            }
+            let valid = quorum == 1 || crate::recipes::quorum_validity(opts.ttl, began.elapsed()).is_some();
+            if holds.len() >= quorum && valid {
+                let mut lock = crate::recipes::Lock {
+                    client: self.clone(),
+                    name: name.to_vec(),
+                    token,
+                    holds,
+                    quorum,
+                    fence: None,
+                    held: true,
+                };
+                if opts.fencing {
+                    lock.fence = Some(self.next_fence(name)$($await)*?);
+                }
+                return Ok(lock);
+            }
+            // Not enough: give back what we took, so others can get a majority.
+            if !holds.is_empty() {
+                let ops = holds.iter().map(|&(s, cas)| (s, ops::CasDelete { key: name, cas })).collect();
+                let _ = self.run_each(ops)$($await)*;
+            }
+            // Unreachable servers (not a holder) keep us from a majority: say so at once,
+            // never lock elsewhere.
+            if let (Some(e), false) = (failure, contended) {
+                return Err(e);
             }
             let waited = start.elapsed();
             if waited >= opts.wait {
@@ -470,36 +542,55 @@ impl crate::recipes::Lock<$client> {
             return Ok(false);
         }
         self.held = false;
-        let op = ops::CasDelete { key: &self.name, cas: self.cas };
-        match self.client.run(self.server, op)$($await)* {
-            Ok(()) => Ok(true),
-            Err(Error::Exists | Error::NotFound) => Ok(false),
-            Err(e) => Err(e),
+        let ops = self.holds.iter().map(|&(s, cas)| (s, ops::CasDelete { key: &self.name, cas })).collect();
+        let results = self.client.run_each(ops)$($await)*;
+        let mut released = 0;
+        let mut failure = None;
+        for r in results {
+            match r {
+                Ok(()) => released += 1,
+                Err(Error::Exists | Error::NotFound) => {}
+                Err(e) => failure = failure.or(Some(e)),
+            }
+        }
+        match failure {
+            Some(e) if released < self.quorum => Err(e),
+            _ => Ok(released >= self.quorum),
         }
     }
 
-    /// Give the lock a new TTL, if this holder still owns it (`Ok(false)` if not).
+    /// Give the lock a new TTL on every server it is held on, if this holder still owns it
+    /// there; `Ok(false)` (and the lock is no longer held) when fewer than its quorum remain.
     pub $($asyncness)? fn extend(&mut self, ttl: u32) -> Result<bool, Error> {
         crate::recipes::check_ttl(ttl)?;
         if !self.held {
             return Ok(false);
         }
-        let op = ops::StoreReturningCas {
-            mode: StoreMode::Cas(self.cas),
-            key: &self.name,
-            data: self.token.as_bytes(),
-            ttl,
-        };
-        match self.client.run(self.server, op)$($await)* {
-            Ok(cas) => {
-                self.cas = cas;
-                Ok(true)
+        let ops = self
+            .holds
+            .iter()
+            .map(|&(s, cas)| {
+                (s, ops::StoreReturningCas { mode: StoreMode::Cas(cas), key: &self.name, data: self.token.as_bytes(), ttl })
+            })
+            .collect();
+        let results = self.client.run_each(ops)$($await)*;
+        let mut kept = Vec::new();
+        let mut failure = None;
+        for (&(s, _), r) in self.holds.iter().zip(results) {
+            match r {
+                Ok(cas) => kept.push((s, cas)),
+                Err(Error::Exists | Error::NotFound) => {}
+                Err(e) => failure = failure.or(Some(e)),
             }
-            Err(Error::Exists | Error::NotFound) => {
-                self.held = false;
-                Ok(false)
-            }
-            Err(e) => Err(e),
+        }
+        self.holds = kept;
+        if self.holds.len() >= self.quorum {
+            return Ok(true);
+        }
+        self.held = false;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(false),
         }
     }
 

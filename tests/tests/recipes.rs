@@ -470,3 +470,58 @@ async fn async_recipes_behave_the_same() {
     );
     assert!(l.release().await.unwrap());
 }
+
+#[test]
+fn a_quorum_lock_survives_one_server_and_still_excludes_others() {
+    let servers = cluster(3);
+    let a: Vec<String> = servers.iter().map(Memcached::addr).collect();
+    let c = client(&a);
+    let mut lock = c
+        .lock_quorum("q", 3, LockOptions::new(10, Duration::ZERO))
+        .unwrap();
+    assert_eq!(lock.servers().len(), 3);
+    let holders = a
+        .iter()
+        .filter(|s| raw_get(s, "q").is_some_and(|(_, t)| t == lock.token().as_bytes()))
+        .count();
+    assert_eq!(holders, 3);
+    // One server dies: the lock still has a majority, and nobody else can get one.
+    let lost = lock.servers()[0];
+    servers[lost].kill();
+    let other = client(&a);
+    let e = other
+        .lock_quorum("q", 3, LockOptions::new(10, Duration::from_millis(100)))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::LockNotAcquired, "{e}");
+    assert!(lock.extend(20).unwrap(), "two of three still held");
+    assert!(lock.release().unwrap());
+    // With one server down, a new holder gets the other two: a majority.
+    let mut again = other
+        .lock_quorum("q", 3, LockOptions::new(10, Duration::from_secs(2)))
+        .unwrap();
+    assert_eq!(again.servers().len(), 2);
+    assert!(again.release().unwrap());
+    // Two servers down: no majority, and the error says why instead of waiting it out.
+    let second = (0..3).find(|&i| i != lost).unwrap();
+    servers[second].kill();
+    let e = other
+        .lock_quorum("q2", 3, LockOptions::new(10, Duration::from_secs(5)))
+        .unwrap_err();
+    assert!(
+        matches!(
+            e.kind(),
+            ErrorKind::ConnectionRefused | ErrorKind::ServerDown
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn quorum_lock_validity_leaves_room_for_drift() {
+    use multiput::recipes::quorum_validity;
+    assert_eq!(
+        quorum_validity(10, Duration::from_millis(50)),
+        Some(Duration::from_millis(10_000 - 50 - 102))
+    );
+    assert_eq!(quorum_validity(1, Duration::from_millis(990)), None);
+}
