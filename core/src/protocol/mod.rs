@@ -389,10 +389,11 @@ impl Decoder {
             if &buf[n + 2 + len..total] != b"\r\n" {
                 return err("value block not terminated by CRLF");
             }
-            let key = Bytes::copy_from_slice(key);
-            let mut block = buf.split_to(total);
-            block.advance(n + 2);
-            block.truncate(len);
+            // One split, no copies: the key and the data are both slices of the block.
+            let key_len = key.len();
+            let block = buf.split_to(total).freeze();
+            let key = block.slice(6..6 + key_len); // after "VALUE "
+            let block = block.slice(n + 2..n + 2 + len);
             let State::Values(v) = &mut self.state else {
                 unreachable!("state set above")
             };
@@ -403,7 +404,7 @@ impl Decoder {
                 key,
                 flags,
                 cas: cas_v,
-                data: block.freeze(),
+                data: block,
             });
         }
     }
