@@ -376,6 +376,111 @@ impl ReplicatedClient<$client> {
         Err(Error::CasRetriesExhausted { key: String::from_utf8_lossy(key).into_owned(), attempts })
     }
 
+    /// A conditional write serialized like [`ReplicatedClient::cas_update`]: `decide` sees
+    /// the latest value and returns what to store (`Ok(Some)`), to leave it (`Ok(None)`), or
+    /// the error to report without writing (e.g. [`Error::NotStored`]). The replicated
+    /// add/replace/append/touch are built on it; bindings build their own conditions (a
+    /// PECL-style `cas` on a version token, say) on it too, rather than on raw CAS loops.
+    pub $($asyncness)? fn conditional(
+        &self,
+        key: &[u8],
+        ttl: u32,
+        mut decide: impl FnMut(Option<&Versioned>) -> Result<Option<(ValueType, Format, Vec<u8>)>, Error>,
+    ) -> Result<WriteReport, Error> {
+        let mut verdict = Ok(());
+        let opts = crate::recipes::CasOptions { ttl, ..Default::default() };
+        let (_, report) = self
+            .cas_update(key, opts, |cur| match decide(cur) {
+                Ok(Some((t, f, v))) => {
+                    verdict = Ok(());
+                    crate::recipes::Update::Typed(t, f, v)
+                }
+                Ok(None) => {
+                    verdict = Ok(());
+                    crate::recipes::Update::Keep
+                }
+                Err(e) => {
+                    verdict = Err(e);
+                    crate::recipes::Update::Keep
+                }
+            })$($await)*?;
+        verdict.map(|()| report)
+    }
+
+    /// Store only if the key has no live value (missing everywhere, or deleted):
+    /// [`Error::NotStored`] otherwise. Serialized through CAS on the primary replica, so two
+    /// adders cannot both win.
+    pub $($asyncness)? fn add_typed(
+        &self,
+        key: impl AsRef<[u8]>,
+        value_type: ValueType,
+        format: Format,
+        payload: impl AsRef<[u8]>,
+        ttl: u32,
+    ) -> Result<WriteReport, Error> {
+        let payload = payload.as_ref();
+        self.conditional(key.as_ref(), ttl, |cur| match cur {
+            Some(_) => Err(Error::NotStored),
+            None => Ok(Some((value_type, format, payload.to_vec()))),
+        })$($await)*
+    }
+
+    /// Store only if the key has a live value: [`Error::NotStored`] otherwise.
+    pub $($asyncness)? fn replace_typed(
+        &self,
+        key: impl AsRef<[u8]>,
+        value_type: ValueType,
+        format: Format,
+        payload: impl AsRef<[u8]>,
+        ttl: u32,
+    ) -> Result<WriteReport, Error> {
+        let payload = payload.as_ref();
+        self.conditional(key.as_ref(), ttl, |cur| match cur {
+            None => Err(Error::NotStored),
+            Some(_) => Ok(Some((value_type, format, payload.to_vec()))),
+        })$($await)*
+    }
+
+    /// Append (or with `prepend`, prepend) bytes to a live bytes or text value:
+    /// [`Error::NotStored`] if the key has none, [`Error::Client`] if the value is typed
+    /// otherwise (a number, a serialized object). Text stays text while the result is UTF-8.
+    pub $($asyncness)? fn append(
+        &self,
+        key: impl AsRef<[u8]>,
+        data: impl AsRef<[u8]>,
+        prepend: bool,
+        ttl: u32,
+    ) -> Result<WriteReport, Error> {
+        let data = data.as_ref();
+        self.conditional(key.as_ref(), ttl, |cur| {
+            let Some(cur) = cur else { return Err(Error::NotStored) };
+            if !matches!(cur.value_type, ValueType::Bytes | ValueType::Text) {
+                return Err(Error::Client {
+                    server: String::new(),
+                    message: "append/prepend needs a bytes or text value".into(),
+                });
+            }
+            let joined = if prepend { [data, &cur.data[..]].concat() } else { [&cur.data[..], data].concat() };
+            let t = if cur.value_type == ValueType::Text && std::str::from_utf8(&joined).is_ok() {
+                ValueType::Text
+            } else {
+                ValueType::Bytes
+            };
+            Ok(Some((t, Format::NONE, joined)))
+        })$($await)*
+    }
+
+    /// Give a live value a new TTL on every replica (rewritten under a new stamp): `Ok(false)`
+    /// if the key has no live value.
+    pub $($asyncness)? fn touch(&self, key: impl AsRef<[u8]>, ttl: u32) -> Result<bool, Error> {
+        let mut found = false;
+        self.conditional(key.as_ref(), ttl, |cur| {
+            found = cur.is_some();
+            Ok(cur.map(|v| (v.value_type, v.format, v.data.to_vec())))
+        })$($await)*?;
+        Ok(found)
+    }
+
     /// Add `delta` to a replicated integer, exactly: a [`ReplicatedClient::cas_update`] that
     /// reads the latest value (an enveloped int, or a plain decimal), adds, and stores an
     /// enveloped int. `Ok(None)` when the key is missing (like memcached's `incr`); negative

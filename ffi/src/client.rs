@@ -496,6 +496,10 @@ thread_local! {
     static LAST_WRITE: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
 }
 
+fn note_write_ok(report: WriteReport) {
+    note_write(&report);
+}
+
 fn note_write(r: &WriteReport) {
     LAST_WRITE.with(|w| w.set((r.stored.len(), r.failed.len())));
 }
@@ -591,39 +595,24 @@ impl MultiputClient {
                     note_write(&rep);
                     Ok(())
                 }
-                MULTIPUT_ADD => self.repl_update(r, key, ttl, |cur| match cur {
-                    Some(_) => Err(Error::NotStored),
-                    None => Ok(Some(own(v))),
-                }),
-                MULTIPUT_REPLACE => self.repl_update(r, key, ttl, |cur| match cur {
-                    None => Err(Error::NotStored),
-                    Some(_) => Ok(Some(own(v))),
-                }),
+                MULTIPUT_ADD => r
+                    .add_typed(key, v.vtype, v.format, v.payload, ttl)
+                    .map(note_write_ok)
+                    .map_err(|e| fail(&e)),
+                MULTIPUT_REPLACE => r
+                    .replace_typed(key, v.vtype, v.format, v.payload, ttl)
+                    .map(note_write_ok)
+                    .map_err(|e| fail(&e)),
                 MULTIPUT_APPEND | MULTIPUT_PREPEND => {
-                    let rules = self.rules;
-                    self.repl_update(r, key, ttl, |cur| {
-                        let Some(cur) = cur else {
-                            return Err(Error::NotStored);
-                        };
-                        let cur = Out::from_versioned(cur, &rules);
-                        if cur.raw || !matches!(cur.vtype, 0 | 1) {
-                            return Err(Error::Client {
-                                server: String::new(),
-                                message: "append/prepend needs a string value".into(),
-                            });
-                        }
-                        let joined = if mode == MULTIPUT_APPEND {
-                            [&cur.payload[..], v.payload].concat()
-                        } else {
-                            [v.payload, &cur.payload[..]].concat()
-                        };
-                        let t = if cur.vtype == 1 && std::str::from_utf8(&joined).is_ok() {
-                            ValueType::Text
-                        } else {
-                            ValueType::Bytes
-                        };
-                        Ok(Some((t, Format::NONE, joined)))
-                    })
+                    if !matches!(v.vtype, ValueType::Bytes | ValueType::Text) {
+                        return Err(set_error(
+                            MULTIPUT_E_VALUE,
+                            "append/prepend takes a string (bytes or text)",
+                        ));
+                    }
+                    r.append(key, v.payload, mode == MULTIPUT_PREPEND, ttl)
+                        .map(note_write_ok)
+                        .map_err(|e| fail(&e))
                 }
                 _ => Err(set_error(
                     MULTIPUT_E_ARGUMENT,
@@ -673,32 +662,11 @@ impl MultiputClient {
         r: &ReplicatedClient,
         key: &[u8],
         ttl: u32,
-        mut decide: impl FnMut(Option<&Versioned>) -> Result<Option<Owned>, Error>,
+        decide: impl FnMut(Option<&Versioned>) -> Result<Option<Owned>, Error>,
     ) -> Result<(), i32> {
-        let mut verdict: Result<(), Error> = Ok(());
-        let opts = CasOptions { ttl, ..self.cas };
-        let res = r.cas_update(key, opts, |cur| match decide(cur) {
-            Ok(Some((t, f, p))) => {
-                verdict = Ok(());
-                Update::Typed(t, f, p)
-            }
-            Ok(None) => {
-                verdict = Ok(());
-                Update::Keep
-            }
-            Err(e) => {
-                verdict = Err(e);
-                Update::Keep
-            }
-        });
-        match res {
-            Ok((_, report)) => {
-                verdict.map_err(|e| fail(&e))?;
-                note_write(&report);
-                Ok(())
-            }
-            Err(e) => Err(fail(&e)),
-        }
+        r.conditional(key, ttl, decide)
+            .map(note_write_ok)
+            .map_err(|e| fail(&e))
     }
 
     fn incr(

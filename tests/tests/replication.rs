@@ -448,3 +448,56 @@ async fn the_async_replicated_client_behaves_the_same() {
         t.await.unwrap();
     }
 }
+
+#[test]
+fn conditional_writes_are_serialized_through_the_primary() {
+    let servers = cluster(3);
+    let a = addrs(&servers);
+    let c = replicated(&a, policy(3));
+    let t = |v: &str| (ValueType::Text, Format::NONE, v.to_string());
+    let (vt, f, v) = t("first");
+    c.add_typed("k", vt, f, &v, 0).unwrap();
+    assert_eq!(
+        c.add_typed("k", vt, f, "second", 0).unwrap_err().kind(),
+        ErrorKind::NotStored
+    );
+    assert_eq!(
+        c.replace_typed("nope", vt, f, "x", 0).unwrap_err().kind(),
+        ErrorKind::NotStored
+    );
+    c.replace_typed("k", vt, f, "one", 0).unwrap();
+    c.append("k", ",two", false, 0).unwrap();
+    c.append("k", "zero,", true, 0).unwrap();
+    let got = c.get("k").unwrap().unwrap();
+    assert_eq!(
+        (&got.data[..], got.value_type),
+        (&b"zero,one,two"[..], ValueType::Text)
+    );
+    for s in &a {
+        assert_eq!(
+            &raw_get(s, "k").unwrap().1[envelope::HEADER_LEN..],
+            b"zero,one,two",
+            "{s}"
+        );
+    }
+    assert!(c.touch("k", 100).unwrap());
+    assert!(!c.touch("missing", 100).unwrap());
+    c.delete("k").unwrap();
+    c.add_typed("k", vt, f, "after delete", 0).unwrap();
+    // Six concurrent adders of one key: exactly one wins.
+    let wins = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for i in 0..6 {
+            let (a, wins) = (&a, &wins);
+            s.spawn(move || {
+                let c = replicated(a, policy(3));
+                if c.add_typed("race", ValueType::Text, Format::NONE, format!("w{i}"), 0)
+                    .is_ok()
+                {
+                    wins.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(wins.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
