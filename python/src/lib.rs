@@ -604,17 +604,36 @@ impl Client {
         flags: Option<u32>,
         mode: multiput::StoreMode,
     ) -> PyResult<bool> {
-        let client = self.plain_only(py, what)?;
         let k = key_bytes(key)?;
         let enc = self.codec.encode(py, value)?;
-        let opts = StoreOptions::ttl(ttl_of(expire)?).flags(flags.unwrap_or(enc.flags));
-        let data = enc.plain();
-        let r = nogil(py, || match mode {
-            multiput::StoreMode::Add => client.add(&k, data, opts),
-            multiput::StoreMode::Replace => client.replace(&k, data, opts),
-            multiput::StoreMode::Append => client.append(&k, data),
-            _ => client.prepend(&k, data),
-        })?;
+        let ttl = ttl_of(expire)?;
+        let r = match self.mode() {
+            Mode::Plain(client) => {
+                let opts = StoreOptions::ttl(ttl).flags(flags.unwrap_or(enc.flags));
+                let data = enc.plain();
+                nogil(py, || match mode {
+                    multiput::StoreMode::Add => client.add(&k, data, opts),
+                    multiput::StoreMode::Replace => client.replace(&k, data, opts),
+                    multiput::StoreMode::Append => client.append(&k, data),
+                    _ => client.prepend(&k, data),
+                })?
+            }
+            // Replicated: the core serializes these through CAS on the key's primary replica.
+            Mode::Replicated(r) => {
+                if flags.is_some() {
+                    return Err(not_supported(py, &format!("{what}(flags=...)")));
+                }
+                let (vt, fmt, data) = (enc.vtype, enc.format, enc.typed());
+                nogil(py, || match mode {
+                    multiput::StoreMode::Add => r.add_typed(&k, vt, fmt, data, ttl).map(drop),
+                    multiput::StoreMode::Replace => {
+                        r.replace_typed(&k, vt, fmt, data, ttl).map(drop)
+                    }
+                    multiput::StoreMode::Append => r.append(&k, data, false, 0).map(drop),
+                    _ => r.append(&k, data, true, 0).map(drop),
+                })?
+            }
+        };
         match r {
             Ok(()) => Ok(true),
             Err(Error::NotStored) => Ok(false),
@@ -1107,10 +1126,12 @@ impl Client {
         noreply: Option<bool>,
     ) -> PyResult<bool> {
         let _ = noreply;
-        let c = self.plain_only(py, "touch")?;
         let k = key_bytes(key)?;
         let ttl = ttl_of(expire)?;
-        nogil(py, || c.touch(&k, ttl))?.map_err(|e| py_err(py, &e))
+        match self.mode() {
+            Mode::Plain(c) => nogil(py, || c.touch(&k, ttl))?.map_err(|e| py_err(py, &e)),
+            Mode::Replicated(r) => nogil(py, || r.touch(&k, ttl))?.map_err(|e| py_err(py, &e)),
+        }
     }
 
     /// Get many keys at once (one request per server, all servers in parallel): a dict of the

@@ -146,11 +146,6 @@ def test_cas_update_get_or_set_and_lock_work_replicated(three):
         lambda c: c.gets("k"),
         lambda c: c.gat("k", 1),
         lambda c: c.cas("k", 1, 1),
-        lambda c: c.add("k", 1),
-        lambda c: c.replace("k", 1),
-        lambda c: c.append("k", 1),
-        lambda c: c.prepend("k", 1),
-        lambda c: c.touch("k", 1),
         lambda c: c.gets_many(["k"]),
         lambda c: c.set("k", 1, flags=3),
     ],
@@ -160,6 +155,24 @@ def test_unreplicated_operations_raise_not_supported(three, call):
         call(repl(three))
     assert isinstance(e.value, exc.MultiputError)
     assert "replicat" in str(e.value)
+
+
+def test_conditional_writes_on_replicated_keys(three):
+    c = repl(three)
+    assert c.add("k", "first") is True
+    assert c.add("k", "second") is False
+    assert c.replace("missing", "x") is False
+    assert c.replace("k", "one") is True
+    assert c.append("k", ",two") is True
+    assert c.prepend("k", "zero,") is True
+    assert c.get("k") == "zero,one,two"
+    assert c.append("missing", "x") is False
+    assert c.touch("k", 100) is True
+    assert c.touch("missing", 100) is False
+    # Every replica holds the result (the core wrote it through the primary, then to all).
+    for s in three:
+        flags, raw = s.raw_get("k")
+        assert raw.endswith(b"zero,one,two")
 
 
 def test_plain_and_enveloped_clients_on_one_fleet(three):

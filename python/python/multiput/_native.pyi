@@ -78,9 +78,10 @@ class Client:
     :param pickle_protocol: the pickle protocol for objects (default
         ``pickle.HIGHEST_PROTOCOL``, as pymemcache and Django use).
 
-    In replicated mode ``gets``, ``gat``, ``cas``, ``add``, ``replace``, ``append``,
-    ``prepend``, ``touch`` and ``gets_many`` raise :class:`~multiput.NotSupportedError`;
-    ``incr``/``decr`` become exact counters serialized by CAS on the primary replica.
+    In replicated mode ``gets``, ``gat``, ``cas`` and ``gets_many`` raise
+    :class:`~multiput.NotSupportedError`; ``incr``/``decr`` become exact counters and
+    ``add``/``replace``/``append``/``prepend``/``touch`` conditional writes, serialized by CAS
+    on the primary replica.
     ``noreply`` arguments are accepted for compatibility and ignored: multiput always reads
     the reply, so a failure is never silent.
     """

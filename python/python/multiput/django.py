@@ -57,7 +57,7 @@ from django.core.cache.backends.base import (
 )
 
 import multiput
-from multiput import KEEP, Client, MultiputError
+from multiput import Client, MultiputError
 
 __all__ = ["MultiputCache"]
 
@@ -173,18 +173,9 @@ class MultiputCache(BaseCache):
     def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Optional[int] = None) -> bool:
         """Store only if ``key`` is missing: True if stored."""
         key = self.make_and_validate_key(key, version=version)
-        ttl = self.get_backend_timeout(timeout)
-        if not self._replicated:
-            return self._cache.add(key, value, ttl)
-        missing = object()
-        created = []
-
-        def create(current: Any) -> Any:
-            created[:] = [current is missing]
-            return value if current is missing else KEEP
-
-        self._cache.cas_update(key, create, ttl, default=missing)
-        return bool(created and created[0])
+        # Replicated or not, the client's add is the right one (replicated: serialized by CAS
+        # on the key's primary replica, in the core).
+        return self._cache.add(key, value, self.get_backend_timeout(timeout))
 
     def set_many(
         self, data: Dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: Optional[int] = None
@@ -206,18 +197,7 @@ class MultiputCache(BaseCache):
     def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: Optional[int] = None) -> bool:
         """A new expiry for ``key``: True if it existed."""
         key = self.make_and_validate_key(key, version=version)
-        ttl = self.get_backend_timeout(timeout)
-        if not self._replicated:
-            return bool(self._cache.touch(key, ttl))
-        missing = object()
-        found = []
-
-        def same(current: Any) -> Any:
-            found[:] = [current is not missing]
-            return KEEP if current is missing else current
-
-        self._cache.cas_update(key, same, ttl, default=missing)
-        return bool(found and found[0])
+        return bool(self._cache.touch(key, self.get_backend_timeout(timeout)))
 
     def delete(self, key: Any, version: Optional[int] = None) -> bool:
         """Delete ``key``: True if it existed."""
