@@ -72,6 +72,7 @@ pub mod blocking;
 #[cfg(feature = "tokio")]
 pub mod client;
 pub mod cluster;
+pub mod compress;
 pub mod config;
 pub mod driver;
 pub mod envelope;

@@ -27,7 +27,8 @@
 //!   bindings read Python floats and bools too. Any other pickle is
 //!   [`Typed::Serialized`] with [`Format::PICKLE`], for the Python binding to unpickle.
 //!   Flag 8 ([`python::ZLIB`], pylibmc's and pymemcache's `CompressedSerde` compression) is
-//!   not decompressed here: such values decode as [`Plain::Raw`].
+//!   not decompressed by [`decode`] (such values decode as [`Plain::Raw`]): inflate them
+//!   first with [`crate::compress::inflate`].
 //! - **PHP.** PECL memcached keeps the type in the low 4 bits (0 string, 1 long, 2 double,
 //!   3 bool, 4 PHP `serialize()`, 5 igbinary, 6 JSON, 7 msgpack), its own flags in bits 4..15
 //!   (bit 4 = compressed, bit 5 = zlib, bit 6 = fastlz, bit 7 = zstd) and user flags in bits
@@ -36,7 +37,8 @@
 //!   `.5`, `1e25` is `1e+25`, `1e-5` is `1e-05`, and `Infinity`, `-Infinity`, `NaN`); bools are
 //!   `"1"` and `""`. Text has no type of its own in PHP: text and bytes are both written as
 //!   strings (0) and read back as [`Typed::Bytes`]. Compressed values decode as
-//!   [`Plain::Raw`].
+//!   [`Plain::Raw`]; [`crate::compress`] inflates them (zlib and fastlz) and compresses
+//!   as PECL does.
 //!
 //! Decoding never fails: flags a convention does not define, and payloads that do not parse
 //! under their flags, come back as [`Plain::Raw`] with the flags, for the binding to handle

@@ -2211,9 +2211,9 @@ mod tests {
                 buf[8] = (next() % 7) as u8;
             }
             let _ = parse_records(&buf);
-            let _ = crate::compress::fastlz_decompress(&buf, 256);
-            let _ = crate::compress::pecl_decompress(&buf, 0x50);
-            let _ = crate::compress::pecl_decompress(&buf, 0x30);
+            let _ = multiput::compress::fastlz_decompress(&buf, 256);
+            let _ = multiput::compress::pecl_decompress(&buf, 0x50);
+            let _ = multiput::compress::pecl_decompress(&buf, 0x30);
             let rules = PlainRules {
                 convention: Convention::Php,
                 compress_threshold: 0,

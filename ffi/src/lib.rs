@@ -21,7 +21,6 @@
 //!   thread at a time.
 
 mod client;
-mod compress;
 mod phpser;
 mod value;
 

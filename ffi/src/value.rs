@@ -4,10 +4,10 @@
 //! stored value comes back out. The typing rules themselves are core's
 //! ([`multiput::envelope`], [`multiput::values`]); this module only routes between them.
 
-use crate::compress;
+use multiput::compress;
 use multiput::envelope::{self, Envelope, Format, Stamp, Typed, ValueType};
 use multiput::replication::Versioned;
-use multiput::values::{self, php, Convention, Plain};
+use multiput::values::{self, Convention, Plain};
 use multiput::Value;
 
 /// Raw bytes (envelope type 0).
@@ -121,8 +121,10 @@ impl PlainRules {
 
     /// Read a plain value.
     pub fn decode(&self, data: &[u8], flags: u32) -> Out {
-        if self.convention == Convention::Php && flags & php::COMPRESSED != 0 {
-            return match compress::pecl_decompress(data, flags) {
+        if let Some(inflated) =
+            compress::inflate(self.convention, data, flags, compress::MAX_DECOMPRESSED)
+        {
+            return match inflated {
                 Ok((raw, rest)) => {
                     let mut out = Out::from_plain(values::decode(self.convention, &raw, rest));
                     out.flags = flags;

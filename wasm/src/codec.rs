@@ -738,6 +738,14 @@ impl Codec {
                     codes[j] = 3;
                     others.set(j as u32, values::typed_to_js(t).unwrap_or_else(|e| e));
                 }
+                values::Stored::Compressed => {
+                    codes[j] = 3;
+                    let v = values::stored_to_js(self.convention, &v.data, v.flags);
+                    others.set(
+                        j as u32,
+                        v.map(|v| v.unwrap_or(JsValue::NULL)).unwrap_or_else(|e| e),
+                    );
+                }
             }
         }
         let o = Object::new();

@@ -17,6 +17,7 @@
 //! replicated values carry their type in the envelope and come back as written.
 
 use js_sys::{Object, Uint8Array, JSON};
+use multiput::compress;
 use multiput::envelope::{self, Decoded, Format, Kind, Typed};
 use multiput::values::{self, Convention, TypedRef};
 use multiput::Error;
@@ -144,9 +145,22 @@ pub(crate) fn stored_to_js(
                 .unwrap_or(TypedRef::Bytes(env.payload));
             typed_to_js(t).map(Some)
         }
-        Decoded::Plain(raw) => typed_to_js(values::decode_ref(convention, raw, flags)).map(Some),
+        Decoded::Plain(raw) => match compress::inflate(convention, raw, flags, MAX_INFLATED) {
+            None => typed_to_js(values::decode_ref(convention, raw, flags)).map(Some),
+            Some(Ok((raw, rest))) => {
+                typed_to_js(values::decode_ref(convention, &raw, rest)).map(Some)
+            }
+            Some(Err(e)) => Err(js::error(&Error::Protocol {
+                server: String::new(),
+                detail: format!("compressed value cannot be inflated: {e}"),
+            })),
+        },
     }
 }
+
+/// The bound on an inflated plain value in Node: memcached's largest item (1 MiB by default,
+/// `-I` up to 1 GiB) compresses ~10:1 at best on real data; 128 MiB is the core's cap.
+const MAX_INFLATED: usize = compress::MAX_DECOMPRESSED;
 
 /// What a stored value is to a reader, without building a JavaScript value yet: bytes and
 /// text stay borrowed (the packed multi-get copies them into one buffer).
@@ -157,6 +171,8 @@ pub(crate) enum Stored<'a> {
     Bytes(&'a [u8]),
     /// Valid UTF-8 text.
     Text(&'a [u8]),
+    /// A compressed plain value: inflate it with [`stored_to_js`].
+    Compressed,
     /// Anything else (numbers, bools, serialized, raw values of unknown flags).
     Other(TypedRef<'a>),
 }
@@ -166,6 +182,9 @@ pub(crate) fn stored_ref(convention: Convention, data: &[u8], flags: u32) -> Sto
         Decoded::Enveloped(env) if env.kind == Kind::Tombstone => return Stored::Missing,
         Decoded::Enveloped(env) => values::typed_payload(env.vtype, env.format, env.payload)
             .unwrap_or(TypedRef::Bytes(env.payload)),
+        Decoded::Plain(raw) if compress::inflate(convention, raw, flags, 0).is_some() => {
+            return Stored::Compressed
+        }
         Decoded::Plain(raw) => values::decode_ref(convention, raw, flags),
     };
     match t {

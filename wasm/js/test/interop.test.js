@@ -127,3 +127,38 @@ else:
     c.close();
   }
 });
+
+test('compressed plain values: pylibmc/pymemcache zlib (flag 8) and PECL zlib read in Node, get and getMulti', async () => {
+  const zlib = require('node:zlib');
+  const { raw } = require('../support/harness');
+  const text = 'compressible '.repeat(400);
+  const store = async (key, data, flags) => {
+    const c = new Client(addrs);
+    const [addr] = c.replicasOf(key);
+    c.close();
+    const port = Number(addr.split(':')[1]);
+    const head = Buffer.from(`set ${key} ${flags} 0 ${data.length}\r\n`);
+    const r = await raw(port, Buffer.concat([head, data, Buffer.from('\r\n')]), /\r\n$/);
+    assert.equal(r.toString(), 'STORED\r\n');
+  };
+  // Python: zlib.compress(text) with pymemcache's text flag (16) and the zlib flag (8).
+  await store('z:py', zlib.deflateSync(Buffer.from(text)), 16 | 8);
+  // PECL: the original length (32-bit little-endian), then the zlib stream; flags
+  // compressed (16) | zlib (32) | type 0 (string).
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(Buffer.byteLength(text));
+  await store('z:php', Buffer.concat([len, zlib.deflateSync(Buffer.from(text))]), 16 | 32);
+  // A corrupt stream is an error naming the problem, not garbage or a crash.
+  await store('z:bad', Buffer.from('not zlib at all'), 16 | 8);
+
+  const py = new Client(addrs);
+  assert.equal(await py.get('z:py'), text);
+  const many = await py.getMulti(['z:py', 'z:php-absent']);
+  assert.equal(many.get('z:py'), text);
+  assert.equal(many.has('z:php-absent'), false);
+  await assert.rejects(py.get('z:bad'), /inflate/);
+  py.close();
+  const php = new Client(addrs, { convention: 'php' });
+  assert.deepEqual(await php.get('z:php'), Buffer.from(text));
+  php.close();
+});

@@ -1,5 +1,8 @@
-//! PECL memcached's value compression, so plain values that PHP apps compressed are readable
-//! and values this library compresses are readable by them.
+//! Compression of plain values as the ecosystems' clients do it, so values that PHP and Python
+//! apps compressed are readable by every binding, and values a binding compresses are readable
+//! by them. Pure functions over bytes (no I/O); every decompression is bounded.
+//!
+//! ## PECL memcached (PHP)
 //!
 //! PECL memcached (php-memcached 3.x) compresses a string or serialized value of at least
 //! `memcached.compression_threshold` bytes (2000) when `Memcached::OPT_COMPRESSION` is on (the
@@ -9,22 +12,78 @@
 //! stream; the flags get bit 4 (compressed) and bit 5 (zlib, a `compress()` stream) or bit 6
 //! (fastlz, the default `memcached.compression_type`).
 //!
-//! This library reads both and writes zlib, which every PECL memcached reads whatever its own
-//! compression type is. (Candidate for `core::values`: the Python conventions compress with
-//! zlib too.)
+//! [`pecl_decompress`] reads both; [`pecl_compress`] writes zlib, which every PECL memcached
+//! reads whatever its own compression type is.
+//!
+//! ## pylibmc and pymemcache (Python)
+//!
+//! pylibmc (`min_compress_len`) and pymemcache's `CompressedSerde` store a plain zlib stream
+//! (`zlib.compress`, with its 2-byte header and Adler-32 trailer) and set flag 8
+//! ([`python::ZLIB`]) beside the type flag; [`python_decompress`] reads it.
 
-use multiput::values::php;
+use crate::values::{php, python, Convention};
 
 /// The bound on a decompressed value: a corrupt or hostile length prefix must not make us
 /// allocate without limit.
-pub(crate) const MAX_DECOMPRESSED: usize = 128 << 20;
+pub const MAX_DECOMPRESSED: usize = 128 << 20;
 
 /// PECL's `memcached.compression_factor`.
-pub(crate) const PECL_FACTOR: f64 = 1.3;
+pub const PECL_FACTOR: f64 = 1.3;
 
 /// Why a compressed value could not be read.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Corrupt(pub &'static str);
+
+impl std::fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Corrupt {}
+
+/// Undo the compression of a plain value stored under `convention`: `None` when `flags` do
+/// not say it is compressed, else the original bytes and the flags without the compression
+/// bits (ready for [`crate::values::decode`]), or why they cannot be recovered. Nothing
+/// inflates past `max_out` bytes (capped at [`MAX_DECOMPRESSED`]).
+pub fn inflate(
+    convention: Convention,
+    data: &[u8],
+    flags: u32,
+    max_out: usize,
+) -> Option<Result<(Vec<u8>, u32), Corrupt>> {
+    match convention {
+        Convention::Php if flags & php::COMPRESSED != 0 => {
+            Some(pecl_decompress(data, flags).and_then(|(out, rest)| {
+                if out.len() > max_out {
+                    Err(Corrupt("decompressed value is larger than the size limit"))
+                } else {
+                    Ok((out, rest))
+                }
+            }))
+        }
+        Convention::Python if flags & python::ZLIB != 0 => {
+            Some(python_decompress(data, flags, max_out))
+        }
+        _ => None,
+    }
+}
+
+/// Inflate a value pylibmc or pymemcache compressed (`flags` has [`python::ZLIB`]): a zlib
+/// stream of at most `max_out` bytes ([`MAX_DECOMPRESSED`] when larger). Returns the original
+/// bytes and the flags without [`python::ZLIB`], for [`crate::values::decode`].
+pub fn python_decompress(
+    data: &[u8],
+    flags: u32,
+    max_out: usize,
+) -> Result<(Vec<u8>, u32), Corrupt> {
+    let out = miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(
+        data,
+        max_out.min(MAX_DECOMPRESSED),
+    )
+    .map_err(|_| Corrupt("zlib stream is corrupt or inflates past the size limit"))?;
+    Ok((out, flags & !python::ZLIB))
+}
 
 /// Decompress a PECL-compressed value (`flags` has [`php::COMPRESSED`]). Returns the original
 /// bytes and the flags without the compression bits.
@@ -161,6 +220,44 @@ mod tests {
         assert!(fastlz_decompress(&stream, 4).is_none());
         assert!(fastlz_decompress(&[], 4).is_none());
         assert!(fastlz_decompress(&[0xe0], 4).is_none());
+    }
+
+    #[test]
+    fn inflate_by_convention() {
+        let data = "abcdefgh".repeat(500).into_bytes();
+        let (z, f) = pecl_compress(&data, 2000).unwrap();
+        let (out, rest) = inflate(Convention::Php, &z, f | 1, 1 << 20)
+            .unwrap()
+            .unwrap();
+        assert_eq!((out, rest), (data.clone(), 1));
+        // The same flags mean nothing compressed to the Python convention, and the reverse.
+        assert!(inflate(Convention::Python, &z, php::COMPRESSED, 1 << 20).is_none());
+        assert!(inflate(Convention::Php, b"x", python::ZLIB, 1 << 20).is_none());
+        assert!(inflate(Convention::Php, &z, f, 100).unwrap().is_err());
+        let py = miniz_oxide::deflate::compress_to_vec_zlib(&data, 6);
+        let (out, rest) = inflate(
+            Convention::Python,
+            &py,
+            python::ZLIB | python::TEXT,
+            1 << 20,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((out, rest), (data, python::TEXT));
+    }
+
+    #[test]
+    fn python_zlib() {
+        // zlib.compress(b"hello hello hello hello") from CPython, level 6.
+        let z = [
+            0x78, 0x9c, 0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0x57, 0xc8, 0x40, 0x27, 0x01, 0x68, 0x03,
+            0x08, 0xb1,
+        ];
+        let (out, rest) = python_decompress(&z, python::ZLIB | python::TEXT, 1 << 20).unwrap();
+        assert_eq!(out, b"hello hello hello hello");
+        assert_eq!(rest, python::TEXT);
+        assert!(python_decompress(&z, python::ZLIB, 5).is_err());
+        assert!(python_decompress(b"not zlib", python::ZLIB, 1 << 20).is_err());
     }
 
     #[test]
