@@ -15,13 +15,13 @@ use multiput::{
     Error, ErrorKind, Policy, ProtocolChoice, ReadPolicy, RingMode, StoreOptions, Value, Versioned,
     WritePolicy,
 };
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use pyo3::IntoPyObjectExt;
 use std::panic::AssertUnwindSafe;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 // ---------------------------------------------------------------------------------------------
@@ -215,6 +215,30 @@ fn ttl_of(expire: Option<&Bound<'_, PyAny>>) -> PyResult<u32> {
     Ok(secs.ceil().min(f64::from(u32::MAX)) as u32)
 }
 
+/// A CAS unique as pymemcache takes it: an int, or a str/bytes of decimal digits.
+fn cas_unique(cas: &Bound<'_, PyAny>) -> PyResult<u64> {
+    if cas.is_instance_of::<PyInt>() && !cas.is_instance_of::<PyBool>() {
+        return cas
+            .extract::<u64>()
+            .map_err(|_| PyValueError::new_err("cas must be a non-negative 64-bit integer"));
+    }
+    let digits = if let Ok(b) = cas.cast::<PyBytes>() {
+        b.as_bytes().to_vec()
+    } else if let Ok(s) = cas.cast::<PyString>() {
+        s.to_cow()?.as_bytes().to_vec()
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "cas must be an int, or a str or bytes of digits, not {}",
+            cas.get_type().name()?
+        )));
+    };
+    std::str::from_utf8(&digits)
+        .ok()
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| d.parse::<u64>().ok())
+        .ok_or_else(|| PyValueError::new_err(format!("cas must be decimal digits, not {cas}")))
+}
+
 fn duration(name: &str, secs: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(secs)
         .map_err(|_| PyValueError::new_err(format!("{name} must be a positive number of seconds")))
@@ -369,13 +393,74 @@ fn pickle(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
     })
 }
 
-#[derive(Clone, Copy)]
+/// pymemcache's serde protocol: `serialize(key, value) -> (data, flags)` and
+/// `deserialize(key, data, flags) -> value`, either side possibly missing (then values pass
+/// through as bytes, as pymemcache's `LegacyWrappingSerde` does).
+struct Serde {
+    serialize: Option<Py<PyAny>>,
+    deserialize: Option<Py<PyAny>>,
+}
+
+#[derive(Clone)]
 struct Codec {
     convention: Convention,
     pickle_protocol: i32,
+    /// A caller's serde (plain mode only): it replaces the typed-value rules entirely.
+    serde: Option<Arc<Serde>>,
 }
 
 impl Codec {
+    /// The value to store for `key`: through the caller's serde when there is one.
+    fn encode_for<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        v: &Bound<'py, PyAny>,
+    ) -> PyResult<Encoded<'py>> {
+        let Some(serde) = &self.serde else {
+            return self.encode(py, v);
+        };
+        let (data, flags) = match &serde.serialize {
+            Some(f) => {
+                let out = f.bind(py).call1((key, v))?;
+                out.extract::<(Bound<'py, PyAny>, u32)>().map_err(|_| {
+                    PyTypeError::new_err("serde.serialize must return (data, flags)")
+                })?
+            }
+            None => (v.clone(), 0),
+        };
+        // As pymemcache: anything but bytes is stored as its str().
+        let data = match data.cast_into::<PyBytes>() {
+            Ok(b) => b,
+            Err(e) => e.into_inner().str()?.encode_utf8()?,
+        };
+        Ok(Encoded {
+            vtype: ValueType::Bytes,
+            format: Format::NONE,
+            holder: Some(data),
+            payload: Vec::new(),
+            plain: None,
+            flags,
+        })
+    }
+
+    /// The value read for `key`: through the caller's serde when there is one.
+    fn value_for<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        v: &Value,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let Some(serde) = &self.serde else {
+            return self.value(py, v);
+        };
+        let data = PyBytes::new(py, &v.data).into_any();
+        match &serde.deserialize {
+            Some(f) => f.bind(py).call1((key, data, v.flags)),
+            None => Ok(data),
+        }
+    }
+
     fn encode<'py>(&self, py: Python<'py>, v: &Bound<'py, PyAny>) -> PyResult<Encoded<'py>> {
         let conv = self.convention;
         let simple = |vtype, format, holder: Bound<'py, PyBytes>| -> PyResult<Encoded<'py>> {
@@ -605,7 +690,7 @@ impl Client {
         mode: multiput::StoreMode,
     ) -> PyResult<bool> {
         let k = key_bytes(key)?;
-        let enc = self.codec.encode(py, value)?;
+        let enc = self.codec.encode_for(py, key, value)?;
         let ttl = ttl_of(expire)?;
         let r = match self.mode() {
             Mode::Plain(client) => {
@@ -682,6 +767,12 @@ impl Client {
         tcp_nodelay = true,
         convention = "python",
         pickle_protocol = None,
+        serde = None,
+        serializer = None,
+        deserializer = None,
+        no_delay = None,
+        default_noreply = None,
+        allow_unicode_keys = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -694,8 +785,8 @@ impl Client {
         tombstone_ttl: u32,
         read_repair: bool,
         envelope: Option<bool>,
-        connect_timeout: f64,
-        timeout: f64,
+        connect_timeout: Option<f64>,
+        timeout: Option<f64>,
         retry_interval: f64,
         failure_limit: u32,
         key_prefix: Option<&Bound<'_, PyAny>>,
@@ -706,7 +797,17 @@ impl Client {
         tcp_nodelay: bool,
         convention: &str,
         pickle_protocol: Option<i32>,
+        serde: Option<&Bound<'_, PyAny>>,
+        serializer: Option<&Bound<'_, PyAny>>,
+        deserializer: Option<&Bound<'_, PyAny>>,
+        no_delay: Option<bool>,
+        default_noreply: Option<bool>,
+        allow_unicode_keys: Option<bool>,
     ) -> PyResult<Self> {
+        // pymemcache arguments with nothing to configure here: replies are always read, and
+        // str keys are always UTF-8.
+        let _ = (default_noreply, allow_unicode_keys);
+        let tcp_nodelay = no_delay.unwrap_or(tcp_nodelay);
         let config_err = |e: Error| py_err(py, &e);
         let servers = parse_servers(servers)?;
         let ring_mode: RingMode = match ring.trim().to_ascii_lowercase().replace('-', "_").as_str()
@@ -732,8 +833,30 @@ impl Client {
             Some(p) if p.is_none() => Vec::new(),
             Some(p) => key_bytes(p)?,
         };
-        let connect_timeout = duration("connect_timeout", connect_timeout)?;
-        let timeout = duration("timeout", timeout)?;
+        // pymemcache's None ("wait forever") keeps the default: a call never waits unbounded.
+        let connect_timeout = duration("connect_timeout", connect_timeout.unwrap_or(1.0))?;
+        let timeout = duration("timeout", timeout.unwrap_or(1.0))?;
+        let serde = serde.filter(|s| !s.is_none());
+        let serializer = serializer.filter(|s| !s.is_none());
+        let deserializer = deserializer.filter(|s| !s.is_none());
+        let serde = match (serde, serializer, deserializer) {
+            (None, None, None) => None,
+            (Some(s), None, None) => Some(Arc::new(Serde {
+                serialize: Some(s.getattr("serialize")?.unbind()),
+                deserialize: Some(s.getattr("deserialize")?.unbind()),
+            })),
+            (None, ser, de) => Some(Arc::new(Serde {
+                serialize: ser.map(|f| f.clone().unbind()),
+                deserialize: de.map(|f| f.clone().unbind()),
+            })),
+            (Some(_), _, _) => {
+                return Err(named_error(
+                    py,
+                    "ConfigError",
+                    "pass serde or serializer/deserializer, not both".into(),
+                ))
+            }
+        };
         let retry_interval = duration("retry_interval", retry_interval)?;
         let plain = blocking::Client::builder()
             .servers(servers.iter().map(String::as_str))
@@ -772,6 +895,14 @@ impl Client {
         } else {
             None
         };
+        if serde.is_some() && repl.is_some() {
+            return Err(named_error(
+                py,
+                "ConfigError",
+                "serde needs plain mode: replicated values carry their own type in the envelope"
+                    .into(),
+            ));
+        }
         let pickle_protocol = match pickle_protocol {
             Some(p) => p,
             None => PyModule::import(py, "pickle")?
@@ -784,6 +915,7 @@ impl Client {
             codec: Codec {
                 convention,
                 pickle_protocol,
+                serde,
             },
             servers,
         })
@@ -855,7 +987,7 @@ impl Client {
         let missing = |d: Option<Bound<'py, PyAny>>| d.unwrap_or_else(|| py.None().into_bound(py));
         match self.mode() {
             Mode::Plain(c) => match nogil(py, || c.get(&k))? {
-                Ok(Some(v)) => self.codec.value(py, &v),
+                Ok(Some(v)) => self.codec.value_for(py, key, &v),
                 Ok(None) => Ok(missing(default)),
                 Err(e) => Err(py_err(py, &e)),
             },
@@ -881,7 +1013,7 @@ impl Client {
         let none = || py.None().into_bound(py);
         match nogil(py, || c.gets(&k))? {
             Ok(Some(v)) => {
-                let value = self.codec.value(py, &v)?;
+                let value = self.codec.value_for(py, key, &v)?;
                 let cas = match v.cas {
                     Some(c) => c.into_bound_py_any(py)?,
                     None => none(),
@@ -912,7 +1044,7 @@ impl Client {
         let k = key_bytes(key)?;
         let ttl = ttl_of(expire)?;
         match nogil(py, || c.gat(&k, ttl, false))? {
-            Ok(Some(v)) => self.codec.value(py, &v),
+            Ok(Some(v)) => self.codec.value_for(py, key, &v),
             Ok(None) => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
             Err(e) => Err(py_err(py, &e)),
         }
@@ -931,7 +1063,7 @@ impl Client {
     ) -> PyResult<bool> {
         let _ = noreply;
         let k = key_bytes(key)?;
-        let enc = self.codec.encode(py, value)?;
+        let enc = self.codec.encode_for(py, key, value)?;
         let ttl = ttl_of(expire)?;
         match self.mode() {
             Mode::Plain(c) => {
@@ -1051,15 +1183,16 @@ impl Client {
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
         value: &Bound<'_, PyAny>,
-        cas: u64,
+        cas: &Bound<'_, PyAny>,
         expire: Option<&Bound<'_, PyAny>>,
         noreply: Option<bool>,
         flags: Option<u32>,
     ) -> PyResult<Option<bool>> {
         let _ = noreply;
+        let cas = cas_unique(cas)?;
         let c = self.plain_only(py, "cas")?;
         let k = key_bytes(key)?;
-        let enc = self.codec.encode(py, value)?;
+        let enc = self.codec.encode_for(py, key, value)?;
         let opts = StoreOptions::ttl(ttl_of(expire)?).flags(flags.unwrap_or(enc.flags));
         let data = enc.plain();
         match nogil(py, || c.cas(&k, data, cas, opts))? {
@@ -1152,7 +1285,7 @@ impl Client {
                 let rs = nogil(py, || c.get_multi(&raw))?;
                 for (k, r) in objs.iter().zip(rs) {
                     if let Some(v) = r.map_err(|e| py_err(py, &e))? {
-                        out.set_item(k, self.codec.value(py, &v)?)?;
+                        out.set_item(k, self.codec.value_for(py, k, &v)?)?;
                     }
                 }
             }
@@ -1184,7 +1317,7 @@ impl Client {
         let rs = nogil(py, || c.gets_multi(&raw))?;
         for (k, r) in objs.iter().zip(rs) {
             if let Some(v) = r.map_err(|e| py_err(py, &e))? {
-                out.set_item(k, (self.codec.value(py, &v)?, v.cas))?;
+                out.set_item(k, (self.codec.value_for(py, k, &v)?, v.cas))?;
             }
         }
         Ok(out)
@@ -1213,8 +1346,8 @@ impl Client {
             let item = item?;
             let (k, v): (Bound<'py, PyAny>, Bound<'py, PyAny>) = item.extract()?;
             raw.push(key_bytes(&k)?);
+            encoded.push(self.codec.encode_for(py, &k, &v)?);
             objs.push(k);
-            encoded.push(self.codec.encode(py, &v)?);
         }
         self.check_keys(py, &raw)?;
         let ttl = ttl_of(expire)?;
@@ -1315,6 +1448,68 @@ impl Client {
             }
         }
         Ok(true)
+    }
+
+    /// `client[key]`: the value, or KeyError on a miss (pymemcache's dict protocol).
+    fn __getitem__<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let missing = PyList::empty(py).into_any();
+        let v = self.get(py, key, Some(missing.clone()))?;
+        if v.is(&missing) {
+            return Err(PyKeyError::new_err(key.clone().unbind()));
+        }
+        Ok(v)
+    }
+
+    /// `client[key] = value`: `set`.
+    fn __setitem__(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        self.set(py, key, value, None, None, None).map(drop)
+    }
+
+    /// `del client[key]`: `delete` (no KeyError for a missing key, as pymemcache).
+    fn __delitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.delete(py, key, None).map(drop)
+    }
+
+    /// Alias of `get_many` (pymemcache, pylibmc, python-memcached).
+    fn get_multi<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        self.get_many(py, keys)
+    }
+
+    /// Alias of `set_many` (pymemcache, pylibmc, python-memcached).
+    #[pyo3(signature = (values, expire = None, noreply = None, flags = None))]
+    fn set_multi<'py>(
+        &self,
+        py: Python<'py>,
+        values: &Bound<'py, PyAny>,
+        expire: Option<&Bound<'py, PyAny>>,
+        noreply: Option<bool>,
+        flags: Option<u32>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        self.set_many(py, values, expire, noreply, flags)
+    }
+
+    /// Alias of `delete_many` (pymemcache, pylibmc, python-memcached).
+    #[pyo3(signature = (keys, noreply = None))]
+    fn delete_multi(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        noreply: Option<bool>,
+    ) -> PyResult<bool> {
+        self.delete_many(py, keys, noreply)
     }
 
     /// `flush_all [delay]` on every server. Returns True; a server's error raises.
@@ -1466,7 +1661,7 @@ impl Client {
         };
         let func = func.clone().unbind();
         let missing = default.map_or_else(|| py.None(), Bound::unbind);
-        self.cas_update_inner(py, &k, opts, Updater::Func(func, missing))
+        self.cas_update_inner(py, key, &k, opts, Updater::Func(func, missing))
     }
 
     /// Get `key`; on a miss store `default` (called first if callable) with `add`, so that
@@ -1494,7 +1689,7 @@ impl Client {
             ttl: ttl_of(expire)?,
             ..CasOptions::default()
         };
-        self.cas_update_inner(py, &k, opts, Updater::Create(value.unbind()))
+        self.cas_update_inner(py, key, &k, opts, Updater::Create(value.unbind()))
     }
 
     /// Acquire the lock `name` (an `add` of a unique token on the name's server, never another
@@ -1569,11 +1764,13 @@ impl Client {
     fn cas_update_inner<'py>(
         &self,
         py: Python<'py>,
+        key_obj: &Bound<'py, PyAny>,
         key: &[u8],
         mut opts: CasOptions,
         updater: Updater,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let codec = self.codec;
+        let codec = &self.codec;
+        let key_obj = key_obj.clone().unbind();
         // The value the last call of the function produced or found, and an error it raised.
         let mut last: Option<Py<PyAny>> = None;
         let mut error: Option<PyErr> = None;
@@ -1591,8 +1788,10 @@ impl Client {
                                     return Update::Keep;
                                 }
                             };
-                            match decide(py, cur, None, &updater, &mut last, codec, &keep, &delete)
-                            {
+                            let k = key_obj.bind(py);
+                            match decide(
+                                py, k, cur, None, &updater, &mut last, codec, &keep, &delete,
+                            ) {
                                 Ok(Ok(u)) => u,
                                 Ok(Err(_)) => Update::Keep,
                                 Err(e) => {
@@ -1617,7 +1816,8 @@ impl Client {
                     let outcome = nogil(py, || {
                         c.cas_update(key, opts, |cur| {
                             Python::attach(|py| {
-                                let cur = match cur.map(|v| codec.value(py, v)).transpose() {
+                                let k = key_obj.bind(py);
+                                let cur = match cur.map(|v| codec.value_for(py, k, v)).transpose() {
                                     Ok(c) => c,
                                     Err(e) => {
                                         error = Some(e);
@@ -1626,6 +1826,7 @@ impl Client {
                                 };
                                 match decide(
                                     py,
+                                    k,
                                     cur,
                                     Some(flags),
                                     &updater,
@@ -1671,11 +1872,12 @@ impl Client {
 #[allow(clippy::too_many_arguments)]
 fn decide<'py>(
     py: Python<'py>,
+    key: &Bound<'py, PyAny>,
     current: Option<Bound<'py, PyAny>>,
     plain_flags: Option<u32>,
     updater: &Updater,
     last: &mut Option<Py<PyAny>>,
-    codec: Codec,
+    codec: &Codec,
     keep: &Py<Sentinel>,
     delete: &Py<Sentinel>,
 ) -> PyResult<Result<Update, u32>> {
@@ -1701,7 +1903,7 @@ fn decide<'py>(
             new
         }
     };
-    let enc = codec.encode(py, &new)?;
+    let enc = codec.encode_for(py, key, &new)?;
     *last = Some(new.clone().unbind());
     Ok(match plain_flags {
         Some(f) if f != enc.flags => Err(enc.flags),
@@ -1827,6 +2029,7 @@ fn plain_encoding<'py>(
     let codec = Codec {
         convention,
         pickle_protocol,
+        serde: None,
     };
     let enc = codec.encode(py, value)?;
     Ok((PyBytes::new(py, enc.plain()), enc.flags))
@@ -1845,6 +2048,7 @@ fn plain_decoding<'py>(
     let codec = Codec {
         convention,
         pickle_protocol: 5,
+        serde: None,
     };
     codec.decode(py, values::decode_ref(convention, data, flags))
 }

@@ -176,3 +176,151 @@ def test_django_pymemcache_backend_reads_what_multiput_backend_writes():
         assert caches["pymemcache"].get(key) == value
         caches["pymemcache"].set(key, value)
         assert single.get(":1:" + key) == value
+
+
+# ---------------------------------------------------------------------------------------------
+# pymemcache's call conventions, checked side by side with pymemcache on one server
+
+
+def test_pymemcache_constructor_arguments_are_accepted(one):
+    from pymemcache.serde import compressed_serde
+
+    c = multiput.Client(
+        ("127.0.0.1", one.port),
+        serde=compressed_serde,
+        connect_timeout=None,
+        timeout=None,
+        no_delay=True,
+        default_noreply=False,
+        allow_unicode_keys=True,
+        key_prefix=b"pm:",
+    )
+    big = b"ab" * 1024 * 1024  # over 1 MiB before compression, far under it after
+    key = uuid.uuid4().hex
+    assert c.set(key, big) is True
+    assert c.get(key) == big
+    # The compressed payload is what pymemcache itself reads back.
+    pm = PymemcacheClient(("127.0.0.1", one.port), serde=compressed_serde, key_prefix=b"pm:")
+    assert pm.get(key) == big
+
+
+def test_a_custom_serde_sees_every_value_both_ways(one):
+    calls = []
+
+    class Upper:
+        def serialize(self, key, value):
+            calls.append(("ser", key))
+            return value.upper().encode(), 7
+
+        def deserialize(self, key, data, flags):
+            calls.append(("de", key, flags))
+            return data.decode().lower() + "!"
+
+    c = multiput.Client([one.address], serde=Upper())
+    key = "s:" + uuid.uuid4().hex
+    c.set(key, "hi")
+    assert one.raw_get(key) == (7, b"HI")
+    assert c.get(key) == "hi!"
+    assert c.get_many([key]) == {key: "hi!"}
+    assert c.gets(key)[0] == "hi!"
+    assert ("ser", key) in calls and ("de", key, 7) in calls
+    # Explicit flags win over the serde's, as in pymemcache.
+    c.set(key, "x", flags=3)
+    assert one.raw_get(key) == (3, b"X")
+
+
+def test_legacy_serializer_functions(one):
+    c = multiput.Client(
+        [one.address],
+        serializer=lambda k, v: (str(v * 2), 9),
+        deserializer=lambda k, d, f: (int(d), f),
+    )
+    key = "l:" + uuid.uuid4().hex
+    c.set(key, 21)
+    assert c.get(key) == (42, 9)
+    # With neither half given for reads, values come back as the bytes stored.
+    raw = multiput.Client([one.address], serializer=lambda k, v: (v, 0))
+    assert raw.get(key) == b"42"
+
+
+def test_serde_is_refused_with_replication(addresses):
+    with pytest.raises(multiput.ConfigError):
+        multiput.Client(addresses, replicas=2, serde=pickle_serde)
+    with pytest.raises(multiput.ConfigError):
+        multiput.Client(addresses, serde=pickle_serde, serializer=lambda k, v: (v, 0))
+
+
+def test_cas_takes_the_unique_as_int_str_or_bytes(one):
+    c = multiput.Client([one.address])
+    key = "cas:" + uuid.uuid4().hex
+    assert c.cas(key, b"v", b"1") is None  # missing key
+    c.set(key, b"v")
+    _, unique = c.gets(key)
+    assert c.cas(key, b"w", str(unique + 1)) is False
+    assert c.cas(key, b"w", str(unique).encode()) is True
+    for bad in ("", "12a", b"-1"):
+        with pytest.raises(ValueError):
+            c.cas(key, b"w", bad)
+    with pytest.raises(TypeError):
+        c.cas(key, b"w", 1.5)
+
+
+def test_multi_aliases_and_dict_protocol(one):
+    c = multiput.Client([one.address])
+    k1, k2 = "m:" + uuid.uuid4().hex, "m:" + uuid.uuid4().hex
+    assert c.set_multi({k1: b"1", k2: 2}) == []
+    assert c.get_multi([k1, k2]) == {k1: b"1", k2: 2}
+    assert c.delete_multi([k1]) is True
+    assert c.get_multi([k1, k2]) == {k2: 2}
+    c[k1] = "x"
+    assert c[k1] == "x"
+    del c[k1]
+    with pytest.raises(KeyError):
+        c[k1]
+    del c[k1]  # deleting a missing key is no error, as in pymemcache
+
+
+def test_stats_with_several_words(one):
+    c = multiput.Client([one.address])
+    c.set("sw:" + uuid.uuid4().hex, b"v")
+    (items,) = c.stats("cachedump", "1", "5").values()
+    assert isinstance(items, dict)  # item names -> "[size b; time s]"
+
+
+def test_replies_match_pymemcache_with_noreply_false(one):
+    """Every call whose reply pymemcache waits for returns what pymemcache returns."""
+    pm = pm_client(one)
+    mp = multiput.Client([one.address], serde=pickle_serde)
+    prefix = uuid.uuid4().hex
+
+    def script(c, tag):
+        k = lambda name: f"{prefix}:{tag}:{name}"  # noqa: E731
+        got = [c.get(k("a")), c.get(k("a"), 5), c.set(k("a"), b"1", noreply=False)]
+        got += [c.add(k("a"), b"2", noreply=False), c.add(k("b"), b"2", noreply=False)]
+        got += [c.replace(k("c"), b"3", noreply=False), c.replace(k("b"), b"3", noreply=False)]
+        got += [c.append(k("c"), b"x", noreply=False), c.append(k("a"), b"x", noreply=False)]
+        got += [c.prepend(k("c"), b"x", noreply=False), c.prepend(k("a"), b"y", noreply=False)]
+        got += [c.get(k("a")), c.gets(k("c")), c.gets(k("c"), 1, 2)]
+        got += [c.cas(k("c"), b"v", 1, noreply=False), c.cas(k("a"), b"v", 1, noreply=False)]
+        got += [c.cas(k("a"), b"v", c.gets(k("a"))[1], noreply=False)]
+        got += [c.delete(k("b"), noreply=False), c.delete(k("b"), noreply=False)]
+        got += [c.incr(k("n"), 1, noreply=False), c.set(k("n"), b"7", noreply=False)]
+        got += [c.incr(k("n"), 5, noreply=False), c.decr(k("n"), 100, noreply=False)]
+        got += [c.decr(k("m"), 1, noreply=False), c.get(k("n"))]
+        got += [c.touch(k("z"), 5, noreply=False), c.touch(k("a"), 5, noreply=False)]
+        got += [c.set_many({k("x"): 1, k("y"): "t"}, noreply=False)]
+        many = c.get_many([k("x"), k("y"), k("none")])
+        got += [{name[len(k("")) :]: v for name, v in many.items()}, c.get_many([])]
+        got += [c.delete_many([k("x"), k("none")], noreply=False), c.delete_many([])]
+        got += [c.flush_all(noreply=False) if tag == "skip" else True]
+        return got
+
+    assert script(mp, "mp") == script(pm, "pm")
+
+    for c in (pm, mp):
+        with pytest.raises(ValueError if c is mp else pymemcache.exceptions.MemcacheClientError):
+            c.set(b"has space", b"v", noreply=False)
+    with pytest.raises(multiput.ClientError):
+        key = prefix + ":text"
+        mp.set(key, b"not a number")
+        mp.incr(key, 1)

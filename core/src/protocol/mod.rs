@@ -429,8 +429,15 @@ impl Decoder {
                 };
                 return Ok(Some(Reply::Stats(v)));
             }
-            let Some(rest) = line.strip_prefix(b"STAT ") else {
-                return err(format!("expected STAT or END, got: {}", excerpt(line)));
+            // `stats cachedump` lists its items as `ITEM <key> [<size> b; <time> s]`.
+            let Some(rest) = line
+                .strip_prefix(b"STAT ")
+                .or_else(|| line.strip_prefix(b"ITEM "))
+            else {
+                return err(format!(
+                    "expected STAT, ITEM or END, got: {}",
+                    excerpt(line)
+                ));
             };
             let (name, value) = match rest.iter().position(|&c| c == b' ') {
                 Some(i) => (&rest[..i], &rest[i + 1..]),

@@ -647,6 +647,10 @@ STAT empty\r\nSTAT spaced a b  c\r\nSTAT trailing \r\nEND\r\n";
     );
     assert_eq!(check(Expect::TextStats, b"END\r\n"), Reply::Stats(vec![]));
     assert_eq!(
+        check(Expect::TextStats, b"ITEM k1 [5 b; 0 s]\r\nEND\r\n"),
+        Reply::Stats(vec![("k1".into(), "[5 b; 0 s]".into())])
+    );
+    assert_eq!(
         check(Expect::TextStats, b"ERROR\r\n"),
         Reply::Error(ErrorReply::Unknown, String::new())
     );
@@ -1234,7 +1238,18 @@ fn encode_other_text_commands() {
     assert_eq!((e, &b[..]), (Expect::TextStats, &b"stats settings\r\n"[..]));
     let (_, b) = encoded(|b| text::stats(b, Some("slabs")).unwrap());
     assert_eq!(b, b"stats slabs\r\n");
-    for bad in ["", "a b", "items\r\nflush_all", "x\n", "\t", "del\x7f"] {
+    let (_, b) = encoded(|b| text::stats(b, Some("cachedump 1 10")).unwrap());
+    assert_eq!(b, b"stats cachedump 1 10\r\n");
+    for bad in [
+        "",
+        "a  b",
+        " a",
+        "a ",
+        "items\r\nflush_all",
+        "x\n",
+        "\t",
+        "del\x7f",
+    ] {
         let mut buf = BytesMut::from(&b"prev"[..]);
         assert!(
             matches!(text::stats(&mut buf, Some(bad)), Err(Error::Config(_))),

@@ -199,10 +199,12 @@ pub fn version(buf: &mut BytesMut) -> Expect {
     Expect::TextLine
 }
 
-/// `stats [group]`, e.g. `stats settings`, `stats slabs`, `stats items`, `stats conns`.
+/// `stats [group]`, e.g. `stats settings`, `stats slabs`, `stats items`, `stats conns`; a
+/// group may be several words separated by single spaces (`stats cachedump 1 10`).
 pub fn stats(buf: &mut BytesMut, group: Option<&str>) -> Result<Expect, Error> {
     if let Some(g) = group {
-        if g.is_empty() || g.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        let bad_word = |w: &str| w.is_empty() || w.bytes().any(|b| b <= b' ' || b == 0x7f);
+        if g.split(' ').any(bad_word) {
             return Err(Error::Config(format!("invalid stats group {g:?}")));
         }
     }

@@ -58,8 +58,10 @@ class Client:
     :param read_repair: write the latest copy back to stale replicas after reads.
     :param envelope: force the envelope on (``True``, e.g. with ``replicas=1`` to migrate to
         replication) or off; default: on exactly when ``replicas > 1``.
-    :param connect_timeout: seconds to open a connection (and probe the server).
-    :param timeout: seconds for one request, from sending until the whole reply arrived.
+    :param connect_timeout: seconds to open a connection (and probe the server); ``None``
+        (pymemcache's "no limit") keeps the default of 1 s: a call never waits unbounded.
+    :param timeout: seconds for one request, from sending until the whole reply arrived;
+        ``None`` keeps the default of 1 s.
     :param retry_interval: seconds a server marked down is skipped before one call retries it.
     :param failure_limit: consecutive timeouts/broken connections that mark a server down (a
         refused connection marks it down at once).
@@ -77,6 +79,18 @@ class Client:
         pymemcache: bytes 0, pickle 1, int 2, text 16) or ``"php"`` (PECL memcached).
     :param pickle_protocol: the pickle protocol for objects (default
         ``pickle.HIGHEST_PROTOCOL``, as pymemcache and Django use).
+    :param serde: a pymemcache serde object (``serialize(key, value) -> (bytes, flags)``,
+        ``deserialize(key, data, flags) -> value``, e.g. ``pymemcache.serde.pickle_serde`` or
+        ``compressed_serde``) used instead of the built-in typed values. Plain mode only. The
+        key passed is the key as given (without ``key_prefix``).
+    :param serializer: pymemcache's older form of ``serde``: ``serializer(key, value)``;
+        without it values must be bytes or str (stored with flags 0).
+    :param deserializer: ``deserializer(key, data, flags)``; without it reads return bytes.
+    :param no_delay: pymemcache's name for ``tcp_nodelay`` (overrides it when given).
+    :param default_noreply: accepted for pymemcache compatibility and ignored, like every
+        ``noreply``.
+    :param allow_unicode_keys: accepted for pymemcache compatibility and ignored: ``str`` keys
+        are always UTF-8 encoded.
 
     In replicated mode ``gets``, ``gat``, ``cas`` and ``gets_many`` raise
     :class:`~multiput.NotSupportedError`; ``incr``/``decr`` become exact counters and
@@ -97,8 +111,8 @@ class Client:
         tombstone_ttl: int = 86400,
         read_repair: bool = True,
         envelope: Optional[bool] = None,
-        connect_timeout: float = 1.0,
-        timeout: float = 1.0,
+        connect_timeout: Optional[float] = 1.0,
+        timeout: Optional[float] = 1.0,
         retry_interval: float = 1.0,
         failure_limit: int = 1,
         key_prefix: Optional[Key] = None,
@@ -109,6 +123,12 @@ class Client:
         tcp_nodelay: bool = True,
         convention: str = "python",
         pickle_protocol: Optional[int] = None,
+        serde: Any = None,
+        serializer: Optional[Callable[[Any, Any], Tuple[Any, int]]] = None,
+        deserializer: Optional[Callable[[Any, bytes, int], Any]] = None,
+        no_delay: Optional[bool] = None,
+        default_noreply: Optional[bool] = None,
+        allow_unicode_keys: Optional[bool] = None,
     ) -> None: ...
     @property
     def servers(self) -> List[str]:
@@ -161,13 +181,14 @@ class Client:
         self,
         key: Key,
         value: Any,
-        cas: int,
+        cas: Union[int, str, bytes],
         expire: Expire = None,
         noreply: Optional[bool] = None,
         flags: Optional[int] = None,
     ) -> Optional[bool]:
         """Compare-and-swap: True stored, False the value changed (conflict), None the key is
-        gone. Plain mode only."""
+        gone. ``cas`` is the int from :meth:`gets`, or (as pymemcache takes it) a str or bytes
+        of digits. Plain mode only."""
     def delete(self, key: Key, noreply: Optional[bool] = None) -> bool:
         """Delete: True if the key existed (replicated: True once the tombstone is written)."""
     def incr(self, key: Key, value: int = 1, noreply: Optional[bool] = None) -> Optional[int]:
@@ -190,10 +211,23 @@ class Client:
         """Store many values; the list of keys that were not stored (empty on success)."""
     def delete_many(self, keys: Iterable[Key], noreply: Optional[bool] = None) -> bool:
         """Delete many keys; True. Server errors raise."""
+    def get_multi(self, keys: Iterable[Key]) -> Dict[Any, Any]:
+        """Alias of :meth:`get_many`."""
+    def set_multi(
+        self,
+        values: Union[Mapping[Key, Any], Iterable[Tuple[Key, Any]]],
+        expire: Expire = None,
+        noreply: Optional[bool] = None,
+        flags: Optional[int] = None,
+    ) -> List[Any]:
+        """Alias of :meth:`set_many`."""
+    def delete_multi(self, keys: Iterable[Key], noreply: Optional[bool] = None) -> bool:
+        """Alias of :meth:`delete_many`."""
     def flush_all(self, delay: int = 0, noreply: Optional[bool] = None) -> bool:
         """Invalidate every item on every server; True."""
     def stats(self, *args: str) -> Dict[str, Dict[str, Union[int, float, str]]]:
-        """``{"host:port": {stat: value}}`` for every server."""
+        """``{"host:port": {stat: value}}`` for every server; ``args`` name a group
+        (``stats("slabs")``, ``stats("cachedump", "1", "10")``)."""
     def version(self) -> Dict[str, str]:
         """``{"host:port": version}`` for every server."""
     def server_for(self, key: Key) -> str:
