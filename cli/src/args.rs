@@ -23,9 +23,11 @@ envelope (a timestamp and the writer's id; see docs/envelope.md): a read returns
 copy and writes it back to replicas whose copy is missing or older (read repair), and a delete \
 writes a tombstone so that a replica that missed it cannot bring the value back. Read such keys \
 with the same --replicas: a plain read (--replicas 1, the default) returns the stored bytes, \
-envelope included. incr, decr, touch and set --add/--replace are refused with --replicas N > 1 \
-(not supported for replicated keys yet). ring, stats, health and flush are unaffected, except \
-that `ring --replicas N` lists each key's N servers.";
+envelope included. incr, decr, touch and set --add/--replace work on replicated keys too: they \
+are serialized by CAS on the key's primary replica (docs/recipes.md), then written to every \
+replica under a new stamp; they fail rather than act elsewhere while the primary is down. \
+ring, stats, health and flush are unaffected, except that `ring --replicas N` lists each \
+key's N servers.";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -310,8 +312,10 @@ With --replicas N (N > 1) the value is written, inside the envelope, to the key'
 at once. It succeeds when --write-policy is met: then it prints nothing on stdout, but each \
 replica that did not store the copy is named on stderr (`multiput: warning: ...`). When the \
 policy is not met the exit status is 1 and the error names each failed replica; the replicas \
-that did store keep the new value. --add, --replace and --flags are refused (not supported \
-for replicated keys yet).",
+that did store keep the new value. --add and --replace are checked and serialized by CAS on \
+the key's primary replica (two concurrent --add cannot both succeed; a deleted key counts as \
+missing), and fail while the primary is down. --flags is refused (enveloped copies are stored \
+with flags 0).",
         allow_negative_numbers = true
     )]
     Set(SetArgs),
@@ -336,20 +340,25 @@ are named on stderr.")]
     #[command(long_about = "\
 Add DELTA (default 1) to the decimal number stored under KEY and print the new value. The \
 counter wraps at 2^64. A missing key is an error (exit 1): create it first, e.g. \
-`multiput set KEY 0`. Refused with --replicas N > 1 (not supported for replicated keys yet).")]
+`multiput set KEY 0`.
+
+With --replicas N (N > 1) the increment is exact: a CAS loop on the key's primary replica \
+reads the latest copy, adds, and writes the result to every replica under a new stamp, so \
+concurrent incrementers never lose a step. Fails while the primary is down. DELTA must then \
+be below 2^63.")]
     Incr(ArithArgs),
 
     /// Subtract DELTA (default 1) from a decimal counter (stops at 0) and print the new value
     #[command(long_about = "\
 Subtract DELTA (default 1) from the decimal number stored under KEY and print the new value. \
-memcached stops at 0 rather than going negative. A missing key is an error (exit 1). Refused \
-with --replicas N > 1 (not supported for replicated keys yet).")]
+memcached stops at 0 rather than going negative. A missing key is an error (exit 1). With \
+--replicas N > 1, exact as for incr.")]
     Decr(ArithArgs),
 
     /// Give an existing key a new TTL (exit 1 if the key is missing)
     #[command(long_about = "\
-Give an existing key a new TTL (exit 1 if the key is missing). Refused with --replicas N > 1 \
-(not supported for replicated keys yet).")]
+Give an existing key a new TTL (exit 1 if the key is missing). With --replicas N > 1 the \
+latest copy is rewritten to every replica with the new TTL (serialized on the primary).")]
     Touch {
         /// The key.
         key: OsString,
@@ -438,10 +447,10 @@ pub struct SetArgs {
     /// stored with flags 0).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub flags: u32,
-    /// Store only if the key does not exist yet (not with --replicas N > 1).
+    /// Store only if the key does not exist yet.
     #[arg(long, conflicts_with = "replace")]
     pub add: bool,
-    /// Store only if the key already exists (not with --replicas N > 1).
+    /// Store only if the key already exists.
     #[arg(long)]
     pub replace: bool,
 }

@@ -35,14 +35,6 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Set(a) => match policy(g)? {
             None => set(&client(g)?, a),
             Some(p) => {
-                if a.add || a.replace {
-                    let flag = if a.add { "--add" } else { "--replace" };
-                    return Err(not_replicated(
-                        g,
-                        &format!("set {flag}"),
-                        "its condition cannot be checked on every replica at once",
-                    ));
-                }
                 if a.flags != 0 {
                     return Err(not_replicated(
                         g,
@@ -57,26 +49,18 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             None => delete(&client(g)?, &keys),
             Some(p) => crate::replicated_cmd::delete(&replicated(g, p)?, &keys),
         },
-        Command::Incr(a) => {
-            plain_only(
-                g,
-                "incr",
-                "memcached would add to one copy, envelope and all",
-            )?;
-            arith(&client(g)?, a, true)
-        }
-        Command::Decr(a) => {
-            plain_only(
-                g,
-                "decr",
-                "memcached would subtract from one copy, envelope and all",
-            )?;
-            arith(&client(g)?, a, false)
-        }
-        Command::Touch { key, ttl } => {
-            plain_only(g, "touch", "it would change the TTL of one copy only")?;
-            touch(&client(g)?, &key, ttl)
-        }
+        Command::Incr(a) => match policy(g)? {
+            None => arith(&client(g)?, a, true),
+            Some(p) => crate::replicated_cmd::arith(&replicated(g, p)?, a, true),
+        },
+        Command::Decr(a) => match policy(g)? {
+            None => arith(&client(g)?, a, false),
+            Some(p) => crate::replicated_cmd::arith(&replicated(g, p)?, a, false),
+        },
+        Command::Touch { key, ttl } => match policy(g)? {
+            None => touch(&client(g)?, &key, ttl),
+            Some(p) => crate::replicated_cmd::touch(&replicated(g, p)?, &key, ttl),
+        },
         Command::Flush { delay, yes } => {
             if !yes {
                 return Err(Failure::usage(
@@ -178,14 +162,6 @@ fn not_replicated(g: &Global, what: &str, why: &str) -> Failure {
         "{what} is not supported for replicated keys yet (--replicas {}): {why}; nothing was sent",
         g.replicas
     ))
-}
-
-/// Refuse `what` with `--replicas N > 1` (checked before anything is sent).
-fn plain_only(g: &Global, what: &str, why: &str) -> Result<(), Failure> {
-    match policy(g)? {
-        None => Ok(()),
-        Some(_) => Err(not_replicated(g, what, why)),
-    }
 }
 
 /// An error about one key, naming it.

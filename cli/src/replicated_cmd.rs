@@ -1,15 +1,18 @@
-//! `get`, `set` and `delete` with `--replicas N` (N > 1), on the blocking replicated client:
-//! N enveloped copies per key, the latest copy wins on reads, deletes write tombstones.
+//! `get`, `set`, `delete`, `incr`/`decr` and `touch` with `--replicas N` (N > 1), on the
+//! blocking replicated client: N enveloped copies per key, the latest copy wins on reads,
+//! deletes write tombstones, conditional writes and counters are serialized by CAS on the
+//! key's primary replica (core's `ReplicatedClient::conditional` and `incr_exact`).
 
 use std::ffi::OsString;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
 use multiput::blocking::ReplicatedClient;
-use multiput::envelope::ValueType;
+use multiput::envelope::{Format, ValueType};
+use multiput::recipes::CasOptions;
 use multiput::{Versioned, WriteReport};
 
-use crate::args::{GetArgs, SetArgs};
+use crate::args::{ArithArgs, GetArgs, SetArgs};
 use crate::commands::{check_keys, keyed, os_bytes, read_value};
 use crate::output::{escape_bytes, key_for_message, utc_millis};
 use crate::Failure;
@@ -137,9 +140,60 @@ pub fn set(rc: &ReplicatedClient, a: SetArgs) -> Result<ExitCode, Failure> {
     let key = os_bytes(&a.key);
     check_keys(rc.inner(), &[key])?;
     let value = read_value(&a)?;
-    let report = rc.set(key, &value, a.ttl).map_err(|e| keyed(key, e))?;
+    let report = if a.add {
+        rc.add_typed(key, ValueType::Bytes, Format::NONE, &value, a.ttl)
+    } else if a.replace {
+        rc.replace_typed(key, ValueType::Bytes, Format::NONE, &value, a.ttl)
+    } else {
+        rc.set(key, &value, a.ttl)
+    }
+    .map_err(|e| keyed(key, e))?;
     warn_failed(key, &report);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exact replicated incr/decr: a CAS loop on the primary, the result written to every replica.
+pub fn arith(rc: &ReplicatedClient, a: ArithArgs, incr: bool) -> Result<ExitCode, Failure> {
+    let key = os_bytes(&a.key);
+    check_keys(rc.inner(), &[key])?;
+    let Ok(delta) = i64::try_from(a.delta) else {
+        return Err(Failure::usage(format!(
+            "delta {} is too large for a replicated counter (at most {})",
+            a.delta,
+            i64::MAX
+        )));
+    };
+    let delta = if incr { delta } else { -delta };
+    match rc
+        .incr_exact(key, delta, CasOptions::default())
+        .map_err(|e| keyed(key, e))?
+    {
+        Some(v) => {
+            let mut out = io::stdout().lock();
+            writeln!(out, "{v}")?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => Err(Failure::error(format!(
+            "{}: not found (incr and decr only change an existing number; create it first, \
+             e.g. `multiput --replicas N set KEY 0`)",
+            key_for_message(key)
+        ))),
+    }
+}
+
+/// Replicated touch: the latest copy rewritten to every replica with the new TTL.
+pub fn touch(rc: &ReplicatedClient, key: &OsString, ttl: u32) -> Result<ExitCode, Failure> {
+    let key = os_bytes(key);
+    check_keys(rc.inner(), &[key])?;
+    if rc.touch(key, ttl).map_err(|e| keyed(key, e))? {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Failure::error(format!(
+            "{}: not found",
+            key_for_message(key)
+        )))
+    }
 }
 
 pub fn delete(rc: &ReplicatedClient, keys: &[OsString]) -> Result<ExitCode, Failure> {

@@ -1358,54 +1358,81 @@ fn replicated_delete_writes_tombstones_that_outlive_old_copies() {
 }
 
 #[test]
-fn replicated_keys_refuse_what_replication_does_not_cover() {
+fn replicated_counters_conditional_stores_and_touch() {
     let servers = cluster(3);
     let s = servers_arg(&servers);
-    ok(mp(&s, &["set", "counter", "10"]));
-    ok(mpr(&s, 2, &["set", "r", "v"]));
 
-    for args in [
-        vec!["incr", "counter"],
-        vec!["decr", "counter", "3"],
-        vec!["touch", "counter", "60"],
-        vec!["set", "counter", "11", "--add"],
-        vec!["set", "counter", "11", "--replace"],
-        vec!["set", "counter", "11", "--flags", "5"],
-        vec!["get", "r", "--cas"],
-    ] {
-        let out = fails(
-            mpr(&s, 2, &args),
-            2,
-            "not supported for replicated keys yet",
-        );
-        assert!(out.stderr.starts_with("multiput: "), "{args:?}: {out:?}");
-        assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
+    // Counters: exact, on every replica, with plain incr's conventions (missing key = error,
+    // decr stops at 0).
+    fails(mpr(&s, 2, &["incr", "hits"]), 1, "not found");
+    ok(mpr(&s, 2, &["set", "hits", "10"]));
+    assert_eq!(ok(mpr(&s, 2, &["incr", "hits", "5"])).text(), "15\n");
+    assert_eq!(ok(mpr(&s, 2, &["decr", "hits", "20"])).text(), "0\n");
+    assert_eq!(ok(mpr(&s, 2, &["incr", "hits"])).text(), "1\n");
+    for addr in preference(&s, "hits", 2) {
+        enveloped_copy(&addr, "hits", b"1");
     }
-    // Nothing changed, and the plain commands still work.
-    assert_eq!(
-        raw_get(&owner(&s, "counter"), "counter"),
-        Some((0, b"10".to_vec()))
+    assert_eq!(ok(mpr(&s, 2, &["get", "hits"])).stdout, b"1");
+    fails(
+        mpr(&s, 2, &["incr", "hits", "9223372036854775808"]),
+        2,
+        "too large",
     );
-    assert_eq!(ok(mp(&s, &["incr", "counter"])).text(), "11\n");
+    ok(mpr(&s, 2, &["set", "name", "Ada"]));
+    fails(mpr(&s, 2, &["incr", "name"]), 1, "non-numeric");
 
-    // Refused before anything is sent: a listener that must never see a connection.
+    // add: only when no live value; a deleted (tombstoned) key counts as missing.
+    fails(
+        mpr(&s, 2, &["set", "name", "Bob", "--add"]),
+        1,
+        "not stored",
+    );
+    assert_eq!(ok(mpr(&s, 2, &["get", "name"])).stdout, b"Ada");
+    ok(mpr(&s, 2, &["set", "fresh", "v1", "--add"]));
+    for addr in preference(&s, "fresh", 2) {
+        enveloped_copy(&addr, "fresh", b"v1");
+    }
+    ok(mpr(&s, 2, &["delete", "fresh"]));
+    ok(mpr(&s, 2, &["set", "fresh", "v2", "--add"]));
+    assert_eq!(ok(mpr(&s, 2, &["get", "fresh"])).stdout, b"v2");
+
+    // replace: only when a live value exists.
+    fails(
+        mpr(&s, 2, &["set", "absent", "x", "--replace"]),
+        1,
+        "not stored",
+    );
+    assert_eq!(raw_get(&owner(&s, "absent"), "absent"), None);
+    ok(mpr(&s, 2, &["set", "name", "Cy", "--replace"]));
+    for addr in preference(&s, "name", 2) {
+        enveloped_copy(&addr, "name", b"Cy");
+    }
+
+    // touch: the latest copy, with the new TTL, on every replica.
+    fails(mpr(&s, 2, &["touch", "absent", "60"]), 1, "not found");
+    ok(mpr(&s, 2, &["touch", "name", "1"]));
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    for addr in preference(&s, "name", 2) {
+        assert_eq!(raw_get(&addr, "name"), None, "{addr} still holds name");
+    }
+    fails(mpr(&s, 2, &["get", "name"]), 1, "miss");
+
+    // What replication still does not cover is refused before anything is sent: a listener
+    // that owns the key must never see a connection.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let l = listener.local_addr().unwrap().to_string();
     let two = format!("{l},{}", servers[0].addr());
-    // A key the listener owns, so that a plain command would have connected to it.
     let key = (0..100)
         .map(|i| format!("x{i}"))
         .find(|k| owner(&two, k) == l)
         .expect("some key lives on the listener");
     for args in [
-        vec!["incr", key.as_str()],
-        vec!["decr", key.as_str()],
-        vec!["touch", key.as_str(), "1"],
-        vec!["set", key.as_str(), "1", "--add"],
+        vec!["set", key.as_str(), "1", "--flags", "5"],
         vec!["get", key.as_str(), "--cas"],
     ] {
-        fails(mpr(&two, 2, &args), 2, "not supported");
+        let out = fails(mpr(&two, 2, &args), 2, "not supported for replicated keys");
+        assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
     }
     match listener.accept() {
         Err(e) if e.kind() == ErrorKind::WouldBlock => {}
@@ -1473,8 +1500,5 @@ fn replication_options_are_checked() {
         assert!(out.text().contains("--replicas"), "{cmd}: {out:?}");
     }
     let out = ok(run(&["incr", "--help"]));
-    assert!(
-        out.text().contains("not supported for replicated keys yet"),
-        "{out:?}"
-    );
+    assert!(out.text().contains("exact"), "{out:?}");
 }
