@@ -7,6 +7,7 @@ import pickle
 import threading
 import time
 import warnings
+from unittest import mock
 from zlib import compress, decompress
 
 import django
@@ -20,7 +21,7 @@ from django.core.cache.backends.base import BaseCache, CacheKeyWarning  # noqa: 
 
 import multiput  # noqa: E402
 from multiput import exceptions as exc  # noqa: E402
-from multiput.django import MultiputCache  # noqa: E402
+from multiput.django import MultiputCache, NonNumericValueError  # noqa: E402
 
 KEY_ERRORS_WITH_MEMCACHED_MSG = "Cache key contains characters that will cause errors if used with memcached: %r"
 
@@ -131,6 +132,55 @@ def test_incr_decr():
         cache.incr("null")
     with pytest.raises(exc.ClientError):
         cache.decr("null")
+
+
+@pytest.mark.parametrize("alias", ["default", "replicated"])
+def test_arithmetic_on_a_non_number_is_a_type_error_too(alias):
+    # Django's generic backends raise TypeError here, its memcached ones their client's
+    # error: the backend raises one exception that is both, plain or replicated.
+    backend = caches[alias]
+    backend.clear()
+    for stored in (None, "forty-two", [1, 2]):
+        backend.set("not_a_counter", stored)
+        for method in (backend.incr, backend.decr):
+            with pytest.raises(TypeError) as info:
+                method("not_a_counter", 3)
+            assert isinstance(info.value, exc.ClientError)
+            assert isinstance(info.value, NonNumericValueError)
+            assert isinstance(info.value.__cause__, exc.ClientError)
+        assert backend.get("not_a_counter") == stored
+    backend.clear()
+
+
+def test_client_class_is_exposed_like_djangos_memcached_backends():
+    # Django's memcached backends keep the client class in ``_class`` and the client
+    # library in ``_lib``; the bulk methods go through the pymemcache-style *_multi names.
+    assert cache._lib is multiput
+    assert issubclass(cache._class, multiput.Client)
+    assert isinstance(cache._cache, cache._class)
+    for name in ("get_multi", "set_multi", "delete_multi"):
+        assert callable(getattr(cache._cache, name))
+    assert cache.set_many({"m1": 1, "m2": "two"}) == []
+    assert cache.get_many(["m1", "m2", "m3"]) == {"m1": 1, "m2": "two"}
+    cache.delete_many(["m1", "m2"])
+    assert cache.get_many(["m1", "m2"]) == {}
+
+
+def test_set_many_maps_failures_from_the_client_class_back_to_callers_keys():
+    def refuse_everything(mapping, *args, **kwargs):
+        return list(mapping)
+
+    with mock.patch.object(cache._class, "set_multi", side_effect=refuse_everything) as patched:
+        assert sorted(caches["v2"].set_many({"first": 1, "second": 2})) == ["first", "second"]
+        assert patched.call_count == 1
+    with mock.patch.object(cache._class, "set_multi", side_effect=lambda mapping, *a, **k: mapping.keys()):
+        assert cache.set_many({"only": 1}) == ["only"]
+
+
+def test_request_finished_never_disconnects_the_shared_client():
+    with mock.patch.object(cache._class, "disconnect_all", autospec=True) as disconnect:
+        signals.request_finished.send(sender=None)
+        assert disconnect.called is False
 
 
 def test_close_does_not_drop_connections():

@@ -25,8 +25,13 @@ Settings::
 It keeps the contract of Django's memcached backends (``PyMemcacheCache``,
 ``PyLibMCCache``): timeouts as Django defines them (converted to absolute Unix time above 30
 days), ``InvalidCacheKey`` for keys memcached would refuse, ``incr``/``decr`` raising
-``ValueError`` on a missing key, ``set_many`` returning the keys that failed. It differs on
-purpose where those backends lose information:
+``ValueError`` on a missing key (and, on a value that is not a number, an error that is
+both the client's ``multiput.ClientError``, as the bundled backends raise their client's error,
+and the ``TypeError`` Django's other backends raise), ``set_many`` returning the keys that
+failed. Like those backends it exposes the client class as ``_class`` (a ``multiput.Client``
+with pymemcache's ``get_multi``/``set_multi``/``delete_multi`` names, which the bulk methods
+call) and the client module as ``_lib``. It differs on purpose where those backends lose
+information:
 
 - ``set()`` returns ``True`` when stored and ``False`` when not (after deleting the key, so
   an old value does not linger, as Django's backends do); ``OPTIONS["raise_on_set_failure"]``
@@ -59,11 +64,27 @@ from django.core.cache.backends.base import (
 import multiput
 from multiput import Client, MultiputError
 
-__all__ = ["MultiputCache"]
+__all__ = ["MultiputCache", "NonNumericValueError"]
 
 _BACKEND_OPTIONS = {"raise_on_set_failure", "MAX_ENTRIES", "CULL_FREQUENCY"}
 _clients: Dict[Tuple[Any, ...], Client] = {}
 _clients_lock = threading.Lock()
+
+
+class NonNumericValueError(multiput.ClientError, TypeError):
+    """``incr``/``decr`` of a value that is not a number: memcached's ``CLIENT_ERROR`` as a
+    ``multiput.ClientError`` (what the bundled memcached backends raise: their client's error)
+    that is also the ``TypeError`` Django's other backends raise."""
+
+
+class DjangoClient(Client):
+    """The backend's ``_class``: ``multiput.Client`` with the ``*_multi`` names Django's
+    memcached backends call on pymemcache and pylibmc clients (and that code patching
+    ``cache._class`` expects). The aliases are the native methods themselves."""
+
+    get_multi = Client.get_many
+    set_multi = Client.set_many
+    delete_multi = Client.delete_many
 
 
 def _client_for(servers: List[str], options: Dict[str, Any]) -> Client:
@@ -72,13 +93,17 @@ def _client_for(servers: List[str], options: Dict[str, Any]) -> Client:
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            client = Client(servers, **options)
+            client = DjangoClient(servers, **options)
             _clients[key] = client
         return client
 
 
 class MultiputCache(BaseCache):
     """A Django cache backend on ``multiput.Client`` (see the module documentation)."""
+
+    #: The client class and module, named as in Django's memcached backends.
+    _class = DjangoClient
+    _lib = multiput
 
     def __init__(self, server: Any, params: Dict[str, Any]) -> None:
         super().__init__(params)
@@ -144,7 +169,7 @@ class MultiputCache(BaseCache):
         key_map = {self.make_and_validate_key(k, version=version): k for k in keys}
         if not key_map:
             return {}
-        found = self._cache.get_many(list(key_map))
+        found = self._cache.get_multi(list(key_map))
         return {key_map[k]: v for k, v in found.items()}
 
     def has_key(self, key: Any, version: Optional[int] = None) -> bool:
@@ -189,7 +214,7 @@ class MultiputCache(BaseCache):
             original[safe_key] = key
         if not safe:
             return []
-        failed = self._cache.set_many(safe, self.get_backend_timeout(timeout))
+        failed = self._cache.set_multi(safe, self.get_backend_timeout(timeout))
         if failed and self._raise_on_set_failure:
             raise multiput.NotStoredError("set_many: %d keys were not stored: %r" % (len(failed), failed))
         return [original[k] for k in failed]
@@ -212,15 +237,24 @@ class MultiputCache(BaseCache):
         """Delete many keys."""
         safe = [self.make_and_validate_key(k, version=version) for k in keys]
         if safe:
-            self._cache.delete_many(safe)
+            self._cache.delete_multi(safe)
 
     def incr(self, key: Any, delta: int = 1, version: Optional[int] = None) -> int:
-        """Add ``delta`` (negative: subtract) to a counter; ``ValueError`` if the key is missing."""
+        """Add ``delta`` (negative: subtract) to a counter; ``ValueError`` if the key is
+        missing, ``NonNumericValueError`` (a ``ClientError`` and a ``TypeError``) if its value
+        is not a number."""
         key = self.make_and_validate_key(key, version=version)
-        if delta < 0:
-            value = self._cache.decr(key, -delta)
-        else:
-            value = self._cache.incr(key, delta)
+        try:
+            if delta < 0:
+                value = self._cache.decr(key, -delta)
+            else:
+                value = self._cache.incr(key, delta)
+        except multiput.ClientError as e:
+            # With a validated key and an int delta, the only request memcached (or the
+            # replicated counter) refuses is arithmetic on a value that is not a number.
+            error = NonNumericValueError(*e.args)
+            error.server = e.server
+            raise error from e
         if value is None:
             raise ValueError("Key '%s' not found" % key)
         return value
