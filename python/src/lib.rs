@@ -8,6 +8,7 @@
 //! `MultiputError`, never a crash.
 
 use multiput::blocking;
+use multiput::compress;
 use multiput::envelope::{Format, Typed, ValueType};
 use multiput::recipes::{CasOptions, CasOutcome, LockOptions, Update};
 use multiput::values::{self, Convention, TypedRef};
@@ -571,26 +572,30 @@ impl Codec {
         data: &[u8],
         flags: u32,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if self.convention == Convention::Python {
-            if flags & values::python::ZLIB != 0 {
-                let inflated = PyModule::import(py, "zlib")?
-                    .getattr("decompress")?
-                    .call1((PyBytes::new(py, data),))?;
-                let inflated = inflated.cast_into::<PyBytes>().map_err(PyErr::from)?;
-                let rest = flags & !values::python::ZLIB;
-                let t = values::decode_ref(Convention::Python, inflated.as_bytes(), rest);
-                return match t {
-                    TypedRef::Raw(d, _) => Ok(PyBytes::new(py, d).into_any()),
-                    t => self.decode(py, t),
-                };
-            }
-            if flags & (values::python::INTEGER | values::python::LONG) != 0
-                && flags & values::python::TEXT == 0
-            {
-                let int = py.get_type::<PyInt>().call1((PyBytes::new(py, data),));
-                if let Ok(i) = int {
-                    return Ok(i);
-                }
+        if let Some(inflated) =
+            compress::inflate(self.convention, data, flags, compress::MAX_DECOMPRESSED)
+        {
+            let (inflated, rest) = inflated.map_err(|e| {
+                py_err(
+                    py,
+                    &Error::Protocol {
+                        server: String::new(),
+                        detail: format!("compressed value cannot be inflated: {e}"),
+                    },
+                )
+            })?;
+            return match values::decode_ref(self.convention, &inflated, rest) {
+                TypedRef::Raw(d, f) => self.decode_raw(py, d, f),
+                t => self.decode(py, t),
+            };
+        }
+        if self.convention == Convention::Python
+            && flags & (values::python::INTEGER | values::python::LONG) != 0
+            && flags & values::python::TEXT == 0
+        {
+            let int = py.get_type::<PyInt>().call1((PyBytes::new(py, data),));
+            if let Ok(i) = int {
+                return Ok(i);
             }
         }
         Ok(PyBytes::new(py, data).into_any())

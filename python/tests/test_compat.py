@@ -103,6 +103,28 @@ def test_pymemcache_counters_and_compressed_values(one):
     assert mp.get(key) == big
 
 
+def test_compressed_values_are_inflated_by_the_core(one):
+    """zlib (flag 8) under the Python convention and PECL's zlib under the PHP one; a corrupt
+    stream is a ProtocolError naming the problem, never garbage."""
+    import struct
+    import zlib
+
+    text = "compressible " * 400
+
+    def store(key, flags, data):
+        reply = one.raw(b"set %s %d 0 %d\r\n%s\r\n" % (key.encode(), flags, len(data), data))
+        assert reply == b"STORED\r\n"
+
+    key = "z:" + uuid.uuid4().hex
+    store(key, 16 | 8, zlib.compress(text.encode()))
+    assert multiput.Client([one.address]).get(key) == text
+    store(key, 16 | 32, struct.pack("<I", len(text)) + zlib.compress(text.encode()))
+    assert multiput.Client([one.address], convention="php").get(key) == text.encode()
+    store(key, 8, b"not a zlib stream")
+    with pytest.raises(multiput.ProtocolError, match="inflate"):
+        multiput.Client([one.address]).get(key)
+
+
 @needs_pylibmc
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_multiput_writes_pylibmc_reads(addresses, name):
