@@ -282,8 +282,24 @@ impl Error {
         )
     }
 
-    /// Fill in the server name of errors produced by the codec, which does not know it.
-    pub(crate) fn at_server(mut self, name: &str) -> Self {
+    /// The server the error is about, when it names one (empty names are `None`).
+    pub fn server(&self) -> Option<&str> {
+        match self {
+            Error::Timeout { server, .. }
+            | Error::ConnectionRefused { server, .. }
+            | Error::ConnectionClosed { server, .. }
+            | Error::ServerDown { server, .. }
+            | Error::Protocol { server, .. }
+            | Error::Server { server, .. }
+            | Error::Client { server, .. }
+            | Error::Unsupported { server, .. } => Some(server.as_str()).filter(|s| !s.is_empty()),
+            _ => None,
+        }
+    }
+
+    /// Fill in the server name of errors produced by the codec, which does not know it (a
+    /// binding that carries bytes itself, like the WASM one, calls this after decoding).
+    pub fn at_server(mut self, name: &str) -> Self {
         match &mut self {
             Error::Server { server, .. }
             | Error::Client { server, .. }
@@ -301,3 +317,23 @@ impl Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_names_and_filling_them_in() {
+        let e = Error::Protocol {
+            server: String::new(),
+            detail: "bad".into(),
+        };
+        assert_eq!(e.server(), None);
+        let e = e.at_server("127.0.0.1:11211");
+        assert_eq!(e.server(), Some("127.0.0.1:11211"));
+        // A name already there is kept.
+        assert_eq!(e.at_server("other:1").server(), Some("127.0.0.1:11211"));
+        assert_eq!(Error::NotStored.server(), None);
+        assert_eq!(Error::NotStored.at_server("x:1").server(), None);
+    }
+}

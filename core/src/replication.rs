@@ -320,15 +320,5 @@ pub fn decode_copy(v: &Value) -> Option<Versioned> {
 }
 
 fn server_of(e: &Error) -> String {
-    match e {
-        Error::Timeout { server, .. }
-        | Error::ConnectionRefused { server, .. }
-        | Error::ConnectionClosed { server, .. }
-        | Error::ServerDown { server, .. }
-        | Error::Protocol { server, .. }
-        | Error::Server { server, .. }
-        | Error::Client { server, .. }
-        | Error::Unsupported { server, .. } => server.clone(),
-        _ => String::new(),
-    }
+    e.server().unwrap_or_default().to_string()
 }

@@ -78,20 +78,6 @@ fn kind_name(kind: ErrorKind) -> &'static str {
     }
 }
 
-fn server_of(e: &Error) -> Option<&str> {
-    match e {
-        Error::Server { server, .. }
-        | Error::Client { server, .. }
-        | Error::Timeout { server, .. }
-        | Error::ConnectionRefused { server, .. }
-        | Error::ConnectionClosed { server, .. }
-        | Error::ServerDown { server, .. }
-        | Error::Protocol { server, .. }
-        | Error::Unsupported { server, .. } => Some(server.as_str()).filter(|s| !s.is_empty()),
-        _ => None,
-    }
-}
-
 fn exceptions(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     Ok(EXCEPTIONS
         .get_or_try_init(py, || {
@@ -115,7 +101,7 @@ fn error_object<'py>(py: Python<'py>, e: &Error) -> PyResult<Bound<'py, PyAny>> 
         .getattr(class_name(kind))?
         .call1((e.to_string(),))?;
     inst.setattr("kind", kind_name(kind))?;
-    if let Some(server) = server_of(e) {
+    if let Some(server) = e.server() {
         inst.setattr("server", server)?;
     }
     if let Error::Replication {

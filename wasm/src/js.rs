@@ -107,34 +107,9 @@ pub(crate) fn kind_name(k: ErrorKind) -> &'static str {
     }
 }
 
-fn server_of(e: &Error) -> Option<&str> {
-    match e {
-        Error::Timeout { server, .. }
-        | Error::ConnectionRefused { server, .. }
-        | Error::ConnectionClosed { server, .. }
-        | Error::ServerDown { server, .. }
-        | Error::Protocol { server, .. }
-        | Error::Server { server, .. }
-        | Error::Client { server, .. }
-        | Error::Unsupported { server, .. } => Some(server),
-        _ => None,
-    }
-}
-
 /// Fill in the server of an error a core op returned without one.
-pub(crate) fn at_server(mut e: Error, name: &str) -> Error {
-    match &mut e {
-        Error::Server { server, .. }
-        | Error::Client { server, .. }
-        | Error::Protocol { server, .. }
-        | Error::Unsupported { server, .. }
-            if server.is_empty() =>
-        {
-            server.push_str(name)
-        }
-        _ => {}
-    }
-    e
+pub(crate) fn at_server(e: Error, name: &str) -> Error {
+    e.at_server(name)
 }
 
 /// A core error as a JavaScript `Error` with `kind`, `server` and the variant's fields. The
@@ -143,7 +118,7 @@ pub(crate) fn error(e: &Error) -> JsValue {
     let err = js_sys::Error::new(&e.to_string());
     let o: &Object = err.as_ref();
     set(o, "kind", kind_name(e.kind()));
-    if let Some(s) = server_of(e).filter(|s| !s.is_empty()) {
+    if let Some(s) = e.server() {
         set(o, "server", s);
     }
     match e {
