@@ -40,7 +40,7 @@ pub enum Error {
     #[error("not found: the key does not exist on its server")]
     NotFound,
     /// The server reported an error of its own (`SERVER_ERROR ...`).
-    #[error("server error from {server}: {message}")]
+    #[error("server error{}: {message}", origin(" from ", .server))]
     Server {
         /// The server that answered.
         server: String,
@@ -48,7 +48,7 @@ pub enum Error {
         message: String,
     },
     /// The server says the client sent a bad request (`CLIENT_ERROR ...` or `ERROR`).
-    #[error("client error reported by {server}: {message}")]
+    #[error("client error{}: {message}", origin(" reported by ", .server))]
     Client {
         /// The server that answered.
         server: String,
@@ -315,6 +315,16 @@ impl Error {
     }
 }
 
+/// `" from host:port"` for an error a server reported, nothing for one the client raised
+/// itself (a replicated counter on a non-numeric value has no single server to name).
+fn origin(word: &str, server: &str) -> String {
+    if server.is_empty() {
+        String::new()
+    } else {
+        format!("{word}{server}")
+    }
+}
+
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -335,5 +345,17 @@ mod tests {
         assert_eq!(e.at_server("other:1").server(), Some("127.0.0.1:11211"));
         assert_eq!(Error::NotStored.server(), None);
         assert_eq!(Error::NotStored.at_server("x:1").server(), None);
+        let c = Error::Client {
+            server: String::new(),
+            message: "cannot increment or decrement a non-numeric value".into(),
+        };
+        assert_eq!(
+            c.to_string(),
+            "client error: cannot increment or decrement a non-numeric value"
+        );
+        assert_eq!(
+            c.at_server("h:1").to_string(),
+            "client error reported by h:1: cannot increment or decrement a non-numeric value"
+        );
     }
 }
