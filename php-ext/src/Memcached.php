@@ -278,10 +278,10 @@ class Memcached
     /** @param list<array{0: string, 1?: int, 2?: int}> $servers */
     public function addServers(array $servers): bool
     {
-        foreach ($servers as $srv) {
+        foreach (array_values($servers) as $i => $srv) {
             if (!is_array($srv) || !isset($srv[0])) {
-                $this->result(self::RES_INVALID_ARGUMENTS, 'each server is [host, port, weight]');
-                return false;
+                trigger_error('Memcached::addServers(): server list entry #' . ($i + 1) . ' is not an array', E_USER_WARNING);
+                continue;
             }
             $this->addServer((string) $srv[0], (int) ($srv[1] ?? 11211), (int) ($srv[2] ?? 0));
         }
@@ -485,6 +485,9 @@ class Memcached
 
     public function get(string $key, ?callable $cache_cb = null, int $get_flags = 0): mixed
     {
+        if (!$this->validKey($key)) {
+            return false;
+        }
         $h = $this->s->handle ?? $this->handle();
         if ($h === null) {
             return false;
@@ -631,6 +634,10 @@ class Memcached
     {
         $rows = $this->delayed;
         $this->delayed = [];
+        if ($rows === []) {
+            $this->result(self::RES_NOTFOUND);
+            return false;
+        }
         $this->ok();
         return $rows;
     }
@@ -639,6 +646,9 @@ class Memcached
 
     private function store(int $mode, string $key, mixed $value, int $expiration): bool
     {
+        if (!$this->validKey($key)) {
+            return false;
+        }
         $h = $this->s->handle ?? $this->handle();
         if ($h === null) {
             return false;
@@ -708,6 +718,9 @@ class Memcached
 
     public function cas(string|int|float $cas_token, string $key, mixed $value, int $expiration = 0): bool
     {
+        if (!$this->validKey($key)) {
+            return false;
+        }
         $h = $this->s->handle ?? $this->handle();
         if ($h === null) {
             return false;
@@ -752,6 +765,9 @@ class Memcached
 
     public function delete(string $key, int $time = 0): bool
     {
+        if (!$this->validKey($key)) {
+            return false;
+        }
         $h = $this->s->handle ?? $this->handle();
         if ($h === null) {
             return false;
@@ -792,13 +808,14 @@ class Memcached
             $status = $items->items[$i]->status;
             if ($status === 0) {
                 $result[$keys[$i]] = true;
+                $last = 0;
             } else {
                 $last = $h->ffi->multiput_pecl_result($status);
                 $result[$keys[$i]] = $last;
             }
         }
         $h->ffi->multiput_items_free($out);
-        $this->result($last);
+        $this->result($last); // PECL: the code of the last key
         return $result;
     }
 
@@ -814,8 +831,12 @@ class Memcached
 
     private function arith(string $key, int $offset, bool $decr, bool $withInitial, int $initial, int $expiry): int|false
     {
+        $this->ok(); // PECL clears the result code first
+        if (!$this->validKey($key)) {
+            return false;
+        }
         if ($offset < 0) {
-            trigger_error('offset cannot be a negative value', E_USER_WARNING);
+            trigger_error('Memcached::' . ($decr ? 'decrement' : 'increment') . '(): offset cannot be a negative value', E_USER_WARNING);
             return false;
         }
         if ($withInitial && !$this->s->options[self::OPT_BINARY_PROTOCOL]) {
@@ -853,6 +874,9 @@ class Memcached
 
     public function touch(string $key, int $expiration = 0): bool
     {
+        if (!$this->validKey($key)) {
+            return false;
+        }
         $h = $this->s->handle ?? $this->handle();
         if ($h === null) {
             return false;
@@ -955,6 +979,19 @@ class Memcached
     public function isPristine(): bool
     {
         return $this->pristine;
+    }
+
+    /** PECL's MEMC_CHECK_KEY, before anything is sent: sets RES_BAD_KEY_PROVIDED. */
+    private function validKey(string $key): bool
+    {
+        $bad = $key === '' || strlen($key) > 250 || ($this->s->options[self::OPT_BINARY_PROTOCOL]
+            ? str_contains($key, "\n")
+            : preg_match('/[^\x21-\x7e]/', $key) === 1);
+        if ($bad) {
+            $this->result(self::RES_BAD_KEY_PROVIDED);
+            return false;
+        }
+        return true;
     }
 
     public function checkKey(string $key): bool

@@ -35,5 +35,7 @@ final class MemcachedState
         Memcached::OPT_REMOVE_FAILED_SERVERS => 0,
         Memcached::OPT_USER_FLAGS => -1,
         Memcached::OPT_MULTIPUT_REPLICAS => 0,
+        Memcached::OPT_CACHE_LOOKUPS => 1,
+        Memcached::OPT_LIBKETAMA_HASH => 1,
     ];
 }
