@@ -22,8 +22,10 @@ pub enum Error {
         /// Why the key was refused.
         reason: KeyProblem,
     },
-    /// The value is larger than the configured maximum item size; nothing was sent.
-    #[error("value of {size} bytes is larger than the maximum item size of {max} bytes (raise `max_value_size` only if the servers run with a larger -I)")]
+    /// The value is larger than the configured maximum item size (`max > 0`; nothing was
+    /// sent), or the server refused it as larger than its own item size limit (`max == 0`:
+    /// `SERVER_ERROR object too large for cache`; `size` is 0 when not known).
+    #[error("{}", too_large_message(*.size, *.max))]
     ValueTooLarge {
         /// The value's size in bytes.
         size: usize,
@@ -312,6 +314,19 @@ impl Error {
             _ => {}
         }
         self
+    }
+}
+
+fn too_large_message(size: usize, max: usize) -> String {
+    let value = if size > 0 {
+        format!("value of {size} bytes")
+    } else {
+        "value".to_string()
+    };
+    if max > 0 {
+        format!("{value} is larger than the maximum item size of {max} bytes (raise `max_value_size` only if the servers run with a larger -I)")
+    } else {
+        format!("{value} refused by the server: larger than its item size limit (-I) once the key and item header are added")
     }
 }
 

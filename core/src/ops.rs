@@ -224,10 +224,31 @@ fn store_result(reply: Reply) -> Result<(), Error> {
             MetaStatus::NotStored => Err(Error::NotStored),
             MetaStatus::Exists => Err(Error::Exists),
             MetaStatus::NotFound => Err(Error::NotFound),
-            _ => Err(unexpected(Reply::Meta(m))),
+            _ => Err(too_large(unexpected(Reply::Meta(m)))),
         },
-        other => Err(unexpected(other)),
+        other => Err(too_large(unexpected(other))),
     }
+}
+
+/// memcached's refusal of an item over its `-I` limit (value, key and item header together:
+/// a value just under the configured `max_value_size` can still be refused) is the same typed
+/// error as the client's own size check, so callers handle one error, as libmemcached's
+/// `MEMCACHED_E2BIG` covers both. The size is filled in by ops that know it.
+fn too_large(e: Error) -> Error {
+    match e {
+        Error::Server { message, .. } if message.starts_with("object too large") => {
+            Error::ValueTooLarge { size: 0, max: 0 }
+        }
+        e => e,
+    }
+}
+
+/// [`too_large`] with the value's size.
+fn sized(r: Result<(), Error>, len: usize) -> Result<(), Error> {
+    r.map_err(|e| match e {
+        Error::ValueTooLarge { max: 0, .. } => Error::ValueTooLarge { size: len, max: 0 },
+        e => e,
+    })
 }
 
 impl Op for Store<'_> {
@@ -249,7 +270,7 @@ impl Op for Store<'_> {
         }
     }
     fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<(), Error> {
-        store_result(reply)
+        sized(store_result(reply), self.data.len())
     }
 }
 

@@ -106,7 +106,10 @@ macro_rules! suite {
                 // Under our limit but over what the server takes with item overhead: the
                 // server's refusal is an error, never a silent success.
                 let edge = vec![0u8; 1024 * 1024];
-                assert_eq!(kind(c.set("edge", &edge, 0)$($aw)*), ErrorKind::Server);
+                // It is the same typed error as the client's own check (libmemcached's E2BIG).
+                let e = c.set("edge", &edge, 0)$($aw)*.unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::ValueTooLarge, "{e}");
+                assert!(e.to_string().contains("1048576 bytes refused by the server"), "{e}");
                 assert_eq!(&c.get("t")$($aw)*.unwrap().unwrap().data[..], &tricky[..], "connection still in sync");
             }
 

@@ -115,11 +115,16 @@ test('server errors are results, with the server named', () => {
   c.probe();
   feedAll(c, 'VERSION 1.6.18\r\nMN\r\n');
   c.store('set', k('a'), Buffer.from('x'), 0, 0);
-  const [r] = feedAll(c, 'SERVER_ERROR object too large for cache\r\n');
+  const [r] = feedAll(c, 'SERVER_ERROR out of memory storing object\r\n');
   assert.ok(r instanceof Error);
   assert.equal(r.kind, 'Server');
   assert.equal(r.server, '127.0.0.1:1');
-  assert.match(r.message, /object too large/);
+  assert.match(r.message, /out of memory/);
+  // The server's "too large" is the same typed error as the client's own size check.
+  c.store('set', k('b'), Buffer.from('xyz'), 0, 0);
+  const [big] = feedAll(c, 'SERVER_ERROR object too large for cache\r\n');
+  assert.equal(big.kind, 'ValueTooLarge');
+  assert.match(big.message, /refused by the server/);
 });
 
 test('recipes: backoff is full jitter over a doubling, capped window', () => {
