@@ -57,7 +57,9 @@ Placement is libmemcached 1.1's consistent hashing, bit for bit. With the defaul
 (libketama_compatible) it equals php-memcached with Memcached::OPT_LIBKETAMA_COMPATIBLE => true \
 (Memcached::getServerByKey) and pylibmc with behaviors={\"ketama_weighted\": True}. \
 `--mode ketama_md5` equals php-memcached OPT_DISTRIBUTION => DISTRIBUTION_CONSISTENT with \
-OPT_HASH => HASH_MD5, and pylibmc {\"ketama\": True, \"hash\": \"md5\"}.
+OPT_HASH => HASH_MD5, and pylibmc {\"ketama\": True, \"hash\": \"md5\"}. `--mode modula` is \
+libmemcached's default (not consistent) distribution, what php-memcached and pylibmc do when \
+no distribution option is set: one-at-a-time hash of the key modulo the server count.
 
 Nothing is sent over the network and no host name is resolved: the ring hashes the host names \
 exactly as written in --servers (`cache1` and `cache1.example.com` are different positions). \
@@ -120,7 +122,8 @@ pub struct Global {
     pub servers: Vec<ServerSpec>,
 
     /// Key placement: libketama_compatible (php-memcached OPT_LIBKETAMA_COMPATIBLE, pylibmc
-    /// ketama_weighted) or ketama_md5 (consistent distribution with the MD5 hash).
+    /// ketama_weighted), ketama_md5 (consistent distribution with the MD5 hash) or modula
+    /// (libmemcached's default distribution: php-memcached and pylibmc without options).
     #[arg(long, global = true, value_enum, default_value_t = Mode::LibketamaCompatible)]
     pub mode: Mode,
 
@@ -198,6 +201,11 @@ pub enum Mode {
     /// weighted layout, as libmemcached does).
     #[value(name = "ketama_md5", alias = "ketama-md5")]
     KetamaMd5,
+    /// libmemcached's default distribution (php-memcached without OPT_LIBKETAMA_COMPATIBLE,
+    /// pylibmc without behaviors): one-at-a-time hash modulo the server count; not
+    /// consistent, weights ignored.
+    #[value(name = "modula")]
+    Modula,
 }
 
 impl From<Mode> for RingMode {
@@ -205,6 +213,7 @@ impl From<Mode> for RingMode {
         match m {
             Mode::LibketamaCompatible => RingMode::LibketamaCompatible,
             Mode::KetamaMd5 => RingMode::KetamaMd5,
+            Mode::Modula => RingMode::Modula,
         }
     }
 }

@@ -400,8 +400,19 @@ struct VectorFile {
 }
 
 fn load_vectors() -> Vec<VectorFile> {
-    let dir = vectors_dir();
-    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
+    load_vectors_in(&vectors_dir())
+}
+
+/// The repo's own vectors for the modula distribution (made with php-memcached).
+fn repo_modula_vectors() -> Vec<VectorFile> {
+    load_vectors_in(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/vectors/ring"
+    )))
+}
+
+fn load_vectors_in(dir: &Path) -> Vec<VectorFile> {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| {
         panic!(
             "cannot read the ketama test vectors directory {}: {e}. The vectors are the ring's \
              specification and must be present (or set MULTIPUT_VECTORS_DIR).",
@@ -477,7 +488,10 @@ fn same_server(printed: &str, expected: &str) -> bool {
 
 #[test]
 fn ring_matches_every_vector_from_stdin() {
-    let files = load_vectors();
+    let mut files = load_vectors();
+    let shared = files.len();
+    files.extend(repo_modula_vectors());
+    assert!(files.len() >= shared + 4, "the modula vectors are missing");
     let mut report = String::new();
     let mut total = 0;
     for f in &files {

@@ -83,7 +83,8 @@ const POINTS_PER_SERVER_KETAMA: f32 = 160.0;
 /// unweighted `ketama_md5` layout.
 const POINTS_PER_SERVER_MD5: u32 = 100;
 
-/// How servers are laid out on the ring. Both modes hash keys with MD5.
+/// How keys are placed on servers. The two consistent modes hash keys with MD5; the modula
+/// mode is libmemcached's default distribution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum RingMode {
     /// libmemcached `MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED`; php-memcached
@@ -97,6 +98,13 @@ pub enum RingMode {
     /// has a weight above 1 the ring is built as [`RingMode::LibketamaCompatible`] (see the
     /// module docs).
     KetamaMd5,
+    /// libmemcached's default distribution (`MEMCACHED_DISTRIBUTION_MODULA` with the default
+    /// one-at-a-time hash): what php-memcached does without `OPT_LIBKETAMA_COMPATIBLE`
+    /// (`OPT_DISTRIBUTION => DISTRIBUTION_MODULA`, `OPT_HASH => HASH_DEFAULT`) and pylibmc
+    /// without behaviors (Django's `PyLibMCCache` by default). The owner is
+    /// [`hash_one_at_a_time`]`(key) % n`; weights are ignored, and adding or removing a
+    /// server moves most keys. For sharing keys with such clients; not consistent.
+    Modula,
 }
 
 impl RingMode {
@@ -105,6 +113,7 @@ impl RingMode {
         match self {
             RingMode::LibketamaCompatible => "libketama_compatible",
             RingMode::KetamaMd5 => "ketama_md5",
+            RingMode::Modula => "modula",
         }
     }
 }
@@ -119,15 +128,18 @@ impl fmt::Display for RingMode {
 impl FromStr for RingMode {
     type Err = Error;
 
-    /// Accepts `libketama_compatible` and `ketama_md5` (ASCII case and `-` for `_` tolerated).
+    /// Accepts `libketama_compatible`, `ketama_md5` and `modula` (ASCII case and `-` for `_`
+    /// tolerated).
     fn from_str(s: &str) -> Result<RingMode, Error> {
         let norm = s.trim().to_ascii_lowercase().replace('-', "_");
         match norm.as_str() {
             "libketama_compatible" => Ok(RingMode::LibketamaCompatible),
             "ketama_md5" => Ok(RingMode::KetamaMd5),
+            "modula" => Ok(RingMode::Modula),
             _ => Err(Error::Config(format!(
                 "unknown ring mode {s:?}: expected \"libketama_compatible\" (php-memcached \
-                 OPT_LIBKETAMA_COMPATIBLE, pylibmc ketama_weighted) or \"ketama_md5\""
+                 OPT_LIBKETAMA_COMPATIBLE, pylibmc ketama_weighted), \"ketama_md5\" or \
+                 \"modula\" (libmemcached's default distribution)"
             ))),
         }
     }
@@ -139,6 +151,22 @@ impl FromStr for RingMode {
 pub fn hash_key(key: &[u8]) -> u32 {
     let digest = Md5::digest(key);
     u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
+
+/// libmemcached's default key hash (`hashkit_one_at_a_time`, Bob Jenkins' one-at-a-time),
+/// used by [`RingMode::Modula`]. libmemcached adds each key byte as a C `char`, which is
+/// signed on x86-64 Linux: bytes >= 0x80 are sign-extended first. php-memcached's
+/// `getServerByKey()` confirms it for non-ASCII keys (`docs/vectors/modula_*.json`).
+pub fn hash_one_at_a_time(key: &[u8]) -> u32 {
+    let mut h: u32 = 0;
+    for &b in key {
+        h = h.wrapping_add(b as i8 as i32 as u32);
+        h = h.wrapping_add(h << 10);
+        h ^= h >> 6;
+    }
+    h = h.wrapping_add(h << 3);
+    h ^= h >> 11;
+    h.wrapping_add(h << 15)
 }
 
 /// An immutable ketama ring over a list of servers.
@@ -181,9 +209,12 @@ impl Ring {
         let weighted = match mode {
             RingMode::LibketamaCompatible => true,
             RingMode::KetamaMd5 => servers.iter().any(|s| s.effective_weight() > 1),
+            RingMode::Modula => false,
         };
 
-        let counts: Vec<u32> = if weighted {
+        let counts: Vec<u32> = if mode == RingMode::Modula {
+            vec![0; servers.len()]
+        } else if weighted {
             weighted_point_counts(servers)
         } else {
             vec![POINTS_PER_SERVER_MD5; servers.len()]
@@ -281,13 +312,19 @@ impl Ring {
         match self.servers.len() {
             0 => None,
             1 => Some(0),
+            n if self.mode == RingMode::Modula => Some(hash_one_at_a_time(key) as usize % n),
             _ => self.server_for_hash(hash_key(key)),
         }
     }
 
     /// The server owning the ring position `hash` (as computed by [`hash_key`]): the owner of
     /// the first point `>= hash`, wrapping to the first point. `None` when the ring is empty.
+    /// In [`RingMode::Modula`], `hash` is a [`hash_one_at_a_time`] value and the owner is
+    /// `hash % n`.
     pub fn server_for_hash(&self, hash: u32) -> Option<usize> {
+        if self.mode == RingMode::Modula {
+            return (!self.servers.is_empty()).then(|| hash as usize % self.servers.len());
+        }
         self.first_point_at(hash).map(|i| self.owners[i] as usize)
     }
 
@@ -322,6 +359,14 @@ impl Ring {
         }
         if self.servers.len() == 1 {
             out.push(0);
+            return;
+        }
+        if self.mode == RingMode::Modula {
+            // The owner, then the servers after it in list order (libmemcached's replica
+            // placement in this distribution), wrapping.
+            let n = self.servers.len();
+            let first = hash_one_at_a_time(key) as usize % n;
+            out.extend((0..want).map(|i| (first + i) % n));
             return;
         }
         let Some(start) = self.first_point_at(hash_key(key)) else {

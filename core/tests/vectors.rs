@@ -154,6 +154,34 @@ fn every_vector_maps_to_the_libmemcached_server() {
     println!("{} files, {total} cases ok", files.len());
 }
 
+/// The modula vectors in the repo (`docs/vectors/ring/`), same format, made with
+/// php-memcached's `getServerByKey()` under libmemcached's default distribution and hash:
+/// the contract for [`RingMode::Modula`] (the shared vectors cover the consistent modes).
+#[test]
+fn repo_modula_vectors_map_to_the_libmemcached_server() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/vectors/ring");
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 4,
+        "modula vector files missing in {}",
+        dir.display()
+    );
+    let mut failures = String::new();
+    let mut total = 0;
+    for path in &files {
+        let (checked, report) = check_file(path);
+        failures.push_str(&report);
+        total += checked;
+    }
+    assert!(failures.is_empty(), "modula vectors failed:\n{failures}");
+    assert!(total >= 3600, "only {total} cases");
+}
+
 fn fleet(n: usize, weights: &[u32]) -> Vec<ServerSpec> {
     (0..n)
         .map(|i| {

@@ -951,7 +951,7 @@ impl Client {
         self.codec.convention.as_str()
     }
 
-    /// The ring mode: `"libketama_compatible"` or `"ketama_md5"`.
+    /// The ring mode: `"libketama_compatible"`, `"ketama_md5"` or `"modula"`.
     #[getter]
     fn ring(&self) -> &'static str {
         self.plain.cluster().ring().mode().as_str()
