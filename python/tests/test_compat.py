@@ -157,12 +157,15 @@ def test_pylibmc_writes_multiput_reads(addresses, name):
     [
         ("libketama_compatible", {"ketama_weighted": True}),
         ("ketama_md5", {"ketama": True, "hash": "md5"}),
+        # pylibmc's default (no behaviors), e.g. Django's PyLibMCCache without OPTIONS.
+        ("modula", {}),
     ],
 )
 def test_pylibmc_and_multiput_place_every_key_on_the_same_server(addresses, servers, ring, behaviors):
     pl = pylibmc.Client(addresses, behaviors=behaviors)
     mp = multiput.Client(addresses, ring=ring)
-    keys = ["place:%s:%d" % (ring, i) for i in range(300)]
+    # Non-ASCII keys too: libmemcached's one-at-a-time hash sign-extends bytes >= 0x80.
+    keys = ["place:%s:%d" % (ring, i) for i in range(300)] + ["clé:%s:%d:日本" % (ring, i) for i in range(100)]
     pl.set_multi({k: k for k in keys})
     by_port = {s.address: s for s in servers}
     for k in keys:
