@@ -16,7 +16,9 @@ Settings::
                 "timeout": 0.25,          # seconds per request (not the cache TIMEOUT)
                 "connect_timeout": 0.5,
                 "raise_on_set_failure": False,
-                # and any other multiput.Client argument: failover, tombstone_ttl, ring,
+                "ring": "libketama_compatible",  # "modula" places keys where a
+                                  # PyLibMCCache without OPTIONS (pylibmc's default) does
+                # and any other multiput.Client argument: failover, tombstone_ttl,
                 # protocol, key_prefix, max_value_size, pool_size, convention, ...
             },
         }
