@@ -67,8 +67,11 @@ export interface ClientOptions {
   retryInterval?: number;
   /** Prefix sent on the wire before every key, never hashed (libmemcached OPT_PREFIX_KEY). */
   keyPrefix?: string | Uint8Array;
-  /** Ring placement: `libketama_compatible` (default; php-memcached, pylibmc ketama_weighted) or `ketama_md5`. */
-  ringMode?: 'libketama_compatible' | 'ketama_md5';
+  /**
+   * Placement: `libketama_compatible` (default; php-memcached, pylibmc ketama_weighted), `ketama_md5`,
+   * or `modula` (libmemcached's default distribution: php-memcached and pylibmc without options).
+   */
+  ringMode?: 'libketama_compatible' | 'ketama_md5' | 'modula';
   /** `auto` (default: meta protocol when the server speaks it), `text` or `meta`. */
   protocol?: 'auto' | 'text' | 'meta';
   /** Flag numbers of plain values other than bytes/strings: `python` (pylibmc/pymemcache, default) or `php` (PECL memcached). */

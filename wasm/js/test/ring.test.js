@@ -8,9 +8,15 @@ const path = require('node:path');
 const { core, Client } = require('..');
 const { RING_VECTORS } = require('../support/harness');
 
-const files = fs.existsSync(RING_VECTORS)
-  ? fs.readdirSync(RING_VECTORS).filter((f) => f.endsWith('.json')).sort()
-  : [];
+const list = (dir) => (fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.json')).sort() : []);
+const files = list(RING_VECTORS);
+// The repo's modula vectors (libmemcached's default distribution, made with php-memcached).
+const MODULA = path.join(__dirname, '..', '..', '..', 'docs', 'vectors', 'ring');
+const modulaFiles = list(MODULA);
+
+test('the repo modula vectors are there', () => {
+  assert.ok(modulaFiles.length >= 4, `expected modula vectors in ${MODULA}`);
+});
 
 test('the shared ring vectors are there', () => {
   assert.ok(files.length >= 7, `expected the ring vectors in ${RING_VECTORS}, found ${files.length} files`);
@@ -18,9 +24,9 @@ test('the shared ring vectors are there', () => {
 
 const spec = (s) => `${s.host.includes(':') ? `[${s.host}]` : s.host}:${s.port}:${s.weight}`;
 
-for (const file of files) {
+for (const [dir, file] of [...files.map((f) => [RING_VECTORS, f]), ...modulaFiles.map((f) => [MODULA, f])]) {
   test(`ring vectors ${file}`, () => {
-    const v = JSON.parse(fs.readFileSync(path.join(RING_VECTORS, file), 'utf8'));
+    const v = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8'));
     assert.ok(v.cases.length > 0, 'a vector file without cases');
     const ring = new core.Ring(v.servers, v.mode);
     const fromStrings = new core.Ring(v.servers.map(spec), v.mode);
