@@ -151,6 +151,10 @@ class MultiputCache(BaseCache):
     def validate_key(self, key: str) -> None:
         """Raise ``InvalidCacheKey`` for keys memcached would refuse (as Django's memcached
         backends do), including keys over 250 bytes once UTF-8 encoded."""
+        # The common case in C-level string methods (Django's generator + regex costs ~1.7 us
+        # a call): printable ASCII without spaces, at most 250 characters = 250 bytes.
+        if len(key) <= MEMCACHE_MAX_KEY_LENGTH and key.isascii() and key.isprintable() and " " not in key:
+            return
         for warning in memcache_key_warnings(key):
             raise InvalidCacheKey(warning)
         if len(key.encode("utf-8")) > MEMCACHE_MAX_KEY_LENGTH:
