@@ -346,7 +346,16 @@ fn arith(c: &Client, a: ArithArgs, incr: bool) -> Result<ExitCode, Failure> {
     } else {
         c.decr(key, a.delta)
     };
-    match r.map_err(|e| keyed(key, e))? {
+    print_counter(key, r.map_err(|e| keyed(key, e))?, "multiput set KEY 0")
+}
+
+/// Print a counter's new value, or say that the key is missing and how to create it.
+pub(crate) fn print_counter(
+    key: &[u8],
+    value: Option<u64>,
+    create: &str,
+) -> Result<ExitCode, Failure> {
+    match value {
         Some(v) => {
             let mut out = io::stdout().lock();
             writeln!(out, "{v}")?;
@@ -355,7 +364,7 @@ fn arith(c: &Client, a: ArithArgs, incr: bool) -> Result<ExitCode, Failure> {
         }
         None => Err(Failure::error(format!(
             "{}: not found (incr and decr only change an existing decimal value; create it \
-             first, e.g. `multiput set KEY 0`)",
+             first, e.g. `{create}`)",
             key_for_message(key)
         ))),
     }

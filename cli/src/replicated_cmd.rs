@@ -13,7 +13,7 @@ use multiput::recipes::CasOptions;
 use multiput::{Versioned, WriteReport};
 
 use crate::args::{ArithArgs, GetArgs, SetArgs};
-use crate::commands::{check_keys, keyed, os_bytes, read_value};
+use crate::commands::{check_keys, keyed, os_bytes, print_counter, read_value};
 use crate::output::{escape_bytes, key_for_message, utc_millis};
 use crate::Failure;
 
@@ -164,22 +164,10 @@ pub fn arith(rc: &ReplicatedClient, a: ArithArgs, incr: bool) -> Result<ExitCode
         )));
     };
     let delta = if incr { delta } else { -delta };
-    match rc
+    let value = rc
         .incr_exact(key, delta, CasOptions::default())
-        .map_err(|e| keyed(key, e))?
-    {
-        Some(v) => {
-            let mut out = io::stdout().lock();
-            writeln!(out, "{v}")?;
-            out.flush()?;
-            Ok(ExitCode::SUCCESS)
-        }
-        None => Err(Failure::error(format!(
-            "{}: not found (incr and decr only change an existing number; create it first, \
-             e.g. `multiput --replicas N set KEY 0`)",
-            key_for_message(key)
-        ))),
-    }
+        .map_err(|e| keyed(key, e))?;
+    print_counter(key, value, "multiput --replicas N set KEY 0")
 }
 
 /// Replicated touch: the latest copy rewritten to every replica with the new TTL.
