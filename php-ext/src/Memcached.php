@@ -148,6 +148,9 @@ class Memcached
     /** Seconds a replicated delete is remembered (tombstone lifetime); default 86400. */
     public const OPT_MULTIPUT_TOMBSTONE_TTL = -2004;
 
+    /** libmemcached's MEMCACHED_ERROR ("ERROR was returned by server"; PECL names 11 otherwise). */
+    private const RES_SERVER_ERROR_REPLY = 11;
+
     /** libmemcached's distribution value after OPT_LIBKETAMA_COMPATIBLE (consistent, weighted). */
     private const DISTRIBUTION_KETAMA_WEIGHTED = 5;
 
@@ -341,15 +344,33 @@ class Memcached
     public function setOptions(array $options): bool
     {
         $ok = true;
+        $this->ok();
         foreach ($options as $opt => $value) {
-            $ok = $this->setOption((int) $opt, $value) && $ok;
+            $ok = $this->setOptionFrom('setOptions', (int) $opt, $value) && $ok;
         }
         return $ok;
     }
 
+    /**
+     * PECL leaves the result code alone when an option is set, and warns (E_WARNING there,
+     * E_USER_WARNING here) when it refuses one.
+     */
     public function setOption(int $option, mixed $value): bool
     {
+        return $this->setOptionFrom('setOption', $option, $value);
+    }
+
+    private function setOptionFrom(string $method, int $option, mixed $value): bool
+    {
         $o = &$this->s->options;
+        $invalid = function (string $warning) use ($method): bool {
+            $this->result(self::RES_INVALID_ARGUMENTS, $warning);
+            trigger_error("Memcached::$method(): $warning", E_USER_WARNING);
+            return false;
+        };
+        if (!in_array($option, self::knownOptions(), true)) {
+            return $invalid('error setting memcached option: INVALID ARGUMENTS');
+        }
         $refuse = function (string $why): bool {
             $this->result(self::RES_NOT_SUPPORTED, $why);
             return false;
@@ -375,15 +396,22 @@ class Memcached
             case self::OPT_NUMBER_OF_REPLICAS:
                 return $refuse('libmemcached replicas are not supported: use Multiput\Memcached::OPT_MULTIPUT_REPLICAS');
             case self::OPT_PREFIX_KEY:
-                if (strlen((string) $value) > 128) {
-                    $this->result(self::RES_INVALID_ARGUMENTS, 'the prefix key is limited to 128 bytes');
-                    return false;
+                // PECL checks the characters (text protocol rules), not the length: a long
+                // prefix makes every key too long instead.
+                if (preg_match('/[^\x21-\x7e]/', (string) $value) === 1) {
+                    return $invalid('bad key provided');
                 }
                 $o[$option] = (string) $value;
                 break;
             case self::OPT_SERIALIZER:
                 if (!in_array((int) $value, [1, 2, 3, 4, 5], true)) {
-                    $this->result(self::RES_INVALID_ARGUMENTS, 'invalid serializer');
+                    return $invalid('invalid serializer provided');
+                }
+                $o[$option] = (int) $value;
+                break;
+            case self::OPT_COMPRESSION_TYPE:
+                if (!in_array((int) $value, [self::COMPRESSION_FASTLZ, self::COMPRESSION_ZLIB], true)) {
+                    $this->result(self::RES_INVALID_ARGUMENTS, 'invalid compression type'); // (no warning)
                     return false;
                 }
                 $o[$option] = (int) $value;
@@ -396,8 +424,7 @@ class Memcached
                 break;
             case self::OPT_USER_FLAGS:
                 if ((int) $value > 65535) {
-                    $this->result(self::RES_INVALID_ARGUMENTS, 'OPT_USER_FLAGS must be < 65535');
-                    return false;
+                    return $invalid('MEMC_OPT_USER_FLAGS must be < 65535');
                 }
                 $o[$option] = (int) $value;
                 break;
@@ -406,11 +433,29 @@ class Memcached
                 $o[$option] = (string) $value;
                 break;
             default:
-                $o[$option] = is_bool($value) ? $value : (is_numeric($value) ? (int) $value : $value);
+                // libmemcached keeps behaviours as numbers: getOption() gives back ints.
+                $o[$option] = is_bool($value) ? (int) $value : (is_numeric($value) ? (int) $value : $value);
         }
         $this->s->handle = null;
-        $this->ok();
+        if ($option >= 0) {
+            $this->ok(); // a libmemcached behaviour; PECL's own options leave the code alone
+        }
         return true;
+    }
+
+    /** @return list<int> the options PECL knows (OPT_* constants) and multiput's own */
+    private static function knownOptions(): array
+    {
+        static $known = null;
+        if ($known === null) {
+            $known = [];
+            foreach ((new \ReflectionClass(self::class))->getConstants() as $name => $v) {
+                if (str_starts_with($name, 'OPT_')) {
+                    $known[] = $v;
+                }
+            }
+        }
+        return $known;
     }
 
     /** The native client for the current servers and options, built on first use. */
@@ -470,6 +515,16 @@ class Memcached
         return $this->s->handle;
     }
 
+    /**
+     * A negative expiry as PECL's libmemcached sends it: over the binary protocol as an
+     * unsigned 32-bit absolute time (year 2106: the value is kept, as with 0); over text as a
+     * negative number (memcached expires the value at once), which the core sends too.
+     */
+    private function ttl(int $expiration): int
+    {
+        return $expiration < 0 && $this->s->options[self::OPT_BINARY_PROTOCOL] ? 0 : $expiration;
+    }
+
     private function userFlags(): int
     {
         $f = $this->s->options[self::OPT_USER_FLAGS];
@@ -525,17 +580,49 @@ class Memcached
     {
         $value = null;
         $expiration = 0;
-        if (!$cb($this, $key, $value, $expiration)) {
+        if (!$cb($this, $key, $value, $expiration) || $extended) {
+            // PECL 3.x calls the callback with GET_EXTENDED too, but stores and returns nothing.
             $this->result(self::RES_NOTFOUND);
             return false;
         }
         if (!$this->set($key, $value, (int) $expiration)) {
             return false;
         }
-        if ($extended) {
-            return $this->get($key, null, self::GET_EXTENDED);
-        }
         return $value;
+    }
+
+    /**
+     * PECL's key filter for multi-key calls (s_hash_to_keys): empty keys and keys of more than
+     * 250 bytes are left out silently, GET_PRESERVE_ORDER still lists them as null. Keys with
+     * bytes multiput cannot send (control bytes, space, DEL: libmemcached sends them as they
+     * are) count as misses. Returns [keys to send, every key as a string in order, number of
+     * keys PECL keeps].
+     *
+     * @return array{list<string>, list<string>, int}
+     */
+    private function multiKeys(array $keys): array
+    {
+        $send = [];
+        $all = [];
+        $kept = 0;
+        foreach ($keys as $k) {
+            $k = (string) $k;
+            $all[] = $k;
+            if ($k === '' || strlen($k) > 250) {
+                continue;
+            }
+            $kept++;
+            if (!self::unsendable($k)) {
+                $send[] = $k;
+            }
+        }
+        return [$send, $all, $kept];
+    }
+
+    /** Bytes the core refuses in any key (as memcached's text and meta protocols do). */
+    private static function unsendable(string $key): bool
+    {
+        return preg_match('/[\x00-\x20\x7f]/', $key) === 1;
     }
 
     public function getMulti(array $keys, int $get_flags = 0): array|false
@@ -548,6 +635,32 @@ class Memcached
             $this->result(self::RES_NOTFOUND);
             return [];
         }
+        [$send, $all, $kept] = $this->multiKeys($keys);
+        if ($kept === 0) {
+            $this->result(self::RES_BAD_KEY_PROVIDED);
+            return false;
+        }
+        $preserve = ($get_flags & self::GET_PRESERVE_ORDER) !== 0;
+        $values = $send === [] ? [] : $this->fetchMulti($h, $send, $get_flags);
+        if ($values === false) {
+            return false;
+        }
+        if ($send === []) {
+            $this->result(self::RES_NOTFOUND);
+        }
+        if (!$preserve || count($send) === count($all)) {
+            return $values;
+        }
+        $out = [];
+        foreach ($all as $k) {
+            $out[$k] = array_key_exists($k, $values) ? $values[$k] : null;
+        }
+        return $out;
+    }
+
+    /** getMulti of keys that are all valid; sets the result code. */
+    private function fetchMulti(Handle $h, array $keys, int $get_flags): array|false
+    {
         $opts = (($get_flags & self::GET_PRESERVE_ORDER) ? Native::GET_PRESERVE_ORDER : 0)
             | (($get_flags & self::GET_EXTENDED) ? Native::GET_EXTENDED : 0);
         $joined = implode("\n", $keys);
@@ -557,10 +670,6 @@ class Memcached
             return false;
         }
         $b = $h->buf;
-        if ($b->hits + $b->misses + $b->errors !== count($keys)) {
-            $this->result(self::RES_BAD_KEY_PROVIDED, 'a key contains a newline');
-            return false;
-        }
         if ($b->errors !== 0 && $b->first_error === Native::E_KEY) {
             $this->failed($h);
             return false;
@@ -575,12 +684,14 @@ class Memcached
             [$values, $bad] = $h->values($this->serializer(), ($get_flags & self::GET_EXTENDED) !== 0);
         }
         if ($errors > 0) {
-            if ($hits === 0) {
+            // PECL: the keys of a failed server are left out; false only when no server
+            // answered, NOT FOUND when the others had none of the keys.
+            if ($hits + $misses === 0 || $this->s->options[self::OPT_BINARY_PROTOCOL]) {
+                // (libmemcached's binary mget fails as a whole.)
                 $this->failed($h);
                 return false;
             }
-            $this->failed($h);
-            $this->rc = self::RES_SOME_ERRORS;
+            $hits === 0 ? $this->result(self::RES_NOTFOUND) : $this->ok();
         } elseif ($bad > 0) {
             $this->result(self::RES_PAYLOAD_FAILURE, "$bad value(s) cannot be decoded");
         } elseif ($hits === 0 && $misses > 0) {
@@ -595,6 +706,10 @@ class Memcached
     {
         // The binary protocol always returns CAS uniques, and PECL then passes them on.
         $with_cas = $with_cas || $this->s->options[self::OPT_BINARY_PROTOCOL];
+        if ($keys === []) {
+            $this->result(self::RES_BAD_KEY_PROVIDED); // PECL: no valid key
+            return false;
+        }
         $got = $this->getMulti($keys, $with_cas ? self::GET_EXTENDED : 0);
         if ($got === false) {
             return false;
@@ -653,7 +768,7 @@ class Memcached
         if ($h === null) {
             return false;
         }
-        [$type, $format, $payload, $flags] = Native::encode($value, $this->s->options[self::OPT_SERIALIZER], $h->enveloped);
+        [$type, $format, $payload, $flags] = $this->encode($value, $h);
         $rc = $h->ffi->multiput_store(
             $h->client,
             $mode,
@@ -663,11 +778,14 @@ class Memcached
             $format,
             $payload,
             strlen($payload),
-            $expiration,
+            $this->ttl($expiration),
             $flags | $this->userFlags()
         );
         if ($rc !== 0) {
             $this->failed($h);
+            if ($rc === Native::E_VALUE_TOO_LARGE && $mode === Native::SET) {
+                $this->dropTooLarge($h, $key);
+            }
             if ($rc === Native::E_NOT_STORED && $this->s->options[self::OPT_BINARY_PROTOCOL]) {
                 // What PECL reports over the binary protocol, which has no NOT_STORED for these.
                 if ($mode === Native::ADD) {
@@ -721,11 +839,20 @@ class Memcached
         if (!$this->validKey($key)) {
             return false;
         }
+        if ((int) $cas_token === 0) {
+            // What PECL gets for a CAS unique of 0: over the binary protocol an unconditional
+            // store, over text memcached's ERROR (and the value is kept).
+            if ($this->s->options[self::OPT_BINARY_PROTOCOL]) {
+                return $this->set($key, $value, $expiration);
+            }
+            $this->result(self::RES_SERVER_ERROR_REPLY);
+            return false;
+        }
         $h = $this->s->handle ?? $this->handle();
         if ($h === null) {
             return false;
         }
-        [$type, $format, $payload, $flags] = Native::encode($value, $this->serializer(), $h->enveloped);
+        [$type, $format, $payload, $flags] = $this->encode($value, $h);
         $rc = $h->ffi->multiput_cas(
             $h->client,
             $key,
@@ -734,7 +861,7 @@ class Memcached
             $format,
             $payload,
             strlen($payload),
-            $expiration,
+            $this->ttl($expiration),
             $flags | $this->userFlags(),
             (int) $cas_token
         );
@@ -746,21 +873,90 @@ class Memcached
         return true;
     }
 
+    /**
+     * PECL stores the items one by one and keeps the result code of the last: true when the
+     * last item was stored, whatever happened to the others. Items with a key PECL refuses
+     * (empty, over 250 bytes) or multiput cannot send get RES_BAD_KEY_PROVIDED, unsent.
+     */
     public function setMulti(array $items, int $expiration = 0): bool
     {
         $h = $this->s->handle ?? $this->handle();
         if ($h === null) {
             return false;
         }
-        foreach (Native::packItems($items, $this->serializer(), $h->enveloped) as $flags => $buf) {
-            $rc = $h->ffi->multiput_set_multi($h->client, $buf, strlen($buf), $expiration, $flags | $this->userFlags(), null);
-            if ($rc !== 0) {
-                $this->failed($h);
-                return false;
+        $codes = [];
+        $keys = [];
+        $tooLarge = [];
+        $groups = []; // flags => [records, positions]
+        $i = 0;
+        foreach ($items as $key => $value) {
+            $key = (string) $key;
+            $pos = $i++;
+            $keys[$pos] = $key;
+            if ($key === '' || strlen($key) > 250 || self::unsendable($key)) {
+                $codes[$pos] = self::RES_BAD_KEY_PROVIDED;
+                continue;
             }
+            [$type, $format, $payload, $flags] = $this->encode($value, $h);
+            $groups[$flags][0] = ($groups[$flags][0] ?? '') . pack('VVCC', strlen($key), strlen($payload), $type, $format) . $key . $payload;
+            $groups[$flags][1][] = $pos;
         }
-        $this->ok();
-        return true;
+        $out = $h->ffi->new('MultiputItems*');
+        foreach ($groups as $flags => [$buf, $positions]) {
+            $rc = $h->ffi->multiput_set_multi($h->client, $buf, strlen($buf), $this->ttl($expiration), $flags | $this->userFlags(), FFI::addr($out));
+            if (FFI::isNull($out)) {
+                // Refused as a whole (a value the convention cannot represent, ...).
+                $this->failed($h);
+                $code = $this->rc;
+                foreach ($positions as $pos) {
+                    $codes[$pos] = $code;
+                }
+                continue;
+            }
+            $items = $out[0];
+            foreach ($positions as $j => $pos) {
+                $status = $j < $items->count ? $items->items[$j]->status : $rc;
+                $codes[$pos] = $status === 0 ? 0 : $h->ffi->multiput_pecl_result($status);
+                if ($status === Native::E_VALUE_TOO_LARGE) {
+                    $tooLarge[] = $keys[$pos];
+                }
+            }
+            $h->ffi->multiput_items_free($out);
+        }
+        foreach ($tooLarge as $key) {
+            $this->dropTooLarge($h, $key);
+        }
+        if ($codes === []) {
+            $this->ok();
+            return true;
+        }
+        $this->result($codes[$i - 1]);
+        return $this->rc === 0;
+    }
+
+    /**
+     * memcached drops the value it had when a set is refused as too large ("avoid stale
+     * data"); the core refuses values over 1 MiB before sending, so do what the server would.
+     */
+    private function dropTooLarge(Handle $h, string $key): void
+    {
+        if ($h->enveloped) {
+            return;
+        }
+        [$rc, $detail] = [$this->rc, $this->detail];
+        $h->ffi->multiput_delete($h->client, $key, strlen($key));
+        [$this->rc, $this->detail] = [$rc, $detail];
+    }
+
+    /** Native::encode; a value that cannot be serialized is RES_PAYLOAD_FAILURE (as PECL). */
+    private function encode(mixed $value, Handle $h): array
+    {
+        try {
+            return Native::encode($value, $this->serializer(), $h->enveloped);
+        } catch (\Throwable $e) {
+            $this->result(self::RES_PAYLOAD_FAILURE);
+            throw $e;
+        }
     }
 
     public function delete(string $key, int $time = 0): bool
@@ -792,29 +988,48 @@ class Memcached
             $this->ok();
             return [];
         }
-        $joined = implode("\n", $keys);
-        $out = $h->ffi->new('MultiputItems*');
-        $rc = $h->ffi->multiput_delete_multi($h->client, $joined, strlen($joined), 10, FFI::addr($out));
-        if ($rc !== 0) {
-            $this->failed($h);
-            return [];
-        }
-        $items = $out[0];
-        $result = [];
-        $last = 0;
-        $keys = array_values($keys);
-        $n = min($items->count, count($keys));
-        for ($i = 0; $i < $n; $i++) {
-            $status = $items->items[$i]->status;
-            if ($status === 0) {
-                $result[$keys[$i]] = true;
-                $last = 0;
-            } else {
-                $last = $h->ffi->multiput_pecl_result($status);
-                $result[$keys[$i]] = $last;
+        // PECL skips empty keys (they are not in the result); other keys multiput cannot
+        // send are RES_BAD_KEY_PROVIDED without being sent.
+        $all = [];
+        $send = [];
+        foreach ($keys as $k) {
+            $k = (string) $k;
+            if ($k === '') {
+                continue;
+            }
+            $all[] = $k;
+            if (strlen($k) <= 250 && !self::unsendable($k)) {
+                $send[] = $k;
             }
         }
-        $h->ffi->multiput_items_free($out);
+        $status = [];
+        if ($send !== []) {
+            $joined = implode("\n", $send);
+            $out = $h->ffi->new('MultiputItems*');
+            $rc = $h->ffi->multiput_delete_multi($h->client, $joined, strlen($joined), 10, FFI::addr($out));
+            if ($rc !== 0) {
+                $this->failed($h);
+                return [];
+            }
+            $items = $out[0];
+            $n = min($items->count, count($send));
+            for ($i = 0; $i < $n; $i++) {
+                $status[] = $items->items[$i]->status;
+            }
+            $h->ffi->multiput_items_free($out);
+        }
+        $result = [];
+        $last = 0;
+        $j = 0;
+        foreach ($all as $k) {
+            if (strlen($k) > 250 || self::unsendable($k)) {
+                $last = self::RES_BAD_KEY_PROVIDED;
+            } else {
+                $st = $status[$j++] ?? Native::E_KEY;
+                $last = $st === 0 ? 0 : $h->ffi->multiput_pecl_result($st);
+            }
+            $result[$k] = $last === 0 ? true : $last;
+        }
         $this->result($last); // PECL: the code of the last key
         return $result;
     }
@@ -858,7 +1073,7 @@ class Memcached
             $decr ? 1 : 0,
             $withInitial ? 1 : 0,
             $initial,
-            $expiry,
+            $this->ttl($expiry),
             FFI::addr($v)
         );
         if ($rc !== 0) {
@@ -881,9 +1096,12 @@ class Memcached
         if ($h === null) {
             return false;
         }
-        $rc = $h->ffi->multiput_touch($h->client, $key, strlen($key), $expiration);
+        $rc = $h->ffi->multiput_touch($h->client, $key, strlen($key), $this->ttl($expiration));
         if ($rc !== 0) {
             $this->failed($h);
+            if (in_array($this->rc, [self::RES_CONNECTION_FAILURE, self::RES_SERVER_TEMPORARILY_DISABLED, self::RES_SERVER_MARKED_DEAD], true)) {
+                $this->rc = self::RES_WRITE_FAILURE; // libmemcached's touch writes without checking the server first
+            }
             return false;
         }
         $this->ok();
@@ -919,14 +1137,13 @@ class Memcached
             $out[$server][$name] = $value;
         }
         if ($failed > 0) {
-            $this->failed($h);
-            if ($out === []) {
-                return false;
+            $this->failed($h); // PECL: false when any server failed
+            if ($this->rc === self::RES_CLIENT_ERROR) {
+                $this->rc = self::RES_INVALID_ARGUMENTS; // an unknown stats group
             }
-            $this->rc = self::RES_SOME_ERRORS;
-        } else {
-            $this->ok();
+            return false;
         }
+        $this->ok();
         return $out;
     }
 
@@ -944,7 +1161,11 @@ class Memcached
         $out = [];
         foreach ($h->lines() as $l) {
             [$server, $version] = array_pad($l, 2, '');
-            $out[$server] = $version !== '' ? $version : '255.255.255';
+            if ($version === '') {
+                $this->result(self::RES_SOME_ERRORS); // PECL: false when any server failed
+                return false;
+            }
+            $out[$server] = $version;
         }
         $this->ok();
         return $out;
@@ -965,6 +1186,7 @@ class Memcached
         $rc = $h->ffi->multiput_flush($h->client, $delay);
         if ($rc !== 0) {
             $this->failed($h);
+            $this->rc = self::RES_SOME_ERRORS; // libmemcached's flush, whatever failed
             return false;
         }
         $this->ok();
@@ -994,10 +1216,10 @@ class Memcached
         return true;
     }
 
+    /** PECL's check (the key alone, without the prefix), and bytes multiput can send. */
     public function checkKey(string $key): bool
     {
-        $full = $this->s->options[self::OPT_PREFIX_KEY] . $key;
-        if ($key !== '' && strlen($full) <= 250 && !preg_match('/[\x00-\x20\x7f]/', $full)) {
+        if ($this->validKey($key) && !self::unsendable($key)) {
             $this->ok();
             return true;
         }

@@ -160,14 +160,11 @@ final class PeclDifferentialTest extends TestCase
      * from PECL"): label regex => why. Everything else must match exactly.
      */
     private const KNOWN = [
-        '/^(set|get|add|replace|delete|cas|decrement|touch|checkKey|getMulti|deleteMulti|append|incr) (space|tab|del|nul|utf8|bad key|"a b"|.*"a\\\\[tn0x])/' => 'binary protocol: keys PECL accepts that multiput cannot send',
-        '/^(deleteMulti|getMulti|setMulti|getDelayed)( .*)?(empty key|too long key|24[67]|25[01]|all missing|prefixed|empty)?/' => 'multi-key calls: PECL drops empty/too long keys silently',
-        '/^(fresh )?(getOption|setOption|setOptions)/' => 'options PECL keeps in libmemcached (socket sizes, behaviours), warnings of setOption',
-        '/^warning: /' => 'setOption warnings',
-        '/(incompressible 1 MB|compressible 2.6 MB|closure)$/' => 'E2BIG vs SERVER ERROR at exactly 1 MB; PECL fails > 1 MB before compressing; serialization failure code',
-        '/^(get|touch|get touched|get setMulti) (negative|250-byte)/' => 'negative expiry: PECL sends it as is (memcached: expire now); multiput keeps the value',
-        '/^[a-zA-Z]+ (246|247|250)$/' => 'PECL (binary protocol) sends 250-byte keys the server refuses, and its connection is then out of step',
-        '/^(cas token 0|get extended with callback|flush|touch|getStats.*|getVersion|getLastDisconnectedServer|getServerByKey|checkKey 250 \+ prefix|incr bad key|get 250-byte)$/' => 'see README',
+        '/^(set|get|add|replace|delete|cas|decrement|touch|checkKey|getMulti|deleteMulti|append) (space|tab|del|nul)$|^incr bad key$|^getServerByKey$/' => 'keys with spaces or control bytes: PECL sends them over the binary protocol (getServerByKey: any protocol), multiput cannot',
+        '/^(setMulti|deleteMulti) "a(\\\\t|\\\\n|\\\\u0000| )b"$|^(setMulti|deleteMulti) "a\x7f"$|^getMulti "a\\\\nb"$/' => 'multi-key calls, keys with spaces or control bytes: libmemcached sends them as they are (memcached stores some, the others leave the connection out of step); multiput reports RES_BAD_KEY_PROVIDED for them',
+        '/^fresh getOption OPT_(HASH|DISTRIBUTION|LIBKETAMA_COMPATIBLE|LIBKETAMA_HASH|SOCKET_SEND_SIZE|SOCKET_RECV_SIZE)$|^getOption OPT_SOCKET_(SEND|RECV)_SIZE$/' => 'placement is always ketama; PECL reports the kernel socket buffer sizes',
+        '/^(touch|get) 250-byte$/' => 'with a prefix, PECL checks the key without it and sends a key the server refuses',
+        '/^get with prefix spelled out$/' => 'flaky on both sides (an item just set is sometimes not found); not understood yet',
     ];
 
     private function assertSameLogs(array $logs): void
@@ -175,7 +172,7 @@ final class PeclDifferentialTest extends TestCase
         [$a, $b] = $logs;
         $diffs = [];
         foreach ($a as $i => $step) {
-            if (($b[$i] ?? null) !== $step && preg_match("/^array \\( 0 => '((?:[^'\\\\]|\\\\.)*)'/", $step, $m)) {
+            if (($b[$i] ?? null) !== $step && getenv('PECL_DIFF_SHOW_KNOWN') === false && preg_match("/^array \\( 0 => '((?:[^'\\\\]|\\\\.)*)'/", $step, $m)) {
                 foreach (array_keys(self::KNOWN) as $re) {
                     if (preg_match($re, stripslashes($m[1]))) {
                         continue 2;
@@ -393,6 +390,7 @@ final class PeclDifferentialTest extends TestCase
                 '246' => str_repeat('k', 246), '247' => str_repeat('k', 247), 'utf8' => 'clé',
             ];
             foreach ($bad as $name => $k) {
+                $name = (string) $name; // '250' as an array key is an int
                 if ($m->getOption(\Memcached::OPT_PREFIX_KEY) !== '' && in_array($name, ['246', '247', '250'], true)) {
                     // PECL checks the key without the prefix and sends the longer key anyway:
                     // the server refuses it, and libmemcached's connection is out of step.
@@ -435,6 +433,8 @@ final class PeclDifferentialTest extends TestCase
 
     private function multiWithBadKeys(array $options, array $servers): void
     {
+        $pecl = [];
+        $multiput = [];
         foreach (['a b', "a\tb", "a\nb", "a\x7f", "a\0b"] as $k) {
             foreach ([
                 'getMulti' => fn ($m) => $m->getMulti(['ok', $k]),
@@ -442,11 +442,14 @@ final class PeclDifferentialTest extends TestCase
                 'deleteMulti' => fn ($m) => $m->deleteMulti([$k]),
                 'getDelayed' => fn ($m) => $m->getDelayed([$k]),
             ] as $op => $call) {
-                $this->assertSameLogs($this->both(function ($m, $rec) use ($op, $call, $k) {
+                [$a, $b] = $this->both(function ($m, $rec) use ($op, $call, $k) {
                     $rec("$op " . json_encode($k), $call($m));
-                }, $options, $servers));
+                }, $options, $servers);
+                array_push($pecl, ...$a);
+                array_push($multiput, ...$b);
             }
         }
+        $this->assertSameLogs([$pecl, $multiput]);
     }
 
     /** @dataProvider protocols */
@@ -655,7 +658,8 @@ final class PeclDifferentialTest extends TestCase
     public function testPrefix(): void
     {
         $this->assertSameLogs($this->both(function ($m, $rec) {
-            $m->flush();
+            // (No flush: an item set in the second of a flush can be invisible.)
+            $m->deleteMulti(['app:k', 'app:nope', 'k']);
             $m->setOption(\Memcached::OPT_PREFIX_KEY, 'app:');
             $rec('set prefixed', $m->set('k', 'v'));
             $rec('getMulti prefixed', self::sorted($m->getMulti(['k', 'nope'])));
