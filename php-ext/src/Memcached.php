@@ -14,8 +14,10 @@ use FFI;
  *
  * Values are stored exactly as PECL memcached stores them (same flags, same string forms of
  * ints, floats and bools, serialize()/JSON/igbinary/msgpack, zlib compression PECL reads), so
- * both can share keys during a migration; keys land on the same servers as PECL's with
- * OPT_LIBKETAMA_COMPATIBLE (the placement multiput always uses). With OPT_MULTIPUT_REPLICAS
+ * both can share keys during a migration; keys land on the same servers as PECL's under the
+ * same options: libmemcached's default modula distribution when none is set (as PECL),
+ * OPT_LIBKETAMA_COMPATIBLE (recommended), or DISTRIBUTION_CONSISTENT with HASH_MD5. With
+ * OPT_MULTIPUT_REPLICAS
  * >= 1 values are instead kept in multiput's envelope on N servers (readable by every
  * multiput binding, not by PECL).
  */
@@ -380,16 +382,17 @@ class Memcached
                 $o[$option] = $value ? 1 : 0;
                 $o[self::OPT_DISTRIBUTION] = $value ? self::DISTRIBUTION_KETAMA_WEIGHTED : self::DISTRIBUTION_MODULA;
                 $o[self::OPT_HASH] = $value ? self::HASH_MD5 : self::HASH_DEFAULT;
+                $o[self::OPT_LIBKETAMA_HASH] = $value ? self::HASH_MD5 : self::HASH_DEFAULT;
                 break;
             case self::OPT_DISTRIBUTION:
-                if (!in_array((int) $value, [self::DISTRIBUTION_CONSISTENT, self::DISTRIBUTION_KETAMA_WEIGHTED], true)) {
-                    return $refuse('multiput places keys with ketama only (OPT_LIBKETAMA_COMPATIBLE, or DISTRIBUTION_CONSISTENT with HASH_MD5)');
+                if (!in_array((int) $value, [self::DISTRIBUTION_MODULA, self::DISTRIBUTION_CONSISTENT, self::DISTRIBUTION_KETAMA_WEIGHTED], true)) {
+                    return $refuse('multiput places keys as libmemcached does with DISTRIBUTION_MODULA (HASH_DEFAULT), OPT_LIBKETAMA_COMPATIBLE, or DISTRIBUTION_CONSISTENT with HASH_MD5');
                 }
                 $o[$option] = (int) $value;
                 break;
             case self::OPT_HASH:
                 if (!in_array((int) $value, [self::HASH_DEFAULT, self::HASH_MD5], true)) {
-                    return $refuse('multiput hashes keys with MD5 only');
+                    return $refuse('multiput hashes keys as libmemcached does with HASH_DEFAULT (one-at-a-time, modula) or HASH_MD5 (ketama)');
                 }
                 $o[$option] = (int) $value;
                 break;
@@ -477,13 +480,15 @@ class Memcached
                 break;
             }
         }
-        $ketamaMd5 = !$o[self::OPT_LIBKETAMA_COMPATIBLE]
-            && $o[self::OPT_DISTRIBUTION] === self::DISTRIBUTION_CONSISTENT
-            && $o[self::OPT_HASH] === self::HASH_MD5;
+        $mode = self::ringMode($o);
+        if ($mode === null) {
+            $this->result(self::RES_NOT_SUPPORTED, 'this OPT_DISTRIBUTION/OPT_HASH pair is a placement multiput does not reproduce: use DISTRIBUTION_MODULA with HASH_DEFAULT, OPT_LIBKETAMA_COMPATIBLE, or DISTRIBUTION_CONSISTENT with HASH_MD5');
+            return null;
+        }
         $replicas = (int) ($o[self::OPT_MULTIPUT_REPLICAS] ?? 0);
         $options = [
             'servers' => implode(',', $servers),
-            'mode' => $ketamaMd5 ? 'ketama_md5' : 'libketama_compatible',
+            'mode' => $mode,
             'timeout_ms' => max(1, $timeout),
             'connect_timeout_ms' => max(1, $o[self::OPT_CONNECT_TIMEOUT]),
             'retry_ms' => max(1, $o[self::OPT_RETRY_TIMEOUT]) * 1000,
@@ -513,6 +518,28 @@ class Memcached
             return null;
         }
         return $this->s->handle;
+    }
+
+    /**
+     * The core's ring mode for libmemcached's distribution options, or null for a pair it does
+     * not reproduce (modula over MD5, consistent over one-at-a-time).
+     *
+     * @param array<int, mixed> $o
+     */
+    private static function ringMode(array $o): ?string
+    {
+        $dist = (int) $o[self::OPT_DISTRIBUTION];
+        $hash = (int) $o[self::OPT_HASH];
+        if ($o[self::OPT_LIBKETAMA_COMPATIBLE] || $dist === self::DISTRIBUTION_KETAMA_WEIGHTED) {
+            return 'libketama_compatible';
+        }
+        if ($dist === self::DISTRIBUTION_CONSISTENT && $hash === self::HASH_MD5) {
+            return 'ketama_md5';
+        }
+        if ($dist === self::DISTRIBUTION_MODULA && $hash === self::HASH_DEFAULT) {
+            return 'modula';
+        }
+        return null;
     }
 
     /**

@@ -15,11 +15,11 @@ final class MemcachedState
     /** @var list<array{string, int, int}> */
     public array $servers = [];
     public ?Handle $handle = null;
-    /** @var array<int, mixed> PECL's defaults, except placement: multiput always uses ketama */
+    /** @var array<int, mixed> PECL's defaults (placement: libmemcached's modula distribution) */
     public array $options = [
-        Memcached::OPT_LIBKETAMA_COMPATIBLE => 1,
-        Memcached::OPT_DISTRIBUTION => 5,
-        Memcached::OPT_HASH => Memcached::HASH_MD5,
+        Memcached::OPT_LIBKETAMA_COMPATIBLE => 0,
+        Memcached::OPT_DISTRIBUTION => Memcached::DISTRIBUTION_MODULA,
+        Memcached::OPT_HASH => Memcached::HASH_DEFAULT,
         Memcached::OPT_POLL_TIMEOUT => 5000,
         Memcached::OPT_CONNECT_TIMEOUT => 4000,
         Memcached::OPT_SEND_TIMEOUT => 0,
@@ -36,6 +36,6 @@ final class MemcachedState
         Memcached::OPT_USER_FLAGS => -1,
         Memcached::OPT_MULTIPUT_REPLICAS => 0,
         Memcached::OPT_CACHE_LOOKUPS => 1,
-        Memcached::OPT_LIBKETAMA_HASH => 1,
+        Memcached::OPT_LIBKETAMA_HASH => 0,
     ];
 }

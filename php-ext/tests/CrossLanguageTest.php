@@ -80,6 +80,7 @@ final class CrossLanguageTest extends TestCase
         $plain = new Client(['servers' => self::servers()]);
         $this->assertSame('plain from Rust', $plain->get("{$p}plain"));
         $m = new Multiput\Memcached();
+        $m->setOption(Multiput\Memcached::OPT_LIBKETAMA_COMPATIBLE, true); // the CLI's default ring
         foreach (array_slice(Servers::$addrs, 0, 3) as $s) {
             [$h, $port] = explode(':', $s);
             $m->addServer($h, (int) $port);
