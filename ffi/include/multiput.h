@@ -500,8 +500,8 @@ int32_t multiput_last_error_pecl(void);
 
 /*
  Build a ring from a comma-separated server list (`host`, `host:port`, `host:port:weight`,
- `[v6]:port:weight`) and a mode (`libketama_compatible`, the default when `mode` is null, or
- `ketama_md5`). Host names are hashed as written and never resolved. On success `*out`
+ `[v6]:port:weight`) and a mode (`libketama_compatible`, the default when `mode` is null,
+ `ketama_md5`, or `modula`: libmemcached's default distribution). Host names are hashed as written and never resolved. On success `*out`
  holds a ring to free with [`multiput_ring_free`].
 
  # Safety
@@ -549,7 +549,7 @@ int32_t multiput_config_new(struct MultiputConfig **out);
  | name | value | default |
  | --- | --- | --- |
  | `servers` | `host[:port[:weight]],...` (replaces the list; hosts hashed as written) | none |
- | `mode` | `libketama_compatible` or `ketama_md5` | `libketama_compatible` |
+ | `mode` | `libketama_compatible`, `ketama_md5` or `modula` (PECL's default distribution) | `libketama_compatible` |
  | `protocol` | `auto`, `text`, `meta` | `auto` |
  | `timeout_ms`, `connect_timeout_ms` | request and connect bounds | 1000 |
  | `retry_ms` | how long a down server is skipped | 1000 |

@@ -276,8 +276,8 @@ pub(crate) unsafe fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str, i
 }
 
 /// Build a ring from a comma-separated server list (`host`, `host:port`, `host:port:weight`,
-/// `[v6]:port:weight`) and a mode (`libketama_compatible`, the default when `mode` is null, or
-/// `ketama_md5`). Host names are hashed as written and never resolved. On success `*out`
+/// `[v6]:port:weight`) and a mode (`libketama_compatible`, the default when `mode` is null,
+/// `ketama_md5`, or `modula`: libmemcached's default distribution). Host names are hashed as written and never resolved. On success `*out`
 /// holds a ring to free with [`multiput_ring_free`].
 ///
 /// # Safety
