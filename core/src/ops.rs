@@ -705,10 +705,14 @@ impl Op for StoreItems<'_> {
                 Ok(Expect::Repeat(self.items.len(), Box::new(Expect::TextLine)))
             }
             Dialect::Meta => {
+                // Not quiet: memcached's error lines (`SERVER_ERROR object too large for
+                // cache`, out of memory) carry no opaque token, so in a quiet batch an error
+                // could not be pinned on its item. With a reply per item, in request order,
+                // every reply is placed by position (and checked against its opaque).
                 for (i, it) in self.items.iter().enumerate() {
                     let k = ctx.wire_key(it.key)?;
                     let o = meta::MetaSet {
-                        quiet: true,
+                        quiet: false,
                         opaque: Some(i as u32),
                         ..meta_set_opts(it.mode, it.flags, it.ttl)
                     };
@@ -773,6 +777,22 @@ fn batch_results<T>(
 ) -> Result<Vec<Result<T, Error>>, Error> {
     match reply {
         Reply::Many(rs) if rs.len() == n => Ok(rs.into_iter().map(one).collect()),
+        // A reply for every request (a batch sent without the quiet flag): in request order,
+        // so error lines, which carry no opaque token, belong to their position.
+        Reply::MetaBatch(rs) if rs.len() == n => rs
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| match m.status {
+                MetaStatus::Error(k, msg) => Ok(one(Reply::Error(k, msg))),
+                _ if m.flags.opaque.is_some() && opaque_index(&m, n)? != i => {
+                    Err(Error::Protocol {
+                        server: String::new(),
+                        detail: format!("meta reply {i} carries another request's opaque token"),
+                    })
+                }
+                _ => Ok(one(Reply::Meta(m))),
+            })
+            .collect(),
         Reply::MetaBatch(rs) => {
             let mut out: Vec<Option<Result<T, Error>>> = (0..n).map(|_| None).collect();
             for m in rs {

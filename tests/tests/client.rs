@@ -110,6 +110,11 @@ macro_rules! suite {
                 let e = c.set("edge", &edge, 0)$($aw)*.unwrap_err();
                 assert_eq!(e.kind(), ErrorKind::ValueTooLarge, "{e}");
                 assert!(e.to_string().contains("1048576 bytes refused by the server"), "{e}");
+                // The same inside a pipelined multi-set: that item fails typed, the others store.
+                let items = vec![("m1".to_string(), b"small".to_vec()), ("m2".to_string(), edge.clone()), ("m3".to_string(), b"also".to_vec())];
+                let rs = c.set_multi(&items, 0)$($aw)*;
+                assert!(rs[0].is_ok() && rs[2].is_ok(), "{rs:?}");
+                assert_eq!(rs[1].as_ref().unwrap_err().kind(), ErrorKind::ValueTooLarge, "{rs:?}");
                 assert_eq!(&c.get("t")$($aw)*.unwrap().unwrap().data[..], &tricky[..], "connection still in sync");
             }
 
