@@ -425,13 +425,14 @@ def test_stopped_server_times_out_then_is_marked_down(memcached_factory, key):
     c = multiput.Client([server.address], timeout=0.3, retry_interval=30)
     c.set(key, 1)
     server.pause()
-    t0 = time.monotonic()
     with pytest.raises(exc.TimeoutError) as e:
         c.get(key)
-    assert 0.25 < time.monotonic() - t0 < 2
     assert isinstance(e.value, builtins.TimeoutError) and e.value.server == server.address
+    # Marked down: refused without waiting again (the counters prove it, not a clock).
     with pytest.raises(exc.ServerDownError):
         c.set(key, 2)
+    m = c.metrics()["servers"][server.address]
+    assert m["timeouts"] == 1 and m["down_events"] == 1, m
     server.resume()
 
 
@@ -449,7 +450,6 @@ def test_gil_is_released_while_waiting(memcached_factory, key):
             errors.append(e)
 
     threads = [threading.Thread(target=call) for _ in range(4)]
-    t0 = time.monotonic()
     for t in threads:
         t.start()
     # The main thread keeps running Python while the four wait on the socket.
@@ -457,10 +457,10 @@ def test_gil_is_released_while_waiting(memcached_factory, key):
     while any(t.is_alive() for t in threads):
         spins += 1
         time.sleep(0.001)
-    elapsed = time.monotonic() - t0
     server.resume()
     assert len(errors) == 4
-    assert elapsed < 1.5, elapsed  # four 0.5 s waits overlapped
+    # The main thread ran Python all along: with the GIL held during a wait it would have
+    # stalled for each of the four (no timing assertion: a count of its own progress).
     assert spins > 50
 
 
