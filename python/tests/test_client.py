@@ -45,13 +45,14 @@ def test_server_forms(addresses):
     assert joined.ring == "libketama_compatible" and joined.convention == "python"
     assert multiput.Client(addresses, ring="ketama_weighted").ring == "libketama_compatible"
     assert multiput.Client(addresses, ring="ketama_md5").ring == "ketama_md5"
+    assert multiput.Client(addresses, ring="modula").ring == "modula"
     assert "replicas=1" in repr(joined)
 
 
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"ring": "modula"},
+        {"ring": "ketama_spy"},
         {"protocol": "binary"},
         {"timeout": 0},
         {"timeout": -1},
