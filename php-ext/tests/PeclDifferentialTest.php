@@ -144,13 +144,21 @@ final class PeclDifferentialTest extends TestCase
         } finally {
             restore_error_handler();
         }
-        $ports = [];
+        // Server addresses and ports differ between the two sides: name them by position. A port
+        // is replaced only as a whole number (not inside a value's digits, e.g. a long string
+        // of 0123456789...).
+        $addrs = [];
+        $portPatterns = [];
         foreach ($servers as $j => $s) {
-            $ports[$s] = "SERVER$j";
-            $ports[explode(':', $s)[1]] = "PORT$j";
+            $addrs[$s] = "SERVER$j";
+            $portPatterns['/(?<![0-9])' . explode(':', $s)[1] . '(?![0-9])/'] = "PORT$j";
         }
         return array_map(
-            fn ($step) => strtr(preg_replace('/\s*\n\s*/', ' ', var_export($step, true)), $ports),
+            fn ($step) => preg_replace(
+                array_keys($portPatterns),
+                array_values($portPatterns),
+                strtr(preg_replace('/\s*\n\s*/', ' ', var_export($step, true)), $addrs)
+            ),
             $log
         );
     }
