@@ -609,11 +609,17 @@ impl<K: AsRef<[u8]>> Op for GetMulti<'_, K> {
                         return Err(unexpected(chunk));
                     };
                     for v in vals {
-                        let is_key = |k: &K| {
-                            v.key.len() == ctx.prefix.len() + k.as_ref().len()
-                                && v.key.starts_with(ctx.prefix)
-                                && v.key[ctx.prefix.len()..] == *k.as_ref()
+                        // The prefix is checked once per value, not once per candidate key.
+                        let Some(bare) = v.key.strip_prefix(ctx.prefix) else {
+                            return Err(Error::Protocol {
+                                server: String::new(),
+                                detail: format!(
+                                    "multi-get returned a key without the client's prefix: {}",
+                                    crate::protocol::excerpt(&v.key)
+                                ),
+                            });
                         };
+                        let is_key = |k: &K| k.as_ref() == bare;
                         let Some(j) = self.keys[next..].iter().position(is_key) else {
                             return Err(Error::Protocol {
                                 server: String::new(),
