@@ -309,6 +309,15 @@ fn delete(c: &Client, keys: &[OsString]) -> Result<ExitCode, Failure> {
     } else {
         c.delete_multi(&keys)
     };
+    print_deleted(&keys, results)
+}
+
+/// One `KEY<TAB>deleted|not found|(error)` line per key (errors also on stderr); exit 1 if any
+/// key was missing or failed. `Ok(true)`: deleted, `Ok(false)`: not found.
+pub(crate) fn print_deleted(
+    keys: &[&[u8]],
+    results: impl IntoIterator<Item = Result<bool, Error>>,
+) -> Result<ExitCode, Failure> {
     let mut ok = true;
     let mut text = Vec::new();
     for (key, r) in keys.iter().zip(results) {

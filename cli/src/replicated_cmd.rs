@@ -13,7 +13,7 @@ use multiput::recipes::CasOptions;
 use multiput::{Versioned, WriteReport};
 
 use crate::args::{ArithArgs, GetArgs, SetArgs};
-use crate::commands::{check_keys, keyed, os_bytes, print_counter, read_value};
+use crate::commands::{check_keys, keyed, os_bytes, print_counter, print_deleted, read_value};
 use crate::output::{escape_bytes, key_for_message, utc_millis};
 use crate::Failure;
 
@@ -192,33 +192,14 @@ pub fn delete(rc: &ReplicatedClient, keys: &[OsString]) -> Result<ExitCode, Fail
     } else {
         rc.delete_multi(&keys)
     };
-    let mut ok = true;
-    let mut text = Vec::new();
-    for (key, r) in keys.iter().zip(results) {
-        let word: &[u8] = match r {
-            Ok(report) => {
-                warn_failed(key, &report);
-                b"deleted"
-            }
-            Err(e) => {
-                ok = false;
-                eprintln!("multiput: {}: {e}", key_for_message(key));
-                b"(error)"
-            }
-        };
-        text.extend_from_slice(key);
-        text.push(b'\t');
-        text.extend_from_slice(word);
-        text.push(b'\n');
-    }
-    let mut out = io::stdout().lock();
-    out.write_all(&text)?;
-    out.flush()?;
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    // A tombstone is written whether or not the key existed: every success is "deleted".
+    let results = keys.iter().zip(results).map(|(key, r)| {
+        r.map(|report| {
+            warn_failed(key, &report);
+            true
+        })
+    });
+    print_deleted(&keys, results)
 }
 
 /// A write that met its policy without every replica: name the ones that missed it.
