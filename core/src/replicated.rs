@@ -77,6 +77,17 @@ impl ReplicatedClient<$client> {
         })
     }
 
+    /// The same client (connections, clock, writer id) with other read and write policies,
+    /// for one call or a group of calls:
+    /// `rc.with_policies(ReadPolicy::FirstHit, WritePolicy::All)?.get(key)`. The replica count,
+    /// failover and tombstone lifetime stay as configured: where a key's copies live must not
+    /// change from call to call. A quorum above the replica count is a [`Error::Config`].
+    pub fn with_policies(&self, read: ReadPolicy, write: crate::replication::WritePolicy) -> Result<Self, Error> {
+        let policy = Policy { read, write, ..self.policy };
+        policy.validate(self.client.cluster().len())?;
+        Ok(ReplicatedClient { policy, ..self.clone() })
+    }
+
     /// The servers holding `key`'s copies now, primary first.
     pub fn replicas_of(&self, key: impl AsRef<[u8]>) -> Result<Vec<&str>, Error> {
         let cl = self.client.cluster();

@@ -945,6 +945,40 @@ impl Client {
         Ok(Some(d))
     }
 
+    /// The same client (connections, clock, writer id) with other read and/or write policies,
+    /// for calls that need them: `mc.with_policy(read_policy="first_hit").get(k)`. Replica
+    /// count and placement are unchanged. Replicated clients only.
+    #[pyo3(signature = (read_policy = None, write_policy = None))]
+    fn with_policy(
+        &self,
+        py: Python<'_>,
+        read_policy: Option<&Bound<'_, PyAny>>,
+        write_policy: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Client> {
+        let Some(r) = &self.repl else {
+            return Err(not_supported(
+                py,
+                "with_policy (replicas=1: there is no policy)",
+            ));
+        };
+        let p = r.policy();
+        let read = match read_policy {
+            Some(o) => parse_read_policy(Some(o), p.replicas)?,
+            None => p.read,
+        };
+        let write = match write_policy {
+            Some(o) => parse_write_policy(Some(o), p.replicas)?,
+            None => p.write,
+        };
+        let repl = r.with_policies(read, write).map_err(|e| py_err(py, &e))?;
+        Ok(Client {
+            plain: self.plain.clone(),
+            repl: Some(repl),
+            codec: self.codec.clone(),
+            servers: self.servers.clone(),
+        })
+    }
+
     /// `"python"` or `"php"`: whose flag numbers plain values use.
     #[getter]
     fn convention(&self) -> &'static str {

@@ -204,3 +204,21 @@ def test_read_policy_first_hit(three):
     key = "f" + uuid.uuid4().hex
     c.set(key, "x")
     assert c.get(key) == "x"
+
+
+def test_policies_can_be_overridden_per_call(three):
+    c = repl(three)
+    c.set("p", "v1")
+    dead = c.replicas_of("p")[2]
+    next(s for s in three if s.address == dead).kill()
+    with pytest.raises(exc.ReplicationError):
+        c.set("p", "v2")  # All: the dead replica fails the write
+    quorum = c.with_policy(write_policy="quorum:2")
+    assert quorum.policy["write_policy"] == "quorum:2" and c.policy["write_policy"] == "all"
+    assert quorum.set("p", "v3") is True
+    assert c.get("p") == "v3"
+    assert c.with_policy(read_policy="first_hit").get("p") == "v3"
+    with pytest.raises(exc.ConfigError):
+        c.with_policy(read_policy="quorum:4")
+    with pytest.raises(exc.NotSupportedError):
+        multiput.Client([three[0].address]).with_policy(read_policy="all")

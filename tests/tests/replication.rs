@@ -367,6 +367,48 @@ fn first_hit_reads_stop_at_the_first_replica_that_has_the_key() {
 }
 
 #[test]
+fn policies_can_be_overridden_per_call() {
+    let servers = cluster(3);
+    let a = addrs(&servers);
+    let c = replicated(&a, policy(3));
+    c.set("p", "new", 0).unwrap();
+    // The primary holds an older copy: the default read (All) finds the latest copy, a
+    // FirstHit view of the same client stops at the primary's.
+    let holders = c.replicas_of("p").unwrap();
+    let primary = holders[0].to_string();
+    raw_set(&primary, "p", 0, &enveloped(1, 1, b"old"));
+    let first = c
+        .with_policies(ReadPolicy::FirstHit, WritePolicy::All)
+        .unwrap();
+    assert_eq!(&first.get("p").unwrap().unwrap().data[..], b"old");
+    assert_eq!(&c.get("p").unwrap().unwrap().data[..], b"new");
+    // Writes: with one replica dead, All fails, a Quorum(2) view of the same client succeeds.
+    let dead = holders[2].to_string();
+    let i = a.iter().position(|s| *s == dead).unwrap();
+    servers[i].kill();
+    assert_eq!(
+        c.set("p", "x", 0).unwrap_err().kind(),
+        ErrorKind::Replication
+    );
+    let quorum = c
+        .with_policies(ReadPolicy::All, WritePolicy::Quorum(2))
+        .unwrap();
+    let report = quorum.set("p", "y", 0).unwrap();
+    assert_eq!(report.stored.len(), 2);
+    // The views share the clock and writer: the later write wins everywhere.
+    assert_eq!(quorum.writer_id(), c.writer_id());
+    assert_eq!(&c.get("p").unwrap().unwrap().data[..], b"y");
+    // The original keeps its policy; impossible quorums are refused.
+    assert_eq!(c.policy().write, WritePolicy::All);
+    assert_eq!(
+        c.with_policies(ReadPolicy::Quorum(4), WritePolicy::All)
+            .err()
+            .map(|e| e.kind()),
+        Some(ErrorKind::Config)
+    );
+}
+
+#[test]
 fn failover_mode_moves_copies_off_a_down_server_and_default_mode_does_not() {
     let servers = cluster(3);
     let a = addrs(&servers);

@@ -236,6 +236,14 @@ class Client:
         """``host:port`` of the server owning ``key``."""
     def replicas_of(self, key: Key) -> List[str]:
         """The servers holding ``key``'s copies, primary first."""
+    def with_policy(
+        self,
+        read_policy: Union[str, int, None] = None,
+        write_policy: Union[str, int, None] = None,
+    ) -> "Client":
+        """This client (same connections, clock and writer id) with other read and/or write
+        policies, for the calls that need them: ``mc.with_policy(read_policy="first_hit").get(k)``.
+        Replicated clients only; the replica count and placement do not change."""
     def metrics(self) -> Dict[str, Dict[str, Any]]:
         """Counters per server and in total (hits, misses, sets, errors, timeouts, ...)."""
     def close(self) -> None:
