@@ -1240,6 +1240,8 @@ fn mc_seq(w: &Work, b: Budget) -> Measure {
 
 /// Copies per key in the replication scenario (every key on all 3 servers).
 const REPLICAS: usize = 3;
+/// Tasks of the concurrent replicated-set rows.
+const REPL_TASKS: usize = 16;
 /// Keys of the "wrong winners" check, per reader.
 const DISAGREE_KEYS: usize = 1000;
 
@@ -1341,9 +1343,80 @@ fn am_fanout_seq(w: &Work, flavour: Flavour, b: Budget) -> Measure {
     })
 }
 
+/// `tasks` tasks doing replicated sets through one shared async `ReplicatedClient` (one
+/// connection per server: the tasks' writes share it, pipelined).
+fn repl_async_conc(w: &Work, flavour: Flavour, tasks: usize, b: Budget) -> Measure {
+    let w = w.clone();
+    flavour.run(async move {
+        let rc = multiput::ReplicatedClient::new(mp_async_client(&w, 1, false), repl_policy())
+            .expect("replicated client");
+        // Open the connections before the clock starts.
+        let _ = rc.get(&w.keys[0]).await;
+        let states: Vec<_> = (0..tasks)
+            .map(|i| (i, rc.clone(), w.keys.clone(), w.value.clone()))
+            .collect();
+        drive_concurrent(b, states, |(i, rc, keys, value), sh, cap| async move {
+            let mut lat = Vec::with_capacity(1 << 12);
+            let mut local = 0;
+            let mut k = i * 13;
+            loop {
+                let t = Instant::now();
+                let ok = repl_stored(&rc.set(&keys[k % keys.len()], &value[..], 0).await);
+                k += 1;
+                if !sh.record(t, ok, &mut lat, &mut local, cap) {
+                    break;
+                }
+            }
+            lat
+        })
+        .await
+    })
+}
+
+/// The hand-written fan-out under the same load: `tasks` tasks, each with its own
+/// async-memcached client per server (async-memcached calls take `&mut self`), the three sets
+/// of one key `tokio::join!`ed.
+fn am_fanout_conc(w: &Work, flavour: Flavour, tasks: usize, b: Budget) -> Measure {
+    use async_memcached::AsciiProtocol;
+    assert_eq!(w.servers.len(), 3, "the fan-out is written for 3 servers");
+    let w = w.clone();
+    flavour.run(async move {
+        let mut states = Vec::with_capacity(tasks);
+        for i in 0..tasks {
+            let c0 = am_connect(&w.servers[0]).await;
+            let c1 = am_connect(&w.servers[1]).await;
+            let c2 = am_connect(&w.servers[2]).await;
+            states.push((i, [c0, c1, c2], w.keys.clone(), w.value.clone()));
+        }
+        drive_concurrent(b, states, |(i, cs, keys, value), sh, cap| async move {
+            let [mut c0, mut c1, mut c2] = cs;
+            let mut lat = Vec::with_capacity(1 << 12);
+            let mut local = 0;
+            let mut k = i * 13;
+            loop {
+                let key = &keys[k % keys.len()];
+                let v = &value[..];
+                let t = Instant::now();
+                let (r0, r1, r2) = tokio::join!(
+                    c0.set(key, v, None, None),
+                    c1.set(key, v, None, None),
+                    c2.set(key, v, None, None)
+                );
+                let ok = r0.is_ok() && r1.is_ok() && r2.is_ok();
+                k += 1;
+                if !sh.record(t, ok, &mut lat, &mut local, cap) {
+                    break;
+                }
+            }
+            lat
+        })
+        .await
+    })
+}
+
 /// The I/O floor of a replicated call: a blocking connection per server, the request multiput
 /// sends written to all three, then the three replies read. Sets write `stored` (an enveloped
-/// value) with `ms k <len> q O0` + `mn`; gets send `mg k v f c t q O0` + `mn` and expect
+/// value) with `ms k <len> O0` + `mn` (not quiet, so an error line could be placed); gets send `mg k v f c t q O0` + `mn` and expect
 /// `stored.len()` bytes back. No envelope is encoded or decoded.
 fn raw_fanout_seq(w: &Work, stored: &[u8], b: Budget) -> Measure {
     let mut conns: Vec<Raw> = w
@@ -1363,7 +1436,7 @@ fn raw_fanout_seq(w: &Work, stored: &[u8], b: Budget) -> Measure {
                         let _ = write!(Fmt(&mut c.w), "mg {k} v f c t q O0\r\nmn\r\n");
                     }
                     Kind::Set => {
-                        let _ = write!(Fmt(&mut c.w), "ms {k} {} q O0\r\n", stored.len());
+                        let _ = write!(Fmt(&mut c.w), "ms {k} {} O0\r\n", stored.len());
                         c.w.extend_from_slice(stored);
                         c.w.extend_from_slice(b"\r\nmn\r\n");
                     }
@@ -1383,7 +1456,10 @@ fn raw_fanout_seq(w: &Work, stored: &[u8], b: Budget) -> Measure {
                         }
                         ok &= mn;
                     }
-                    _ => c.status_line(b"MN")?,
+                    _ => {
+                        c.status_line(b"HD O0")?;
+                        c.status_line(b"MN")?
+                    }
                 }
                 c.expect_empty()?;
             }
@@ -1812,6 +1888,24 @@ fn repl_goals(t: &Table, throughput_goal: bool) -> String {
             if throughput_goal {
                 let _ = write!(s, " ({})", mark(x >= THR_GOAL));
             }
+        }
+    }
+    s
+}
+
+/// Under a concurrent table: each of our rows' throughput over the peer row of its runtime.
+fn conc_throughput_goal(t: &Table, goal: f64) -> String {
+    let mut s = format!("Goal: replicated throughput ≥ {goal}× the hand-written fan-out.\n");
+    for r in t.rows.iter().filter(|r| r.role == Role::Ours) {
+        if let Some(p) = t.peer_for(r.flavour).filter(|p| p.m.rate() > 0.0) {
+            let x = r.m.rate() / p.m.rate();
+            let _ = write!(
+                s,
+                "\n- {}: {x:.2}× {} ({})",
+                r.name,
+                p.name,
+                if x >= goal { "met" } else { "**missed**" }
+            );
         }
     }
     s
@@ -2418,7 +2512,7 @@ fn run_repl(
         &note(
             "set",
             "three sets",
-            &format!("`ms k {} q O0` + `mn` (multiput's request)", stored.len()),
+            &format!("`ms k {} O0` + `mn` (multiput's request)", stored.len()),
         ),
     );
     t.base = "1 server";
@@ -2430,7 +2524,7 @@ fn run_repl(
         mp_async_seq(&set1, Ct, 1, false, seq),
     );
     t.add(
-        "raw socket ×3 `ms … q` + `mn`",
+        "raw socket ×3 `ms …` + `mn`",
         Role::RawRef,
         None,
         raw_fanout_seq(&rset, &stored, seq),
@@ -2458,6 +2552,46 @@ fn run_repl(
         );
     }
     t.footer = repl_goals(&t, true);
+    tables.push(t);
+
+    // Throughput is what callers get under load: many tasks writing at once.
+    eprintln!("\n== replicated set, 3 replicas, {REPL_TASKS} concurrent tasks");
+    let conc = st.budget(CONC_OPS_PER_SEC / REPLICAS as f64);
+    let mut t = Table::new(
+        &format!("Replicated set (100-byte value), 3 replicas, {REPL_TASKS} concurrent tasks"),
+        "sets/s",
+        &format!(
+            "{REPL_TASKS} tasks on one runtime, each doing sequential sets of its own keys. \
+             multiput: one `ReplicatedClient` (all replicas acknowledge) shared by every task, \
+             one connection per server, the tasks' writes pipelined. Peer: the hand-written \
+             acknowledged fan-out, each task with its own async-memcached client per server \
+             ({} connections), the three sets `tokio::join!`ed.",
+            REPL_TASKS * REPLICAS
+        ),
+    );
+    for f in [Ct, Mt] {
+        t.add(
+            format!(
+                "multiput replicated ×3, async {}, {REPL_TASKS} tasks",
+                f.label()
+            ),
+            Role::Ours,
+            Some(f),
+            repl_async_conc(&rset, f, REPL_TASKS, conc),
+        );
+    }
+    for f in [Ct, Mt] {
+        t.add(
+            format!(
+                "async-memcached ×3 sets `tokio::join!`, {}, {REPL_TASKS} tasks",
+                f.label()
+            ),
+            Role::Peer,
+            Some(f),
+            am_fanout_conc(&fset, f, REPL_TASKS, conc),
+        );
+    }
+    t.footer = conc_throughput_goal(&t, 1.2);
     tables.push(t);
 
     eprintln!("\n== replicated get, 3 replicas, sequential");
