@@ -26,6 +26,10 @@ final class Handle
     public bool $enveloped;
     /** @var list<string> host:port in configuration order */
     public array $servers = [];
+    /** @var array<string, string|int|float|bool> the options this client was built with */
+    public array $options;
+    /** @var array<int, Handle> one-server clients by server index (Memcached's *ByKey) */
+    public array $byServer = [];
 
     /**
      * @param array<string, string|int|float|bool> $options ABI option names (multiput_config_set)
@@ -36,6 +40,7 @@ final class Handle
     {
         $ffi = Native::ffi();
         $this->ffi = $ffi;
+        $this->options = $options;
         $cfg = $ffi->new('MultiputConfig*');
         self::check($ffi, $ffi->multiput_config_new(FFI::addr($cfg)));
         try {

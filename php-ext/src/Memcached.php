@@ -192,16 +192,15 @@ class Memcached
 
     public function __construct(?string $persistent_id = null, ?callable $callback = null, ?string $connection_str = null)
     {
+        // PECL: an empty id is no persistent id.
+        $persistent_id = $persistent_id === '' ? null : $persistent_id;
         $this->persistentId = $persistent_id;
         if ($persistent_id !== null && isset(self::$persistent[$persistent_id])) {
             $this->s = self::$persistent[$persistent_id];
             $this->pristine = false;
-        } else {
-            $this->s = new MemcachedState();
-            if ($persistent_id !== null) {
-                self::$persistent[$persistent_id] = $this->s;
-            }
+            return;
         }
+        $this->s = new MemcachedState();
         if ($connection_str !== null) {
             foreach (preg_split('/\s+/', trim($connection_str)) as $part) {
                 if (preg_match('/^--SERVER=(.+)$/i', $part, $m)) {
@@ -210,9 +209,20 @@ class Memcached
                 }
             }
         }
-        if ($callback !== null && $this->pristine) {
+        if ($callback !== null) {
+            // PECL keeps a persistent instance only once its callback has returned: when the
+            // callback throws, the next object with that id is pristine and calls it again.
             $callback($this, $persistent_id);
         }
+        if ($persistent_id !== null) {
+            self::$persistent[$persistent_id] = $this->s;
+        }
+    }
+
+    /** PECL's Memcached objects cannot be cloned. */
+    public function __clone()
+    {
+        throw new \Error('Trying to clone an uncloneable object of class ' . static::class);
     }
 
     // --- results ----------------------------------------------------------------------------
@@ -284,10 +294,12 @@ class Memcached
     public function addServers(array $servers): bool
     {
         foreach (array_values($servers) as $i => $srv) {
-            if (!is_array($srv) || !isset($srv[0])) {
+            if (!is_array($srv) || $srv === []) {
                 trigger_error('Memcached::addServers(): server list entry #' . ($i + 1) . ' is not an array', E_USER_WARNING);
                 continue;
             }
+            // PECL reads host, port and weight by position, whatever the entry's keys.
+            $srv = array_values($srv);
             $this->addServer((string) $srv[0], (int) ($srv[1] ?? 11211), (int) ($srv[2] ?? 0));
         }
         return true;
@@ -315,9 +327,9 @@ class Memcached
             $this->failed($h);
             return false;
         }
-        [$host, $port, $weight] = $this->s->servers[$idx[0]];
+        [$host, $port] = $this->s->servers[$idx[0]];
         $this->ok();
-        return ['host' => trim($host, '[]'), 'port' => $port, 'weight' => $weight];
+        return ['host' => trim($host, '[]'), 'port' => $port, 'weight' => 0]; // PECL reports 0
     }
 
     public function resetServerList(): bool
@@ -340,6 +352,7 @@ class Memcached
 
     public function getOption(int $option): mixed
     {
+        $this->constructed();
         return $this->s->options[$option] ?? 0;
     }
 
@@ -364,6 +377,7 @@ class Memcached
 
     private function setOptionFrom(string $method, int $option, mixed $value): bool
     {
+        $this->constructed();
         $o = &$this->s->options;
         $invalid = function (string $warning) use ($method): bool {
             $this->result(self::RES_INVALID_ARGUMENTS, $warning);
@@ -446,6 +460,14 @@ class Memcached
         return true;
     }
 
+    /** A subclass whose constructor did not call this one: PECL throws this Error. */
+    private function constructed(): void
+    {
+        if (!isset($this->s)) {
+            throw new \Error('Memcached constructor was not called');
+        }
+    }
+
     /** @return list<int> the options PECL knows (OPT_* constants) and multiput's own */
     private static function knownOptions(): array
     {
@@ -464,6 +486,7 @@ class Memcached
     /** The native client for the current servers and options, built on first use. */
     private function handle(): ?Handle
     {
+        $this->constructed();
         if ($this->s->handle !== null) {
             return $this->s->handle;
         }
@@ -565,8 +588,9 @@ class Memcached
 
     // --- reads ------------------------------------------------------------------------------
 
-    public function get(string $key, ?callable $cache_cb = null, int $get_flags = 0): mixed
+    public function get(?string $key, ?callable $cache_cb = null, int $get_flags = 0): mixed
     {
+        $key ??= self::nullArg('get', 1, 'key', null, '');
         if (!$this->validKey($key)) {
             return false;
         }
@@ -834,40 +858,50 @@ class Memcached
         return true;
     }
 
-    public function set(string $key, mixed $value, int $expiration = 0): bool
+    public function set(?string $key, mixed $value, ?int $expiration = 0): bool
     {
+        if ($key === null || $expiration === null) {
+            [$key, $expiration] = [self::nullArg('set', 1, 'key', $key, ''), self::nullArg('set', 3, 'expiration', $expiration, 0)];
+        }
         return $this->store(Native::SET, $key, $value, $expiration);
     }
 
-    public function add(string $key, mixed $value, int $expiration = 0): bool
+    public function add(?string $key, mixed $value, ?int $expiration = 0): bool
     {
+        if ($key === null || $expiration === null) {
+            [$key, $expiration] = [self::nullArg('add', 1, 'key', $key, ''), self::nullArg('add', 3, 'expiration', $expiration, 0)];
+        }
         return $this->store(Native::ADD, $key, $value, $expiration);
     }
 
-    public function replace(string $key, mixed $value, int $expiration = 0): bool
+    public function replace(?string $key, mixed $value, ?int $expiration = 0): bool
     {
+        if ($key === null || $expiration === null) {
+            [$key, $expiration] = [self::nullArg('replace', 1, 'key', $key, ''), self::nullArg('replace', 3, 'expiration', $expiration, 0)];
+        }
         return $this->store(Native::REPLACE, $key, $value, $expiration);
     }
 
     public function append(string $key, string $value): ?bool
     {
-        if ($this->s->options[self::OPT_COMPRESSION]) {
-            trigger_error('Memcached::append(): cannot append/prepend with compression turned on', E_USER_WARNING);
-            return null;
-        }
-        return $this->store(Native::APPEND, $key, $value, 0);
+        return $this->concat('append', Native::APPEND, $key, $value);
     }
 
     public function prepend(string $key, string $value): ?bool
     {
-        if ($this->s->options[self::OPT_COMPRESSION]) {
-            trigger_error('Memcached::prepend(): cannot append/prepend with compression turned on', E_USER_WARNING);
-            return null;
-        }
-        return $this->store(Native::PREPEND, $key, $value, 0);
+        return $this->concat('prepend', Native::PREPEND, $key, $value);
     }
 
-    public function cas(string|int|float $cas_token, string $key, mixed $value, int $expiration = 0): bool
+    private function concat(string $method, int $mode, string $key, string $value): ?bool
+    {
+        if ($this->s->options[self::OPT_COMPRESSION]) {
+            trigger_error("Memcached::$method(): cannot append/prepend with compression turned on", E_USER_WARNING);
+            return null;
+        }
+        return $this->store($mode, $key, $value, 0);
+    }
+
+    public function cas(string|int|float|null $cas_token, string $key, mixed $value, int $expiration = 0): bool
     {
         if (!$this->validKey($key)) {
             return false;
@@ -992,8 +1026,9 @@ class Memcached
         }
     }
 
-    public function delete(string $key, int $time = 0): bool
+    public function delete(?string $key, int $time = 0): bool
     {
+        $key ??= self::nullArg('delete', 1, 'key', null, '');
         if (!$this->validKey($key)) {
             return false;
         }
@@ -1069,28 +1104,28 @@ class Memcached
 
     public function increment(string $key, int $offset = 1, int $initial_value = 0, int $expiry = 0): int|false
     {
-        return $this->arith($key, $offset, false, func_num_args() >= 3, $initial_value, $expiry);
+        return $this->arith('increment', $key, $offset, false, func_num_args() >= 3, $initial_value, $expiry);
     }
 
     public function decrement(string $key, int $offset = 1, int $initial_value = 0, int $expiry = 0): int|false
     {
-        return $this->arith($key, $offset, true, func_num_args() >= 3, $initial_value, $expiry);
+        return $this->arith('decrement', $key, $offset, true, func_num_args() >= 3, $initial_value, $expiry);
     }
 
-    private function arith(string $key, int $offset, bool $decr, bool $withInitial, int $initial, int $expiry): int|false
+    private function arith(string $method, string $key, int $offset, bool $decr, bool $withInitial, int $initial, int $expiry): int|false
     {
         $this->ok(); // PECL clears the result code first
         if (!$this->validKey($key)) {
             return false;
         }
         if ($offset < 0) {
-            trigger_error('Memcached::' . ($decr ? 'decrement' : 'increment') . '(): offset cannot be a negative value', E_USER_WARNING);
+            trigger_error("Memcached::$method(): offset cannot be a negative value", E_USER_WARNING);
             return false;
         }
         if ($withInitial && !$this->s->options[self::OPT_BINARY_PROTOCOL]) {
             // PECL's rule; multiput emulates increment-with-initial on every protocol, but a
             // drop-in must fail where PECL fails.
-            trigger_error('Memcached::' . ($decr ? 'decrement' : 'increment') . '(): Initial value is only supported with binary protocol', E_USER_WARNING);
+            trigger_error("Memcached::$method(): Initial value is only supported with binary protocol", E_USER_WARNING);
             return false;
         }
         $h = $this->s->handle ?? $this->handle();
@@ -1236,6 +1271,20 @@ class Memcached
         return $this->pristine;
     }
 
+    /**
+     * PECL's methods are internal functions: PHP 8.1+ passes null for a string or int
+     * parameter as '' or 0 with a deprecation (a userland method would throw a TypeError).
+     */
+    private static function nullArg(string $method, int $pos, string $name, mixed $value, string|int $empty): string|int
+    {
+        if ($value !== null) {
+            return $value;
+        }
+        $type = is_int($empty) ? 'int' : 'string';
+        trigger_error("Memcached::$method(): Passing null to parameter #$pos (\$$name) of type $type is deprecated", E_USER_DEPRECATED);
+        return $empty;
+    }
+
     /** PECL's MEMC_CHECK_KEY, before anything is sent: sets RES_BAD_KEY_PROVIDED. */
     private function validKey(string $key): bool
     {
@@ -1266,116 +1315,131 @@ class Memcached
         return false;
     }
 
-    // --- *ByKey: a server key different from the key is not supported ----------------------
+    // --- *ByKey: the item goes to the server $server_key maps to ------------------------------
 
-    private function byKey(string $server_key, string $key): bool
+    /**
+     * Run $op with the native client for the server libmemcached would pick for $server_key:
+     * with one server, an empty server key or the key itself that is the ordinary client; with
+     * several, a one-server client for that server (kept with the main client). Replicated
+     * values (OPT_MULTIPUT_REPLICAS) live on several servers: another server key is refused.
+     * $op validates its own keys, so a bad key is RES_BAD_KEY_PROVIDED as in PECL.
+     */
+    private function onServerOf(string $server_key, ?string $key, mixed $fail, callable $op): mixed
     {
-        if ($server_key === $key || $server_key === '') {
-            return true;
+        if ($server_key === '' || $server_key === $key || count($this->s->servers) <= 1) {
+            return $op();
         }
-        $this->result(self::RES_NOT_SUPPORTED, 'placing a key by another key (the *ByKey methods) is not supported');
-        return false;
+        $h = $this->s->handle ?? $this->handle();
+        if ($h === null) {
+            return $fail;
+        }
+        if ($h->enveloped) {
+            $this->result(self::RES_NOT_SUPPORTED, 'placing a key by another key (the *ByKey methods) is not supported with OPT_MULTIPUT_REPLICAS');
+            return $fail;
+        }
+        $idx = $h->ffi->new('size_t[1]');
+        $n = $h->ffi->new('size_t');
+        if ($h->ffi->multiput_client_servers_for($h->client, $server_key, strlen($server_key), $idx, 1, FFI::addr($n)) !== 0) {
+            $this->failed($h);
+            return $fail;
+        }
+        $i = $idx[0];
+        if (!isset($h->byServer[$i])) {
+            $options = $h->options;
+            $options['servers'] = explode(',', $options['servers'])[$i];
+            $options['mode'] = 'modula';
+            try {
+                $h->byServer[$i] = new Handle($options);
+            } catch (Exception $e) {
+                $this->result($e->peclCode, $e->getMessage());
+                return $fail;
+            }
+        }
+        $this->s->handle = $h->byServer[$i];
+        try {
+            return $op();
+        } finally {
+            if ($this->s->handle === $h->byServer[$i]) {
+                $this->s->handle = $h;
+            }
+        }
     }
 
     public function getByKey(string $server_key, string $key, ?callable $cache_cb = null, int $get_flags = 0): mixed
     {
-        return $this->byKey($server_key, $key) ? $this->get($key, $cache_cb, $get_flags) : false;
+        return $this->onServerOf($server_key, $key, false, fn () => $this->get($key, $cache_cb, $get_flags));
     }
 
     public function setByKey(string $server_key, string $key, mixed $value, int $expiration = 0): bool
     {
-        return $this->byKey($server_key, $key) && $this->set($key, $value, $expiration);
+        return $this->onServerOf($server_key, $key, false, fn () => $this->set($key, $value, $expiration));
     }
 
     public function addByKey(string $server_key, string $key, mixed $value, int $expiration = 0): bool
     {
-        return $this->byKey($server_key, $key) && $this->add($key, $value, $expiration);
+        return $this->onServerOf($server_key, $key, false, fn () => $this->add($key, $value, $expiration));
     }
 
     public function replaceByKey(string $server_key, string $key, mixed $value, int $expiration = 0): bool
     {
-        return $this->byKey($server_key, $key) && $this->replace($key, $value, $expiration);
+        return $this->onServerOf($server_key, $key, false, fn () => $this->replace($key, $value, $expiration));
     }
 
     public function deleteByKey(string $server_key, string $key, int $time = 0): bool
     {
-        return $this->byKey($server_key, $key) && $this->delete($key, $time);
+        return $this->onServerOf($server_key, $key, false, fn () => $this->delete($key, $time));
     }
 
     public function touchByKey(string $server_key, string $key, int $expiration = 0): bool
     {
-        return $this->byKey($server_key, $key) && $this->touch($key, $expiration);
+        return $this->onServerOf($server_key, $key, false, fn () => $this->touch($key, $expiration));
     }
 
     public function getMultiByKey(string $server_key, array $keys, int $get_flags = 0): array|false
     {
-        foreach ($keys as $k) {
-            if (!$this->byKey($server_key, (string) $k)) {
-                return false;
-            }
-        }
-        return $this->getMulti($keys, $get_flags);
+        return $this->onServerOf($server_key, null, false, fn () => $this->getMulti($keys, $get_flags));
     }
 
     public function getDelayedByKey(string $server_key, array $keys, bool $with_cas = false, ?callable $value_cb = null): bool
     {
-        foreach ($keys as $k) {
-            if (!$this->byKey($server_key, (string) $k)) {
-                return false;
-            }
-        }
-        return $this->getDelayed($keys, $with_cas, $value_cb);
+        return $this->onServerOf($server_key, null, false, fn () => $this->getDelayed($keys, $with_cas, $value_cb));
     }
 
     public function setMultiByKey(string $server_key, array $items, int $expiration = 0): bool
     {
-        foreach (array_keys($items) as $k) {
-            if (!$this->byKey($server_key, (string) $k)) {
-                return false;
-            }
-        }
-        return $this->setMulti($items, $expiration);
+        return $this->onServerOf($server_key, null, false, fn () => $this->setMulti($items, $expiration));
     }
 
     public function deleteMultiByKey(string $server_key, array $keys, int $time = 0): array
     {
-        foreach ($keys as $k) {
-            if (!$this->byKey($server_key, (string) $k)) {
-                return [];
-            }
-        }
-        return $this->deleteMulti($keys, $time);
+        return $this->onServerOf($server_key, null, [], fn () => $this->deleteMulti($keys, $time));
     }
 
-    public function casByKey(string|int|float $cas_token, string $server_key, string $key, mixed $value, int $expiration = 0): bool
+    public function casByKey(string|int|float|null $cas_token, string $server_key, string $key, mixed $value, int $expiration = 0): bool
     {
-        return $this->byKey($server_key, $key) && $this->cas($cas_token, $key, $value, $expiration);
+        return $this->onServerOf($server_key, $key, false, fn () => $this->cas($cas_token, $key, $value, $expiration));
     }
 
     public function appendByKey(string $server_key, string $key, string $value): ?bool
     {
-        return $this->byKey($server_key, $key) ? $this->append($key, $value) : false;
+        return $this->onServerOf($server_key, $key, false, fn () => $this->concat('appendByKey', Native::APPEND, $key, $value));
     }
 
     public function prependByKey(string $server_key, string $key, string $value): ?bool
     {
-        return $this->byKey($server_key, $key) ? $this->prepend($key, $value) : false;
+        return $this->onServerOf($server_key, $key, false, fn () => $this->concat('prependByKey', Native::PREPEND, $key, $value));
     }
 
     public function incrementByKey(string $server_key, string $key, int $offset = 1, int $initial_value = 0, int $expiry = 0): int|false
     {
-        if (!$this->byKey($server_key, $key)) {
-            return false;
-        }
-        return $this->arith($key, $offset, false, func_num_args() >= 4, $initial_value, $expiry);
+        $withInitial = func_num_args() >= 4;
+        return $this->onServerOf($server_key, $key, false, fn () => $this->arith('incrementByKey', $key, $offset, false, $withInitial, $initial_value, $expiry));
     }
 
     public function decrementByKey(string $server_key, string $key, int $offset = 1, int $initial_value = 0, int $expiry = 0): int|false
     {
-        if (!$this->byKey($server_key, $key)) {
-            return false;
-        }
-        return $this->arith($key, $offset, true, func_num_args() >= 4, $initial_value, $expiry);
+        $withInitial = func_num_args() >= 4;
+        return $this->onServerOf($server_key, $key, false, fn () => $this->arith('decrementByKey', $key, $offset, true, $withInitial, $initial_value, $expiry));
     }
 
     public function setSaslAuthData(string $username, string $password): bool
