@@ -157,6 +157,13 @@ export declare class Client {
   readonly mode: 'plain' | 'replicated';
   readonly servers: string[];
   readonly writerId: bigint;
+  /** The replication policies in force (`null` for a plain client). */
+  readonly policy: { readPolicy: string; writePolicy: string } | null;
+  /**
+   * This client with other read and/or write policies (replicated clients): it shares the
+   * connections, server health, clock and writer id; replica count and placement are unchanged.
+   */
+  withPolicy(policy: { readPolicy?: ReadPolicy; writePolicy?: WritePolicy }): Client;
 
   /** The value, or `null` on a miss (replicated: the latest copy; stale replicas are repaired). */
   get(key: Key): Promise<Value | null>;

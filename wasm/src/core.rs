@@ -5,6 +5,7 @@
 //! here does I/O.
 
 use std::cell::Cell;
+use std::rc::Rc;
 use std::time::Duration;
 
 use js_sys::{Array, Object, Uint32Array};
@@ -23,14 +24,16 @@ use crate::{codec, js, ring, values};
 #[wasm_bindgen]
 pub struct Core {
     /// Servers, ring, key rules and per-server health: the core's, with time passed in.
-    cluster: Cluster,
+    /// Shared with the views [`Core::with_policies`] makes, like the clock and token counter:
+    /// a view is the same client with other policies.
+    cluster: Rc<Cluster>,
     policy: Policy,
     replicated: bool,
     convention: Convention,
-    hlc: Hlc,
+    hlc: Rc<Hlc>,
     writer: u64,
     token_seed: u64,
-    tokens: Cell<u64>,
+    tokens: Rc<Cell<u64>>,
 }
 
 fn config(msg: impl Into<String>) -> JsValue {
@@ -173,15 +176,64 @@ impl Core {
         }
         let token_seed = js::u64_of(&js::get(options, "tokenSeed")).unwrap_or(writer);
         Ok(Core {
-            cluster,
+            cluster: Rc::new(cluster),
             policy,
             replicated,
             convention: values::convention(&js::get(options, "convention"))?,
-            hlc: Hlc::new(),
+            hlc: Rc::new(Hlc::new()),
             writer,
             token_seed,
-            tokens: Cell::new(0),
+            tokens: Rc::new(Cell::new(0)),
         })
+    }
+
+    /// The same core (servers, health, clock, writer id, lock tokens) with other read and/or
+    /// write policies; `undefined`/`null` keeps the current one. The replica count and
+    /// placement do not change. Replicated cores only.
+    #[wasm_bindgen(js_name = withPolicies)]
+    pub fn with_policies(&self, read: JsValue, write: JsValue) -> Result<Core, JsValue> {
+        if !self.replicated {
+            return Err(config(
+                "withPolicy needs a replicated client (replicas > 1 or mode: 'replicated')",
+            ));
+        }
+        let replicas = self.policy.replicas;
+        let policy = Policy {
+            read: if js::is_nullish(&read) {
+                self.policy.read
+            } else {
+                read_policy(&read, replicas)?
+            },
+            write: if js::is_nullish(&write) {
+                self.policy.write
+            } else {
+                write_policy(&write, replicas)?
+            },
+            ..self.policy
+        };
+        policy
+            .validate(self.cluster.len())
+            .map_err(|e| js::error(&e))?;
+        Ok(Core {
+            cluster: self.cluster.clone(),
+            policy,
+            replicated: true,
+            convention: self.convention,
+            hlc: self.hlc.clone(),
+            writer: self.writer,
+            token_seed: self.token_seed,
+            tokens: self.tokens.clone(),
+        })
+    }
+
+    /// `all`, `one` or `quorum:N`.
+    #[wasm_bindgen(getter, js_name = writePolicy)]
+    pub fn write_policy_name(&self) -> String {
+        match self.policy.write {
+            WritePolicy::All => "all".into(),
+            WritePolicy::One => "one".into(),
+            WritePolicy::Quorum(n) => format!("quorum:{n}"),
+        }
     }
 
     /// The number of servers.

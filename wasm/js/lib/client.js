@@ -180,6 +180,34 @@ class Client {
     return this._core.writerId;
   }
 
+  /** The replication policies in force: `{ readPolicy, writePolicy }` (replicated clients). */
+  get policy() {
+    if (!this._replicated) return null;
+    return { readPolicy: this._core.readPolicy, writePolicy: this._core.writePolicy };
+  }
+
+  /**
+   * This client with other read and/or write policies, for the calls that need them:
+   * `c.withPolicy({ readPolicy: 'first' }).get(k)`. The view shares the connections, server
+   * health, clock and writer id; the replica count and placement do not change. Make one view
+   * per policy and keep it (its WASM state lives as long as the client); close the client,
+   * not the view.
+   */
+  withPolicy({ readPolicy, writePolicy } = {}) {
+    let core;
+    try {
+      core = this._core.withPolicies(readPolicy, writePolicy);
+    } catch (e) {
+      throw toError(e);
+    }
+    const view = Object.create(this);
+    view._core = core;
+    view.close = () => {
+      throw new Error('close the client, not a withPolicy() view of it');
+    };
+    return view;
+  }
+
   _conn(s) {
     let c = this._conns[s];
     if (c === null) {

@@ -242,3 +242,37 @@ test('replicated casUpdate and incr: 4 clients x 15 increments end at 60 on ever
   assert.equal(await clients[2].get('rc:n'), 120);
   clients.forEach((c) => c.close());
 });
+
+test('policies overridden per call: a withPolicy view shares connections, clock and health', async () => {
+  const own = await startServers(3);
+  const a = own.map((s) => s.address);
+  const c = new Client(a, { replicas: 3, timeout: 300 });
+  try {
+    const key = 'pv:k';
+    await c.set(key, 'v1');
+    const reps = c.replicasOf(key);
+    // The primary holds an older copy: a first-hit view stops there, the default reads the latest.
+    await rawSet(Number(reps[0].split(':')[1]), key, core.envelopeOfValue('old', 1n, 7n));
+    const first = c.withPolicy({ readPolicy: 'first' });
+    assert.deepEqual(first.policy, { readPolicy: 'first', writePolicy: 'all' });
+    assert.deepEqual(c.policy, { readPolicy: 'all', writePolicy: 'all' });
+    assert.equal(await first.get(key), 'old');
+    assert.equal(await c.get(key), 'v1');
+    // Writes: with one replica killed, All fails, a quorum:2 view of the same client succeeds.
+    own.find((s) => s.address === reps[2]).kill();
+    await assert.rejects(c.set(key, 'v2'), (e) => e instanceof ReplicationError);
+    const q = c.withPolicy({ writePolicy: 'quorum:2' });
+    const report = await q.set(key, 'v3');
+    assert.equal(report.stored.length, 2);
+    assert.equal(q.writerId, c.writerId);
+    assert.equal(await c.get(key), 'v3');
+    assert.throws(() => c.withPolicy({ readPolicy: 'quorum:4' }), (e) => e.kind === 'Config');
+    assert.throws(() => q.close(), /close the client/);
+    const plain = new Client(a.slice(0, 2));
+    assert.throws(() => plain.withPolicy({ readPolicy: 'first' }), (e) => e.kind === 'Config');
+    plain.close();
+  } finally {
+    c.close();
+    await stopServers(own);
+  }
+});
