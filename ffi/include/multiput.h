@@ -582,6 +582,18 @@ int32_t multiput_config_set(struct MultiputConfig *config, const char *name, con
 void multiput_config_free(struct MultiputConfig *config);
 
 /*
+ A second handle on the same replicated client (connections, clock, writer id) with other
+ read and/or write policies (`read`/`write` as in [`multiput_config_set`]; null keeps the
+ current one), for the calls that need them. The replica count and placement do not change.
+ Free it with [`multiput_client_free`]; the original stays valid.
+
+ # Safety
+ `client` came from [`multiput_client_new`] (or a sibling); `read` and `write` are null or
+ NUL-terminated; `out` is valid.
+ */
+int32_t multiput_client_with_policies(const struct MultiputClient *client, const char *read, const char *write, struct MultiputClient **out);
+
+/*
  Build a client from a configuration (which can then be changed or freed). No connection is
  opened until the first call.
 

@@ -137,32 +137,8 @@ impl MultiputConfig {
                 self.replicated = n > 0;
                 self.policy.replicas = n.max(1);
             }
-            "write" => {
-                self.policy.write = match parse_quorum(name, v)? {
-                    Some(q) => WritePolicy::Quorum(q),
-                    None => match v.trim().to_ascii_lowercase().as_str() {
-                        "all" => WritePolicy::All,
-                        "one" => WritePolicy::One,
-                        _ => {
-                            return Err(format!("option write: {v:?} is not all, one or quorum:N"))
-                        }
-                    },
-                }
-            }
-            "read" => {
-                self.policy.read = match parse_quorum(name, v)? {
-                    Some(q) => ReadPolicy::Quorum(q),
-                    None => match v.trim().to_ascii_lowercase().as_str() {
-                        "all" => ReadPolicy::All,
-                        "first_hit" | "firsthit" | "first" => ReadPolicy::FirstHit,
-                        _ => {
-                            return Err(format!(
-                                "option read: {v:?} is not all, first_hit or quorum:N"
-                            ))
-                        }
-                    },
-                }
-            }
+            "write" => self.policy.write = parse_write_policy(v)?,
+            "read" => self.policy.read = parse_read_policy(v)?,
             "tombstone_ttl" => self.policy.tombstone_ttl = parse_num(name, v)?,
             "failover" => self.policy.failover = parse_bool(name, v)?,
             "read_repair" => self.policy.read_repair = parse_bool(name, v)?,
@@ -337,6 +313,82 @@ pub struct MultiputClient {
     rules: PlainRules,
     cas: CasOptions,
     addresses: Vec<CString>,
+}
+
+fn parse_write_policy(v: &str) -> Result<WritePolicy, String> {
+    Ok(match parse_quorum("write", v)? {
+        Some(q) => WritePolicy::Quorum(q),
+        None => match v.trim().to_ascii_lowercase().as_str() {
+            "all" => WritePolicy::All,
+            "one" => WritePolicy::One,
+            _ => return Err(format!("option write: {v:?} is not all, one or quorum:N")),
+        },
+    })
+}
+
+fn parse_read_policy(v: &str) -> Result<ReadPolicy, String> {
+    Ok(match parse_quorum("read", v)? {
+        Some(q) => ReadPolicy::Quorum(q),
+        None => match v.trim().to_ascii_lowercase().as_str() {
+            "all" => ReadPolicy::All,
+            "first_hit" | "firsthit" | "first" => ReadPolicy::FirstHit,
+            _ => {
+                return Err(format!(
+                    "option read: {v:?} is not all, first_hit or quorum:N"
+                ))
+            }
+        },
+    })
+}
+
+/// A second handle on the same replicated client (connections, clock, writer id) with other
+/// read and/or write policies (`read`/`write` as in [`multiput_config_set`]; null keeps the
+/// current one), for the calls that need them. The replica count and placement do not change.
+/// Free it with [`multiput_client_free`]; the original stays valid.
+///
+/// # Safety
+/// `client` came from [`multiput_client_new`] (or a sibling); `read` and `write` are null or
+/// NUL-terminated; `out` is valid.
+#[no_mangle]
+pub unsafe extern "C" fn multiput_client_with_policies(
+    client: *const MultiputClient,
+    read: *const c_char,
+    write: *const c_char,
+    out: *mut *mut MultiputClient,
+) -> i32 {
+    run(|| {
+        if client.is_null() || out.is_null() {
+            return Err(set_error(MULTIPUT_E_ARGUMENT, "client or out is null"));
+        }
+        // SAFETY: per the contract above.
+        let c = unsafe { &*client };
+        let Some(r) = &c.repl else {
+            return Err(set_error(
+                MULTIPUT_E_CONFIG,
+                "per-call policies need a replicated client (replicas > 0)",
+            ));
+        };
+        let p = r.policy();
+        let read = if read.is_null() {
+            p.read
+        } else {
+            let v = unsafe { text(read, "read") }?;
+            parse_read_policy(v).map_err(|m| set_error(MULTIPUT_E_CONFIG, m))?
+        };
+        let write = if write.is_null() {
+            p.write
+        } else {
+            let v = unsafe { text(write, "write") }?;
+            parse_write_policy(v).map_err(|m| set_error(MULTIPUT_E_CONFIG, m))?
+        };
+        let repl = r.with_policies(read, write).map_err(|e| fail(&e))?;
+        let view = MultiputClient {
+            repl: Some(repl),
+            ..c.clone()
+        };
+        unsafe { *out = Box::into_raw(Box::new(view)) };
+        Ok(())
+    })
 }
 
 /// Build a client from a configuration (which can then be changed or freed). No connection is

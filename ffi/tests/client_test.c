@@ -462,6 +462,20 @@ int main(int argc, char **argv) {
     printf("left:repl on %s and %s\n", multiput_client_server_address(repl, idx[0]),
            multiput_client_server_address(repl, idx[1]));
 
+    /* per-call policies: a second handle on the same client */
+    MultiputClient *first = NULL, *bad = NULL;
+    MultiputItem *it = NULL;
+    CHECK(multiput_client_with_policies(repl, "first_hit", NULL, &first) == 0 && first, "with_policies");
+    CHECK(multiput_get(first, S("left:repl"), 0, &it) == 0 && it && it->data_len == 4, "first-hit view reads");
+    multiput_item_free(it);
+    it = NULL;
+    CHECK(multiput_client_with_policies(repl, "quorum:3", NULL, &bad) == MULTIPUT_E_CONFIG && bad == NULL,
+          "a read quorum above 2 replicas is refused");
+    CHECK(multiput_client_with_policies(repl, NULL, "sometimes", &bad) == MULTIPUT_E_CONFIG, "bad write policy");
+    CHECK(multiput_client_with_policies(plain, "all", NULL, &bad) == MULTIPUT_E_CONFIG, "plain clients have no policy");
+    CHECK(multiput_client_with_policies(NULL, NULL, NULL, &bad) == MULTIPUT_E_ARGUMENT, "null client");
+    multiput_client_free(first);
+
     multiput_client_free(plain);
     multiput_client_free(repl);
     printf("%s: %d checks, %d failures (library %s)\n", failures ? "FAILED" : "ok", checks, failures,

@@ -70,6 +70,18 @@ final class Client
         $this->h = new Handle($options, $persistent);
     }
 
+    /**
+     * This client with other read and/or write policies, for the calls that need them:
+     * `$c->withPolicy(write: 'quorum:2')->set($k, $v)`. It shares the connections, clock and
+     * writer id; the replica count and placement do not change. Replicated clients only.
+     */
+    public function withPolicy(?string $read = null, ?string $write = null): self
+    {
+        $c = clone $this;
+        $c->h = $this->h->withPolicies($read, $write);
+        return $c;
+    }
+
     private function fail(int $rc): Exception
     {
         return Handle::exception($this->h->ffi, $rc);

@@ -67,6 +67,26 @@ final class Handle
         }
     }
 
+    /**
+     * A second native handle on the same replicated client (connections, clock, writer id)
+     * with other read and/or write policies (null keeps the current one).
+     */
+    public function withPolicies(?string $read, ?string $write): self
+    {
+        $ffi = $this->ffi;
+        $client = $ffi->new('MultiputClient*');
+        self::check($ffi, $ffi->multiput_client_with_policies($this->client, $read, $write, FFI::addr($client)));
+        $h = (new \ReflectionClass(self::class))->newInstanceWithoutConstructor();
+        $h->ffi = $ffi;
+        $h->options = $this->options;
+        $h->client = $client;
+        $h->buf = $ffi->new('MultiputBuffer');
+        $h->bufPtr = FFI::addr($h->buf);
+        $h->enveloped = $this->enveloped;
+        $h->servers = $this->servers;
+        return $h;
+    }
+
     public function __destruct()
     {
         if (isset($this->bufPtr)) {

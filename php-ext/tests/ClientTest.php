@@ -249,6 +249,39 @@ final class ClientTest extends TestCase
         }
     }
 
+    public function testPoliciesCanBeOverriddenPerCall(): void
+    {
+        $extra = Servers::start();
+        $servers = [Servers::$addrs[0], Servers::$addrs[1], $extra];
+        $c = new Client(['servers' => $servers, 'replicas' => 3, 'timeout_ms' => 300, 'retry_ms' => 60000]);
+        $k = 'policy:' . uniqid();
+        $c->set($k, 'v1');
+        Servers::kill($extra);
+        try {
+            $c->set($k, 'v2');
+            $this->fail('the All policy needs every live replica');
+        } catch (Exception $e) {
+            $this->assertSame(16, $e->getCode()); // MULTIPUT_E_REPLICATION
+        }
+        $q = $c->withPolicy(write: 'quorum:2');
+        $q->set($k, 'v3');
+        $this->assertSame(['stored' => 2, 'failed' => 1], $q->lastWrite());
+        $this->assertSame('v3', $c->get($k));
+        $this->assertSame('v3', $c->withPolicy(read: 'first_hit')->get($k));
+        try {
+            $c->withPolicy(read: 'quorum:4');
+            $this->fail('a read quorum above the replica count');
+        } catch (Exception $e) {
+            $this->assertStringContainsString('quorum', $e->getMessage());
+        }
+        try {
+            self::plain()->withPolicy(read: 'first_hit');
+            $this->fail('a plain client has no policy');
+        } catch (Exception $e) {
+            $this->assertStringContainsString('replicated', $e->getMessage());
+        }
+    }
+
     public function testErrorsAreExceptionsWithCodes(): void
     {
         $c = self::plain();
