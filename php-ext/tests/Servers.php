@@ -78,7 +78,28 @@ final class Servers
     /** Stop (SIGSTOP) or continue (SIGCONT) a server, by PID. */
     public static function signal(string $addr, int $signal): void
     {
-        posix_kill(self::pid($addr), $signal);
+        $pid = self::pid($addr);
+        posix_kill($pid, $signal);
+        if ($signal !== 19) { // SIGSTOP: wait until every thread is stopped (bounded)
+            return;
+        }
+        $deadline = microtime(true) + 5;
+        while (microtime(true) < $deadline) {
+            $stopped = true;
+            foreach (glob("/proc/$pid/task/*/stat") ?: [] as $f) {
+                $stat = (string) @file_get_contents($f);
+                $state = substr($stat, strrpos($stat, ')') + 2, 1);
+                if ($state !== 'T' && $state !== 't') {
+                    $stopped = false;
+                    break;
+                }
+            }
+            if ($stopped) {
+                return;
+            }
+            usleep(2000);
+        }
+        throw new \RuntimeException("memcached at $addr did not stop");
     }
 
     /** Kill one server (by PID) and forget it. */

@@ -70,7 +70,28 @@ class Memcached:
             self.proc.wait()
 
     def pause(self):
+        """SIGSTOP, then wait until the kernel shows every thread stopped: a request sent in
+        between would still be answered, and the test would measure nothing."""
         os.kill(self.proc.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if self._all_threads_stopped():
+                return
+            time.sleep(0.002)
+        raise RuntimeError("memcached on port %d did not stop" % self.port)
+
+    def _all_threads_stopped(self) -> bool:
+        task_dir = "/proc/%d/task" % self.proc.pid
+        try:
+            for tid in os.listdir(task_dir):
+                with open("%s/%s/stat" % (task_dir, tid), "rb") as f:
+                    stat = f.read()
+                # The state follows the parenthesised command name.
+                if stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] not in (b"T", b"t"):
+                    return False
+        except (FileNotFoundError, ValueError):
+            return False
+        return True
 
     def resume(self):
         os.kill(self.proc.pid, signal.SIGCONT)
