@@ -166,9 +166,9 @@ pub struct Global {
         long = "write-policy",
         global = true,
         value_name = "all|quorum:W|one",
-        value_parser = parse_write_policy
+        value_parser = check_write_policy
     )]
-    pub write_policy: Option<WritePolicy>,
+    pub write_policy: Option<String>,
 
     /// With --replicas N > 1: how get reads. all (the default): ask every replica, return the
     /// latest copy and repair the others; quorum:R: the same, but fail unless R replicas
@@ -178,9 +178,9 @@ pub struct Global {
         long = "read-policy",
         global = true,
         value_name = "all|quorum:R|first",
-        value_parser = parse_read_policy
+        value_parser = check_read_policy
     )]
-    pub read_policy: Option<ReadPolicy>,
+    pub read_policy: Option<String>,
 
     /// With --replicas N > 1: while a server is marked down, place keys on a ring without it
     /// (twemproxy-style ejection), so their copies go to other servers. Off by default: moving
@@ -239,36 +239,19 @@ impl From<Protocol> for ProtocolChoice {
     }
 }
 
-/// `--write-policy`: `all`, `quorum:W` or `one`.
-fn parse_write_policy(s: &str) -> Result<WritePolicy, String> {
-    match s {
-        "all" => Ok(WritePolicy::All),
-        "one" => Ok(WritePolicy::One),
-        _ => match s.strip_prefix("quorum:") {
-            Some(w) => parse_quorum(w).map(WritePolicy::Quorum),
-            None => Err("expected all, quorum:W (W a number of replicas) or one".into()),
-        },
-    }
+/// `--write-policy`, spelled as core's [`WritePolicy::parse`] reads it (checked here, resolved
+/// against `--replicas` when the client is built).
+fn check_write_policy(s: &str) -> Result<String, String> {
+    WritePolicy::parse(s, 1)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
-/// `--read-policy`: `all`, `quorum:R` or `first`.
-fn parse_read_policy(s: &str) -> Result<ReadPolicy, String> {
-    match s {
-        "all" => Ok(ReadPolicy::All),
-        "first" => Ok(ReadPolicy::FirstHit),
-        _ => match s.strip_prefix("quorum:") {
-            Some(r) => parse_quorum(r).map(ReadPolicy::Quorum),
-            None => Err("expected all, quorum:R (R a number of replicas) or first".into()),
-        },
-    }
-}
-
-fn parse_quorum(n: &str) -> Result<usize, String> {
-    match n.parse::<usize>() {
-        Ok(0) => Err("a quorum is at least 1 replica".into()),
-        Ok(q) => Ok(q),
-        Err(_) => Err(format!("{n:?} is not a number of replicas")),
-    }
+/// `--read-policy`, as core's [`ReadPolicy::parse`] reads it.
+fn check_read_policy(s: &str) -> Result<String, String> {
+    ReadPolicy::parse(s, 1)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_server(s: &str) -> Result<ServerSpec, String> {

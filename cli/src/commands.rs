@@ -138,10 +138,19 @@ fn policy(g: &Global) -> Result<Option<Policy>, Failure> {
         }
         return Ok(None);
     }
+    let replicas = g.replicas as usize;
     Ok(Some(Policy {
-        replicas: g.replicas as usize,
-        write: g.write_policy.unwrap_or(WritePolicy::All),
-        read: g.read_policy.unwrap_or(ReadPolicy::All),
+        replicas,
+        write: match &g.write_policy {
+            Some(w) => {
+                WritePolicy::parse(w, replicas).map_err(|e| Failure::usage(e.to_string()))?
+            }
+            None => WritePolicy::All,
+        },
+        read: match &g.read_policy {
+            Some(r) => ReadPolicy::parse(r, replicas).map_err(|e| Failure::usage(e.to_string()))?,
+            None => ReadPolicy::All,
+        },
         failover: g.failover,
         ..Policy::default()
     }))

@@ -18,6 +18,7 @@ use crate::envelope::{self, Decoded, Kind};
 use crate::error::Error;
 use crate::ops::Value;
 use crate::protocol::text::StoreMode;
+use std::fmt;
 
 /// How far ahead of the local wall clock a timestamp read from a replica may be and still be
 /// observed by the writer's clock: one corrupt or far-future value must not drag every later
@@ -53,6 +54,97 @@ pub enum ReadPolicy {
     /// Ask replicas one at a time in preference order and return the first hit. Cheapest;
     /// may return an older copy while replicas disagree, and repairs nothing.
     FirstHit,
+}
+
+/// A quorum spelled as the bindings and the CLI take it: `quorum` or `majority` (a majority of
+/// `replicas`), `quorum:N`, or `N`. `None` when `s` is not a quorum at all.
+fn parse_quorum(s: &str, replicas: usize, what: &str) -> Option<Result<usize, Error>> {
+    if s == "quorum" || s == "majority" {
+        return Some(Ok(replicas / 2 + 1));
+    }
+    let n = match s.strip_prefix("quorum:") {
+        Some(n) => n,
+        None if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s,
+        None => return None,
+    };
+    Some(match n.parse::<usize>() {
+        Ok(0) => Err(Error::Config(format!(
+            "{what} {s:?}: a quorum is at least 1 replica"
+        ))),
+        Ok(q) => Ok(q),
+        Err(_) => Err(Error::Config(format!(
+            "{what} {s:?}: {n:?} is not a number of replicas"
+        ))),
+    })
+}
+
+/// Lower-cased, trimmed, `-` read as `_`: `First-Hit` is `first_hit`.
+fn policy_word(s: &str) -> String {
+    s.trim().to_ascii_lowercase().replace('-', "_")
+}
+
+impl WritePolicy {
+    /// Parse a write policy as every binding, the CLI and the C ABI spell it: `all`, `one`
+    /// (also `any`), `quorum`/`majority` (a majority of `replicas`), `quorum:W` or `W`.
+    /// Whether W fits the replica count is [`Policy::validate`]'s check.
+    pub fn parse(s: &str, replicas: usize) -> Result<WritePolicy, Error> {
+        let w = policy_word(s);
+        match w.as_str() {
+            "all" => return Ok(WritePolicy::All),
+            "one" | "any" => return Ok(WritePolicy::One),
+            _ => {}
+        }
+        match parse_quorum(&w, replicas, "write policy") {
+            Some(q) => q.map(WritePolicy::Quorum),
+            None => Err(Error::Config(format!(
+                "write policy {s:?}: expected all, one, quorum (a majority of the replicas), \
+                 quorum:W or W (W replicas must store)"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for WritePolicy {
+    /// `all`, `one` or `quorum:W`, which [`WritePolicy::parse`] reads back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WritePolicy::All => f.write_str("all"),
+            WritePolicy::One => f.write_str("one"),
+            WritePolicy::Quorum(n) => write!(f, "quorum:{n}"),
+        }
+    }
+}
+
+impl ReadPolicy {
+    /// Parse a read policy as every binding, the CLI and the C ABI spell it: `all`,
+    /// `first_hit` (also `first`, `firsthit`, `one`), `quorum`/`majority` (a majority of
+    /// `replicas`), `quorum:R` or `R`.
+    pub fn parse(s: &str, replicas: usize) -> Result<ReadPolicy, Error> {
+        let w = policy_word(s);
+        match w.as_str() {
+            "all" => return Ok(ReadPolicy::All),
+            "first_hit" | "first" | "firsthit" | "one" => return Ok(ReadPolicy::FirstHit),
+            _ => {}
+        }
+        match parse_quorum(&w, replicas, "read policy") {
+            Some(q) => q.map(ReadPolicy::Quorum),
+            None => Err(Error::Config(format!(
+                "read policy {s:?}: expected all, first_hit, quorum (a majority of the \
+                 replicas), quorum:R or R (R replicas must answer)"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for ReadPolicy {
+    /// `all`, `first_hit` or `quorum:R`, which [`ReadPolicy::parse`] reads back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadPolicy::All => f.write_str("all"),
+            ReadPolicy::FirstHit => f.write_str("first_hit"),
+            ReadPolicy::Quorum(n) => write!(f, "quorum:{n}"),
+        }
+    }
 }
 
 /// Replication settings.
@@ -321,4 +413,50 @@ pub fn decode_copy(v: &Value) -> Option<Versioned> {
 
 fn server_of(e: &Error) -> String {
     e.server().unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+mod policy_parse_tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_the_bindings_accept() {
+        for (s, want) in [
+            ("all", WritePolicy::All),
+            ("ONE", WritePolicy::One),
+            ("any", WritePolicy::One),
+            ("quorum", WritePolicy::Quorum(3)),
+            ("majority", WritePolicy::Quorum(3)),
+            (" quorum:2 ", WritePolicy::Quorum(2)),
+            ("4", WritePolicy::Quorum(4)),
+        ] {
+            assert_eq!(WritePolicy::parse(s, 5).unwrap(), want, "{s:?}");
+            assert_eq!(WritePolicy::parse(&want.to_string(), 5).unwrap(), want);
+        }
+        for (s, want) in [
+            ("all", ReadPolicy::All),
+            ("first", ReadPolicy::FirstHit),
+            ("First-Hit", ReadPolicy::FirstHit),
+            ("firsthit", ReadPolicy::FirstHit),
+            ("one", ReadPolicy::FirstHit),
+            ("quorum", ReadPolicy::Quorum(2)),
+            ("quorum:3", ReadPolicy::Quorum(3)),
+            ("2", ReadPolicy::Quorum(2)),
+        ] {
+            assert_eq!(ReadPolicy::parse(s, 3).unwrap(), want, "{s:?}");
+            assert_eq!(ReadPolicy::parse(&want.to_string(), 3).unwrap(), want);
+        }
+        for bad in ["most", "quorum:x", "quorum:0", "0", "", "quorum:"] {
+            assert!(
+                matches!(WritePolicy::parse(bad, 3), Err(Error::Config(_))),
+                "{bad:?}"
+            );
+            assert!(ReadPolicy::parse(bad, 3).is_err(), "{bad:?}");
+        }
+        let msg = |r: Result<WritePolicy, Error>| r.unwrap_err().to_string();
+        assert!(msg(WritePolicy::parse("most", 3)).contains("quorum:W"));
+        assert!(msg(WritePolicy::parse("quorum:0", 3)).contains("at least 1"));
+        let e = ReadPolicy::parse("quorum:x", 3).unwrap_err().to_string();
+        assert!(e.contains("quorum:x"), "{e}");
+    }
 }

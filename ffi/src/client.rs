@@ -42,6 +42,10 @@ pub struct MultiputConfig {
     nodelay: bool,
     prefix: Vec<u8>,
     policy: Policy,
+    /// `write`/`read` as given: `quorum` (a majority) depends on `replicas`, which may be set
+    /// later, so they are resolved by [`Policy`]'s parsers in `build`.
+    write: Option<String>,
+    read: Option<String>,
     replicated: bool,
     rules: PlainRules,
     cas: CasOptions,
@@ -66,6 +70,8 @@ impl Default for MultiputConfig {
                 replicas: 1,
                 ..Policy::default()
             },
+            write: None,
+            read: None,
             replicated: false,
             rules: PlainRules {
                 convention: Convention::Php,
@@ -89,13 +95,6 @@ fn parse_bool(name: &str, v: &str) -> Result<bool, String> {
         _ => Err(format!(
             "option {name}: {v:?} is not a boolean (1/0, true/false)"
         )),
-    }
-}
-
-fn parse_quorum(name: &str, v: &str) -> Result<Option<usize>, String> {
-    match v.trim().to_ascii_lowercase().strip_prefix("quorum:") {
-        Some(n) => parse_num(name, n).map(Some),
-        None => Ok(None),
     }
 }
 
@@ -137,8 +136,15 @@ impl MultiputConfig {
                 self.replicated = n > 0;
                 self.policy.replicas = n.max(1);
             }
-            "write" => self.policy.write = parse_write_policy(v)?,
-            "read" => self.policy.read = parse_read_policy(v)?,
+            // Checked now (any replica count), resolved against `replicas` in `build`.
+            "write" => {
+                WritePolicy::parse(v, 1).map_err(|e| e.to_string())?;
+                self.write = Some(v.to_string());
+            }
+            "read" => {
+                ReadPolicy::parse(v, 1).map_err(|e| e.to_string())?;
+                self.read = Some(v.to_string());
+            }
             "tombstone_ttl" => self.policy.tombstone_ttl = parse_num(name, v)?,
             "failover" => self.policy.failover = parse_bool(name, v)?,
             "read_repair" => self.policy.read_repair = parse_bool(name, v)?,
@@ -178,7 +184,14 @@ impl MultiputConfig {
             })
             .build()?;
         let repl = if self.replicated {
-            Some(ReplicatedClient::new(plain.clone(), self.policy)?)
+            let mut policy = self.policy;
+            if let Some(w) = &self.write {
+                policy.write = WritePolicy::parse(w, policy.replicas)?;
+            }
+            if let Some(r) = &self.read {
+                policy.read = ReadPolicy::parse(r, policy.replicas)?;
+            }
+            Some(ReplicatedClient::new(plain.clone(), policy)?)
         } else {
             None
         };
@@ -315,32 +328,6 @@ pub struct MultiputClient {
     addresses: Vec<CString>,
 }
 
-fn parse_write_policy(v: &str) -> Result<WritePolicy, String> {
-    Ok(match parse_quorum("write", v)? {
-        Some(q) => WritePolicy::Quorum(q),
-        None => match v.trim().to_ascii_lowercase().as_str() {
-            "all" => WritePolicy::All,
-            "one" => WritePolicy::One,
-            _ => return Err(format!("option write: {v:?} is not all, one or quorum:N")),
-        },
-    })
-}
-
-fn parse_read_policy(v: &str) -> Result<ReadPolicy, String> {
-    Ok(match parse_quorum("read", v)? {
-        Some(q) => ReadPolicy::Quorum(q),
-        None => match v.trim().to_ascii_lowercase().as_str() {
-            "all" => ReadPolicy::All,
-            "first_hit" | "firsthit" | "first" => ReadPolicy::FirstHit,
-            _ => {
-                return Err(format!(
-                    "option read: {v:?} is not all, first_hit or quorum:N"
-                ))
-            }
-        },
-    })
-}
-
 /// A second handle on the same replicated client (connections, clock, writer id) with other
 /// read and/or write policies (`read`/`write` as in [`multiput_config_set`]; null keeps the
 /// current one), for the calls that need them. The replica count and placement do not change.
@@ -373,13 +360,13 @@ pub unsafe extern "C" fn multiput_client_with_policies(
             p.read
         } else {
             let v = unsafe { text(read, "read") }?;
-            parse_read_policy(v).map_err(|m| set_error(MULTIPUT_E_CONFIG, m))?
+            ReadPolicy::parse(v, p.replicas).map_err(|e| fail(&e))?
         };
         let write = if write.is_null() {
             p.write
         } else {
             let v = unsafe { text(write, "write") }?;
-            parse_write_policy(v).map_err(|m| set_error(MULTIPUT_E_CONFIG, m))?
+            WritePolicy::parse(v, p.replicas).map_err(|e| fail(&e))?
         };
         let repl = r.with_policies(read, write).map_err(|e| fail(&e))?;
         let view = MultiputClient {

@@ -279,68 +279,26 @@ fn parse_servers(obj: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
     Ok(out)
 }
 
+/// A policy argument as text for core's parsers: an int N is `N` (a quorum of N).
+fn policy_text(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    match obj.extract::<usize>() {
+        Ok(n) => Ok(n.to_string()),
+        Err(_) => obj.extract(),
+    }
+}
+
 fn parse_write_policy(obj: Option<&Bound<'_, PyAny>>, replicas: usize) -> PyResult<WritePolicy> {
     let Some(obj) = obj else {
         return Ok(WritePolicy::All);
     };
-    if let Ok(n) = obj.extract::<usize>() {
-        return Ok(WritePolicy::Quorum(n));
-    }
-    let s: String = obj.extract()?;
-    match s.trim().to_ascii_lowercase().as_str() {
-        "all" => Ok(WritePolicy::All),
-        "one" | "any" => Ok(WritePolicy::One),
-        "quorum" | "majority" => Ok(WritePolicy::Quorum(replicas / 2 + 1)),
-        other => other
-            .strip_prefix("quorum:")
-            .and_then(|n| n.parse().ok())
-            .map(WritePolicy::Quorum)
-            .ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "write_policy must be \"all\", \"one\", \"quorum\", \"quorum:N\" or an int, not {s:?}"
-                ))
-            }),
-    }
+    WritePolicy::parse(&policy_text(obj)?, replicas).map_err(|e| py_err(obj.py(), &e))
 }
 
 fn parse_read_policy(obj: Option<&Bound<'_, PyAny>>, replicas: usize) -> PyResult<ReadPolicy> {
     let Some(obj) = obj else {
         return Ok(ReadPolicy::All);
     };
-    if let Ok(n) = obj.extract::<usize>() {
-        return Ok(ReadPolicy::Quorum(n));
-    }
-    let s: String = obj.extract()?;
-    match s.trim().to_ascii_lowercase().as_str() {
-        "all" => Ok(ReadPolicy::All),
-        "first" | "first_hit" | "one" => Ok(ReadPolicy::FirstHit),
-        "quorum" | "majority" => Ok(ReadPolicy::Quorum(replicas / 2 + 1)),
-        other => other
-            .strip_prefix("quorum:")
-            .and_then(|n| n.parse().ok())
-            .map(ReadPolicy::Quorum)
-            .ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "read_policy must be \"all\", \"first_hit\", \"quorum\", \"quorum:N\" or an int, not {s:?}"
-                ))
-            }),
-    }
-}
-
-fn write_policy_name(p: WritePolicy) -> String {
-    match p {
-        WritePolicy::All => "all".into(),
-        WritePolicy::One => "one".into(),
-        WritePolicy::Quorum(n) => format!("quorum:{n}"),
-    }
-}
-
-fn read_policy_name(p: ReadPolicy) -> String {
-    match p {
-        ReadPolicy::All => "all".into(),
-        ReadPolicy::FirstHit => "first_hit".into(),
-        ReadPolicy::Quorum(n) => format!("quorum:{n}"),
-    }
+    ReadPolicy::parse(&policy_text(obj)?, replicas).map_err(|e| py_err(obj.py(), &e))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -937,8 +895,8 @@ impl Client {
         let p = r.policy();
         let d = PyDict::new(py);
         d.set_item("replicas", p.replicas)?;
-        d.set_item("write_policy", write_policy_name(p.write))?;
-        d.set_item("read_policy", read_policy_name(p.read))?;
+        d.set_item("write_policy", p.write.to_string())?;
+        d.set_item("read_policy", p.read.to_string())?;
         d.set_item("tombstone_ttl", p.tombstone_ttl)?;
         d.set_item("failover", p.failover)?;
         d.set_item("read_repair", p.read_repair)?;

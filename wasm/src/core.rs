@@ -49,50 +49,31 @@ fn opt_f64(o: &JsValue, k: &str) -> Option<f64> {
     }
 }
 
-/// A quorum size: `quorum` (a majority of `replicas`), `quorum:N`, a number N or `{quorum: N}`.
-fn quorum(v: &JsValue, replicas: usize) -> Option<usize> {
-    if let Some(q) = js::get(v, "quorum").as_f64().or_else(|| v.as_f64()) {
-        return Some(q as usize);
+/// A policy option as text for core's parsers: a number N or `{quorum: N}` is `N` (a quorum
+/// of N); a string is passed as is.
+fn policy_text(v: &JsValue, option: &str) -> Result<String, JsValue> {
+    if let Some(n) = js::get(v, "quorum").as_f64().or_else(|| v.as_f64()) {
+        return Ok(format!("{}", n.max(0.0) as u64));
     }
-    let s = v.as_string()?;
-    if s == "quorum" {
-        return Some(replicas / 2 + 1);
-    }
-    s.strip_prefix("quorum:").and_then(|n| n.parse().ok())
+    v.as_string().ok_or_else(|| {
+        config(format!(
+            "{option} must be a string, a number or {{quorum: N}}"
+        ))
+    })
 }
 
-/// `all`, `one`, or a quorum (see [`quorum`]); the same spellings as the Python binding.
 fn write_policy(v: &JsValue, replicas: usize) -> Result<WritePolicy, JsValue> {
     if js::is_nullish(v) {
         return Ok(WritePolicy::All);
     }
-    if let Some(q) = quorum(v, replicas) {
-        return Ok(WritePolicy::Quorum(q));
-    }
-    match v.as_string().as_deref() {
-        Some("all") => Ok(WritePolicy::All),
-        Some("one") => Ok(WritePolicy::One),
-        _ => Err(config(format!(
-            "writePolicy {v:?}: expected \"all\", \"one\", \"quorum\" (a majority), \"quorum:W\", W or {{quorum: W}}"
-        ))),
-    }
+    WritePolicy::parse(&policy_text(v, "writePolicy")?, replicas).map_err(|e| js::error(&e))
 }
 
-/// `all`, `first` (also `first_hit`, `firstHit`), or a quorum (see [`quorum`]).
 fn read_policy(v: &JsValue, replicas: usize) -> Result<ReadPolicy, JsValue> {
     if js::is_nullish(v) {
         return Ok(ReadPolicy::All);
     }
-    if let Some(q) = quorum(v, replicas) {
-        return Ok(ReadPolicy::Quorum(q));
-    }
-    match v.as_string().as_deref() {
-        Some("all") => Ok(ReadPolicy::All),
-        Some("first" | "firstHit" | "first_hit") => Ok(ReadPolicy::FirstHit),
-        _ => Err(config(format!(
-            "readPolicy {v:?}: expected \"all\", \"first\", \"quorum\" (a majority), \"quorum:R\", R or {{quorum: R}}"
-        ))),
-    }
+    ReadPolicy::parse(&policy_text(v, "readPolicy")?, replicas).map_err(|e| js::error(&e))
 }
 
 #[wasm_bindgen]
@@ -229,11 +210,7 @@ impl Core {
     /// `all`, `one` or `quorum:N`.
     #[wasm_bindgen(getter, js_name = writePolicy)]
     pub fn write_policy_name(&self) -> String {
-        match self.policy.write {
-            WritePolicy::All => "all".into(),
-            WritePolicy::One => "one".into(),
-            WritePolicy::Quorum(n) => format!("quorum:{n}"),
-        }
+        self.policy.write.to_string()
     }
 
     /// The number of servers.
