@@ -120,8 +120,13 @@ impl Client {
     }
 
     fn checkout(&self, s: usize) -> Result<Conn, Error> {
-        if let Some(c) = lock(&self.inner.idle[s]).pop() {
-            return Ok(c);
+        loop {
+            let Some(c) = lock(&self.inner.idle[s]).pop() else {
+                break;
+            };
+            if c.is_reusable() {
+                return Ok(c);
+            }
         }
         let cl = &self.inner.cluster;
         let cfg = cl.config();

@@ -238,8 +238,7 @@ macro_rules! suite {
                 }
                 let dead_key = keys.iter().find(|k| c.server_for(k).unwrap() == a[1]).unwrap();
                 // Within the failure limit the server is marked down: calls then fail fast
-                // instead of connecting again, and the key is not moved to another server. (A
-                // pooled blocking connection first fails as closed; the reconnect is refused.)
+                // instead of connecting again, and the key is not moved to another server.
                 let mut kinds = Vec::new();
                 for _ in 0..3 {
                     kinds.push(c.get(dead_key)$($aw)*.unwrap_err().kind());
@@ -255,6 +254,25 @@ macro_rules! suite {
                 assert_eq!(c.get(dead_key)$($aw)*.unwrap(), None, "back, and empty");
                 c.set(dead_key, "again", 0)$($aw)*.unwrap();
                 assert_eq!(raw_get(&a[1], dead_key), Some((0, b"again".to_vec())));
+            }
+
+            $($test_attr)*
+            fn a_restarted_server_costs_no_failed_call() {
+                // Pooled connections to a server that restarted are dead; the client must find
+                // that out before it uses one, not by failing the caller's request.
+                let mc = Memcached::start();
+                let c = client(&[mc.addr()]);
+                for i in 0..4 {
+                    c.set(&format!("k{i}"), "v", 0)$($aw)*.unwrap();
+                }
+                mc.restart();
+                for i in 0..4 {
+                    assert_eq!(c.get(&format!("k{i}"))$($aw)*.unwrap(), None, "empty after the restart");
+                }
+                c.set("k0", "again", 0)$($aw)*.unwrap();
+                assert_eq!(raw_get(&mc.addr(), "k0"), Some((0, b"again".to_vec())));
+                let m = c.metrics();
+                assert_eq!((m.total.errors, m.total.down_events), (0, 0), "{m:?}");
             }
 
             $($test_attr)*

@@ -183,6 +183,17 @@ impl Conn {
 }
 
 impl Conn {
+    /// Whether an idle pooled connection can carry the next request: the peer has not closed
+    /// it (a killed or restarted memcached, an `idle_timeout`) and no stray bytes wait on it.
+    /// One non-blocking peek; a connection that fails it is dropped and a fresh one opened, so
+    /// a server restart does not cost one failed call per pooled connection.
+    pub fn is_reusable(&self) -> bool {
+        if !self.rbuf.is_empty() {
+            return false;
+        }
+        peek_idle(&self.stream)
+    }
+
     /// Read whatever is already waiting on the socket without blocking; true if anything was.
     fn drain_ready(&mut self, server: &str, timeout: Duration) -> Result<bool, Error> {
         let io = |e| io_error(server, Phase::Read, timeout, e);
@@ -204,6 +215,44 @@ impl Conn {
         self.stream.set_nonblocking(false).map_err(io)?;
         result
     }
+}
+
+/// True when nothing is readable on an idle socket (the healthy case): EOF, a reset or
+/// unexpected bytes all mean the connection must not be reused.
+#[cfg(unix)]
+fn peek_idle(stream: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: `fd` is a live socket owned by `stream` for the whole call, and the buffer
+        // is one valid, writable byte.
+        let n = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            return false;
+        }
+        match std::io::Error::last_os_error().kind() {
+            ErrorKind::Interrupted => continue,
+            ErrorKind::WouldBlock => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn peek_idle(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    let idle = matches!(stream.peek(&mut byte), Err(e) if e.kind() == ErrorKind::WouldBlock);
+    stream.set_nonblocking(false).is_ok() && idle
 }
 
 fn is_timeout(e: &std::io::Error) -> bool {

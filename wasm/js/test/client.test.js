@@ -226,6 +226,26 @@ test('a refused server is marked down at once; a restarted one is reconnected', 
   }
 });
 
+test('a server restarted between calls costs no failed call', async () => {
+  // The pooled socket to the old process is dead; the client notices before it uses it.
+  const [s] = await startServers(1);
+  const c = new Client([s.address]);
+  let again;
+  try {
+    await Promise.all([0, 1, 2, 3].map((i) => c.set(`rs:${i}`, 'v')));
+    await s.kill();
+    again = new Memcached(s.port);
+    await again.start();
+    for (let i = 0; i < 4; i++) assert.equal(await c.get(`rs:${i}`), null);
+    await c.set('rs:0', 'again');
+    assert.deepEqual(await c.get('rs:0'), Buffer.from('again'));
+  } finally {
+    c.close();
+    if (again) await again.kill();
+    await s.kill();
+  }
+});
+
 test('stats, version, flush and close', async () => {
   const [s] = await startServers(1);
   const c = new Client([s.address]);
