@@ -123,13 +123,22 @@ impl Cluster {
 
     /// Check `key` against the key rules (with the prefix), without routing it.
     pub fn check_key(&self, key: &[u8]) -> Result<(), Error> {
-        self.ctx(Dialect::Text).wire_key(key).map(|_| ())
+        self.key_ctx().wire_key(key).map(|_| ())
+    }
+
+    /// The context keys are checked in before a connection is chosen: binary keys are only
+    /// refused up front when the text protocol is forced (a probed server decides later).
+    fn key_ctx(&self) -> Ctx<'_> {
+        self.ctx(match self.config.protocol {
+            crate::config::ProtocolChoice::Text => Dialect::Text,
+            _ => Dialect::Meta,
+        })
     }
 
     /// The server that owns `key` (the key without the prefix, as libmemcached hashes it).
     /// The key rules are checked first, so a bad key fails before any routing or I/O.
     pub fn route(&self, key: &[u8]) -> Result<usize, Error> {
-        self.ctx(Dialect::Text).wire_key(key)?;
+        self.key_ctx().wire_key(key)?;
         Ok(self.ring.server_for(key).unwrap_or(0))
     }
 
@@ -145,7 +154,7 @@ impl Cluster {
     ) -> (Vec<Result<T, Error>>, Groups) {
         let out: Vec<Result<T, Error>> = (0..n)
             .map(|i| {
-                self.ctx(Dialect::Text).wire_key(key_of(i))?;
+                self.key_ctx().wire_key(key_of(i))?;
                 check(i)?;
                 Ok(init.clone())
             })
@@ -234,6 +243,7 @@ impl Cluster {
             dialect,
             prefix: &self.config.key_prefix,
             max_value_size: self.config.max_value_size,
+            binary_keys: self.config.binary_keys,
         }
     }
 

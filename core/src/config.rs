@@ -56,6 +56,14 @@ pub struct Config {
     pub key_prefix: Vec<u8>,
     /// Set `TCP_NODELAY` on connections. Default true.
     pub tcp_nodelay: bool,
+    /// Also accept keys with spaces and control bytes (1 to 186 bytes, any content) and send
+    /// them base64-encoded through the meta protocol's `b` flag; memcached stores the decoded
+    /// bytes, the same item a binary-protocol client (libmemcached, PECL memcached with
+    /// `OPT_BINARY_PROTOCOL`) writes under that key. Keys that obey the text rules are still
+    /// sent as they are. On a text-protocol connection such a key fails with
+    /// [`Error::Unsupported`]. Default false: such keys are refused with
+    /// [`Error::InvalidKey`], as pylibmc and pymemcache refuse them.
+    pub binary_keys: bool,
 }
 
 impl Default for Config {
@@ -73,6 +81,7 @@ impl Default for Config {
             blocking_pool_size: 16,
             key_prefix: Vec::new(),
             tcp_nodelay: true,
+            binary_keys: false,
         }
     }
 }
@@ -206,6 +215,12 @@ impl ConfigBuilder {
     /// See [`Config::tcp_nodelay`].
     pub fn tcp_nodelay(mut self, on: bool) -> Self {
         self.config.tcp_nodelay = on;
+        self
+    }
+
+    /// See [`Config::binary_keys`].
+    pub fn binary_keys(mut self, on: bool) -> Self {
+        self.config.binary_keys = on;
         self
     }
 

@@ -37,16 +37,20 @@ pub fn validate(key: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Check a binary key (any bytes, sent base64-encoded through the meta protocol): 1 to 250 raw
-/// bytes. memcached limits the decoded key to 250 bytes as well.
+/// The longest binary key: memcached limits the key token on the wire to 250 bytes, which is
+/// the base64 form, so 186 raw bytes (248 encoded).
+pub const MAX_BINARY_KEY_LEN: usize = MAX_KEY_LEN / 4 * 3;
+
+/// Check a binary key (any bytes, sent base64-encoded through the meta protocol): 1 to
+/// [`MAX_BINARY_KEY_LEN`] raw bytes.
 pub fn validate_binary(key: &[u8]) -> Result<(), Error> {
     if key.is_empty() {
         return Err(Error::InvalidKey {
             reason: KeyProblem::Empty,
         });
     }
-    // memcached decodes base64 keys into its 250-byte key buffer; the encoded form may be longer.
-    if key.len() > MAX_KEY_LEN / 4 * 3 {
+    // memcached checks the encoded token against its 250-byte limit before decoding it.
+    if key.len() > MAX_BINARY_KEY_LEN {
         return Err(Error::InvalidKey {
             reason: KeyProblem::TooLong(key.len()),
         });

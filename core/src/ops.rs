@@ -35,6 +35,8 @@ pub struct Ctx<'a> {
     pub prefix: &'a [u8],
     /// The value size limit.
     pub max_value_size: usize,
+    /// Keys outside the text rules are sent base64-encoded ([`crate::Config::binary_keys`]).
+    pub binary_keys: bool,
 }
 
 impl Ctx<'_> {
@@ -53,8 +55,34 @@ impl Ctx<'_> {
             v.extend_from_slice(k);
             Cow::Owned(v)
         };
-        key::validate(&wk)?;
+        if let Err(e) = key::validate(&wk) {
+            if !self.binary_keys {
+                return Err(e);
+            }
+            key::validate_binary(&wk)?;
+            if self.dialect != Dialect::Meta {
+                return Err(Error::Unsupported {
+                    server: String::new(),
+                    feature:
+                        "keys with spaces or control bytes (binary keys need the meta protocol)",
+                });
+            }
+        }
         Ok(wk)
+    }
+
+    /// A checked wire key as a meta key: base64 (`b`) when it is outside the text rules.
+    pub fn meta_key<'k>(&self, wk: &'k [u8]) -> MetaKey<'k> {
+        if self.binary_keys && key::validate(wk).is_err() {
+            MetaKey::Binary(wk)
+        } else {
+            MetaKey::Text(wk)
+        }
+    }
+
+    /// Whether any of these checked wire keys must go base64-encoded.
+    fn any_binary<K: AsRef<[u8]>>(&self, wire: &[K]) -> bool {
+        self.binary_keys && wire.iter().any(|k| key::validate(k.as_ref()).is_err())
     }
 
     fn check_value(&self, data: &[u8]) -> Result<(), Error> {
@@ -154,7 +182,7 @@ impl Op for Get<'_> {
             }
             Dialect::Meta => meta::get(
                 buf,
-                MetaKey::Text(&k),
+                ctx.meta_key(&k),
                 &meta::MetaGet {
                     value: true,
                     client_flags: true,
@@ -263,7 +291,7 @@ impl Op for Store<'_> {
             }
             Dialect::Meta => meta::set(
                 buf,
-                MetaKey::Text(&k),
+                ctx.meta_key(&k),
                 self.data,
                 &meta_set_opts(self.mode, self.flags, self.ttl),
             ),
@@ -297,7 +325,7 @@ impl Op for Delete<'_> {
         let k = ctx.wire_key(self.key)?;
         match ctx.dialect {
             Dialect::Text => text::delete(buf, &k, false).map(|e| e.unwrap_or(Expect::TextLine)),
-            Dialect::Meta => meta::delete(buf, MetaKey::Text(&k), &meta::MetaDelete::default()),
+            Dialect::Meta => meta::delete(buf, ctx.meta_key(&k), &meta::MetaDelete::default()),
         }
     }
     fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<bool, Error> {
@@ -326,7 +354,7 @@ impl Op for Arith<'_> {
                 .map(|e| e.unwrap_or(Expect::TextLine)),
             Dialect::Meta => meta::arithmetic(
                 buf,
-                MetaKey::Text(&k),
+                ctx.meta_key(&k),
                 &meta::MetaArithmetic {
                     incr: self.incr,
                     delta: self.delta,
@@ -376,7 +404,7 @@ impl Op for Touch<'_> {
             }
             Dialect::Meta => meta::get(
                 buf,
-                MetaKey::Text(&k),
+                ctx.meta_key(&k),
                 &meta::MetaGet {
                     touch: Some(self.ttl),
                     ..Default::default()
@@ -486,20 +514,20 @@ impl Op for Meta<'_> {
         match *self {
             Meta::Get(k, mut o) => {
                 o.quiet = false;
-                meta::get(buf, rekey(k, &wk), &o)
+                meta::get(buf, rekey(ctx, k, &wk), &o)
             }
             Meta::Set(k, data, mut o) => {
                 ctx.check_value(data)?;
                 o.quiet = false;
-                meta::set(buf, rekey(k, &wk), data, &o)
+                meta::set(buf, rekey(ctx, k, &wk), data, &o)
             }
             Meta::Delete(k, mut o) => {
                 o.quiet = false;
-                meta::delete(buf, rekey(k, &wk), &o)
+                meta::delete(buf, rekey(ctx, k, &wk), &o)
             }
             Meta::Arithmetic(k, mut o) => {
                 o.quiet = false;
-                meta::arithmetic(buf, rekey(k, &wk), &o)
+                meta::arithmetic(buf, rekey(ctx, k, &wk), &o)
             }
             Meta::Noop => Ok(meta::noop(buf)),
         }
@@ -512,9 +540,9 @@ impl Op for Meta<'_> {
     }
 }
 
-fn rekey<'k>(k: MetaKey<'k>, wk: &'k Option<Vec<u8>>) -> MetaKey<'k> {
+fn rekey<'k>(ctx: &Ctx<'_>, k: MetaKey<'k>, wk: &'k Option<Vec<u8>>) -> MetaKey<'k> {
     match (k, wk) {
-        (MetaKey::Text(_), Some(w)) => MetaKey::Text(w),
+        (MetaKey::Text(_), Some(w)) => ctx.meta_key(w),
         _ => k,
     }
 }
@@ -546,8 +574,8 @@ impl<K: AsRef<[u8]>> Op for GetMulti<'_, K> {
         // Text `get`/`gets` even on meta connections: memcached 1.6.18 spends about half the
         // CPU on one 100-key `get` line that it spends on 100 quiet `mg` lines (measured,
         // docs/benchmarks.md). Only the remaining TTL, which replication's repair needs,
-        // requires meta.
-        match (ctx.dialect, self.ttl) {
+        // requires meta, and so do binary keys (base64 `mg`; the wire keys were checked).
+        match (ctx.dialect, self.ttl || ctx.any_binary(&wire)) {
             (Dialect::Text, _) | (Dialect::Meta, false) => {
                 let cmd = if self.cas {
                     Retrieval::Gets
@@ -585,7 +613,7 @@ impl<K: AsRef<[u8]>> Op for GetMulti<'_, K> {
                 for (i, k) in wire.iter().enumerate() {
                     meta::get(
                         buf,
-                        MetaKey::Text(k),
+                        ctx.meta_key(k),
                         &meta::MetaGet {
                             opaque: Some(i as u32),
                             ..o
@@ -722,7 +750,7 @@ impl Op for StoreItems<'_> {
                         opaque: Some(i as u32),
                         ..meta_set_opts(it.mode, it.flags, it.ttl)
                     };
-                    meta::set(buf, MetaKey::Text(&k), it.data, &o)?;
+                    meta::set(buf, ctx.meta_key(&k), it.data, &o)?;
                 }
                 meta::noop(buf);
                 Ok(Expect::MetaUntilNoop)
@@ -761,7 +789,7 @@ impl<K: AsRef<[u8]>> Op for DeleteMulti<'_, K> {
                         opaque: Some(i as u32),
                         ..Default::default()
                     };
-                    meta::delete(buf, MetaKey::Text(&ctx.wire_key(k.as_ref())?), &o)?;
+                    meta::delete(buf, ctx.meta_key(&ctx.wire_key(k.as_ref())?), &o)?;
                 }
                 meta::noop(buf);
                 Ok(Expect::MetaUntilNoop)
@@ -836,7 +864,7 @@ impl Op for CasDelete<'_> {
         match ctx.dialect {
             Dialect::Meta => meta::delete(
                 buf,
-                MetaKey::Text(&k),
+                ctx.meta_key(&k),
                 &meta::MetaDelete {
                     compare_cas: Some(self.cas),
                     ..Default::default()
@@ -888,7 +916,7 @@ impl Op for StoreReturningCas<'_> {
                     return_cas: true,
                     ..meta_set_opts(self.mode, 0, self.ttl)
                 };
-                meta::set(buf, MetaKey::Text(&k), self.data, &o)
+                meta::set(buf, ctx.meta_key(&k), self.data, &o)
             }
             Dialect::Text => {
                 text::store(buf, self.mode, &k, 0, self.ttl, self.data, false)?;

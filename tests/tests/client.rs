@@ -276,6 +276,57 @@ macro_rules! suite {
             }
 
             $($test_attr)*
+            fn binary_keys_go_base64_over_meta() {
+                let mc = Memcached::start();
+                let bin: &[u8] = b"a b\x00\x01\r\n\xff";
+                let plain = client(&[mc.addr()]);
+                // Off (the default): refused before anything is sent.
+                assert_eq!(kind(plain.set(bin, "v", 0)$($aw)*), ErrorKind::InvalidKey);
+                let c = client_with(&[mc.addr()], |b| b.binary_keys(true).key_prefix("p:"));
+                let r = c.set(bin, "v", 0)$($aw)*;
+                if $proto == ProtocolChoice::Text {
+                    assert_eq!(kind(r), ErrorKind::Unsupported);
+                    assert_eq!(kind(c.get(bin)$($aw)*), ErrorKind::Unsupported);
+                    // Text-safe keys still work on the same client; nothing was sent before.
+                    c.set("ok", "v", 0)$($aw)*.unwrap();
+                    assert_eq!(c.metrics().total.errors, 0);
+                    return;
+                }
+                r.unwrap();
+                // Stored under the raw bytes (prefix included): a base64 `mg` from another
+                // client finds it, as a binary-protocol client would.
+                use multiput::ops::Meta;
+                use multiput::protocol::meta::{MetaGet, MetaKey};
+                let g = plain.meta(Meta::Get(MetaKey::Binary(b"p:a b\x00\x01\r\n\xff"), MetaGet { value: true, ..Default::default() }))$($aw)*.unwrap();
+                assert_eq!(g.value.as_deref(), Some(&b"v"[..]));
+                assert_eq!(&c.get(bin)$($aw)*.unwrap().unwrap().data[..], b"v");
+                let g = c.gets(bin)$($aw)*.unwrap().unwrap();
+                c.cas(bin, "w", g.cas.unwrap(), 0)$($aw)*.unwrap();
+                c.append(bin, "x")$($aw)*.unwrap();
+                assert_eq!(&c.get(bin)$($aw)*.unwrap().unwrap().data[..], b"wx");
+                c.set("plain", "p", 0)$($aw)*.unwrap();
+                c.set(b"\x01n", "0", 0)$($aw)*.unwrap();
+                assert_eq!(c.incr(b"\x01n", 5)$($aw)*.unwrap(), Some(5));
+                assert!(c.touch(bin, 100)$($aw)*.unwrap());
+                // A multi-get mixing both kinds of key (the text `get` fast path cannot carry
+                // the binary one; the batch goes as base64 `mg`s).
+                let keys: Vec<&[u8]> = vec![b"plain", bin, b"missing key", b"\x01n"];
+                let got: Vec<Option<Vec<u8>>> = c.get_multi(&keys)$($aw)*.into_iter().map(|r| r.unwrap().map(|v| v.data.to_vec())).collect();
+                assert_eq!(got, vec![Some(b"p".to_vec()), Some(b"wx".to_vec()), None, Some(b"5".to_vec())]);
+                let items: Vec<(&[u8], &[u8])> = vec![(b"m 1", b"1"), (b"m\t2", b"2")];
+                assert!(c.set_multi(&items, 0)$($aw)*.into_iter().all(|r| r.is_ok()));
+                assert_eq!(&c.get(b"m\t2")$($aw)*.unwrap().unwrap().data[..], b"2");
+                assert_eq!(c.delete_multi(&[&b"m 1"[..], b"m\t2"])$($aw)*.into_iter().map(|r| r.unwrap()).collect::<Vec<_>>(), vec![true, true]);
+                assert!(c.delete(bin)$($aw)*.unwrap());
+                assert_eq!(c.get(bin)$($aw)*.unwrap(), None);
+                // memcached limits the base64 token to 250 bytes: 186 raw bytes (with the
+                // 2-byte prefix: 184 of the caller's).
+                c.set(vec![b' '; 184], "v", 0)$($aw)*.unwrap();
+                assert_eq!(kind(c.set(vec![b' '; 185], "v", 0)$($aw)*), ErrorKind::InvalidKey);
+                assert_eq!(c.metrics().total.errors, 0);
+            }
+
+            $($test_attr)*
             fn a_stopped_server_times_out_then_fails_fast() {
                 let mc = Memcached::start();
                 let c = client_with(&[mc.addr()], |b| b.failure_limit(1));

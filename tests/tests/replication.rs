@@ -543,3 +543,39 @@ fn conditional_writes_are_serialized_through_the_primary() {
     });
     assert_eq!(wins.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[test]
+fn binary_keys_replicate_and_repair_like_any_other() {
+    let servers = cluster(3);
+    let a = addrs(&servers);
+    let base = Client::builder()
+        .servers(&a)
+        .configure(|b| b.binary_keys(true))
+        .build()
+        .unwrap();
+    let c = ReplicatedClient::new(base, policy(3)).unwrap();
+    let key: &[u8] = b"bin key\x00\r\n";
+    let report = c.set(key, "v1", 0).unwrap();
+    assert_eq!(report.stored.len(), 3);
+    // One replica loses its copy: the read still answers, and repairs it.
+    let lost = c.replicas_of(key).unwrap()[1];
+    use multiput::ops::Meta;
+    use multiput::protocol::meta::{MetaDelete, MetaGet, MetaKey};
+    let one = plain(&[lost.to_string()]);
+    one.meta(Meta::Delete(MetaKey::Binary(key), MetaDelete::default()))
+        .unwrap();
+    assert_eq!(&c.get(key).unwrap().unwrap().data[..], b"v1");
+    assert_eq!(c.metrics().total.repairs, 1);
+    let g = one
+        .meta(Meta::Get(
+            MetaKey::Binary(key),
+            MetaGet {
+                value: true,
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    assert!(g.value.is_some(), "the lost copy was written back");
+    c.delete(key).unwrap();
+    assert!(c.get(key).unwrap().is_none());
+}
