@@ -557,6 +557,7 @@ int32_t multiput_config_new(struct MultiputConfig **out);
  | `max_value_size` | bytes | 1048576 |
  | `pool_size` | idle connections kept per server | 16 |
  | `tcp_nodelay` | 1/0 | 1 |
+ | `binary_keys` | 1: keys with spaces/control bytes (up to 186 bytes) go base64 over meta, as PECL's `OPT_BINARY_PROTOCOL` sends them; 0: refused | 0 |
  | `prefix` | key prefix sent on the wire, not hashed (PECL `OPT_PREFIX_KEY`) | empty |
  | `replicas` | 0: plain values (flags of `convention`); N >= 1: N enveloped copies | 0 |
  | `write` | `all`, `one`, `quorum:N` | `all` |

@@ -40,6 +40,7 @@ pub struct MultiputConfig {
     max_value_size: usize,
     pool_size: usize,
     nodelay: bool,
+    binary_keys: bool,
     prefix: Vec<u8>,
     policy: Policy,
     /// `write`/`read` as given: `quorum` (a majority) depends on `replicas`, which may be set
@@ -65,6 +66,7 @@ impl Default for MultiputConfig {
             max_value_size: d.max_value_size,
             pool_size: d.blocking_pool_size,
             nodelay: d.tcp_nodelay,
+            binary_keys: d.binary_keys,
             prefix: Vec::new(),
             policy: Policy {
                 replicas: 1,
@@ -130,6 +132,7 @@ impl MultiputConfig {
             "max_value_size" => self.max_value_size = parse_num(name, v)?,
             "pool_size" => self.pool_size = parse_num(name, v)?,
             "tcp_nodelay" => self.nodelay = parse_bool(name, v)?,
+            "binary_keys" => self.binary_keys = parse_bool(name, v)?,
             "prefix" => self.prefix = v.as_bytes().to_vec(),
             "replicas" => {
                 let n: usize = parse_num(name, v)?;
@@ -158,7 +161,7 @@ impl MultiputConfig {
                 return Err(format!(
                     "unknown option {other:?} (servers, mode, protocol, timeout_ms, \
                      connect_timeout_ms, retry_ms, failure_limit, max_value_size, pool_size, \
-                     tcp_nodelay, prefix, replicas, write, read, tombstone_ttl, failover, \
+                     tcp_nodelay, binary_keys, prefix, replicas, write, read, tombstone_ttl, failover, \
                      read_repair, convention, compress_threshold, cas_attempts, cas_deadline_ms)"
                 ))
             }
@@ -180,6 +183,7 @@ impl MultiputConfig {
                     .max_value_size(c.max_value_size)
                     .blocking_pool_size(c.pool_size)
                     .tcp_nodelay(c.nodelay)
+                    .binary_keys(c.binary_keys)
                     .key_prefix(c.prefix)
             })
             .build()?;
@@ -219,6 +223,7 @@ impl MultiputConfig {
             max_value_size: self.max_value_size,
             pool_size: self.pool_size,
             nodelay: self.nodelay,
+            binary_keys: self.binary_keys,
             prefix: self.prefix.clone(),
         }
     }
@@ -234,6 +239,7 @@ struct Settings {
     max_value_size: usize,
     pool_size: usize,
     nodelay: bool,
+    binary_keys: bool,
     prefix: Vec<u8>,
 }
 
@@ -268,6 +274,7 @@ pub unsafe extern "C" fn multiput_config_new(out: *mut *mut MultiputConfig) -> i
 /// | `max_value_size` | bytes | 1048576 |
 /// | `pool_size` | idle connections kept per server | 16 |
 /// | `tcp_nodelay` | 1/0 | 1 |
+/// | `binary_keys` | 1: keys with spaces/control bytes (up to 186 bytes) go base64 over meta, as PECL's `OPT_BINARY_PROTOCOL` sends them; 0: refused | 0 |
 /// | `prefix` | key prefix sent on the wire, not hashed (PECL `OPT_PREFIX_KEY`) | empty |
 /// | `replicas` | 0: plain values (flags of `convention`); N >= 1: N enveloped copies | 0 |
 /// | `write` | `all`, `one`, `quorum:N` | `all` |

@@ -517,6 +517,9 @@ class Memcached
             'retry_ms' => max(1, $o[self::OPT_RETRY_TIMEOUT]) * 1000,
             'failure_limit' => max(1, $o[self::OPT_SERVER_FAILURE_LIMIT]),
             'tcp_nodelay' => (bool) $o[self::OPT_TCP_NODELAY],
+            // PECL's binary protocol carries keys with spaces and control bytes; multiput sends
+            // them base64-encoded over meta, and memcached stores the same raw key.
+            'binary_keys' => (bool) $o[self::OPT_BINARY_PROTOCOL],
             'prefix' => $o[self::OPT_PREFIX_KEY],
             'convention' => 'php',
             'compress_threshold' => $o[self::OPT_COMPRESSION] ? self::COMPRESSION_THRESHOLD : 0,
@@ -663,17 +666,26 @@ class Memcached
                 continue;
             }
             $kept++;
-            if (!self::unsendable($k)) {
+            if (!$this->unsendable($k)) {
                 $send[] = $k;
             }
         }
         return [$send, $all, $kept];
     }
 
-    /** Bytes the core refuses in any key (as memcached's text and meta protocols do). */
-    private static function unsendable(string $key): bool
+    /**
+     * Keys multiput cannot send: with spaces or control bytes, unless OPT_BINARY_PROTOCOL is on
+     * (then they go base64-encoded over meta, up to 186 bytes with the prefix: the encoded key
+     * must fit memcached's 250).
+     */
+    private function unsendable(string $key): bool
     {
-        return preg_match('/[\x00-\x20\x7f]/', $key) === 1;
+        if (preg_match('/[\x00-\x20\x7f]/', $key) !== 1) {
+            return false;
+        }
+        return !$this->s->options[self::OPT_BINARY_PROTOCOL]
+            || strlen($this->s->options[self::OPT_PREFIX_KEY]) + strlen($key) > 186
+            || str_contains($key, "\n");
     }
 
     public function getMulti(array $keys, int $get_flags = 0): array|false
@@ -960,7 +972,7 @@ class Memcached
             $key = (string) $key;
             $pos = $i++;
             $keys[$pos] = $key;
-            if ($key === '' || strlen($key) > 250 || self::unsendable($key)) {
+            if ($key === '' || strlen($key) > 250 || $this->unsendable($key)) {
                 $codes[$pos] = self::RES_BAD_KEY_PROVIDED;
                 continue;
             }
@@ -1066,7 +1078,7 @@ class Memcached
                 continue;
             }
             $all[] = $k;
-            if (strlen($k) <= 250 && !self::unsendable($k)) {
+            if (strlen($k) <= 250 && !$this->unsendable($k)) {
                 $send[] = $k;
             }
         }
@@ -1090,7 +1102,7 @@ class Memcached
         $last = 0;
         $j = 0;
         foreach ($all as $k) {
-            if (strlen($k) > 250 || self::unsendable($k)) {
+            if (strlen($k) > 250 || $this->unsendable($k)) {
                 $last = self::RES_BAD_KEY_PROVIDED;
             } else {
                 $st = $status[$j++] ?? Native::E_KEY;
@@ -1301,7 +1313,7 @@ class Memcached
     /** PECL's check (the key alone, without the prefix), and bytes multiput can send. */
     public function checkKey(string $key): bool
     {
-        if ($this->validKey($key) && !self::unsendable($key)) {
+        if ($this->validKey($key) && !$this->unsendable($key)) {
             $this->ok();
             return true;
         }

@@ -234,6 +234,43 @@ final class PeclCompatibilityTest extends TestCase
         $this->assertSame('changed by multiput', $pecl->get("{$p}string"));
     }
 
+    /**
+     * With OPT_BINARY_PROTOCOL, PECL stores keys with spaces and control bytes; multiput sends
+     * them base64-encoded over meta, which memcached decodes to the same raw key: each client
+     * reads, replaces and deletes what the other wrote, one key at a time and in multi-key calls.
+     */
+    public function testBinaryProtocolKeysAreSharedBothWays(): void
+    {
+        [$pecl, $ours] = self::pair([\Memcached::OPT_BINARY_PROTOCOL => true, \Memcached::OPT_COMPRESSION => false]);
+        $p = 'bink:' . uniqid() . ':';
+        $keys = ["{$p}with space", "{$p}tab\there", "{$p}nul\0byte", "{$p}cr\rbell\x07", "{$p}del\x7f"];
+        foreach ($keys as $i => $k) {
+            $this->assertTrue($pecl->set($k, "pecl $i"), bin2hex($k) . ': ' . $pecl->getResultMessage());
+            $this->assertSame("pecl $i", $ours->get($k), bin2hex($k) . ': ' . $ours->getResultMessage());
+            $this->assertTrue($ours->set($k, "ours $i"));
+            $this->assertSame("ours $i", $pecl->get($k), bin2hex($k));
+        }
+        $expected = [];
+        foreach ($keys as $i => $k) {
+            $expected[$k] = "ours $i";
+        }
+        $this->assertEquals($expected, $ours->getMulti($keys)); // (order: by server, as PECL's)
+        $this->assertEquals($expected, $pecl->getMulti($keys));
+        $this->assertSame($expected, $ours->getMulti($keys, \Memcached::GET_PRESERVE_ORDER));
+        $this->assertTrue($ours->setMulti(array_map(fn ($v) => "$v again", $expected)));
+        $this->assertSame("ours 0 again", $pecl->get($keys[0]));
+        $this->assertTrue($pecl->delete($keys[1]));
+        $this->assertFalse($ours->get($keys[1]));
+        $this->assertSame(MultiputMemcached::RES_NOTFOUND, $ours->getResultCode());
+        $this->assertSame(array_fill_keys([$keys[0], $keys[2]], true), $ours->deleteMulti([$keys[0], $keys[2]]));
+        $this->assertFalse($pecl->get($keys[2]));
+        // A newline is refused by both, before anything is sent.
+        $this->assertFalse($ours->set("{$p}new\nline", 'x'));
+        $this->assertSame(MultiputMemcached::RES_BAD_KEY_PROVIDED, $ours->getResultCode());
+        $this->assertFalse($pecl->set("{$p}new\nline", 'x'));
+        $this->assertSame(\Memcached::RES_BAD_KEY_PROVIDED, $pecl->getResultCode());
+    }
+
     /** Both clients store the same bytes and flags for the same value (compression aside). */
     public function testSameFlagsAndBytesOnTheWire(): void
     {

@@ -714,6 +714,7 @@ impl Client {
         max_value_size = 1_048_576,
         pool_size = 16,
         tcp_nodelay = true,
+        binary_keys = false,
         convention = "python",
         pickle_protocol = None,
         serde = None,
@@ -744,6 +745,7 @@ impl Client {
         max_value_size: usize,
         pool_size: usize,
         tcp_nodelay: bool,
+        binary_keys: bool,
         convention: &str,
         pickle_protocol: Option<i32>,
         serde: Option<&Bound<'_, PyAny>>,
@@ -820,6 +822,7 @@ impl Client {
                     .max_value_size(max_value_size)
                     .blocking_pool_size(pool_size)
                     .tcp_nodelay(tcp_nodelay)
+                    .binary_keys(binary_keys)
             })
             .build()
             .map_err(config_err)?;

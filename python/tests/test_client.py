@@ -389,6 +389,29 @@ def test_bad_keys_raise_before_io(bad):
         assert isinstance(e.value, ValueError) and e.value.kind == "invalid_key"
 
 
+def test_binary_keys_opt_in_sends_them_base64_over_meta(addresses, key):
+    c = multiput.Client(addresses, binary_keys=True)
+    odd = [key + " with space", (key + "\x00\r\n").encode(), key + "\ttab"]
+    for i, k in enumerate(odd):
+        assert c.set(k, i)
+        assert c.get(k) == i
+    got = c.get_many(odd + [key + " missing"])
+    assert got == {odd[0]: 0, odd[1]: 1, odd[2]: 2}
+    assert c.incr(odd[0], 5) == 5
+    assert c.delete(odd[1])
+    assert c.get(odd[1]) is None
+    # The raw bytes are the stored key: the same item, however it is asked for.
+    c.set(b"x y", "v")
+    assert c.get("x y") == "v"
+    with pytest.raises(exc.InvalidKeyError):
+        c.get(b" " * 187)  # 186 raw bytes is the base64 limit (250 on the wire)
+    text = multiput.Client(addresses, binary_keys=True, protocol="text")
+    with pytest.raises(exc.NotSupportedError):
+        text.get("has space")
+    with pytest.raises(exc.InvalidKeyError):
+        multiput.Client(addresses).get("has space")
+
+
 def test_key_length_counts_utf8_bytes_and_prefix(key):
     c = multiput.Client([dead_address()], key_prefix="p:")
     with pytest.raises(exc.InvalidKeyError):

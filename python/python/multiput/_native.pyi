@@ -77,6 +77,12 @@ class Client:
     :param max_value_size: the largest value accepted (memcached's ``-I``; 1 MiB).
     :param pool_size: idle connections kept per server for reuse by threads.
     :param tcp_nodelay: set ``TCP_NODELAY``.
+    :param binary_keys: also accept keys with spaces and control bytes (up to 186 bytes) and
+        send them base64-encoded over the meta protocol, where memcached stores the raw bytes
+        (the item a binary-protocol client such as PECL memcached with
+        ``OPT_BINARY_PROTOCOL`` writes). Off by default: such keys raise
+        :class:`~multiput.InvalidKeyError` before any I/O, as pylibmc and pymemcache refuse
+        them.
     :param convention: whose flag numbers plain values use: ``"python"`` (pylibmc and
         pymemcache: bytes 0, pickle 1, int 2, text 16) or ``"php"`` (PECL memcached).
     :param pickle_protocol: the pickle protocol for objects (default
@@ -123,6 +129,7 @@ class Client:
         max_value_size: int = 1048576,
         pool_size: int = 16,
         tcp_nodelay: bool = True,
+        binary_keys: bool = False,
         convention: str = "python",
         pickle_protocol: Optional[int] = None,
         serde: Any = None,
