@@ -146,6 +146,11 @@ pub struct Global {
     #[arg(long, global = true, value_name = "PREFIX")]
     pub prefix: Option<OsString>,
 
+    /// Accept keys with spaces and control bytes (up to 186 bytes) and send them base64-encoded
+    /// over the meta protocol: the items PECL memcached writes with OPT_BINARY_PROTOCOL.
+    #[arg(long, global = true)]
+    pub binary_keys: bool,
+
     /// Copies per key. 1 (the default) is plain memcached: one server per key, values stored
     /// as given. N > 1: get, set and delete keep N enveloped copies on the key's first N ring
     /// servers (at most the number of servers); `ring` lists those N servers.

@@ -111,7 +111,8 @@ fn base_config(g: &Global) -> ConfigBuilder {
         .ring_mode(g.mode.into())
         .protocol(g.protocol.into())
         .timeout(timeout)
-        .connect_timeout(timeout);
+        .connect_timeout(timeout)
+        .binary_keys(g.binary_keys);
     if let Some(p) = &g.prefix {
         c = c.key_prefix(os_bytes(p).to_vec());
     }

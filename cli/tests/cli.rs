@@ -830,6 +830,18 @@ fn env_servers_prefix_and_protocols() {
 }
 
 #[test]
+fn binary_keys_reach_items_with_spaces() {
+    let servers = cluster(1);
+    let s = servers_arg(&servers);
+    fails(mp(&s, &["set", "a b", "v"]), 1, "binary_keys");
+    ok(mp(&s, &["--binary-keys", "set", "a b", "v"]));
+    let out = ok(mp(&s, &["get", "a b", "--binary-keys"]));
+    assert_eq!(out.stdout, b"v");
+    ok(mp(&s, &["--binary-keys", "delete", "a b"]));
+    fails(mp(&s, &["--binary-keys", "get", "a b"]), 1, "miss");
+}
+
+#[test]
 fn flush_needs_yes() {
     let servers = cluster(2);
     let s = servers_arg(&servers);

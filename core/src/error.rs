@@ -17,7 +17,7 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum Error {
     /// The key breaks memcached's key rules; nothing was sent.
-    #[error("invalid key: {reason} (keys are 1-250 bytes with no whitespace or control characters; use binary keys through the meta protocol for arbitrary bytes)")]
+    #[error("invalid key: {reason} (keys are 1-250 bytes with no whitespace or control characters; the binary_keys option takes up to 186 bytes of anything, sent base64-encoded over the meta protocol)")]
     InvalidKey {
         /// Why the key was refused.
         reason: KeyProblem,

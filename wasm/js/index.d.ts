@@ -68,6 +68,12 @@ export interface ClientOptions {
   /** Prefix sent on the wire before every key, never hashed (libmemcached OPT_PREFIX_KEY). */
   keyPrefix?: string | Uint8Array;
   /**
+   * Also accept keys with spaces and control bytes (up to 186 bytes) and send them base64-encoded
+   * over the meta protocol; memcached stores the raw bytes, the item PECL memcached writes with
+   * OPT_BINARY_PROTOCOL. Default false: such keys are refused with InvalidKeyError before any I/O.
+   */
+  binaryKeys?: boolean;
+  /**
    * Placement: `libketama_compatible` (default; php-memcached, pylibmc ketama_weighted), `ketama_md5`,
    * or `modula` (libmemcached's default distribution: php-memcached and pylibmc without options).
    */

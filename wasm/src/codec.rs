@@ -144,6 +144,7 @@ impl Codec {
     /// A codec for a connection to `server` (`host:port`, used in error messages).
     /// `protocol`: `auto` (probe; meta when the server speaks it), `text` or `meta`.
     /// `convention`: how plain values' flags are read (`python` or `php`).
+    /// `binary_keys`: keys outside the text rules go base64-encoded over meta.
     #[wasm_bindgen(constructor)]
     pub fn new(
         server: &str,
@@ -151,6 +152,7 @@ impl Codec {
         max_value_size: u32,
         protocol: &str,
         convention: &str,
+        binary_keys: Option<bool>,
     ) -> Result<Codec, JsValue> {
         let protocol = protocol_choice(protocol)?;
         // The server's name only labels errors (JS passes the Core's `address(i)`, which
@@ -163,6 +165,7 @@ impl Codec {
             protocol,
             key_prefix: key_prefix.to_vec(),
             max_value_size: max_value_size as usize,
+            binary_keys: binary_keys.unwrap_or(false),
             ..Config::default()
         })
         .map_err(|e| js::error(&e))?;

@@ -103,6 +103,7 @@ impl Core {
             servers,
             ring_mode,
             key_prefix,
+            binary_keys: js::get(options, "binaryKeys").as_bool().unwrap_or(false),
             max_value_size: opt_f64(options, "maxValueSize")
                 .map_or(defaults.max_value_size, |n| n as usize),
             failure_limit: opt_f64(options, "failureLimit")
@@ -247,6 +248,12 @@ impl Core {
     #[wasm_bindgen(getter, js_name = keyPrefix)]
     pub fn key_prefix(&self) -> Vec<u8> {
         self.cluster.config().key_prefix.clone()
+    }
+
+    /// Whether keys outside the text rules go base64-encoded over meta (`binaryKeys`).
+    #[wasm_bindgen(getter, js_name = binaryKeys)]
+    pub fn binary_keys(&self) -> bool {
+        self.cluster.config().binary_keys
     }
 
     /// The largest value accepted, in bytes.

@@ -219,6 +219,7 @@ class Client {
         timeout: this._timeout,
         connectTimeout: this._connectTimeout,
         keyPrefix: this._prefix,
+        binaryKeys: core.binaryKeys,
         maxValueSize: core.maxValueSize,
         protocol: this._protocol,
         convention: this._convention,

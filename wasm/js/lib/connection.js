@@ -67,7 +67,7 @@ class Connection {
     this.port = opts.port;
     this.timeout = opts.timeout;
     this.connectTimeout = opts.connectTimeout;
-    this.codecArgs = [opts.address, opts.keyPrefix, opts.maxValueSize, opts.protocol, opts.convention];
+    this.codecArgs = [opts.address, opts.keyPrefix, opts.maxValueSize, opts.protocol, opts.convention, !!opts.binaryKeys];
     // Called once per request that fails with the connection (the client records health).
     this.onFailure = opts.onFailure || (() => {});
     this.sock = null;

@@ -92,6 +92,26 @@ test('multi-get across servers: one request per server, hits only, order kept', 
   c.close();
 });
 
+test('binaryKeys: keys with spaces and control bytes go base64 over meta', async () => {
+  const c = new Client(addrs, { binaryKeys: true });
+  const odd = ['b:with space', 'b:tab\there', 'b:nul\u0000\r\n'];
+  for (const [i, k] of odd.entries()) await c.set(k, `v${i}`);
+  for (const [i, k] of odd.entries()) assert.deepEqual(await c.get(k), Buffer.from(`v${i}`));
+  const got = await c.getMulti([...odd, 'b:plain', 'b:missing key']);
+  assert.deepEqual([...got.keys()].sort(), [...odd].sort());
+  assert.equal(await c.delete(odd[0]), true);
+  assert.equal(await c.get(odd[0]), null);
+  // The stored key is the raw bytes: the same item, whichever way it is named.
+  await c.set(Buffer.from('b:x y'), 'raw');
+  assert.deepEqual(await c.get('b:x y'), Buffer.from('raw'));
+  await assert.rejects(c.get(' '.repeat(187)), InvalidKeyError);
+  await assert.rejects(new Client(addrs).get('b:with space'), InvalidKeyError);
+  const text = new Client(addrs, { binaryKeys: true, protocol: 'text' });
+  await assert.rejects(text.get('b:tab\there'), (e) => e.kind === 'Unsupported');
+  text.close();
+  c.close();
+});
+
 test('a key prefix is sent but not hashed', async () => {
   const c = new Client(addrs, { keyPrefix: 'app1:' });
   const plain = new Client(addrs);
