@@ -856,7 +856,9 @@ const char *multiput_client_server_address(const struct MultiputClient *client, 
 /*
  The servers holding `key`'s copies, primary first: up to `cap` indexes into `indexes`, the
  count to `*count` (1 in plain mode: the ring owner; the replica count in replicated mode).
- Placement ignores the key prefix, as libmemcached does.
+ Placement ignores the key prefix, as libmemcached does, and takes any non-empty bytes: the
+ key rules are about what can be sent, and libmemcached (PECL `getServerByKey`, the
+ `*ByKey` server keys) places any key.
 
  # Safety
  `client` is live; `key` points to `key_len` bytes; `indexes` holds `cap` entries; `count`

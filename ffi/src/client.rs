@@ -1757,7 +1757,9 @@ pub unsafe extern "C" fn multiput_client_server_address(
 
 /// The servers holding `key`'s copies, primary first: up to `cap` indexes into `indexes`, the
 /// count to `*count` (1 in plain mode: the ring owner; the replica count in replicated mode).
-/// Placement ignores the key prefix, as libmemcached does.
+/// Placement ignores the key prefix, as libmemcached does, and takes any non-empty bytes: the
+/// key rules are about what can be sent, and libmemcached (PECL `getServerByKey`, the
+/// `*ByKey` server keys) places any key.
 ///
 /// # Safety
 /// `client` is live; `key` points to `key_len` bytes; `indexes` holds `cap` entries; `count`
@@ -1777,14 +1779,18 @@ pub unsafe extern "C" fn multiput_client_servers_for(
         if indexes.is_null() && cap > 0 {
             return Err(set_error(MULTIPUT_E_ARGUMENT, "indexes is null"));
         }
+        if key.is_empty() {
+            return Err(fail(&Error::InvalidKey {
+                reason: multiput::error::KeyProblem::Empty,
+            }));
+        }
         let cl = c.plain.cluster();
-        cl.check_key(key).map_err(|e| fail(&e))?;
         let list = match &c.repl {
             Some(r) => {
                 let p = r.policy();
                 cl.replicas_for(key, p.replicas, p.failover, Instant::now())
             }
-            None => vec![cl.route(key).map_err(|e| fail(&e))?],
+            None => cl.replicas_for(key, 1, false, Instant::now()),
         };
         for (i, s) in list.iter().take(cap).enumerate() {
             // SAFETY: `indexes` holds `cap` entries.

@@ -168,7 +168,6 @@ final class PeclDifferentialTest extends TestCase
      * from PECL"): label regex => why. Everything else must match exactly.
      */
     private const KNOWN = [
-        '/^getServerByKey$/' => 'getServerByKey with a key with a space: PECL places any key, multiput checks the key rules first',
         '/^(setMulti|deleteMulti) "a(\\\\t|\\\\n|\\\\u0000| )b"$|^(setMulti|deleteMulti) "a\x7f"$|^getMulti "a\\\\nb"$/' => 'multi-key calls, keys with spaces or control bytes: libmemcached sends them as they are (memcached stores some, the others leave the connection out of step); multiput reports RES_BAD_KEY_PROVIDED for them (with OPT_BINARY_PROTOCOL only a key with a newline, which the binary protocol of PECL carries in multi-key calls)',
         '/^fresh getOption OPT_SOCKET_(SEND|RECV)_SIZE$|^getOption OPT_SOCKET_(SEND|RECV)_SIZE$/' => 'PECL reports the kernel socket buffer sizes',
         '/^(touch|get) 250-byte$/' => 'with a prefix, PECL checks the key without it and sends a key the server refuses',
