@@ -169,6 +169,9 @@ pub enum KeyProblem {
     TooLong(usize),
     /// Contains a space, tab, CR, LF or other ASCII control byte at this offset.
     ForbiddenByte(usize),
+    /// A key that must go base64-encoded (binary keys) is longer than
+    /// [`crate::key::MAX_BINARY_KEY_LEN`] bytes: its encoded form would pass memcached's 250.
+    BinaryTooLong(usize),
 }
 
 impl fmt::Display for KeyProblem {
@@ -179,6 +182,12 @@ impl fmt::Display for KeyProblem {
             KeyProblem::ForbiddenByte(at) => {
                 write!(f, "the key has a space or control byte at offset {at}")
             }
+            KeyProblem::BinaryTooLong(n) => write!(
+                f,
+                "the key is {n} bytes long and, with spaces or control bytes, must be sent \
+                 base64-encoded: over the limit of {} for such keys",
+                crate::key::MAX_BINARY_KEY_LEN
+            ),
         }
     }
 }

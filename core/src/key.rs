@@ -52,7 +52,7 @@ pub fn validate_binary(key: &[u8]) -> Result<(), Error> {
     // memcached checks the encoded token against its 250-byte limit before decoding it.
     if key.len() > MAX_BINARY_KEY_LEN {
         return Err(Error::InvalidKey {
-            reason: KeyProblem::TooLong(key.len()),
+            reason: KeyProblem::BinaryTooLong(key.len()),
         });
     }
     Ok(())
@@ -113,5 +113,15 @@ mod tests {
             k
         );
         assert!(validate_binary(&[]).is_err());
+        validate_binary(&[b' '; MAX_BINARY_KEY_LEN]).unwrap();
+        assert!(matches!(
+            validate_binary(&[b' '; MAX_BINARY_KEY_LEN + 1]),
+            Err(Error::InvalidKey {
+                reason: KeyProblem::BinaryTooLong(187)
+            })
+        ));
+        // The longest binary key's base64 form fits memcached's 250-byte key token.
+        assert!(encode_binary_key(&[0u8; MAX_BINARY_KEY_LEN]).len() <= MAX_KEY_LEN);
+        assert!(encode_binary_key(&[0u8; MAX_BINARY_KEY_LEN + 1]).len() > MAX_KEY_LEN);
     }
 }

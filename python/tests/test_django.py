@@ -558,7 +558,10 @@ def test_async_calls_run_concurrently_without_blocking_the_loop(memcached_factor
     results, ticks = asyncio.run(main())
     server.resume()
     assert all(isinstance(r, exc.TimeoutError) for r in results)
-    assert ticks > 20  # the event loop kept running while the calls waited
+    # The event loop kept running while the calls waited (about 50 ticks of 10 ms in the 0.5 s
+    # timeout; a loop blocked by the calls would tick once or twice). No clock is read: the
+    # margin only has to survive a loaded machine.
+    assert ticks > 5
 
 
 def test_async_methods_are_specialized():

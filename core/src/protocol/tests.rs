@@ -1528,7 +1528,7 @@ fn invalid_keys_are_refused_and_nothing_is_written() {
     // Binary keys: any bytes, 1 to 186 of them (248 base64 characters).
     for (k, problem) in [
         (vec![], KeyProblem::Empty),
-        (vec![0u8; 187], KeyProblem::TooLong(187)),
+        (vec![0u8; 187], KeyProblem::BinaryTooLong(187)),
     ] {
         let mut buf = BytesMut::from(&b"mn\r\n"[..]);
         let r = meta::get(&mut buf, MetaKey::Binary(&k), &MetaGet::default());
