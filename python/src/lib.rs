@@ -596,6 +596,8 @@ pub struct Client {
     repl: Option<blocking::ReplicatedClient>,
     codec: Codec,
     servers: Vec<String>,
+    /// pymemcache's `ignore_exc`: get/gets/get_many/gets_many answer a failed read as a miss.
+    ignore_exc: bool,
 }
 
 enum Mode<'a> {
@@ -615,6 +617,16 @@ impl Client {
         match &self.repl {
             Some(_) => Err(not_supported(py, what)),
             None => Ok(&self.plain),
+        }
+    }
+
+    /// A failed read: `Ok(())` to answer it as a miss (`ignore_exc`, and not a bad key, which
+    /// is the caller's mistake), else the Python exception.
+    fn read_failed(&self, py: Python<'_>, e: &Error) -> PyResult<()> {
+        if self.ignore_exc && e.kind() != ErrorKind::InvalidKey {
+            Ok(())
+        } else {
+            Err(py_err(py, e))
         }
     }
 
@@ -723,6 +735,7 @@ impl Client {
         no_delay = None,
         default_noreply = None,
         allow_unicode_keys = None,
+        ignore_exc = false,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -754,6 +767,7 @@ impl Client {
         no_delay: Option<bool>,
         default_noreply: Option<bool>,
         allow_unicode_keys: Option<bool>,
+        ignore_exc: bool,
     ) -> PyResult<Self> {
         // pymemcache arguments with nothing to configure here: replies are always read, and
         // str keys are always UTF-8.
@@ -870,6 +884,7 @@ impl Client {
                 serde,
             },
             servers,
+            ignore_exc,
         })
     }
 
@@ -937,6 +952,7 @@ impl Client {
             repl: Some(repl),
             codec: self.codec.clone(),
             servers: self.servers.clone(),
+            ignore_exc: self.ignore_exc,
         })
     }
 
@@ -975,12 +991,12 @@ impl Client {
             Mode::Plain(c) => match nogil(py, || c.get(&k))? {
                 Ok(Some(v)) => self.codec.value_for(py, key, &v),
                 Ok(None) => Ok(missing(default)),
-                Err(e) => Err(py_err(py, &e)),
+                Err(e) => self.read_failed(py, &e).map(|()| missing(default)),
             },
             Mode::Replicated(r) => match nogil(py, || r.get(&k))? {
                 Ok(Some(v)) => self.codec.versioned(py, &v),
                 Ok(None) => Ok(missing(default)),
-                Err(e) => Err(py_err(py, &e)),
+                Err(e) => self.read_failed(py, &e).map(|()| missing(default)),
             },
         }
     }
@@ -1013,7 +1029,16 @@ impl Client {
                     cas_default.unwrap_or_else(none),
                 ],
             ),
-            Err(e) => Err(py_err(py, &e)),
+            Err(e) => {
+                self.read_failed(py, &e)?;
+                PyTuple::new(
+                    py,
+                    [
+                        default.unwrap_or_else(none),
+                        cas_default.unwrap_or_else(none),
+                    ],
+                )
+            }
         }
     }
 
@@ -1270,16 +1295,20 @@ impl Client {
             Mode::Plain(c) => {
                 let rs = nogil(py, || c.get_multi(&raw))?;
                 for (k, r) in objs.iter().zip(rs) {
-                    if let Some(v) = r.map_err(|e| py_err(py, &e))? {
-                        out.set_item(k, self.codec.value_for(py, k, &v)?)?;
+                    match r {
+                        Ok(Some(v)) => out.set_item(k, self.codec.value_for(py, k, &v)?)?,
+                        Ok(None) => {}
+                        Err(e) => self.read_failed(py, &e)?,
                     }
                 }
             }
             Mode::Replicated(r) => {
                 let rs = nogil(py, || r.get_multi(&raw))?;
                 for (k, r) in objs.iter().zip(rs) {
-                    if let Some(v) = r.map_err(|e| py_err(py, &e))? {
-                        out.set_item(k, self.codec.versioned(py, &v)?)?;
+                    match r {
+                        Ok(Some(v)) => out.set_item(k, self.codec.versioned(py, &v)?)?,
+                        Ok(None) => {}
+                        Err(e) => self.read_failed(py, &e)?,
                     }
                 }
             }
@@ -1302,8 +1331,10 @@ impl Client {
         }
         let rs = nogil(py, || c.gets_multi(&raw))?;
         for (k, r) in objs.iter().zip(rs) {
-            if let Some(v) = r.map_err(|e| py_err(py, &e))? {
-                out.set_item(k, (self.codec.value_for(py, k, &v)?, v.cas))?;
+            match r {
+                Ok(Some(v)) => out.set_item(k, (self.codec.value_for(py, k, &v)?, v.cas))?,
+                Ok(None) => {}
+                Err(e) => self.read_failed(py, &e)?,
             }
         }
         Ok(out)

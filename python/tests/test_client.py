@@ -412,6 +412,29 @@ def test_binary_keys_opt_in_sends_them_base64_over_meta(addresses, key):
         multiput.Client(addresses).get("has space")
 
 
+def test_ignore_exc_answers_failed_reads_as_misses(memcached_factory, key):
+    # pymemcache's option: a dead server's keys are misses, the live servers' keys are hits.
+    servers = memcached_factory(3)
+    addrs = [s.address for s in servers]
+    c = multiput.Client(addrs, ignore_exc=True, timeout=0.5, connect_timeout=0.5)
+    keys = [f"{key}:{i}" for i in range(30)]
+    c.set_many({k: k for k in keys})
+    dead = servers[1]
+    on_dead = [k for k in keys if c.server_for(k) == dead.address]
+    assert on_dead and len(on_dead) < len(keys)
+    dead.kill()
+    got = c.get_many(keys)
+    assert got == {k: k for k in keys if k not in on_dead}
+    assert c.get(on_dead[0], "dflt") == "dflt"
+    assert c.gets(on_dead[0]) == (None, None)
+    assert c.gets_many(keys).keys() == got.keys()
+    with pytest.raises(exc.InvalidKeyError):  # a bad key is the caller's mistake: still raised
+        c.get("bad key")
+    strict = multiput.Client(addrs, timeout=0.5, connect_timeout=0.5)
+    with pytest.raises(exc.ConnectionError):
+        strict.get_many(keys)
+
+
 def test_key_length_counts_utf8_bytes_and_prefix(key):
     c = multiput.Client([dead_address()], key_prefix="p:")
     with pytest.raises(exc.InvalidKeyError):

@@ -598,3 +598,71 @@ def test_key_warnings_are_errors_not_warnings():
         warnings.simplefilter("error", CacheKeyWarning)
         with pytest.raises(InvalidCacheKey):
             cache.get("bad key")
+
+
+# -- OPTIONS written for PyMemcacheCache / PyLibMCCache -------------------------------------
+
+try:  # pylibmc needs libmemcached; the interop test skips only if it cannot be installed
+    import pylibmc
+except ImportError:  # pragma: no cover
+    pylibmc = None
+
+from multiput.django import translate_options  # noqa: E402
+
+
+def test_pymemcache_options_from_djangos_docs_work(memcached_factory):
+    # Django's documented PyMemcacheCache OPTIONS, kept when only BACKEND changes.
+    servers = memcached_factory(2)
+    opts = {"no_delay": True, "ignore_exc": True, "max_pool_size": 4, "use_pooling": True}
+    backend = MultiputCache([s.address for s in servers], {"OPTIONS": opts})
+    backend.set("k", "v")
+    assert backend.get("k") == "v"
+    assert translate_options(opts) == {"pool_size": 4, "no_delay": True, "ignore_exc": True}
+    # ignore_exc: with a server gone, reads answer misses instead of raising.
+    for s in servers:
+        s.kill()
+    assert backend.get("k", "gone") == "gone"
+    assert backend.get_many(["k", "j"]) == {}
+    assert backend.has_key("k") is False
+
+
+def test_pylibmc_behaviors_choose_the_placement_and_settings():
+    t = translate_options
+    assert t({"binary": True}) == {"ring": "modula"}
+    assert t({"behaviors": {}})["ring"] == "modula"
+    assert t({"behaviors": {"ketama_weighted": True}})["ring"] == "libketama_compatible"
+    assert t({"behaviors": {"ketama": True, "hash": "md5"}})["ring"] == "ketama_md5"
+    assert t({"behaviors": {"distribution": "consistent", "hash": "md5"}})["ring"] == "ketama_md5"
+    got = t({"behaviors": {"tcp_nodelay": True, "connect_timeout": 250, "send_timeout": 300000,
+                           "receive_timeout": 400000, "retry_timeout": 2, "remove_failed": 3}})
+    assert got == {"ring": "modula", "tcp_nodelay": True, "connect_timeout": 0.25, "timeout": 0.4,
+                   "retry_interval": 2.0, "failure_limit": 3}
+    # multiput's own options win over translated ones.
+    assert t({"binary": True, "ring": "libketama_compatible"})["ring"] == "libketama_compatible"
+    for bad in ({"behaviors": {"ketama": True}},  # ketama without md5: not a placement we reproduce
+                {"behaviors": {"hash": "crc"}},
+                {"behaviors": {"num_replicas": 1}},
+                {"behaviors": {"no_such_behavior": 1}},
+                {"username": "u", "password": "p"},
+                {"tls_context": object()}):
+        with pytest.raises(exc.ConfigError):
+            t(bad)
+
+
+@pytest.mark.skipif(pylibmc is None, reason="pylibmc could not be installed")
+@pytest.mark.parametrize("behaviors", [None, {"ketama_weighted": True}, {"ketama": True, "hash": "md5"}],
+                         ids=["default", "ketama_weighted", "ketama_md5"])
+def test_pylibmc_options_find_what_pylibmccache_stored(memcached_factory, behaviors):
+    # A PyLibMCCache app and a MultiputCache app with the same OPTIONS share one fleet: every
+    # key is on the server where the other looks for it.
+    servers = memcached_factory(3)
+    addrs = [s.address for s in servers]
+    opts = {"binary": True} if behaviors is None else {"binary": True, "behaviors": behaviors}
+    pl = pylibmc.Client(addrs, binary=True, behaviors=behaviors or {})
+    backend = MultiputCache(addrs, {"OPTIONS": opts})
+    keys = [f"user:{i}:profile" for i in range(60)]
+    for k in keys:
+        assert pl.set(backend.make_key(k), b"from pylibmc")
+    assert backend.get_many(keys) == {k: b"from pylibmc" for k in keys}
+    homes = {backend._cache.server_for(backend.make_key(k)) for k in keys}
+    assert len(homes) == 3

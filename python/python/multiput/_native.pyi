@@ -99,6 +99,9 @@ class Client:
         ``noreply``.
     :param allow_unicode_keys: accepted for pymemcache compatibility and ignored: ``str`` keys
         are always UTF-8 encoded.
+    :param ignore_exc: pymemcache's option: ``get``, ``gets``, ``get_many`` and ``gets_many``
+        answer a failed read (timeout, dead server, protocol or server error) as a miss, and
+        ``get_many`` keeps the hits of the servers that answered. A bad key still raises.
 
     In replicated mode ``gets``, ``gat``, ``cas`` and ``gets_many`` raise
     :class:`~multiput.NotSupportedError`; ``incr``/``decr`` become exact counters and
@@ -138,6 +141,7 @@ class Client:
         no_delay: Optional[bool] = None,
         default_noreply: Optional[bool] = None,
         allow_unicode_keys: Optional[bool] = None,
+        ignore_exc: bool = False,
     ) -> None: ...
     @property
     def servers(self) -> List[str]:

@@ -24,6 +24,15 @@ Settings::
         }
     }
 
+Switching ``BACKEND`` from ``PyMemcacheCache`` or ``PyLibMCCache`` keeps working with the
+``OPTIONS`` written for them (see :func:`translate_options`): pymemcache's ``ignore_exc``
+(failed reads are misses), ``max_pool_size``, ``use_pooling``, ``retry_attempts``,
+``dead_timeout``; pylibmc's ``binary`` and ``behaviors`` (placement, timeouts, failure
+handling). pylibmc-style OPTIONS place keys where pylibmc placed them (modula unless the
+behaviors ask for ketama), so both apps find each other's keys during a migration; an option
+that would change behaviour multiput does not have (SASL, TLS, another hash) is refused with
+a ``ConfigError`` instead of being ignored.
+
 It keeps the contract of Django's memcached backends (``PyMemcacheCache``,
 ``PyLibMCCache``): timeouts as Django defines them (converted to absolute Unix time above 30
 days), ``InvalidCacheKey`` for keys memcached would refuse, ``incr``/``decr`` raising
@@ -66,9 +75,132 @@ from django.core.cache.backends.base import (
 import multiput
 from multiput import Client, MultiputError
 
-__all__ = ["MultiputCache", "NonNumericValueError"]
+__all__ = ["MultiputCache", "NonNumericValueError", "translate_options"]
 
 _BACKEND_OPTIONS = {"raise_on_set_failure", "MAX_ENTRIES", "CULL_FREQUENCY"}
+
+# pymemcache HashClient options with no counterpart to configure: multiput always pools
+# connections, keeps them open, and uses its own sockets.
+_PYMEMCACHE_ACCEPTED = {"use_pooling", "pool_idle_timeout", "lock_generator", "socket_module", "encoding"}
+
+# pylibmc behaviors that only tune libmemcached's own I/O (multiput pipelines, never buffers
+# writes, checks keys itself and always reads CAS uniques on demand).
+_PYLIBMC_IO_BEHAVIORS = {
+    "no_block", "buffer_requests", "cas", "verify_keys", "cache_lookups", "sort_hosts",
+    "io_msg_watermark", "io_bytes_watermark", "io_key_prefetch", "noreply", "tcp_keepalive",
+    "poll_timeout", "socket_send_size", "socket_recv_size", "auto_eject", "_retry_timeout",
+}
+
+
+def _placement(behaviors: Dict[str, Any]) -> str:
+    """The ring mode for pylibmc ``behaviors``, as libmemcached places keys under them."""
+
+    def on(name: str) -> bool:
+        return bool(behaviors.get(name))
+
+    hash_ = str(behaviors.get("hash", "default")).lower()
+    ketama_hash = str(behaviors.get("ketama_hash", "md5")).lower()
+    distribution = str(behaviors.get("distribution", "")).lower()
+    if ketama_hash != "md5":
+        raise multiput.ConfigError(f"pylibmc behavior ketama_hash={ketama_hash!r}: multiput's rings hash points with MD5 only")
+    if on("ketama_weighted") or distribution == "consistent_ketama_weighted":
+        return "libketama_compatible"
+    if on("ketama") or distribution in ("consistent", "consistent_ketama"):
+        if hash_ == "md5":
+            return "ketama_md5"
+        raise multiput.ConfigError(
+            "pylibmc behaviors ketama/consistent with hash %r: a placement multiput does not reproduce "
+            "(use {'ketama_weighted': True}, or {'ketama': True, 'hash': 'md5'})" % hash_
+        )
+    if distribution in ("", "modula") and hash_ in ("default", "one_at_a_time"):
+        return "modula"
+    raise multiput.ConfigError(
+        f"pylibmc behaviors distribution={distribution!r} hash={hash_!r}: a placement multiput does not reproduce"
+    )
+
+
+def translate_options(options: Dict[str, Any]) -> Dict[str, Any]:
+    """Turn ``OPTIONS`` written for Django's ``PyMemcacheCache`` (pymemcache ``HashClient``
+    arguments) or ``PyLibMCCache`` (pylibmc ``Client`` arguments) into ``multiput.Client``
+    arguments; multiput's own options pass through, and win over translated ones.
+
+    pymemcache: ``max_pool_size`` -> ``pool_size``; ``retry_attempts`` -> ``failure_limit``;
+    ``dead_timeout`` (or ``retry_timeout``) -> ``retry_interval``; ``ignore_exc`` is
+    ``multiput.Client``'s own (failed reads are misses); ``use_pooling``, ``pool_idle_timeout``,
+    ``lock_generator``, ``socket_module``, ``encoding`` are accepted (nothing to set: connections
+    are always pooled and kept); a ``hasher`` or ``tls_context`` is refused.
+
+    pylibmc: ``binary`` is accepted (multiput speaks text/meta; stored items are the same);
+    ``username``/``password`` (SASL) are refused; ``behaviors`` choose the placement
+    (``ketama_weighted`` -> ``libketama_compatible``, ``ketama`` + ``hash: md5`` ->
+    ``ketama_md5``, none -> ``modula``, pylibmc's default, which is also the default for any
+    pylibmc-style OPTIONS), ``tcp_nodelay``, ``connect_timeout`` (ms), ``send_timeout`` /
+    ``receive_timeout`` (us), ``retry_timeout`` / ``dead_timeout`` (s), ``failure_limit``;
+    ``remove_failed`` N -> ``failure_limit`` N; ``num_replicas`` (libmemcached's unacknowledged
+    replication) is refused: use multiput's ``replicas``, which changes the stored format.
+    """
+    own = dict(options)
+    out: Dict[str, Any] = {}
+    pylibmc_style = False
+
+    # pymemcache
+    if "max_pool_size" in own:
+        out["pool_size"] = int(own.pop("max_pool_size"))
+    if "retry_attempts" in own:
+        out["failure_limit"] = max(1, int(own.pop("retry_attempts")))
+    for name in ("dead_timeout", "retry_timeout"):
+        if name in own:
+            out["retry_interval"] = float(own.pop(name))
+    for name in _PYMEMCACHE_ACCEPTED:
+        own.pop(name, None)
+    if own.pop("hasher", None) is not None:
+        raise multiput.ConfigError("pymemcache hasher: multiput places keys with its ring option (libketama_compatible, ketama_md5, modula)")
+    if own.pop("tls_context", None) is not None:
+        raise multiput.ConfigError("tls_context: multiput does not speak TLS")
+
+    # pylibmc
+    if "binary" in own:
+        own.pop("binary")
+        pylibmc_style = True
+    for name in ("username", "password"):
+        if own.pop(name, None) is not None:
+            raise multiput.ConfigError("pylibmc username/password (SASL): multiput does not authenticate")
+    behaviors = own.pop("behaviors", None)
+    if behaviors is not None:
+        pylibmc_style = True
+        b = dict(behaviors)
+        if b.get("num_replicas"):
+            raise multiput.ConfigError(
+                "pylibmc num_replicas (libmemcached replication): use multiput's replicas option, "
+                "which writes acknowledged, timestamped copies"
+            )
+        out["ring"] = _placement(b)
+        if "tcp_nodelay" in b:
+            out["tcp_nodelay"] = bool(b["tcp_nodelay"])
+        if "connect_timeout" in b:
+            out["connect_timeout"] = float(b["connect_timeout"]) / 1000.0
+        io_us = [float(b[n]) for n in ("send_timeout", "receive_timeout") if b.get(n)]
+        if io_us:
+            out["timeout"] = max(io_us) / 1e6
+        for name in ("retry_timeout", "dead_timeout"):
+            if b.get(name):
+                out["retry_interval"] = float(b[name])
+        if b.get("failure_limit"):
+            out["failure_limit"] = int(b["failure_limit"])
+        if b.get("remove_failed"):
+            out["failure_limit"] = int(b["remove_failed"])
+        known = _PYLIBMC_IO_BEHAVIORS | {
+            "ketama", "ketama_weighted", "ketama_hash", "hash", "distribution", "tcp_nodelay",
+            "connect_timeout", "send_timeout", "receive_timeout", "retry_timeout", "dead_timeout",
+            "failure_limit", "remove_failed", "num_replicas",
+        }
+        unknown = sorted(set(b) - known)
+        if unknown:
+            raise multiput.ConfigError(f"pylibmc behaviors multiput does not know: {', '.join(unknown)}")
+    if pylibmc_style:
+        out.setdefault("ring", "modula")
+    out.update(own)
+    return out
 _clients: Dict[Tuple[Any, ...], Client] = {}
 _clients_lock = threading.Lock()
 
@@ -115,7 +247,7 @@ class MultiputCache(BaseCache):
             self._servers = list(server)
         options = dict(params.get("OPTIONS") or {})
         self._raise_on_set_failure = bool(options.get("raise_on_set_failure", False))
-        self._options = {k: v for k, v in options.items() if k not in _BACKEND_OPTIONS}
+        self._options = translate_options({k: v for k, v in options.items() if k not in _BACKEND_OPTIONS})
         self._client: Optional[Client] = None
 
     @property
