@@ -211,6 +211,10 @@ pub enum Mode {
     /// consistent, weights ignored.
     #[value(name = "modula")]
     Modula,
+    /// pymemcache's HashClient (Django's PyMemcacheCache): rendezvous hashing with murmur3 over
+    /// "host:port-key"; weights ignored.
+    #[value(name = "rendezvous", alias = "pymemcache")]
+    Rendezvous,
 }
 
 impl From<Mode> for RingMode {
@@ -219,6 +223,7 @@ impl From<Mode> for RingMode {
             Mode::LibketamaCompatible => RingMode::LibketamaCompatible,
             Mode::KetamaMd5 => RingMode::KetamaMd5,
             Mode::Modula => RingMode::Modula,
+            Mode::Rendezvous => RingMode::Rendezvous,
         }
     }
 }

@@ -491,7 +491,14 @@ fn ring_matches_every_vector_from_stdin() {
     let mut files = load_vectors();
     let shared = files.len();
     files.extend(repo_modula_vectors());
-    assert!(files.len() >= shared + 4, "the modula vectors are missing");
+    files.extend(load_vectors_in(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/vectors/pymemcache"
+    ))));
+    assert!(
+        files.len() >= shared + 9,
+        "the modula or pymemcache vectors are missing"
+    );
     let mut report = String::new();
     let mut total = 0;
     for f in &files {

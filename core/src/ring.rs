@@ -62,6 +62,15 @@
 //! replicas and to pick failover targets, so the second choice for a key is the server that
 //! would own it if the first were removed from the ring (for equal point counts).
 //!
+//! # pymemcache's placement
+//!
+//! [`RingMode::Rendezvous`] is not a ring: it reproduces pymemcache's `HashClient` (what
+//! Django's `PyMemcacheCache` uses), highest-random-weight hashing. Every server scores
+//! [`hash_pymemcache`]`(label + "-" + key)`, its label being `host:port` (port always written,
+//! 11211 when omitted; an IPv6 host without brackets); the highest score owns the key, a tie
+//! going to the larger label. The preference list is the servers by descending score. Weights
+//! are ignored. The contract is `docs/vectors/pymemcache/`, made with pymemcache itself.
+//!
 //! libmemcached's own replication (php-memcached `OPT_NUMBER_OF_REPLICAS`,
 //! `MEMCACHED_BEHAVIOR_NUMBER_OF_REPLICAS`) works differently: it writes replicas to the servers
 //! that follow the primary *by index in the server list* (primary + 1, + 2, ... modulo the
@@ -105,6 +114,10 @@ pub enum RingMode {
     /// [`hash_one_at_a_time`]`(key) % n`; weights are ignored, and adding or removing a
     /// server moves most keys. For sharing keys with such clients; not consistent.
     Modula,
+    /// pymemcache's `HashClient` placement (Django's `PyMemcacheCache`): rendezvous
+    /// (highest-random-weight) hashing with pymemcache's murmur3 over `host:port-key`, see
+    /// the module docs. Weights are ignored; removing a server moves only its own keys.
+    Rendezvous,
 }
 
 impl RingMode {
@@ -114,6 +127,7 @@ impl RingMode {
             RingMode::LibketamaCompatible => "libketama_compatible",
             RingMode::KetamaMd5 => "ketama_md5",
             RingMode::Modula => "modula",
+            RingMode::Rendezvous => "rendezvous",
         }
     }
 }
@@ -128,18 +142,20 @@ impl fmt::Display for RingMode {
 impl FromStr for RingMode {
     type Err = Error;
 
-    /// Accepts `libketama_compatible`, `ketama_md5` and `modula` (ASCII case and `-` for `_`
-    /// tolerated).
+    /// Accepts `libketama_compatible`, `ketama_md5`, `modula` and `rendezvous` (alias
+    /// `pymemcache`) (ASCII case and `-` for `_` tolerated).
     fn from_str(s: &str) -> Result<RingMode, Error> {
         let norm = s.trim().to_ascii_lowercase().replace('-', "_");
         match norm.as_str() {
             "libketama_compatible" => Ok(RingMode::LibketamaCompatible),
             "ketama_md5" => Ok(RingMode::KetamaMd5),
             "modula" => Ok(RingMode::Modula),
+            "rendezvous" | "pymemcache" => Ok(RingMode::Rendezvous),
             _ => Err(Error::Config(format!(
                 "unknown ring mode {s:?}: expected \"libketama_compatible\" (php-memcached \
-                 OPT_LIBKETAMA_COMPATIBLE, pylibmc ketama_weighted), \"ketama_md5\" or \
-                 \"modula\" (libmemcached's default distribution)"
+                 OPT_LIBKETAMA_COMPATIBLE, pylibmc ketama_weighted), \"ketama_md5\", \
+                 \"modula\" (libmemcached's default distribution) or \"rendezvous\" \
+                 (pymemcache's HashClient)"
             ))),
         }
     }
@@ -169,6 +185,76 @@ pub fn hash_one_at_a_time(key: &[u8]) -> u32 {
     h.wrapping_add(h << 15)
 }
 
+/// pymemcache's `murmur3_32` (seed 0) as its `RendezvousHash` applies it: to a Python `str`,
+/// one unit per code point, each unit the code point's low byte, the length counted in code
+/// points. `text` is UTF-8 decoded for that; bytes that are not UTF-8 are taken one unit per
+/// byte (pymemcache itself would hash a `bytes` key's `repr`, which no other client shares).
+pub fn hash_pymemcache(text: &[u8]) -> u32 {
+    let mut units = [0u8; 768];
+    let len = pymemcache_units(text, &mut units);
+    match len {
+        Some(n) => murmur3_32(&units[..n]),
+        None => {
+            let mut v = Vec::with_capacity(text.len());
+            push_units(text, &mut v);
+            murmur3_32(&v)
+        }
+    }
+}
+
+/// The units of `text` into `out`; `None` when they do not fit.
+fn pymemcache_units(text: &[u8], out: &mut [u8]) -> Option<usize> {
+    if text.is_ascii() {
+        out.get_mut(..text.len())?.copy_from_slice(text);
+        return Some(text.len());
+    }
+    let mut v = Vec::new();
+    push_units(text, &mut v);
+    out.get_mut(..v.len())?.copy_from_slice(&v);
+    Some(v.len())
+}
+
+fn push_units(text: &[u8], out: &mut Vec<u8>) {
+    match std::str::from_utf8(text) {
+        Ok(s) => out.extend(s.chars().map(|c| c as u32 as u8)),
+        Err(_) => out.extend_from_slice(text),
+    }
+}
+
+/// MurmurHash3 x86 32-bit, seed 0 (Austin Appleby's reference algorithm).
+fn murmur3_32(data: &[u8]) -> u32 {
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+    let mut h: u32 = 0;
+    let mut blocks = data.chunks_exact(4);
+    for b in &mut blocks {
+        let mut k = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+        h ^= k;
+        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    }
+    let tail = blocks.remainder();
+    if !tail.is_empty() {
+        let mut k: u32 = 0;
+        for (i, &b) in tail.iter().enumerate() {
+            k |= u32::from(b) << (8 * i);
+        }
+        h ^= k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    }
+    h ^= data.len() as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// The label pymemcache's `HashClient` gives a server: `host:port`, port always written.
+fn pymemcache_label(s: &ServerSpec) -> Vec<u8> {
+    let host = s.host.trim_start_matches('[').trim_end_matches(']');
+    format!("{host}:{}-", s.effective_port()).into_bytes()
+}
+
 /// An immutable ketama ring over a list of servers.
 ///
 /// Indices returned by lookups refer to the slice given to [`Ring::new`] (also available as
@@ -184,6 +270,8 @@ pub struct Ring {
     owners: Vec<u32>,
     /// Number of points each server received.
     counts: Vec<u32>,
+    /// [`RingMode::Rendezvous`]: each server's `host:port-` label (scored with the key).
+    labels: Vec<Vec<u8>>,
 }
 
 impl Ring {
@@ -209,10 +297,10 @@ impl Ring {
         let weighted = match mode {
             RingMode::LibketamaCompatible => true,
             RingMode::KetamaMd5 => servers.iter().any(|s| s.effective_weight() > 1),
-            RingMode::Modula => false,
+            RingMode::Modula | RingMode::Rendezvous => false,
         };
 
-        let counts: Vec<u32> = if mode == RingMode::Modula {
+        let counts: Vec<u32> = if matches!(mode, RingMode::Modula | RingMode::Rendezvous) {
             vec![0; servers.len()]
         } else if weighted {
             weighted_point_counts(servers)
@@ -251,6 +339,11 @@ impl Ring {
         let values = points.iter().map(|&p| (p >> 32) as u32).collect();
         let owners = points.iter().map(|&p| p as u32).collect();
 
+        let labels = if mode == RingMode::Rendezvous {
+            servers.iter().map(pymemcache_label).collect()
+        } else {
+            Vec::new()
+        };
         Ring {
             servers: servers.to_vec(),
             mode,
@@ -258,7 +351,30 @@ impl Ring {
             values,
             owners,
             counts,
+            labels,
         }
+    }
+
+    /// [`RingMode::Rendezvous`]: server `i`'s score for `key` (pymemcache's murmur3 of
+    /// `host:port-key`).
+    fn score(&self, i: usize, key: &[u8]) -> u32 {
+        let label = &self.labels[i];
+        let mut buf = [0u8; 1024];
+        if label.len() + key.len() <= buf.len() && label.is_ascii() && key.is_ascii() {
+            buf[..label.len()].copy_from_slice(label);
+            buf[label.len()..label.len() + key.len()].copy_from_slice(key);
+            return murmur3_32(&buf[..label.len() + key.len()]);
+        }
+        let mut text = Vec::with_capacity(label.len() + key.len());
+        text.extend_from_slice(label);
+        text.extend_from_slice(key);
+        hash_pymemcache(&text)
+    }
+
+    /// [`RingMode::Rendezvous`]: whether server `a` with score `sa` beats `b` with `sb`
+    /// (pymemcache: the higher score; on a tie the larger label).
+    fn beats(&self, a: usize, sa: u32, b: usize, sb: u32) -> bool {
+        sa > sb || (sa == sb && self.labels[a] > self.labels[b])
     }
 
     /// The mode the ring was built with.
@@ -313,6 +429,16 @@ impl Ring {
             0 => None,
             1 => Some(0),
             n if self.mode == RingMode::Modula => Some(hash_one_at_a_time(key) as usize % n),
+            n if self.mode == RingMode::Rendezvous => {
+                let mut best = (0, self.score(0, key));
+                for i in 1..n {
+                    let s = self.score(i, key);
+                    if self.beats(i, s, best.0, best.1) {
+                        best = (i, s);
+                    }
+                }
+                Some(best.0)
+            }
             _ => self.server_for_hash(hash_key(key)),
         }
     }
@@ -320,8 +446,12 @@ impl Ring {
     /// The server owning the ring position `hash` (as computed by [`hash_key`]): the owner of
     /// the first point `>= hash`, wrapping to the first point. `None` when the ring is empty.
     /// In [`RingMode::Modula`], `hash` is a [`hash_one_at_a_time`] value and the owner is
-    /// `hash % n`.
+    /// `hash % n`. [`RingMode::Rendezvous`] has no key hash to go by (each server scores the
+    /// key itself): `None`; use [`Ring::server_for`].
     pub fn server_for_hash(&self, hash: u32) -> Option<usize> {
+        if self.mode == RingMode::Rendezvous {
+            return None;
+        }
         if self.mode == RingMode::Modula {
             return (!self.servers.is_empty()).then(|| hash as usize % self.servers.len());
         }
@@ -367,6 +497,19 @@ impl Ring {
             let n = self.servers.len();
             let first = hash_one_at_a_time(key) as usize % n;
             out.extend((0..want).map(|i| (first + i) % n));
+            return;
+        }
+        if self.mode == RingMode::Rendezvous {
+            // The servers by descending score (pymemcache's owner first, then the owner it
+            // would pick if that one were removed, and so on).
+            let mut scored: Vec<(usize, u32)> = (0..self.servers.len())
+                .map(|i| (i, self.score(i, key)))
+                .collect();
+            scored.sort_unstable_by(|&(a, sa), &(b, sb)| {
+                sb.cmp(&sa)
+                    .then_with(|| self.labels[b].cmp(&self.labels[a]))
+            });
+            out.extend(scored.iter().take(want).map(|&(i, _)| i));
             return;
         }
         let Some(start) = self.first_point_at(hash_key(key)) else {

@@ -182,6 +182,57 @@ fn repo_modula_vectors_map_to_the_libmemcached_server() {
     assert!(total >= 3600, "only {total} cases");
 }
 
+/// The pymemcache vectors in the repo (`docs/vectors/pymemcache/`, made by
+/// `scripts/gen-pymemcache-vectors.py` with pymemcache's own `HashClient`): the contract for
+/// [`RingMode::Rendezvous`], including non-ASCII keys (hashed as pymemcache hashes a `str`).
+#[test]
+fn repo_pymemcache_vectors_map_to_the_server_pymemcache_picks() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/vectors/pymemcache");
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 5,
+        "pymemcache vector files missing in {}",
+        dir.display()
+    );
+    let mut failures = String::new();
+    let mut total = 0;
+    for path in &files {
+        let (checked, report) = check_file(path);
+        failures.push_str(&report);
+        total += checked;
+    }
+    assert!(
+        failures.is_empty(),
+        "pymemcache vectors failed:\n{failures}"
+    );
+    assert!(total >= 5000, "only {total} cases");
+}
+
+#[test]
+fn rendezvous_preference_lists_start_with_the_owner_and_survive_a_removal() {
+    let servers = fleet(7, &[]);
+    let ring = Ring::new(&servers, RingMode::Rendezvous);
+    for i in 0..500 {
+        let key = format!("pref:{i}");
+        let list = ring.preference_list(key.as_bytes(), 7);
+        assert_eq!(list.len(), 7);
+        assert_eq!(Some(list[0]), ring.server_for(key.as_bytes()), "{key}");
+        // Highest random weight: without the owner, the key goes to the second choice.
+        let rest: Vec<ServerSpec> = (0..7)
+            .filter(|&j| j != list[0])
+            .map(|j| servers[j].clone())
+            .collect();
+        let smaller = Ring::new(&rest, RingMode::Rendezvous);
+        let owner = &rest[smaller.server_for(key.as_bytes()).unwrap()];
+        assert_eq!(owner.address(), servers[list[1]].address(), "{key}");
+    }
+}
+
 fn fleet(n: usize, weights: &[u32]) -> Vec<ServerSpec> {
     (0..n)
         .map(|i| {

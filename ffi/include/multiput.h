@@ -549,7 +549,7 @@ int32_t multiput_config_new(struct MultiputConfig **out);
  | name | value | default |
  | --- | --- | --- |
  | `servers` | `host[:port[:weight]],...` (replaces the list; hosts hashed as written) | none |
- | `mode` | `libketama_compatible`, `ketama_md5` or `modula` (PECL's default distribution) | `libketama_compatible` |
+ | `mode` | `libketama_compatible`, `ketama_md5`, `modula` (PECL's default distribution) or `rendezvous` (pymemcache's HashClient) | `libketama_compatible` |
  | `protocol` | `auto`, `text`, `meta` | `auto` |
  | `timeout_ms`, `connect_timeout_ms` | request and connect bounds | 1000 |
  | `retry_ms` | how long a down server is skipped | 1000 |

@@ -962,7 +962,7 @@ impl Client {
         self.codec.convention.as_str()
     }
 
-    /// The ring mode: `"libketama_compatible"`, `"ketama_md5"` or `"modula"`.
+    /// The ring mode: `"libketama_compatible"`, `"ketama_md5"`, `"modula"` or `"rendezvous"`.
     #[getter]
     fn ring(&self) -> &'static str {
         self.plain.cluster().ring().mode().as_str()

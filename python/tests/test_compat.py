@@ -349,3 +349,22 @@ def test_replies_match_pymemcache_with_noreply_false(one):
         key = prefix + ":text"
         mp.set(key, b"not a number")
         mp.incr(key, 1)
+
+
+def test_ring_rendezvous_places_keys_where_pymemcache_hashclient_does(memcached_factory):
+    from pymemcache.client.hash import HashClient
+
+    servers = memcached_factory(3)
+    addrs = [s.address for s in servers]
+    hc = HashClient(addrs, allow_unicode_keys=True, default_noreply=False)  # acknowledged sets
+    c = multiput.Client(addrs, ring="rendezvous")
+    assert c.ring == "rendezvous"
+    keys = [f"k:{i}" for i in range(200)] + [f"ü:{i}:🙂" for i in range(50)]
+    for k in keys:
+        assert hc.set(k, k.encode())
+    got = c.get_many(keys)
+    assert got == {k: k.encode() for k in keys}
+    for k in keys[:50]:
+        host, port = hc._get_client(k).server
+        assert c.server_for(k) == f"{host}:{port}"
+    hc.close()

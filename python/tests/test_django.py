@@ -617,7 +617,7 @@ def test_pymemcache_options_from_djangos_docs_work(memcached_factory):
     backend = MultiputCache([s.address for s in servers], {"OPTIONS": opts})
     backend.set("k", "v")
     assert backend.get("k") == "v"
-    assert translate_options(opts) == {"pool_size": 4, "no_delay": True, "ignore_exc": True}
+    assert translate_options(opts) == {"pool_size": 4, "no_delay": True, "ignore_exc": True, "ring": "rendezvous"}
     # ignore_exc: with a server gone, reads answer misses instead of raising.
     for s in servers:
         s.kill()
@@ -666,3 +666,20 @@ def test_pylibmc_options_find_what_pylibmccache_stored(memcached_factory, behavi
     assert backend.get_many(keys) == {k: b"from pylibmc" for k in keys}
     homes = {backend._cache.server_for(backend.make_key(k)) for k in keys}
     assert len(homes) == 3
+
+
+def test_pymemcache_options_find_what_pymemcachecache_stored(memcached_factory):
+    # A PyMemcacheCache app (pymemcache's HashClient) and a MultiputCache app with its OPTIONS
+    # share one fleet: every key, unicode ones included, is where the other looks for it.
+    from pymemcache.client.hash import HashClient
+
+    servers = memcached_factory(4)
+    addrs = [s.address for s in servers]
+    hc = HashClient(addrs, use_pooling=True, max_pool_size=2, allow_unicode_keys=True, default_noreply=False)
+    backend = MultiputCache(addrs, {"OPTIONS": {"use_pooling": True, "max_pool_size": 2}})
+    keys = [f"user:{i}:profile" for i in range(60)] + [f"café:{i}:日本" for i in range(20)]
+    for k in keys:
+        assert hc.set(backend.make_key(k), b"from pymemcache")
+    assert backend.get_many(keys) == {k: b"from pymemcache" for k in keys}
+    assert len({backend._cache.server_for(backend.make_key(k)) for k in keys}) == 4
+    hc.close()

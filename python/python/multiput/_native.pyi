@@ -69,9 +69,11 @@ class Client:
         ``OPT_PREFIX_KEY``).
     :param ring: ``"libketama_compatible"`` (= ``"ketama_weighted"``, pylibmc
         ``{"ketama_weighted": True}``, php-memcached ``OPT_LIBKETAMA_COMPATIBLE``; the
-        default), ``"ketama_md5"`` (pylibmc ``{"ketama": True, "hash": "md5"}``) or
+        default), ``"ketama_md5"`` (pylibmc ``{"ketama": True, "hash": "md5"}``),
         ``"modula"`` (libmemcached's default distribution: pylibmc without behaviors, as
-        Django's ``PyLibMCCache`` uses it, and php-memcached without distribution options).
+        Django's ``PyLibMCCache`` uses it, and php-memcached without distribution options) or
+        ``"rendezvous"`` (= ``"pymemcache"``: pymemcache's ``HashClient``, as Django's
+        ``PyMemcacheCache`` uses it).
     :param protocol: ``"auto"`` (meta protocol where the server has it; the default),
         ``"text"`` or ``"meta"``.
     :param max_value_size: the largest value accepted (memcached's ``-I``; 1 MiB).
@@ -160,7 +162,7 @@ class Client:
         """``"python"`` or ``"php"``."""
     @property
     def ring(self) -> str:
-        """``"libketama_compatible"``, ``"ketama_md5"`` or ``"modula"``."""
+        """``"libketama_compatible"``, ``"ketama_md5"``, ``"modula"`` or ``"rendezvous"``."""
     def get(self, key: Key, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` on a miss."""
     def gets(self, key: Key, default: Any = None, cas_default: Any = None) -> Tuple[Any, Any]:

@@ -28,8 +28,10 @@ Switching ``BACKEND`` from ``PyMemcacheCache`` or ``PyLibMCCache`` keeps working
 ``OPTIONS`` written for them (see :func:`translate_options`): pymemcache's ``ignore_exc``
 (failed reads are misses), ``max_pool_size``, ``use_pooling``, ``retry_attempts``,
 ``dead_timeout``; pylibmc's ``binary`` and ``behaviors`` (placement, timeouts, failure
-handling). pylibmc-style OPTIONS place keys where pylibmc placed them (modula unless the
-behaviors ask for ketama), so both apps find each other's keys during a migration; an option
+handling). Such OPTIONS also place keys where that library placed them (pymemcache:
+rendezvous hashing; pylibmc: modula unless the behaviors ask for ketama), so both apps find
+each other's keys during a migration (``"ring": "rendezvous"`` for a ``PyMemcacheCache``
+without OPTIONS, ``"ring": "modula"`` for a ``PyLibMCCache`` without OPTIONS); an option
 that would change behaviour multiput does not have (SASL, TLS, another hash) is refused with
 a ``ConfigError`` instead of being ignored.
 
@@ -83,6 +85,13 @@ _BACKEND_OPTIONS = {"raise_on_set_failure", "MAX_ENTRIES", "CULL_FREQUENCY"}
 # connections, keeps them open, and uses its own sockets.
 _PYMEMCACHE_ACCEPTED = {"use_pooling", "pool_idle_timeout", "lock_generator", "socket_module", "encoding"}
 
+# Arguments only pymemcache's HashClient takes: OPTIONS holding one were written for
+# PyMemcacheCache, whose keys are placed by pymemcache's rendezvous hashing.
+_PYMEMCACHE_ONLY = {
+    "max_pool_size", "use_pooling", "pool_idle_timeout", "lock_generator", "socket_module",
+    "retry_attempts", "retry_timeout", "dead_timeout", "hasher", "encoding",
+}
+
 # pylibmc behaviors that only tune libmemcached's own I/O (multiput pipelines, never buffers
 # writes, checks keys itself and always reads CAS uniques on demand).
 _PYLIBMC_IO_BEHAVIORS = {
@@ -128,7 +137,10 @@ def translate_options(options: Dict[str, Any]) -> Dict[str, Any]:
     ``dead_timeout`` (or ``retry_timeout``) -> ``retry_interval``; ``ignore_exc`` is
     ``multiput.Client``'s own (failed reads are misses); ``use_pooling``, ``pool_idle_timeout``,
     ``lock_generator``, ``socket_module``, ``encoding`` are accepted (nothing to set: connections
-    are always pooled and kept); a ``hasher`` or ``tls_context`` is refused.
+    are always pooled and kept); a ``hasher`` or ``tls_context`` is refused. OPTIONS with any
+    of these pymemcache-only arguments place keys as pymemcache's ``HashClient`` does
+    (``ring="rendezvous"``); Django's ``PyMemcacheCache`` with no OPTIONS does too, so set
+    ``"ring": "rendezvous"`` when the other apps run it without OPTIONS.
 
     pylibmc: ``binary`` is accepted (multiput speaks text/meta; stored items are the same);
     ``username``/``password`` (SASL) are refused; ``behaviors`` choose the placement
@@ -142,6 +154,7 @@ def translate_options(options: Dict[str, Any]) -> Dict[str, Any]:
     own = dict(options)
     out: Dict[str, Any] = {}
     pylibmc_style = False
+    pymemcache_style = any(name in own for name in _PYMEMCACHE_ONLY)
 
     # pymemcache
     if "max_pool_size" in own:
@@ -197,8 +210,12 @@ def translate_options(options: Dict[str, Any]) -> Dict[str, Any]:
         unknown = sorted(set(b) - known)
         if unknown:
             raise multiput.ConfigError(f"pylibmc behaviors multiput does not know: {', '.join(unknown)}")
+    if pylibmc_style and pymemcache_style:
+        raise multiput.ConfigError("OPTIONS mix pymemcache and pylibmc arguments: which placement do the other apps use?")
     if pylibmc_style:
         out.setdefault("ring", "modula")
+    if pymemcache_style:
+        out.setdefault("ring", "rendezvous")
     out.update(own)
     return out
 _clients: Dict[Tuple[Any, ...], Client] = {}

@@ -13,9 +13,16 @@ const files = list(RING_VECTORS);
 // The repo's modula vectors (libmemcached's default distribution, made with php-memcached).
 const MODULA = path.join(__dirname, '..', '..', '..', 'docs', 'vectors', 'ring');
 const modulaFiles = list(MODULA);
+// The repo's pymemcache vectors (rendezvous hashing, made with pymemcache's HashClient).
+const PYMEMCACHE = path.join(__dirname, '..', '..', '..', 'docs', 'vectors', 'pymemcache');
+const pymemcacheFiles = list(PYMEMCACHE);
 
 test('the repo modula vectors are there', () => {
   assert.ok(modulaFiles.length >= 4, `expected modula vectors in ${MODULA}`);
+});
+
+test('the repo pymemcache vectors are there', () => {
+  assert.ok(pymemcacheFiles.length >= 5, `expected pymemcache vectors in ${PYMEMCACHE}`);
 });
 
 test('the shared ring vectors are there', () => {
@@ -24,7 +31,7 @@ test('the shared ring vectors are there', () => {
 
 const spec = (s) => `${s.host.includes(':') ? `[${s.host}]` : s.host}:${s.port}:${s.weight}`;
 
-for (const [dir, file] of [...files.map((f) => [RING_VECTORS, f]), ...modulaFiles.map((f) => [MODULA, f])]) {
+for (const [dir, file] of [...files.map((f) => [RING_VECTORS, f]), ...modulaFiles.map((f) => [MODULA, f]), ...pymemcacheFiles.map((f) => [PYMEMCACHE, f])]) {
   test(`ring vectors ${file}`, () => {
     const v = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8'));
     assert.ok(v.cases.length > 0, 'a vector file without cases');
