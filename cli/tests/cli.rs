@@ -1059,9 +1059,9 @@ fn bad_servers_and_options_are_usage_errors() {
     fails(run(&["ring", "k"]), 2, "--servers");
     fails(run(&["health"]), 2, "--servers");
     fails(
-        mp("h", &["--mode", "rendezvous", "ring", "k"]),
+        mp("h", &["--mode", "jump_hash", "ring", "k"]),
         2,
-        "rendezvous",
+        "jump_hash",
     );
     fails(mp("h", &["--timeout-ms", "0", "get", "k"]), 2, "0");
     fails(mp("h", &["ring", "--replicas", "0", "k"]), 2, "0");

@@ -84,5 +84,26 @@ fn lookup(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, build, lookup);
+/// Rendezvous (pymemcache) placement scores every server per key: O(n), compared with ketama's
+/// binary search, at the fleet sizes pymemcache users run.
+fn rendezvous(c: &mut Criterion) {
+    let keys = keys(1024);
+    let mut group = c.benchmark_group("rendezvous_server_for");
+    group.throughput(Throughput::Elements(keys.len() as u64));
+    for n in [3usize, 10, 100] {
+        let ring = Ring::new(&fleet(n), RingMode::Rendezvous);
+        group.bench_function(format!("{n}_servers"), |b| {
+            b.iter(|| {
+                let mut acc = 0usize;
+                for key in &keys {
+                    acc ^= ring.server_for(black_box(key)).unwrap_or(0);
+                }
+                acc
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, build, lookup, rendezvous);
 criterion_main!(benches);

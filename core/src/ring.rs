@@ -190,28 +190,12 @@ pub fn hash_one_at_a_time(key: &[u8]) -> u32 {
 /// points. `text` is UTF-8 decoded for that; bytes that are not UTF-8 are taken one unit per
 /// byte (pymemcache itself would hash a `bytes` key's `repr`, which no other client shares).
 pub fn hash_pymemcache(text: &[u8]) -> u32 {
-    let mut units = [0u8; 768];
-    let len = pymemcache_units(text, &mut units);
-    match len {
-        Some(n) => murmur3_32(&units[..n]),
-        None => {
-            let mut v = Vec::with_capacity(text.len());
-            push_units(text, &mut v);
-            murmur3_32(&v)
-        }
-    }
-}
-
-/// The units of `text` into `out`; `None` when they do not fit.
-fn pymemcache_units(text: &[u8], out: &mut [u8]) -> Option<usize> {
     if text.is_ascii() {
-        out.get_mut(..text.len())?.copy_from_slice(text);
-        return Some(text.len());
+        return murmur3_32(text);
     }
-    let mut v = Vec::new();
-    push_units(text, &mut v);
-    out.get_mut(..v.len())?.copy_from_slice(&v);
-    Some(v.len())
+    let mut units = Vec::with_capacity(text.len());
+    push_units(text, &mut units);
+    murmur3_32(&units)
 }
 
 fn push_units(text: &[u8], out: &mut Vec<u8>) {
@@ -223,30 +207,77 @@ fn push_units(text: &[u8], out: &mut Vec<u8>) {
 
 /// MurmurHash3 x86 32-bit, seed 0 (Austin Appleby's reference algorithm).
 fn murmur3_32(data: &[u8]) -> u32 {
+    Murmur::default().feed(data).finish()
+}
+
+/// MurmurHash3 x86 32-bit (seed 0) fed in pieces: a server's label is hashed once, when the
+/// ring is built, and each key continues from that state without copying.
+#[derive(Debug, Clone, Copy, Default)]
+struct Murmur {
+    h: u32,
+    /// Bytes of an unfinished 4-byte block, and how many.
+    pending: [u8; 4],
+    npending: usize,
+    len: usize,
+}
+
+impl Murmur {
     const C1: u32 = 0xcc9e_2d51;
     const C2: u32 = 0x1b87_3593;
-    let mut h: u32 = 0;
-    let mut blocks = data.chunks_exact(4);
-    for b in &mut blocks {
-        let mut k = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-        h ^= k;
-        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+
+    fn mix(h: u32, block: [u8; 4]) -> u32 {
+        let k = u32::from_le_bytes(block)
+            .wrapping_mul(Self::C1)
+            .rotate_left(15)
+            .wrapping_mul(Self::C2);
+        (h ^ k)
+            .rotate_left(13)
+            .wrapping_mul(5)
+            .wrapping_add(0xe654_6b64)
     }
-    let tail = blocks.remainder();
-    if !tail.is_empty() {
-        let mut k: u32 = 0;
-        for (i, &b) in tail.iter().enumerate() {
-            k |= u32::from(b) << (8 * i);
+
+    fn feed(mut self, mut data: &[u8]) -> Murmur {
+        self.len += data.len();
+        if self.npending > 0 {
+            let take = (4 - self.npending).min(data.len());
+            self.pending[self.npending..self.npending + take].copy_from_slice(&data[..take]);
+            self.npending += take;
+            data = &data[take..];
+            if self.npending < 4 {
+                return self;
+            }
+            self.h = Self::mix(self.h, self.pending);
+            self.npending = 0;
         }
-        h ^= k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+        let mut blocks = data.chunks_exact(4);
+        for b in &mut blocks {
+            self.h = Self::mix(self.h, [b[0], b[1], b[2], b[3]]);
+        }
+        let tail = blocks.remainder();
+        self.pending[..tail.len()].copy_from_slice(tail);
+        self.npending = tail.len();
+        self
     }
-    h ^= data.len() as u32;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
+
+    fn finish(self) -> u32 {
+        let mut h = self.h;
+        if self.npending > 0 {
+            let mut k: u32 = 0;
+            for (i, &b) in self.pending[..self.npending].iter().enumerate() {
+                k |= u32::from(b) << (8 * i);
+            }
+            h ^= k
+                .wrapping_mul(Self::C1)
+                .rotate_left(15)
+                .wrapping_mul(Self::C2);
+        }
+        h ^= self.len as u32;
+        h ^= h >> 16;
+        h = h.wrapping_mul(0x85eb_ca6b);
+        h ^= h >> 13;
+        h = h.wrapping_mul(0xc2b2_ae35);
+        h ^ (h >> 16)
+    }
 }
 
 /// The label pymemcache's `HashClient` gives a server: `host:port`, port always written.
@@ -270,8 +301,10 @@ pub struct Ring {
     owners: Vec<u32>,
     /// Number of points each server received.
     counts: Vec<u32>,
-    /// [`RingMode::Rendezvous`]: each server's `host:port-` label (scored with the key).
+    /// [`RingMode::Rendezvous`]: each server's `host:port-` label (scored with the key), and
+    /// the hash state after it.
     labels: Vec<Vec<u8>>,
+    label_states: Vec<Murmur>,
 }
 
 impl Ring {
@@ -339,11 +372,19 @@ impl Ring {
         let values = points.iter().map(|&p| (p >> 32) as u32).collect();
         let owners = points.iter().map(|&p| p as u32).collect();
 
-        let labels = if mode == RingMode::Rendezvous {
+        let labels: Vec<Vec<u8>> = if mode == RingMode::Rendezvous {
             servers.iter().map(pymemcache_label).collect()
         } else {
             Vec::new()
         };
+        let label_states = labels
+            .iter()
+            .map(|l| {
+                let mut units = Vec::with_capacity(l.len());
+                push_units(l, &mut units);
+                Murmur::default().feed(&units)
+            })
+            .collect();
         Ring {
             servers: servers.to_vec(),
             mode,
@@ -352,23 +393,20 @@ impl Ring {
             owners,
             counts,
             labels,
+            label_states,
         }
     }
 
     /// [`RingMode::Rendezvous`]: server `i`'s score for `key` (pymemcache's murmur3 of
     /// `host:port-key`).
     fn score(&self, i: usize, key: &[u8]) -> u32 {
-        let label = &self.labels[i];
-        let mut buf = [0u8; 1024];
-        if label.len() + key.len() <= buf.len() && label.is_ascii() && key.is_ascii() {
-            buf[..label.len()].copy_from_slice(label);
-            buf[label.len()..label.len() + key.len()].copy_from_slice(key);
-            return murmur3_32(&buf[..label.len() + key.len()]);
+        let state = self.label_states[i];
+        if key.is_ascii() {
+            return state.feed(key).finish();
         }
-        let mut text = Vec::with_capacity(label.len() + key.len());
-        text.extend_from_slice(label);
-        text.extend_from_slice(key);
-        hash_pymemcache(&text)
+        let mut units = Vec::with_capacity(key.len());
+        push_units(key, &mut units);
+        state.feed(&units).finish()
     }
 
     /// [`RingMode::Rendezvous`]: whether server `a` with score `sa` beats `b` with `sb`
@@ -626,6 +664,30 @@ mod tests {
             "ketama".parse::<RingMode>(),
             Err(Error::Config(_))
         ));
+    }
+
+    #[test]
+    fn murmur3_matches_the_reference_and_can_be_fed_in_pieces() {
+        // Reference values of MurmurHash3_x86_32 with seed 0.
+        assert_eq!(murmur3_32(b""), 0);
+        assert_eq!(murmur3_32(b"hello"), 0x248b_fa47);
+        assert_eq!(
+            murmur3_32(b"The quick brown fox jumps over the lazy dog"),
+            0x2e4f_f723
+        );
+        let data = b"127.0.0.1:11211-user:42:session:\x01\xfftail";
+        for cut in 0..=data.len() {
+            for cut2 in cut..=data.len() {
+                let m = Murmur::default()
+                    .feed(&data[..cut])
+                    .feed(&data[cut..cut2])
+                    .feed(&data[cut2..]);
+                assert_eq!(m.finish(), murmur3_32(data), "cuts {cut} {cut2}");
+            }
+        }
+        // pymemcache hashes a str by code point (low byte), not by UTF-8 byte.
+        assert_eq!(hash_pymemcache("é".as_bytes()), murmur3_32(&[0xe9]));
+        assert_eq!(hash_pymemcache("日".as_bytes()), murmur3_32(&[0xe5]));
     }
 
     #[test]
