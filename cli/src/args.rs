@@ -59,7 +59,9 @@ Placement is libmemcached 1.1's consistent hashing, bit for bit. With the defaul
 `--mode ketama_md5` equals php-memcached OPT_DISTRIBUTION => DISTRIBUTION_CONSISTENT with \
 OPT_HASH => HASH_MD5, and pylibmc {\"ketama\": True, \"hash\": \"md5\"}. `--mode modula` is \
 libmemcached's default (not consistent) distribution, what php-memcached and pylibmc do when \
-no distribution option is set: one-at-a-time hash of the key modulo the server count.
+no distribution option is set: one-at-a-time hash of the key modulo the server count. \
+`--mode rendezvous` is pymemcache's HashClient (Django's PyMemcacheCache): the server with the \
+highest murmur3 score of \"host:port-key\".
 
 Nothing is sent over the network and no host name is resolved: the ring hashes the host names \
 exactly as written in --servers (`cache1` and `cache1.example.com` are different positions). \
@@ -123,7 +125,8 @@ pub struct Global {
 
     /// Key placement: libketama_compatible (php-memcached OPT_LIBKETAMA_COMPATIBLE, pylibmc
     /// ketama_weighted), ketama_md5 (consistent distribution with the MD5 hash) or modula
-    /// (libmemcached's default distribution: php-memcached and pylibmc without options).
+    /// (libmemcached's default distribution: php-memcached and pylibmc without options), or
+    /// rendezvous (pymemcache's HashClient, Django's PyMemcacheCache).
     #[arg(long, global = true, value_enum, default_value_t = Mode::LibketamaCompatible)]
     pub mode: Mode,
 
