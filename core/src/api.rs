@@ -245,6 +245,12 @@ macro_rules! client_api {
         self.each_server(|| ops::FlushAll { delay })$($await)*
     }
 
+    /// `cache_memlimit <megabytes>` on every server: change memcached's memory limit at run
+    /// time (memcached's `-m`). Each server answers for itself.
+    pub $($asyncness)? fn cache_memlimit(&self, megabytes: u32) -> Vec<(String, Result<(), Error>)> {
+        self.each_server(|| ops::CacheMemlimit { megabytes })$($await)*
+    }
+
     /// `version` of every server.
     pub $($asyncness)? fn version(&self) -> Vec<(String, Result<String, Error>)> {
         self.each_server(|| ops::Version)$($await)*

@@ -480,6 +480,26 @@ impl Op for FlushAll {
     }
 }
 
+/// `cache_memlimit <megabytes>`: the server's item memory limit, changed at run time.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheMemlimit {
+    /// The new limit in megabytes.
+    pub megabytes: u32,
+}
+
+impl Op for CacheMemlimit {
+    type Output = ();
+    fn encode(&self, _: &Ctx<'_>, buf: &mut BytesMut) -> Result<Expect, Error> {
+        Ok(text::cache_memlimit(buf, self.megabytes))
+    }
+    fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<(), Error> {
+        match reply {
+            Reply::Status(Status::Ok) => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
 /// A raw meta command; the reply is returned as is (error replies become errors). The quiet
 /// flag is cleared: a single quiet command could leave nothing to wait for.
 #[derive(Debug, Clone, Copy)]

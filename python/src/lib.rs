@@ -1540,6 +1540,31 @@ impl Client {
         Ok(true)
     }
 
+    /// `cache_memlimit <memlimit>` (megabytes) on every server: memcached's memory limit,
+    /// changed at run time. Returns True; a server's error raises.
+    #[pyo3(signature = (memlimit))]
+    fn cache_memlimit(&self, py: Python<'_>, memlimit: u32) -> PyResult<bool> {
+        for (_, r) in nogil(py, || self.plain.cache_memlimit(memlimit))? {
+            r.map_err(|e| py_err(py, &e))?;
+        }
+        Ok(true)
+    }
+
+    /// pymemcache's `check_key`: the key as it goes on the wire (prefix included, bytes), or
+    /// `InvalidKeyError` for a key memcached would refuse.
+    fn check_key<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let k = key_bytes(key)?;
+        let cl = self.plain.cluster();
+        cl.check_key(&k).map_err(|e| py_err(py, &e))?;
+        let mut wire = cl.config().key_prefix.clone();
+        wire.extend_from_slice(&k);
+        Ok(PyBytes::new(py, &wire))
+    }
+
     /// `stats [group]` of every server: `{"host:port": {name: value}}`, numbers converted to
     /// int or float. A server's error raises.
     #[pyo3(signature = (*args))]

@@ -435,6 +435,17 @@ def test_ignore_exc_answers_failed_reads_as_misses(memcached_factory, key):
         strict.get_many(keys)
 
 
+def test_cache_memlimit_and_check_key(memcached_factory):
+    (server,) = memcached_factory(1)
+    c = multiput.Client([server.address], key_prefix="p:")
+    assert c.cache_memlimit(32) is True
+    assert c.stats()[server.address]["limit_maxbytes"] == 32 * 1024 * 1024
+    assert c.check_key("k") == b"p:k"
+    assert c.check_key("é") == "p:é".encode()
+    with pytest.raises(exc.InvalidKeyError):
+        c.check_key("bad key")
+
+
 def test_key_length_counts_utf8_bytes_and_prefix(key):
     c = multiput.Client([dead_address()], key_prefix="p:")
     with pytest.raises(exc.InvalidKeyError):

@@ -327,6 +327,19 @@ macro_rules! suite {
             }
 
             $($test_attr)*
+            fn cache_memlimit_changes_every_servers_limit() {
+                let servers = cluster(2);
+                let a = addrs(&servers);
+                let c = client(&a);
+                let rs = c.cache_memlimit(48)$($aw)*;
+                assert_eq!(rs.len(), 2);
+                for (server, r) in rs {
+                    r.unwrap();
+                    assert_eq!(raw_stats(&server)["limit_maxbytes"], (48u64 << 20).to_string());
+                }
+            }
+
+            $($test_attr)*
             fn a_stopped_server_times_out_then_fails_fast() {
                 let mc = Memcached::start();
                 let c = client_with(&[mc.addr()], |b| b.failure_limit(1));

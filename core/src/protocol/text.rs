@@ -193,6 +193,14 @@ pub fn flush_all(buf: &mut BytesMut, delay: Option<u32>, noreply: bool) -> Optio
     finish(buf, noreply).unwrap_or(None)
 }
 
+/// `cache_memlimit <megabytes>`: change the server's memory limit at run time (`OK`).
+pub fn cache_memlimit(buf: &mut BytesMut, megabytes: u32) -> Expect {
+    buf.put_slice(b"cache_memlimit ");
+    put_u64(buf, megabytes.into());
+    buf.put_slice(b"\r\n");
+    Expect::TextLine
+}
+
 /// `version`.
 pub fn version(buf: &mut BytesMut) -> Expect {
     buf.put_slice(b"version\r\n");

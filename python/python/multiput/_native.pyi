@@ -240,6 +240,11 @@ class Client:
         """Alias of :meth:`delete_many`."""
     def flush_all(self, delay: int = 0, noreply: Optional[bool] = None) -> bool:
         """Invalidate every item on every server; True."""
+    def cache_memlimit(self, memlimit: int) -> bool:
+        """``cache_memlimit`` (megabytes) on every server: memcached's memory limit, changed at
+        run time; True."""
+    def check_key(self, key: Key) -> bytes:
+        """The key as sent (prefix included), or :class:`~multiput.InvalidKeyError`."""
     def stats(self, *args: str) -> Dict[str, Dict[str, Union[int, float, str]]]:
         """``{"host:port": {stat: value}}`` for every server; ``args`` name a group
         (``stats("slabs")``, ``stats("cachedump", "1", "10")``)."""
