@@ -154,12 +154,12 @@ fn every_vector_maps_to_the_libmemcached_server() {
     println!("{} files, {total} cases ok", files.len());
 }
 
-/// The modula vectors in the repo (`docs/vectors/ring/`), same format, made with
-/// php-memcached's `getServerByKey()` under libmemcached's default distribution and hash:
-/// the contract for [`RingMode::Modula`] (the shared vectors cover the consistent modes).
-#[test]
-fn repo_modula_vectors_map_to_the_libmemcached_server() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/vectors/ring");
+/// Check every vector file in a directory of the repo's own vectors (same format as the
+/// shared ones); at least `min_files` files and `min_cases` cases must be there.
+fn check_repo_vectors(subdir: &str, min_files: usize, min_cases: usize) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/vectors")
+        .join(subdir);
     let mut files: Vec<PathBuf> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -167,8 +167,8 @@ fn repo_modula_vectors_map_to_the_libmemcached_server() {
         .collect();
     files.sort();
     assert!(
-        files.len() >= 4,
-        "modula vector files missing in {}",
+        files.len() >= min_files,
+        "vector files missing in {}",
         dir.display()
     );
     let mut failures = String::new();
@@ -178,8 +178,20 @@ fn repo_modula_vectors_map_to_the_libmemcached_server() {
         failures.push_str(&report);
         total += checked;
     }
-    assert!(failures.is_empty(), "modula vectors failed:\n{failures}");
-    assert!(total >= 3600, "only {total} cases");
+    assert!(failures.is_empty(), "{subdir} vectors failed:\n{failures}");
+    assert!(
+        total >= min_cases,
+        "only {total} cases in {}",
+        dir.display()
+    );
+}
+
+/// The modula vectors in the repo (`docs/vectors/ring/`), made with php-memcached's
+/// `getServerByKey()` under libmemcached's default distribution and hash: the contract for
+/// [`RingMode::Modula`] (the shared vectors cover the consistent modes).
+#[test]
+fn repo_modula_vectors_map_to_the_libmemcached_server() {
+    check_repo_vectors("ring", 4, 3600);
 }
 
 /// The pymemcache vectors in the repo (`docs/vectors/pymemcache/`, made by
@@ -187,30 +199,7 @@ fn repo_modula_vectors_map_to_the_libmemcached_server() {
 /// [`RingMode::Rendezvous`], including non-ASCII keys (hashed as pymemcache hashes a `str`).
 #[test]
 fn repo_pymemcache_vectors_map_to_the_server_pymemcache_picks() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/vectors/pymemcache");
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    assert!(
-        files.len() >= 5,
-        "pymemcache vector files missing in {}",
-        dir.display()
-    );
-    let mut failures = String::new();
-    let mut total = 0;
-    for path in &files {
-        let (checked, report) = check_file(path);
-        failures.push_str(&report);
-        total += checked;
-    }
-    assert!(
-        failures.is_empty(),
-        "pymemcache vectors failed:\n{failures}"
-    );
-    assert!(total >= 5000, "only {total} cases");
+    check_repo_vectors("pymemcache", 5, 5000);
 }
 
 #[test]

@@ -165,6 +165,14 @@ fn nogil<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> PyResult<T> {
 // Keys, TTLs, options
 
 /// A key as bytes: `str` is UTF-8 encoded, `bytes` is taken as is.
+/// True when every server answered OK; the first server's error raises.
+fn every_server_ok(py: Python<'_>, rs: Vec<(String, Result<(), Error>)>) -> PyResult<bool> {
+    for (_, r) in rs {
+        r.map_err(|e| py_err(py, &e))?;
+    }
+    Ok(true)
+}
+
 fn key_bytes(key: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     if let Ok(b) = key.cast::<PyBytes>() {
         return Ok(b.as_bytes().to_vec());
@@ -1534,20 +1542,14 @@ impl Client {
     fn flush_all(&self, py: Python<'_>, delay: u32, noreply: Option<bool>) -> PyResult<bool> {
         let _ = noreply;
         let delay = (delay > 0).then_some(delay);
-        for (_, r) in nogil(py, || self.plain.flush_all(delay))? {
-            r.map_err(|e| py_err(py, &e))?;
-        }
-        Ok(true)
+        every_server_ok(py, nogil(py, || self.plain.flush_all(delay))?)
     }
 
     /// `cache_memlimit <memlimit>` (megabytes) on every server: memcached's memory limit,
     /// changed at run time. Returns True; a server's error raises.
     #[pyo3(signature = (memlimit))]
     fn cache_memlimit(&self, py: Python<'_>, memlimit: u32) -> PyResult<bool> {
-        for (_, r) in nogil(py, || self.plain.cache_memlimit(memlimit))? {
-            r.map_err(|e| py_err(py, &e))?;
-        }
-        Ok(true)
+        every_server_ok(py, nogil(py, || self.plain.cache_memlimit(memlimit))?)
     }
 
     /// pymemcache's `check_key`: the key as it goes on the wire (prefix included, bytes), or
