@@ -1635,27 +1635,39 @@ pub unsafe extern "C" fn multiput_stats(
         } else {
             Some(unsafe { text(group, "group") }?)
         };
-        let mut buf = unsafe { take_buf(out) }?;
-        let mut errors = 0;
-        for (server, r) in c.plain.stats(group) {
-            match r {
-                Ok(stats) => {
-                    for (k, v) in stats {
-                        buf.extend_from_slice(format!("{server}\t{k}\t{v}\n").as_bytes());
-                    }
-                }
-                Err(e) => {
-                    errors += 1;
-                    fail(&e);
-                    let msg = e.to_string().replace(['\n', '\t'], " ");
-                    buf.extend_from_slice(format!("{server}\t\t{msg}\n").as_bytes());
-                }
+        let buf = unsafe { take_buf(out) }?;
+        per_server_lines(out, buf, c.plain.stats(group), |buf, server, stats| {
+            for (k, v) in stats {
+                buf.extend_from_slice(format!("{server}\t{k}\t{v}\n").as_bytes());
             }
-        }
-        put_buf(out, buf);
-        unsafe { (*out).errors = errors };
+        });
         Ok(())
     })
+}
+
+/// Write one answer per server into `out` (`line` for a success, `server\t\terror\n` for a
+/// failure, whose error also becomes the last error) and count the failures in `errors`.
+fn per_server_lines<T>(
+    out: *mut MultiputBuffer,
+    mut buf: Vec<u8>,
+    results: Vec<(String, Result<T, Error>)>,
+    line: impl Fn(&mut Vec<u8>, &str, T),
+) {
+    let mut errors = 0;
+    for (server, r) in results {
+        match r {
+            Ok(v) => line(&mut buf, &server, v),
+            Err(e) => {
+                errors += 1;
+                fail(&e);
+                let msg = e.to_string().replace(['\n', '\t'], " ");
+                buf.extend_from_slice(format!("{server}\t\t{msg}\n").as_bytes());
+            }
+        }
+    }
+    put_buf(out, buf);
+    // SAFETY: `out` was checked by `take_buf`, which produced `buf`.
+    unsafe { (*out).errors = errors };
 }
 
 /// The `version` of every server into `*out` as lines `server\tversion\n`, or
@@ -1670,21 +1682,10 @@ pub unsafe extern "C" fn multiput_server_versions(
 ) -> i32 {
     run(|| {
         let c = unsafe { client_ref(client) }?;
-        let mut buf = unsafe { take_buf(out) }?;
-        let mut errors = 0;
-        for (server, r) in c.plain.version() {
-            match r {
-                Ok(v) => buf.extend_from_slice(format!("{server}\t{v}\n").as_bytes()),
-                Err(e) => {
-                    errors += 1;
-                    fail(&e);
-                    let msg = e.to_string().replace(['\n', '\t'], " ");
-                    buf.extend_from_slice(format!("{server}\t\t{msg}\n").as_bytes());
-                }
-            }
-        }
-        put_buf(out, buf);
-        unsafe { (*out).errors = errors };
+        let buf = unsafe { take_buf(out) }?;
+        per_server_lines(out, buf, c.plain.version(), |buf, server, v| {
+            buf.extend_from_slice(format!("{server}\t{v}\n").as_bytes());
+        });
         Ok(())
     })
 }

@@ -90,8 +90,14 @@ final class Client
     /** The value of $key, or null on a miss. */
     public function get(string $key): mixed
     {
+        return $this->fetch($key, 0);
+    }
+
+    /** One key through multiput_get_php with $getFlags; null on a miss. */
+    private function fetch(string $key, int $getFlags): mixed
+    {
         $h = $this->h;
-        $rc = $h->ffi->multiput_get_php($h->client, $key, strlen($key), 0, $h->bufPtr);
+        $rc = $h->ffi->multiput_get_php($h->client, $key, strlen($key), $getFlags, $h->bufPtr);
         if ($rc !== 0) {
             throw $this->fail($rc);
         }
@@ -113,19 +119,7 @@ final class Client
      */
     public function getWithCas(string $key): ?array
     {
-        $h = $this->h;
-        $rc = $h->ffi->multiput_get_php($h->client, $key, strlen($key), Native::GET_EXTENDED, $h->bufPtr);
-        if ($rc !== 0) {
-            throw $this->fail($rc);
-        }
-        if ($h->buf->len === 0) {
-            return null;
-        }
-        [$ok, $v] = $h->value($this->serializer);
-        if (!$ok) {
-            throw new Exception("the value of $key cannot be decoded in PHP", Native::E_VALUE, -1001);
-        }
-        return $v;
+        return $this->fetch($key, Native::GET_EXTENDED);
     }
 
     /**

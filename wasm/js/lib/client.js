@@ -129,6 +129,21 @@ function multiError(failures) {
 }
 
 /**
+ * The Map of a multi-key call (`list[i]` -> `values[i]`, undefined entries left out), or, when
+ * some keys failed, the multiError carrying that Map as `partial`.
+ */
+function settleMulti(list, values, failures) {
+  const result = new Map();
+  list.forEach((k, i) => values[i] !== undefined && result.set(k, values[i]));
+  if (failures.size > 0) {
+    const e = multiError(failures);
+    e.partial = result;
+    throw e;
+  }
+  return result;
+}
+
+/**
  * A memcached client over a fleet of servers. See index.d.ts for the options and calls.
  */
 class Client {
@@ -455,14 +470,7 @@ class Client {
         ),
       );
     }
-    const result = new Map();
-    list.forEach((k, i) => found[i] !== undefined && result.set(k, found[i]));
-    if (failures.size > 0) {
-      const e = multiError(failures);
-      e.partial = result;
-      throw e;
-    }
-    return result;
+    return settleMulti(list, found, failures);
   }
 
   /** Store many `[key, value]` (a Map, an object or an array of pairs); one pipelined request
@@ -529,14 +537,7 @@ class Client {
         }),
       );
     }
-    const result = new Map();
-    list.forEach((k, i) => existed[i] !== undefined && result.set(k, existed[i]));
-    if (failures.size > 0) {
-      const e = multiError(failures);
-      e.partial = result;
-      throw e;
-    }
-    return result;
+    return settleMulti(list, existed, failures);
   }
 
   // ---- replication ---------------------------------------------------------------------------
