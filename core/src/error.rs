@@ -103,7 +103,7 @@ pub enum Error {
         detail: String,
     },
     /// A feature the server does not have (for example the meta protocol on memcached < 1.6).
-    #[error("{server} does not support {feature}")]
+    #[error("{}", unsupported_message(server, feature))]
     Unsupported {
         /// The server.
         server: String,
@@ -323,6 +323,14 @@ impl Error {
             _ => {}
         }
         self
+    }
+}
+
+fn unsupported_message(server: &str, feature: &str) -> String {
+    if server.is_empty() {
+        format!("not supported: {feature}")
+    } else {
+        format!("{server} does not support {feature}")
     }
 }
 

@@ -63,8 +63,8 @@ impl Ctx<'_> {
             if self.dialect != Dialect::Meta {
                 return Err(Error::Unsupported {
                     server: String::new(),
-                    feature:
-                        "keys with spaces or control bytes (binary keys need the meta protocol)",
+                    feature: "keys with spaces or control bytes over the text protocol (binary \
+                              keys need the meta protocol: use protocol auto or meta)",
                 });
             }
         }
