@@ -101,5 +101,5 @@ pub use ops::Value;
 pub use options::StoreOptions;
 pub use protocol::text::StoreMode;
 pub use replication::{Policy, ReadPolicy, Versioned, WritePolicy, WriteReport};
-pub use ring::{Ring, RingMode};
+pub use ring::{Distribution, Ring, RingMode};
 pub use server::ServerSpec;

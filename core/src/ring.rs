@@ -161,6 +161,61 @@ impl FromStr for RingMode {
     }
 }
 
+/// libmemcached's key distribution (`MEMCACHED_BEHAVIOR_DISTRIBUTION`), as PECL memcached's
+/// `OPT_DISTRIBUTION`/`OPT_LIBKETAMA_COMPATIBLE` and pylibmc's behaviors set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Distribution {
+    /// `MEMCACHED_DISTRIBUTION_MODULA`, libmemcached's default.
+    Modula,
+    /// `MEMCACHED_DISTRIBUTION_CONSISTENT` (ketama; pylibmc `ketama`).
+    Consistent,
+    /// `MEMCACHED_DISTRIBUTION_CONSISTENT_KETAMA_WEIGHTED` (`KETAMA_WEIGHTED`, PECL
+    /// `OPT_LIBKETAMA_COMPATIBLE`, pylibmc `ketama_weighted`).
+    ConsistentWeighted,
+}
+
+impl FromStr for Distribution {
+    type Err = Error;
+
+    /// `modula`; `consistent` (= `ketama`, `consistent_ketama`); `consistent_weighted` (=
+    /// `ketama_weighted`, `consistent_ketama_weighted`, `libketama_compatible`).
+    fn from_str(s: &str) -> Result<Distribution, Error> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "modula" => Ok(Distribution::Modula),
+            "consistent" | "ketama" | "consistent_ketama" => Ok(Distribution::Consistent),
+            "consistent_weighted"
+            | "ketama_weighted"
+            | "consistent_ketama_weighted"
+            | "libketama_compatible" => Ok(Distribution::ConsistentWeighted),
+            _ => Err(Error::Config(format!(
+                "unknown libmemcached distribution {s:?}: expected modula, consistent or \
+                 consistent_weighted"
+            ))),
+        }
+    }
+}
+
+impl RingMode {
+    /// The mode that places keys where libmemcached (PECL memcached, pylibmc) does under this
+    /// distribution and key hash (`default`/`one_at_a_time`, `md5`, ...; libmemcached's
+    /// names). The weighted distribution sets MD5 itself, so its hash does not matter. Any
+    /// other pair is [`Error::Unsupported`]: such a client must not place keys elsewhere.
+    pub fn from_libmemcached(distribution: Distribution, hash: &str) -> Result<RingMode, Error> {
+        let hash = hash.trim().to_ascii_lowercase();
+        match (distribution, hash.as_str()) {
+            (Distribution::ConsistentWeighted, _) => Ok(RingMode::LibketamaCompatible),
+            (Distribution::Consistent, "md5") => Ok(RingMode::KetamaMd5),
+            (Distribution::Modula, "default" | "one_at_a_time") => Ok(RingMode::Modula),
+            _ => Err(Error::Unsupported {
+                server: String::new(),
+                feature: "this libmemcached distribution and hash pair: multiput places keys as \
+                          ketama weighted (libketama_compatible), consistent with the MD5 hash \
+                          (ketama_md5) or modula with the default hash (modula)",
+            }),
+        }
+    }
+}
+
 /// The hash of a key on the ring: the first four bytes of `MD5(key)` read little-endian.
 ///
 /// The key is hashed as raw bytes, with no prefix and no Unicode normalisation.
@@ -688,6 +743,36 @@ mod tests {
         // pymemcache hashes a str by code point (low byte), not by UTF-8 byte.
         assert_eq!(hash_pymemcache("é".as_bytes()), murmur3_32(&[0xe9]));
         assert_eq!(hash_pymemcache("日".as_bytes()), murmur3_32(&[0xe5]));
+    }
+
+    #[test]
+    fn libmemcached_settings_map_to_the_mode_that_places_keys_like_it() {
+        use Distribution::*;
+        let m = |d, h| RingMode::from_libmemcached(d, h).map_err(|e| e.kind());
+        assert_eq!(
+            m(ConsistentWeighted, "default"),
+            Ok(RingMode::LibketamaCompatible)
+        );
+        assert_eq!(
+            m(ConsistentWeighted, "crc"),
+            Ok(RingMode::LibketamaCompatible)
+        );
+        assert_eq!(m(Consistent, "MD5"), Ok(RingMode::KetamaMd5));
+        assert_eq!(m(Modula, "default"), Ok(RingMode::Modula));
+        assert_eq!(m(Modula, "one_at_a_time"), Ok(RingMode::Modula));
+        for (d, h) in [
+            (Consistent, "default"),
+            (Modula, "md5"),
+            (Consistent, "murmur"),
+        ] {
+            assert_eq!(m(d, h), Err(crate::ErrorKind::Unsupported), "{d:?} {h}");
+        }
+        assert_eq!("ketama".parse::<Distribution>().unwrap(), Consistent);
+        assert_eq!(
+            "ketama_weighted".parse::<Distribution>().unwrap(),
+            ConsistentWeighted
+        );
+        assert!("virtual_bucket".parse::<Distribution>().is_err());
     }
 
     #[test]

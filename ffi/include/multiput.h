@@ -518,6 +518,18 @@ int32_t multiput_ring_new(const char *servers, const char *mode, struct Multiput
 void multiput_ring_free(struct MultiputRing *ring);
 
 /*
+ The `mode` (a static NUL-terminated string, never freed) that places keys where
+ libmemcached (PECL memcached) does under `distribution` (`modula`, `consistent`,
+ `consistent_weighted`) and key `hash` (`default`, `md5`, ...; libmemcached's names).
+ [`MULTIPUT_E_UNSUPPORTED`] for a pair multiput does not reproduce, with a message naming the
+ ones it does.
+
+ # Safety
+ `distribution` and `hash` are NUL-terminated strings; `mode` is a valid pointer.
+ */
+int32_t multiput_ring_mode_for(const char *distribution, const char *hash, const char **mode);
+
+/*
  The server that owns a key: its index in the configured list goes to `*index` and, if
  `address` is not null, a pointer to its `host:port` (owned by the ring, valid until it is
  freed) to `*address`. Keys are bytes (`key_len` of them) and must obey the key rules.

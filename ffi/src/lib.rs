@@ -338,6 +338,40 @@ pub unsafe extern "C" fn multiput_ring_free(ring: *mut MultiputRing) {
     }
 }
 
+/// The `mode` (a static NUL-terminated string, never freed) that places keys where
+/// libmemcached (PECL memcached) does under `distribution` (`modula`, `consistent`,
+/// `consistent_weighted`) and key `hash` (`default`, `md5`, ...; libmemcached's names).
+/// [`MULTIPUT_E_UNSUPPORTED`] for a pair multiput does not reproduce, with a message naming the
+/// ones it does.
+///
+/// # Safety
+/// `distribution` and `hash` are NUL-terminated strings; `mode` is a valid pointer.
+#[no_mangle]
+pub unsafe extern "C" fn multiput_ring_mode_for(
+    distribution: *const c_char,
+    hash: *const c_char,
+    mode: *mut *const c_char,
+) -> i32 {
+    run(|| {
+        if mode.is_null() {
+            return Err(set_error(MULTIPUT_E_ARGUMENT, "mode is null"));
+        }
+        let d = unsafe { text(distribution, "distribution") }?;
+        let h = unsafe { text(hash, "hash") }?;
+        let d: multiput::Distribution = d.parse().map_err(|e| fail(&e))?;
+        let m = RingMode::from_libmemcached(d, h).map_err(|e| fail(&e))?;
+        let name: &'static CStr = match m {
+            RingMode::LibketamaCompatible => c"libketama_compatible",
+            RingMode::KetamaMd5 => c"ketama_md5",
+            RingMode::Modula => c"modula",
+            RingMode::Rendezvous => c"rendezvous",
+        };
+        // SAFETY: checked non-null above.
+        unsafe { *mode = name.as_ptr() };
+        Ok(())
+    })
+}
+
 /// The server that owns a key: its index in the configured list goes to `*index` and, if
 /// `address` is not null, a pointer to its `host:port` (owned by the ring, valid until it is
 /// freed) to `*address`. Keys are bytes (`key_len` of them) and must obey the key rules.

@@ -554,18 +554,28 @@ class Memcached
      */
     private static function ringMode(array $o): ?string
     {
+        // PECL's options as libmemcached's distribution and hash; the core decides the placement.
         $dist = (int) $o[self::OPT_DISTRIBUTION];
-        $hash = (int) $o[self::OPT_HASH];
-        if ($o[self::OPT_LIBKETAMA_COMPATIBLE] || $dist === self::DISTRIBUTION_KETAMA_WEIGHTED) {
-            return 'libketama_compatible';
+        $distribution = match (true) {
+            $o[self::OPT_LIBKETAMA_COMPATIBLE] || $dist === self::DISTRIBUTION_KETAMA_WEIGHTED => 'consistent_weighted',
+            $dist === self::DISTRIBUTION_CONSISTENT => 'consistent',
+            $dist === self::DISTRIBUTION_MODULA => 'modula',
+            default => null,
+        };
+        if ($distribution === null) {
+            return null;
         }
-        if ($dist === self::DISTRIBUTION_CONSISTENT && $hash === self::HASH_MD5) {
-            return 'ketama_md5';
+        $hash = [
+            self::HASH_DEFAULT => 'default', self::HASH_MD5 => 'md5', self::HASH_CRC => 'crc',
+            self::HASH_FNV1_64 => 'fnv1_64', self::HASH_FNV1A_64 => 'fnv1a_64', self::HASH_FNV1_32 => 'fnv1_32',
+            self::HASH_FNV1A_32 => 'fnv1a_32', self::HASH_HSIEH => 'hsieh', self::HASH_MURMUR => 'murmur',
+        ][(int) $o[self::OPT_HASH]] ?? 'unknown';
+        $ffi = Native::ffi();
+        $mode = $ffi->new('const char*');
+        if ($ffi->multiput_ring_mode_for($distribution, $hash, FFI::addr($mode)) !== 0) {
+            return null;
         }
-        if ($dist === self::DISTRIBUTION_MODULA && $hash === self::HASH_DEFAULT) {
-            return 'modula';
-        }
-        return null;
+        return FFI::string($mode);
     }
 
     /**

@@ -2097,6 +2097,17 @@ fn plain_decoding<'py>(
     codec.decode(py, values::decode_ref(convention, data, flags))
 }
 
+/// The `ring` that places keys where libmemcached (pylibmc, PECL memcached) does under this
+/// distribution (`modula`, `consistent`, `consistent_weighted`) and key hash (`default`, `md5`,
+/// ...); `NotSupportedError` for a pair multiput does not reproduce.
+#[pyfunction]
+fn ring_for_libmemcached(py: Python<'_>, distribution: &str, hash: &str) -> PyResult<&'static str> {
+    let d: multiput::Distribution = distribution.parse().map_err(|e: Error| py_err(py, &e))?;
+    RingMode::from_libmemcached(d, hash)
+        .map(RingMode::as_str)
+        .map_err(|e| py_err(py, &e))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -2108,6 +2119,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("EXPIRE_NOW", multiput::recipes::EXPIRED)?;
     m.add_function(wrap_pyfunction!(plain_encoding, m)?)?;
     m.add_function(wrap_pyfunction!(plain_decoding, m)?)?;
+    m.add_function(wrap_pyfunction!(ring_for_libmemcached, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

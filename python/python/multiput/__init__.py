@@ -30,6 +30,7 @@ from ._native import (
     __version__,
     plain_decoding,
     plain_encoding,
+    ring_for_libmemcached,
 )
 from .exceptions import (
     CasConflictError,
@@ -59,6 +60,7 @@ __all__ = [
     "DELETE",
     "EXPIRE_NOW",
     "plain_encoding",
+    "ring_for_libmemcached",
     "plain_decoding",
     "exceptions",
     *exceptions.__all__,

@@ -179,19 +179,23 @@ class Client:
     def add(
         self, key: Key, value: Any, expire: Expire = None, noreply: Optional[bool] = None, flags: Optional[int] = None
     ) -> bool:
-        """Store only if the key is missing: True stored, False it exists. Plain mode only."""
+        """Store only if the key is missing: True stored, False it exists (replicated: serialized
+        by CAS on the primary replica)."""
     def replace(
         self, key: Key, value: Any, expire: Expire = None, noreply: Optional[bool] = None, flags: Optional[int] = None
     ) -> bool:
-        """Store only if the key exists: True stored, False it is missing. Plain mode only."""
+        """Store only if the key exists: True stored, False it is missing (replicated: serialized
+        by CAS on the primary replica)."""
     def append(
         self, key: Key, value: Any, expire: Expire = None, noreply: Optional[bool] = None, flags: Optional[int] = None
     ) -> bool:
-        """Append the value's bytes: True stored, False the key is missing. Plain mode only."""
+        """Append the value's bytes: True stored, False the key is missing (replicated: bytes or
+        text values only, serialized by CAS on the primary replica)."""
     def prepend(
         self, key: Key, value: Any, expire: Expire = None, noreply: Optional[bool] = None, flags: Optional[int] = None
     ) -> bool:
-        """Prepend the value's bytes: True stored, False the key is missing. Plain mode only."""
+        """Prepend the value's bytes: True stored, False the key is missing (replicated: bytes or
+        text values only, serialized by CAS on the primary replica)."""
     def cas(
         self,
         key: Key,
@@ -211,7 +215,7 @@ class Client:
     def decr(self, key: Key, value: int = 1, noreply: Optional[bool] = None) -> Optional[int]:
         """Subtract from a counter (stops at 0): the new value, or None if missing."""
     def touch(self, key: Key, expire: Expire = None, noreply: Optional[bool] = None) -> bool:
-        """New expiry: True if the key existed. Plain mode only."""
+        """New expiry: True if the key existed (replicated: the value is rewritten with it)."""
     def get_many(self, keys: Iterable[Key]) -> Dict[Any, Any]:
         """A dict of the hits among ``keys`` (keys as given). One request per server."""
     def gets_many(self, keys: Iterable[Key]) -> Dict[Any, Tuple[Any, int]]:
@@ -317,6 +321,10 @@ class Lock:
         tb: Optional[TracebackType],
     ) -> bool: ...
 
+def ring_for_libmemcached(distribution: str, hash: str) -> str:
+    """The ``ring`` that places keys where libmemcached (pylibmc, PECL memcached) does under
+    this distribution (``"modula"``, ``"consistent"``, ``"consistent_weighted"``) and key hash
+    (``"default"``, ``"md5"``, ...); :class:`~multiput.NotSupportedError` otherwise."""
 def plain_encoding(value: Any, convention: str = "python", pickle_protocol: int = 5) -> Tuple[bytes, int]:
     """``(payload, flags)`` a plain client of ``convention`` stores for ``value``."""
 

@@ -102,30 +102,24 @@ _PYLIBMC_IO_BEHAVIORS = {
 
 
 def _placement(behaviors: Dict[str, Any]) -> str:
-    """The ring mode for pylibmc ``behaviors``, as libmemcached places keys under them."""
-
-    def on(name: str) -> bool:
-        return bool(behaviors.get(name))
-
-    hash_ = str(behaviors.get("hash", "default")).lower()
+    """The ring mode for pylibmc ``behaviors``: their libmemcached distribution and hash, which
+    the core maps to the placement libmemcached uses (``multiput.ring_for_libmemcached``)."""
     ketama_hash = str(behaviors.get("ketama_hash", "md5")).lower()
-    distribution = str(behaviors.get("distribution", "")).lower()
     if ketama_hash != "md5":
         raise multiput.ConfigError(f"pylibmc behavior ketama_hash={ketama_hash!r}: multiput's rings hash points with MD5 only")
-    if on("ketama_weighted") or distribution == "consistent_ketama_weighted":
-        return "libketama_compatible"
-    if on("ketama") or distribution in ("consistent", "consistent_ketama"):
-        if hash_ == "md5":
-            return "ketama_md5"
-        raise multiput.ConfigError(
-            "pylibmc behaviors ketama/consistent with hash %r: a placement multiput does not reproduce "
-            "(use {'ketama_weighted': True}, or {'ketama': True, 'hash': 'md5'})" % hash_
-        )
-    if distribution in ("", "modula") and hash_ in ("default", "one_at_a_time"):
-        return "modula"
-    raise multiput.ConfigError(
-        f"pylibmc behaviors distribution={distribution!r} hash={hash_!r}: a placement multiput does not reproduce"
-    )
+    distribution = str(behaviors.get("distribution", "")).lower()
+    if behaviors.get("ketama_weighted") or distribution == "consistent_ketama_weighted":
+        distribution = "consistent_weighted"
+    elif behaviors.get("ketama") or distribution in ("consistent", "consistent_ketama"):
+        distribution = "consistent"
+    elif distribution in ("", "modula"):
+        distribution = "modula"
+    else:
+        raise multiput.ConfigError(f"pylibmc behavior distribution={distribution!r}: a placement multiput does not reproduce")
+    try:
+        return multiput.ring_for_libmemcached(distribution, str(behaviors.get("hash", "default")))
+    except multiput.NotSupportedError as e:
+        raise multiput.ConfigError(f"pylibmc behaviors {behaviors!r}: {e}") from None
 
 
 def translate_options(options: Dict[str, Any]) -> Dict[str, Any]:
