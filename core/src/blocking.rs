@@ -15,6 +15,7 @@ use crate::cluster::{self, Cluster};
 use crate::config::{Config, ConfigBuilder};
 use crate::driver::blocking_conn::Conn;
 use crate::error::Error;
+use crate::fork::PerProcess;
 use crate::ops::{self, Op, Value};
 use crate::options::StoreOptions;
 use crate::protocol::meta::MetaKey;
@@ -37,9 +38,36 @@ pub struct Client {
 struct Inner {
     cluster: Cluster,
     limits: Limits,
+    /// The connections and flights of this process: a fork child gets its own
+    /// ([`crate::fork`]) and never reads or writes a socket of its parent's.
+    local: PerProcess<Local>,
+}
+
+struct Local {
     idle: Vec<Mutex<Vec<Conn>>>,
     /// In-process single flight of `get_or_set`: one load per key at a time.
     flights: crate::recipes::Flights<OnceLock<Result<Value, Error>>>,
+}
+
+impl Local {
+    fn new(servers: usize) -> Local {
+        Local {
+            idle: (0..servers).map(|_| Mutex::new(Vec::new())).collect(),
+            flights: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// In a fork child, close the parent's idle sockets that no parent thread was touching at
+    /// the moment of the fork. `close(2)` of a descriptor the parent still holds sends nothing
+    /// (no FIN, no reset): the parent's connections are not disturbed. A pool whose lock was
+    /// held is left alone (leaked with the parent's state).
+    fn retire(&self) {
+        for pool in &self.idle {
+            if let Ok(mut conns) = pool.try_lock() {
+                conns.clear();
+            }
+        }
+    }
 }
 
 /// A builder for the blocking [`Client`]; every setting is documented on [`Config`].
@@ -90,15 +118,21 @@ impl Client {
     pub fn from_config(config: Config) -> Result<Client, Error> {
         let limits = config.limits();
         let cluster = Cluster::new(config)?;
-        let idle = (0..cluster.len()).map(|_| Mutex::new(Vec::new())).collect();
+        let local = PerProcess::new(Local::new(cluster.len()));
         Ok(Client {
             inner: Arc::new(Inner {
                 cluster,
                 limits,
-                idle,
-                flights: Mutex::new(HashMap::new()),
+                local,
             }),
         })
+    }
+
+    /// This process's connections (fresh in a fork child).
+    #[inline]
+    fn local(&self) -> &Local {
+        let n = self.inner.cluster.len();
+        self.inner.local.get(|| Local::new(n), Local::retire)
     }
 
     /// The servers, ring and health this client works with.
@@ -114,14 +148,14 @@ impl Client {
 
     /// Drop every idle connection (they are reopened on demand).
     pub fn close_idle(&self) {
-        for pool in &self.inner.idle {
+        for pool in &self.local().idle {
             lock(pool).clear();
         }
     }
 
     fn checkout(&self, s: usize) -> Result<Conn, Error> {
         loop {
-            let Some(c) = lock(&self.inner.idle[s]).pop() else {
+            let Some(c) = lock(&self.local().idle[s]).pop() else {
                 break;
             };
             if c.is_reusable() {
@@ -144,7 +178,7 @@ impl Client {
     }
 
     fn checkin(&self, s: usize, conn: Conn) {
-        let mut idle = lock(&self.inner.idle[s]);
+        let mut idle = lock(&self.local().idle[s]);
         if idle.len() < self.inner.cluster.config().blocking_pool_size {
             idle.push(conn);
         }
@@ -186,13 +220,14 @@ impl Client {
             cl.config().timeout,
         );
         cl.record(server, Instant::now(), &reply);
-        let dialect = conn.dialect;
-        if reply.is_ok() {
+        let read_whole = reply.is_ok();
+        let out = reply.and_then(|r| op.finish(&cl.ctx(conn.dialect), r));
+        // A connection is reused only after a reply that answered its request; one that did
+        // not (`Protocol`: another key's value, a stray token) is out of step and is closed.
+        if read_whole && !matches!(out, Err(Error::Protocol { .. })) {
             self.checkin(server, conn);
         }
-        reply
-            .and_then(|r| op.finish(&cl.ctx(dialect), r))
-            .map_err(|e| e.at_server(cl.name(server)))
+        out.map_err(|e| e.at_server(cl.name(server)))
     }
 
     fn failed(&self, s: usize, e: Error) -> Error {
@@ -260,7 +295,8 @@ impl Client {
         if let Some(v) = self.get(key)? {
             return Ok(v);
         }
-        let cell = crate::recipes::join_flight(&self.inner.flights, key);
+        let flights = &self.local().flights;
+        let cell = crate::recipes::join_flight(flights, key);
         let r = cell
             .get_or_init(|| match self.fill_exclusive(key, ttl, opts, true)? {
                 crate::recipes::Fill::Found(v) => Ok(v),
@@ -270,7 +306,7 @@ impl Client {
                 }
             })
             .clone();
-        crate::recipes::land_flight(&self.inner.flights, key, &cell);
+        crate::recipes::land_flight(flights, key, &cell);
         r
     }
 }

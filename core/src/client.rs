@@ -4,6 +4,7 @@ use crate::cluster::{self, Cluster};
 use crate::config::{Config, ConfigBuilder};
 use crate::driver::tokio_conn::{self, ConnHandle, Job};
 use crate::error::Error;
+use crate::fork::PerProcess;
 use crate::ops::{self, Op, Value};
 use crate::options::StoreOptions;
 use crate::protocol::meta::MetaKey;
@@ -29,9 +30,35 @@ pub struct Client {
 struct Inner {
     cluster: Cluster,
     limits: Limits,
+    /// The connections and flights of this process. A fork child gets its own
+    /// ([`crate::fork`]): the parent's connection tasks belong to a runtime whose threads do
+    /// not exist in the child, so they are left untouched (not even dropped).
+    local: PerProcess<Local>,
+}
+
+struct Local {
     servers: Vec<ServerConns>,
     /// In-process single flight of `get_or_set`: one load per key at a time.
     flights: crate::recipes::Flights<tokio::sync::OnceCell<Result<Value, Error>>>,
+}
+
+impl Local {
+    fn new(servers: usize, per: usize) -> Local {
+        Local {
+            servers: (0..servers)
+                .map(|_| ServerConns {
+                    slots: (0..per)
+                        .map(|_| Slot {
+                            current: Mutex::new(None),
+                            connecting: tokio::sync::Mutex::new(()),
+                        })
+                        .collect(),
+                    next: AtomicUsize::new(0),
+                })
+                .collect(),
+            flights: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 struct ServerConns {
@@ -114,7 +141,7 @@ impl ClientBuilder {
 struct InFlight {
     server: usize,
     rx: oneshot::Receiver<Result<Reply, Error>>,
-    dialect: crate::protocol::Dialect,
+    conn: ConnHandle,
 }
 
 impl Client {
@@ -128,25 +155,22 @@ impl Client {
         let limits = config.limits();
         let per = config.connections_per_server;
         let cluster = Cluster::new(config)?;
-        let servers = (0..cluster.len())
-            .map(|_| ServerConns {
-                slots: (0..per)
-                    .map(|_| Slot {
-                        current: Mutex::new(None),
-                        connecting: tokio::sync::Mutex::new(()),
-                    })
-                    .collect(),
-                next: AtomicUsize::new(0),
-            })
-            .collect();
+        let local = PerProcess::new(Local::new(cluster.len(), per));
         Ok(Client {
             inner: Arc::new(Inner {
                 cluster,
                 limits,
-                servers,
-                flights: Mutex::new(HashMap::new()),
+                local,
             }),
         })
+    }
+
+    /// This process's connections (fresh in a fork child; the parent's are left alone).
+    #[inline]
+    fn local(&self) -> &Local {
+        let n = self.inner.cluster.len();
+        let per = self.inner.cluster.config().connections_per_server;
+        self.inner.local.get(|| Local::new(n, per), |_| {})
     }
 
     /// The servers, ring and health this client works with.
@@ -161,7 +185,7 @@ impl Client {
     }
 
     async fn conn(&self, s: usize) -> Result<ConnHandle, Error> {
-        let pool = &self.inner.servers[s];
+        let pool = &self.local().servers[s];
         let slot = &pool.slots[pool.next.fetch_add(1, Relaxed) % pool.slots.len()];
         if let Some(c) = lock(&slot.current).as_ref().filter(|c| c.is_alive()) {
             return Ok(c.clone());
@@ -211,7 +235,7 @@ impl Client {
                 return Ok(InFlight {
                     server: s,
                     rx,
-                    dialect: conn.dialect,
+                    conn,
                 });
             }
         }
@@ -231,10 +255,24 @@ impl Client {
             )),
         };
         cl.record(f.server, Instant::now(), &reply);
-        let ctx = cl.ctx(f.dialect);
-        reply
-            .and_then(|r| op.finish(&ctx, r))
-            .map_err(|e| e.at_server(cl.name(f.server)))
+        let ctx = cl.ctx(f.conn.dialect);
+        let out = reply.and_then(|r| op.finish(&ctx, r));
+        if let Err(Error::Protocol { .. }) = &out {
+            // A reply that does not answer its request: the stream is out of step, so no new
+            // request may go on this connection (those already queued are checked the same way).
+            self.retire(f.server, &f.conn);
+        }
+        out.map_err(|e| e.at_server(cl.name(f.server)))
+    }
+
+    /// Stop handing out connection `conn` of server `s`; the next call opens a new one.
+    fn retire(&self, s: usize, conn: &ConnHandle) {
+        for slot in &self.local().servers[s].slots {
+            let mut cur = lock(&slot.current);
+            if cur.as_ref().is_some_and(|c| c.same(conn)) {
+                *cur = None;
+            }
+        }
     }
 
     /// Run one op on server `s`.
@@ -310,7 +348,8 @@ impl Client {
         if let Some(v) = self.get(key).await? {
             return Ok(v);
         }
-        let cell = crate::recipes::join_flight(&self.inner.flights, key);
+        let flights = &self.local().flights;
+        let cell = crate::recipes::join_flight(flights, key);
         let r = cell
             .get_or_init(|| async {
                 match self.fill_exclusive(key, ttl, opts, true).await? {
@@ -323,7 +362,7 @@ impl Client {
             })
             .await
             .clone();
-        crate::recipes::land_flight(&self.inner.flights, key, &cell);
+        crate::recipes::land_flight(flights, key, &cell);
         r
     }
 

@@ -3,6 +3,7 @@
 
 use crate::config::{Config, ProtocolChoice};
 use crate::error::Error;
+use crate::fork::PerProcess;
 use crate::health::{Admission, Clock, Health, Outcome};
 use crate::metrics::{Metrics, ServerMetrics};
 use crate::ops::Ctx;
@@ -17,18 +18,47 @@ use std::time::Instant;
 pub type Groups = Vec<(usize, Vec<usize>)>;
 
 /// Servers, ring and health of one client.
-#[derive(Debug)]
 pub struct Cluster {
     config: Config,
     ring: Ring,
     names: Vec<String>,
+    clock: Clock,
+    /// What this process has learnt about the servers; a fork child starts afresh
+    /// ([`crate::fork`]): a parent's "down" or a probe in flight in a parent thread must not
+    /// shut a server out of the child.
+    state: PerProcess<State>,
+}
+
+/// The per-process part of a [`Cluster`].
+struct State {
     health: Vec<Health>,
     metrics: Vec<ServerMetrics>,
     disagreements: AtomicU64,
-    clock: Clock,
     /// The ring without the servers that are down, for failover mode, with the live set it
     /// was built for.
     failover_ring: Mutex<Option<(Vec<usize>, Ring)>>,
+}
+
+impl State {
+    fn new(servers: usize) -> State {
+        State {
+            health: (0..servers).map(|_| Health::default()).collect(),
+            metrics: (0..servers).map(|_| ServerMetrics::default()).collect(),
+            disagreements: AtomicU64::new(0),
+            failover_ring: Mutex::new(None),
+        }
+    }
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("config", &self.config)
+            .field("ring", &self.ring)
+            .field("names", &self.names)
+            .field("health", &self.state().health)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Cluster {
@@ -36,23 +66,21 @@ impl Cluster {
     pub fn new(config: Config) -> Result<Self, Error> {
         config.validate()?;
         let ring = Ring::new(&config.servers, config.ring_mode);
-        let names = config.servers.iter().map(|s| s.address()).collect();
-        let health = config.servers.iter().map(|_| Health::default()).collect();
-        let metrics = config
-            .servers
-            .iter()
-            .map(|_| ServerMetrics::default())
-            .collect();
+        let names: Vec<String> = config.servers.iter().map(|s| s.address()).collect();
+        let state = PerProcess::new(State::new(names.len()));
         Ok(Cluster {
             config,
             ring,
             names,
-            health,
-            metrics,
-            disagreements: AtomicU64::new(0),
             clock: Clock::new(),
-            failover_ring: Mutex::new(None),
+            state,
         })
+    }
+
+    /// This process's health and counters (fresh in a fork child).
+    #[inline]
+    fn state(&self) -> &State {
+        self.state.get(|| State::new(self.names.len()), |_| {})
     }
 
     /// The configuration.
@@ -82,42 +110,43 @@ impl Cluster {
 
     /// The health of server `i`.
     pub fn health(&self, i: usize) -> &Health {
-        &self.health[i]
+        &self.state().health[i]
     }
 
     /// The live counters of server `i`.
     pub fn server_metrics(&self, i: usize) -> &ServerMetrics {
-        &self.metrics[i]
+        &self.state().metrics[i]
     }
 
     /// Count a read whose replicas disagreed.
     pub fn disagreement(&self) {
-        self.disagreements.fetch_add(1, Relaxed);
+        self.state().disagreements.fetch_add(1, Relaxed);
     }
 
     /// A snapshot of every server's counters and their total.
     pub fn metrics(&self) -> Metrics {
         let mut m = Metrics::default();
+        let st = self.state();
         for (i, name) in self.names.iter().enumerate() {
-            let c = self.metrics[i].snapshot(self.health[i].down_events());
+            let c = st.metrics[i].snapshot(st.health[i].down_events());
             m.total += c;
             m.servers.push((name.clone(), c));
         }
-        m.total.disagreements = self.disagreements.load(Relaxed);
+        m.total.disagreements = st.disagreements.load(Relaxed);
         m
     }
 
     /// Count the result of a read of one key on server `i`.
     pub fn tally_read<T>(&self, i: usize, r: &Result<Option<T>, Error>) {
         if let Ok(v) = r {
-            self.metrics[i].read(v.is_some());
+            self.state().metrics[i].read(v.is_some());
         }
     }
 
     /// Count the result of a store on server `i`.
     pub fn tally_store(&self, i: usize, r: &Result<(), Error>) {
         if r.is_ok() {
-            self.metrics[i].set();
+            self.state().metrics[i].set();
         }
     }
 
@@ -191,13 +220,17 @@ impl Cluster {
             return out;
         }
         let live: Vec<usize> = (0..self.len())
-            .filter(|&i| !self.health[i].is_down(ms))
+            .filter(|&i| !self.state().health[i].is_down(ms))
             .collect();
         if live.len() == self.len() || live.is_empty() {
             self.ring.preference_list_into(key, n, &mut out);
             return out;
         }
-        let mut cache = self.failover_ring.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self
+            .state()
+            .failover_ring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if cache.as_ref().is_none_or(|(l, _)| *l != live) {
             let specs: Vec<_> = live
                 .iter()
@@ -254,7 +287,7 @@ impl Cluster {
 
     /// [`Cluster::admit`] with the time as milliseconds on the caller's monotonic clock.
     pub fn admit_ms(&self, i: usize, now_ms: u64) -> Result<(), Error> {
-        match self.health[i].admit(now_ms) {
+        match self.state().health[i].admit(now_ms) {
             Admission::Allowed | Admission::Probe => Ok(()),
             Admission::Down(retry_in) => Err(Error::ServerDown {
                 server: self.names[i].clone(),
@@ -283,7 +316,7 @@ impl Cluster {
             if outcome_of(e).is_some_and(|o| o != Outcome::Answered)
                 || matches!(e, Error::Server { .. })
             {
-                self.metrics[i].error(matches!(e, Error::Timeout { .. }));
+                self.state().metrics[i].error(matches!(e, Error::Timeout { .. }));
             }
         }
         let outcome = match result {
@@ -293,10 +326,10 @@ impl Cluster {
                 None => return false,
             },
         };
-        if outcome == Outcome::Answered && self.health[i].consecutive_failures() == 0 {
+        if outcome == Outcome::Answered && self.state().health[i].consecutive_failures() == 0 {
             return false; // hot path: nothing to change
         }
-        self.health[i].record(
+        self.state().health[i].record(
             outcome,
             now_ms(),
             self.config.failure_limit,

@@ -77,6 +77,7 @@ pub mod config;
 pub mod driver;
 pub mod envelope;
 pub mod error;
+pub mod fork;
 pub mod health;
 pub mod key;
 pub mod metrics;

@@ -8,7 +8,9 @@ use crate::error::Error;
 use crate::key;
 use crate::protocol::meta::{self, MetaKey};
 use crate::protocol::text::{self, Retrieval, StoreMode};
-use crate::protocol::{Dialect, ErrorReply, Expect, MetaReply, MetaStatus, Reply, Status};
+use crate::protocol::{
+    Dialect, ErrorReply, Expect, MetaReply, MetaStatus, Reply, Status, TextValue,
+};
 use bytes::{Bytes, BytesMut};
 use std::borrow::Cow;
 
@@ -155,6 +157,65 @@ fn meta_value(m: MetaReply) -> Value {
     }
 }
 
+fn mismatch(detail: String) -> Error {
+    Error::Protocol {
+        server: String::new(),
+        detail,
+    }
+}
+
+/// Prove a text retrieval reply answers a request for `wire` (the key as sent): at most one
+/// `VALUE` block, naming that key. A reply for another key (a desynchronised stream, a
+/// process sharing its parent's socket) is a protocol error, never a value.
+fn own_text_value(wire: &[u8], values: Vec<TextValue>) -> Result<Option<TextValue>, Error> {
+    let mut it = values.into_iter();
+    let first = it.next();
+    if it.next().is_some() {
+        return Err(mismatch(format!(
+            "a get of {} returned more than one value",
+            crate::protocol::excerpt(wire)
+        )));
+    }
+    match first {
+        Some(t) if t.key[..] != *wire => Err(mismatch(format!(
+            "a get of {} returned the value of {}",
+            crate::protocol::excerpt(wire),
+            crate::protocol::excerpt(&t.key)
+        ))),
+        other => Ok(other),
+    }
+}
+
+/// Prove a meta reply answers a request for `wire` with opaque token `opaque`: an echoed key
+/// (`k`) must be that key, and an opaque token must be the one sent (none if none was sent).
+fn own_meta_reply(wire: &[u8], opaque: Option<u32>, m: &MetaReply) -> Result<(), Error> {
+    if let Some(k) = &m.flags.key {
+        let echoed = m.flags.decoded_key();
+        if echoed.as_deref() != Some(wire) {
+            return Err(mismatch(format!(
+                "a meta request for {} got the reply for {}",
+                crate::protocol::excerpt(wire),
+                crate::protocol::excerpt(k)
+            )));
+        }
+    }
+    if m.flags.opaque.is_some() && m.flags.opaque != opaque {
+        return Err(mismatch(format!(
+            "a meta reply carries opaque token {:?}, the request sent {opaque:?}",
+            m.flags.opaque
+        )));
+    }
+    Ok(())
+}
+
+/// [`own_meta_reply`] for a single-key op without an opaque token, on any reply.
+fn own_reply(ctx: &Ctx<'_>, key: &[u8], reply: Reply) -> Result<Reply, Error> {
+    if let Reply::Meta(m) = &reply {
+        own_meta_reply(&ctx.wire_key(key)?, None, m)?;
+    }
+    Ok(reply)
+}
+
 /// `get`/`gets`/`gat`/`gats` of one key.
 #[derive(Debug, Clone, Copy)]
 pub struct Get<'a> {
@@ -188,20 +249,32 @@ impl Op for Get<'_> {
                     client_flags: true,
                     cas: self.cas,
                     touch: self.touch,
+                    // The key echo proves the value is this key's (see `own_meta_reply`).
+                    key: true,
                     ..Default::default()
                 },
             ),
         }
     }
-    fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<Option<Value>, Error> {
+    fn finish(self, ctx: &Ctx<'_>, reply: Reply) -> Result<Option<Value>, Error> {
+        let wire = ctx.wire_key(self.key)?;
         match reply {
-            Reply::Values(v) => Ok(v.into_iter().next().map(|t| Value {
+            Reply::Values(v) => Ok(own_text_value(&wire, v)?.map(|t| Value {
                 data: t.data,
                 flags: t.flags,
                 cas: t.cas,
                 ttl: None,
             })),
-            Reply::Meta(m) if m.status == MetaStatus::Value => Ok(Some(meta_value(m))),
+            Reply::Meta(m) if m.status == MetaStatus::Value => {
+                own_meta_reply(&wire, None, &m)?;
+                if m.flags.key.is_none() {
+                    return Err(mismatch(format!(
+                        "a meta get of {} got a value without its key echo",
+                        crate::protocol::excerpt(&wire)
+                    )));
+                }
+                Ok(Some(meta_value(m)))
+            }
             Reply::Meta(m) if m.status == MetaStatus::Miss => Ok(None),
             other => Err(unexpected(other)),
         }
@@ -297,7 +370,8 @@ impl Op for Store<'_> {
             ),
         }
     }
-    fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<(), Error> {
+    fn finish(self, ctx: &Ctx<'_>, reply: Reply) -> Result<(), Error> {
+        let reply = own_reply(ctx, self.key, reply)?;
         sized(store_result(reply), self.data.len())
     }
 }
@@ -328,8 +402,8 @@ impl Op for Delete<'_> {
             Dialect::Meta => meta::delete(buf, ctx.meta_key(&k), &meta::MetaDelete::default()),
         }
     }
-    fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<bool, Error> {
-        delete_result(reply)
+    fn finish(self, ctx: &Ctx<'_>, reply: Reply) -> Result<bool, Error> {
+        delete_result(own_reply(ctx, self.key, reply)?)
     }
 }
 
@@ -363,8 +437,8 @@ impl Op for Arith<'_> {
             ),
         }
     }
-    fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<Option<u64>, Error> {
-        match reply {
+    fn finish(self, ctx: &Ctx<'_>, reply: Reply) -> Result<Option<u64>, Error> {
+        match own_reply(ctx, self.key, reply)? {
             Reply::Status(Status::Number(n)) => Ok(Some(n)),
             Reply::Status(Status::NotFound) => Ok(None),
             Reply::Meta(m) if m.status == MetaStatus::NotFound => Ok(None),
@@ -412,8 +486,8 @@ impl Op for Touch<'_> {
             ),
         }
     }
-    fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<bool, Error> {
-        match reply {
+    fn finish(self, ctx: &Ctx<'_>, reply: Reply) -> Result<bool, Error> {
+        match own_reply(ctx, self.key, reply)? {
             Reply::Status(Status::Touched) => Ok(true),
             Reply::Status(Status::NotFound) => Ok(false),
             Reply::Meta(m) if m.status == MetaStatus::Stored => Ok(true),
@@ -553,7 +627,20 @@ impl Op for Meta<'_> {
         }
     }
     fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<MetaReply, Error> {
+        let sent = match self {
+            Meta::Get(_, o) => o.opaque,
+            Meta::Set(_, _, o) => o.opaque,
+            Meta::Delete(_, o) => o.opaque,
+            Meta::Arithmetic(_, o) => o.opaque,
+            Meta::Noop => None,
+        };
         match reply {
+            Reply::Meta(m) if m.flags.opaque.is_some() && m.flags.opaque != sent => {
+                Err(mismatch(format!(
+                    "a meta reply carries opaque token {:?}, the request sent {sent:?}",
+                    m.flags.opaque
+                )))
+            }
             Reply::Meta(m) if !matches!(m.status, MetaStatus::Error(..)) => Ok(m),
             other => Err(unexpected(other)),
         }
@@ -628,6 +715,8 @@ impl<K: AsRef<[u8]>> Op for GetMulti<'_, K> {
                     cas: self.cas,
                     ttl: self.ttl,
                     quiet: true,
+                    // The opaque token places a reply, the key echo proves it.
+                    key: true,
                     ..Default::default()
                 };
                 for (i, k) in wire.iter().enumerate() {
@@ -693,6 +782,13 @@ impl<K: AsRef<[u8]>> Op for GetMulti<'_, K> {
                     match m.status {
                         MetaStatus::Value => {
                             let i = opaque_index(&m, out.len())?;
+                            let wire = ctx.wire_key(self.keys[i].as_ref())?;
+                            own_meta_reply(&wire, m.flags.opaque, &m)?;
+                            if m.flags.key.is_none() {
+                                return Err(mismatch(
+                                    "a batch value without its key echo".to_string(),
+                                ));
+                            }
                             out[i] = Some(meta_value(m));
                         }
                         MetaStatus::Miss => {}
@@ -902,8 +998,8 @@ impl Op for CasDelete<'_> {
             .map(|e| e.unwrap_or(Expect::TextLine)),
         }
     }
-    fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<(), Error> {
-        match reply {
+    fn finish(self, ctx: &Ctx<'_>, reply: Reply) -> Result<(), Error> {
+        match own_reply(ctx, self.key, reply)? {
             Reply::Meta(m) if m.status == MetaStatus::Stored => Ok(()),
             other => store_result(other),
         }
@@ -945,8 +1041,9 @@ impl Op for StoreReturningCas<'_> {
             }
         }
     }
-    fn finish(self, _: &Ctx<'_>, reply: Reply) -> Result<u64, Error> {
-        match reply {
+    fn finish(self, ctx: &Ctx<'_>, reply: Reply) -> Result<u64, Error> {
+        let wire = ctx.wire_key(self.key)?;
+        match own_reply(ctx, self.key, reply)? {
             Reply::Meta(m) if m.status == MetaStatus::Stored => {
                 m.flags.cas.ok_or_else(|| Error::Protocol {
                     server: String::new(),
@@ -957,7 +1054,7 @@ impl Op for StoreReturningCas<'_> {
                 let gets = rs.pop().expect("two replies");
                 store_result(rs.pop().expect("two replies"))?;
                 match gets {
-                    Reply::Values(v) => match v.into_iter().next() {
+                    Reply::Values(v) => match own_text_value(&wire, v)? {
                         // Our data must be what is there: otherwise someone replaced it
                         // between the store and the gets.
                         Some(t) if t.data[..] == *self.data => {

@@ -238,6 +238,9 @@ pub struct Lock<C: ReleaseOnDrop> {
     pub(crate) quorum: usize,
     pub(crate) fence: Option<u64>,
     pub(crate) held: bool,
+    /// The fork generation it was taken in ([`crate::fork`]): a fork child inherits the guard
+    /// but not the lock, so it never releases or extends it (its parent still holds it).
+    pub(crate) generation: u64,
 }
 
 /// How a client releases a lock whose guard is dropped unreleased (blocking: at once; async:
@@ -251,7 +254,7 @@ pub trait ReleaseOnDrop: Clone {
 
 impl<C: ReleaseOnDrop> Drop for Lock<C> {
     fn drop(&mut self) {
-        if self.held {
+        if self.owned() {
             self.held = false;
             for &(server, cas) in &self.holds {
                 self.client.release_on_drop(server, self.name.clone(), cas);
@@ -261,6 +264,11 @@ impl<C: ReleaseOnDrop> Drop for Lock<C> {
 }
 
 impl<C: ReleaseOnDrop> Lock<C> {
+    /// Held, and by this process (not a guard inherited through a fork).
+    pub(crate) fn owned(&self) -> bool {
+        self.held && self.generation == crate::fork::generation()
+    }
+
     /// The lock's name.
     pub fn name(&self) -> &[u8] {
         &self.name
@@ -435,6 +443,7 @@ impl $client {
                     quorum,
                     fence: None,
                     held: true,
+                    generation: crate::fork::generation(),
                 };
                 if opts.fencing {
                     lock.fence = Some(self.next_fence(name)$($await)*?);
@@ -538,7 +547,7 @@ impl crate::recipes::Lock<$client> {
     /// expired and may belong to someone else now (it was left alone); calling it again
     /// after a release returns `Ok(false)` without I/O.
     pub $($asyncness)? fn release(&mut self) -> Result<bool, Error> {
-        if !self.held {
+        if !self.owned() {
             return Ok(false);
         }
         self.held = false;
@@ -563,7 +572,7 @@ impl crate::recipes::Lock<$client> {
     /// there; `Ok(false)` (and the lock is no longer held) when fewer than its quorum remain.
     pub $($asyncness)? fn extend(&mut self, ttl: u32) -> Result<bool, Error> {
         crate::recipes::check_ttl(ttl)?;
-        if !self.held {
+        if !self.owned() {
             return Ok(false);
         }
         let ops = self
@@ -595,9 +604,10 @@ impl crate::recipes::Lock<$client> {
     }
 
     /// True until `release` (or a failed `extend`) says the lock is no longer ours. It does not
-    /// ask the server: a lock past its TTL may be gone.
+    /// ask the server: a lock past its TTL may be gone. False in a fork child: the lock
+    /// belongs to the process that took it.
     pub fn is_held(&self) -> bool {
-        self.held
+        self.owned()
     }
 }
     };

@@ -32,14 +32,16 @@ enum Out {
 #[derive(Debug)]
 enum Pending {
     Probe,
+    // Single-key ops keep their key: `finish` proves the reply answers it.
     Get {
+        key: Vec<u8>,
         cas: bool,
         out: Out,
     },
-    Store,
-    Delete,
-    Arith,
-    Touch,
+    Store(Vec<u8>),
+    Delete(Vec<u8>),
+    Arith(Vec<u8>),
+    Touch(Vec<u8>),
     GetMulti {
         keys: Vec<Vec<u8>>,
         cas: bool,
@@ -53,8 +55,9 @@ enum Pending {
     },
     StoreItems(usize),
     DeleteMulti(usize),
-    CasDelete,
+    CasDelete(Vec<u8>),
     StoreReturningCas {
+        key: Vec<u8>,
         mode: StoreMode,
         data: Vec<u8>,
     },
@@ -83,6 +86,9 @@ pub struct Codec {
     buf: BytesMut,
     out: BytesMut,
     pending: VecDeque<(Decoder, Pending)>,
+    /// Set when a reply did not answer its request (another key's value, a stray token):
+    /// `poll` then throws, so the connection is dropped, never reused out of step.
+    out_of_step: std::cell::Cell<Option<String>>,
 }
 
 /// A store item with its bytes copied out of JavaScript: key, data, flags, ttl, mode.
@@ -181,6 +187,7 @@ impl Codec {
             buf: BytesMut::with_capacity(16 * 1024),
             out: BytesMut::with_capacity(4 * 1024),
             pending: VecDeque::new(),
+            out_of_step: std::cell::Cell::new(None),
         })
     }
 
@@ -237,7 +244,12 @@ impl Codec {
         typed: bool,
     ) -> Result<Vec<u8>, JsValue> {
         let out = if typed { Out::Typed } else { Out::Raw };
-        self.emit(&ops::Get { key, cas, touch }, Pending::Get { cas, out })
+        let pending = Pending::Get {
+            key: key.to_vec(),
+            cas,
+            out,
+        };
+        self.emit(&ops::Get { key, cas, touch }, pending)
     }
 
     /// A store of raw bytes with `flags`: `mode` is `set`, `add`, `replace`, `append`,
@@ -260,7 +272,7 @@ impl Codec {
                 flags,
                 ttl,
             },
-            Pending::Store,
+            Pending::Store(key.to_vec()),
         )
     }
 
@@ -281,7 +293,7 @@ impl Codec {
 
     /// `delete`: result `true` when the key existed, `false` when not.
     pub fn delete(&mut self, key: &[u8]) -> Result<Vec<u8>, JsValue> {
-        self.emit(&ops::Delete { key }, Pending::Delete)
+        self.emit(&ops::Delete { key }, Pending::Delete(key.to_vec()))
     }
 
     /// `incr`/`decr` by `delta` (a number or a `BigInt`): the new value (a number, or a
@@ -292,12 +304,15 @@ impl Codec {
                 "delta must be a non-negative integer (number or bigint)".into(),
             ))
         })?;
-        self.emit(&ops::Arith { key, incr, delta }, Pending::Arith)
+        self.emit(
+            &ops::Arith { key, incr, delta },
+            Pending::Arith(key.to_vec()),
+        )
     }
 
     /// `touch`: `true` when the key existed.
     pub fn touch(&mut self, key: &[u8], ttl: u32) -> Result<Vec<u8>, JsValue> {
-        self.emit(&ops::Touch { key, ttl }, Pending::Touch)
+        self.emit(&ops::Touch { key, ttl }, Pending::Touch(key.to_vec()))
     }
 
     /// A multi-get of keys that all live on this connection's server. The result is an array
@@ -447,7 +462,10 @@ impl Codec {
     /// text servers a `cas` with an expiry in the past). `true`, or `Exists` / `NotFound`.
     #[wasm_bindgen(js_name = casDelete)]
     pub fn cas_delete(&mut self, key: &[u8], cas: u64) -> Result<Vec<u8>, JsValue> {
-        self.emit(&ops::CasDelete { key, cas }, Pending::CasDelete)
+        self.emit(
+            &ops::CasDelete { key, cas },
+            Pending::CasDelete(key.to_vec()),
+        )
     }
 
     /// A store that returns the new CAS unique (`add` to take a lock, `cas` to extend it):
@@ -463,6 +481,7 @@ impl Codec {
     ) -> Result<Vec<u8>, JsValue> {
         let mode = store_mode(mode, cas)?;
         let pending = Pending::StoreReturningCas {
+            key: key.to_vec(),
             mode,
             data: data.to_vec(),
         };
@@ -530,7 +549,11 @@ impl Codec {
             Err(e) => return Err(self.protocol_error(e.0)),
         };
         let (_, pending) = self.pending.pop_front().expect("front exists");
-        self.finish(pending, reply)
+        let result = self.finish(pending, reply);
+        if let Some(detail) = self.out_of_step.take() {
+            return Err(self.protocol_error(detail));
+        }
+        result
     }
 
     fn protocol_error(&self, detail: String) -> JsValue {
@@ -541,6 +564,9 @@ impl Codec {
     }
 
     fn err(&self, e: Error) -> JsValue {
+        if let Error::Protocol { detail, .. } = &e {
+            self.out_of_step.set(Some(detail.clone()));
+        }
         js::error(&js::at_server(e, &self.server))
     }
 
@@ -575,8 +601,8 @@ impl Codec {
         let mode = StoreMode::Set;
         Ok(match pending {
             Pending::Probe => return self.probe_result(reply),
-            Pending::Get { cas, out } => match (ops::Get {
-                key: b"",
+            Pending::Get { key, cas, out } => match (ops::Get {
+                key: &key,
                 cas,
                 touch: None,
             })
@@ -585,10 +611,10 @@ impl Codec {
                 Ok(v) => self.read_value(v, cas, out).unwrap_or_else(|e| e),
                 Err(e) => self.err(e),
             },
-            Pending::Store => {
+            Pending::Store(key) => {
                 let r = ops::Store {
                     mode,
-                    key: b"",
+                    key: &key,
                     data: b"",
                     flags: 0,
                     ttl: 0,
@@ -596,21 +622,21 @@ impl Codec {
                 .finish(&ctx, reply);
                 self.result(r, |()| JsValue::TRUE)
             }
-            Pending::Delete => {
-                let r = ops::Delete { key: b"" }.finish(&ctx, reply);
+            Pending::Delete(key) => {
+                let r = ops::Delete { key: &key }.finish(&ctx, reply);
                 self.result(r, JsValue::from_bool)
             }
-            Pending::Arith => {
+            Pending::Arith(key) => {
                 let r = ops::Arith {
-                    key: b"",
+                    key: &key,
                     incr: true,
                     delta: 0,
                 }
                 .finish(&ctx, reply);
                 self.result(r, |v| v.map(js::uint).unwrap_or(JsValue::NULL))
             }
-            Pending::Touch => {
-                let r = ops::Touch { key: b"", ttl: 0 }.finish(&ctx, reply);
+            Pending::Touch(key) => {
+                let r = ops::Touch { key: &key, ttl: 0 }.finish(&ctx, reply);
                 self.result(r, JsValue::from_bool)
             }
             Pending::GetMulti {
@@ -679,14 +705,14 @@ impl Codec {
                     Err(e) => self.err(e),
                 }
             }
-            Pending::CasDelete => {
-                let r = ops::CasDelete { key: b"", cas: 0 }.finish(&ctx, reply);
+            Pending::CasDelete(key) => {
+                let r = ops::CasDelete { key: &key, cas: 0 }.finish(&ctx, reply);
                 self.result(r, |()| JsValue::TRUE)
             }
-            Pending::StoreReturningCas { mode, data } => {
+            Pending::StoreReturningCas { key, mode, data } => {
                 let r = ops::StoreReturningCas {
                     mode,
-                    key: b"",
+                    key: &key,
                     data: &data,
                     ttl: 0,
                 }

@@ -45,6 +45,11 @@ impl ConnHandle {
         !self.tx.is_closed()
     }
 
+    /// Whether both handles lead to the same connection task.
+    pub fn same(&self, other: &ConnHandle) -> bool {
+        self.tx.same_channel(&other.tx)
+    }
+
     /// Queue a request. `Err(job)` when the task is gone: nothing was sent, so the caller may
     /// retry on a new connection.
     pub async fn submit(&self, job: Job) -> Result<(), Job> {

@@ -40,13 +40,13 @@ test('meta requests and replies, byte by byte, in order', () => {
   const c = codec();
   c.probe();
   feedAll(c, 'VERSION 1.6.18\r\nMN\r\n');
-  assert.equal(txt(c.get(k('a'), false, undefined, true)), 'mg a v f\r\n');
+  assert.equal(txt(c.get(k('a'), false, undefined, true)), 'mg a v f k\r\n');
   assert.equal(txt(c.storeValue('set', k('b'), 'hi', 60, undefined)), 'ms b 2 T60\r\nhi\r\n');
   assert.equal(txt(c.storeValue('add', k('n'), 42, 0, undefined)), 'ms n 2 F2 ME\r\n42\r\n');
   assert.equal(txt(c.delete(k('a'))), 'md a\r\n');
   assert.equal(txt(c.arith(k('n'), true, 5)), 'ma n D5 v\r\n');
   assert.equal(c.pending, 5);
-  const rs = feedAll(c, 'VA 2 f0\r\nhi\r\nHD\r\nNS\r\nNF\r\nVA 2\r\n47\r\n');
+  const rs = feedAll(c, 'VA 2 f0 ka\r\nhi\r\nHD\r\nNS\r\nNF\r\nVA 2\r\n47\r\n');
   assert.equal(rs.length, 5);
   assert.equal(Buffer.from(rs[0]).toString(), 'hi');
   assert.equal(rs[1], true);
@@ -64,10 +64,10 @@ test('typed reads: envelope-aware, tombstones are misses, flags by convention', 
   const tomb = core.envelopeTombstone(6n, 9n);
   for (let i = 0; i < 5; i++) c.get(k(`k${i}`), false, undefined, true);
   const reply = Buffer.concat([
-    Buffer.from(`VA ${env.length} f0\r\n`), Buffer.from(env), Buffer.from('\r\n'),
-    Buffer.from(`VA ${tomb.length} f0\r\n`), Buffer.from(tomb), Buffer.from('\r\n'),
-    Buffer.from('VA 2 f16\r\nhi\r\n'), // pymemcache text
-    Buffer.from('VA 3 f2\r\n-17\r\n'), // python int
+    Buffer.from(`VA ${env.length} f0 kk0\r\n`), Buffer.from(env), Buffer.from('\r\n'),
+    Buffer.from(`VA ${tomb.length} f0 kk1\r\n`), Buffer.from(tomb), Buffer.from('\r\n'),
+    Buffer.from('VA 2 f16 kk2\r\nhi\r\n'), // pymemcache text
+    Buffer.from('VA 3 f2 kk3\r\n-17\r\n'), // python int
     Buffer.from('EN\r\n'),
   ]);
   const rs = feedAll(c, reply.toString('latin1'), 7);
@@ -94,6 +94,20 @@ test('invalid keys and oversized values are refused before anything is queued', 
   assert.throws(() => c.store('set', k('a'), new Uint8Array(1024 * 1024 + 1), 0, 0), (e) => e.kind === 'ValueTooLarge');
   assert.throws(() => c.storeValue('set', k('a'), null, 0), (e) => e.kind === 'Config');
   assert.equal(c.pending, 0);
+});
+
+test('a reply for another key is a protocol error, never a value', () => {
+  const c = codec();
+  c.probe();
+  feedAll(c, 'VERSION 1.6.18\r\nMN\r\n');
+  c.get(k('a'), false, undefined, true);
+  // Thrown, not returned: the connection that carried it must be dropped.
+  assert.throws(() => feedAll(c, 'VA 2 f0 kother\r\nhi\r\n'), (e) => e.kind === 'Protocol');
+  const t = codec('text');
+  t.probe();
+  feedAll(t, 'VERSION 1.4.5\r\n');
+  t.get(k('a'), false, undefined, true);
+  assert.throws(() => feedAll(t, 'VALUE other 0 2\r\nhi\r\nEND\r\n'), (e) => e.kind === 'Protocol');
 });
 
 test('garbage and unsolicited bytes are protocol errors', () => {
