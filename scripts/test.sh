@@ -21,11 +21,12 @@ cargo test --workspace --locked --no-fail-fast
 
 step "Python binding (python/): pip install ./python, pytest against real memcached"
 # A venv in the repo (.venv, reused), the extension built from source by pip (maturin), and the
-# exact test dependencies this suite was run with. pylibmc (cross-compatibility tests) needs
+# exact test dependencies this suite was run with (gunicorn: test_gunicorn.py serves a Django
+# app with --preload and forked workers). pylibmc (cross-compatibility tests) needs
 # libmemcached; if it cannot be installed only those tests are skipped.
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q ./python pytest==9.2.0 django==5.2.19 pymemcache==4.0.0
+.venv/bin/python -m pip install -q ./python pytest==9.2.0 django==5.2.19 pymemcache==4.0.0 gunicorn==27.0.1
 # MULTIPUT_NO_SKIPS=1 (what .ci/run sets): every dependency must be there and no test may be
 # skipped, in any of the suites below.
 if [ -n "${MULTIPUT_NO_SKIPS:-}" ]; then
@@ -49,9 +50,12 @@ wasm/install-tools.sh   # the wasm32 target, and wasm-bindgen-cli 0.2.130 unless
 wasm/test.sh            # build.sh + the CLI for interop + node --test wasm/js/test/
 
 step "PHP binding (php-ext/): phpunit against real memcached and Debian's php-memcached"
-if ! command -v phpunit >/dev/null || ! php -m 2>/dev/null | grep -qix memcached; then
+# tests/FpmTest.php runs Debian's php8.2-fpm behind nginx (started and stopped by the test;
+# both live in /usr/sbin, which a non-root PATH may lack).
+if ! command -v phpunit >/dev/null || ! php -m 2>/dev/null | grep -qix memcached ||
+    ! [ -x /usr/sbin/php-fpm8.2 ] || ! [ -x /usr/sbin/nginx ]; then
     if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo); fi
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q php-cli phpunit php-memcached >/dev/null
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q php-cli phpunit php-memcached php8.2-fpm nginx >/dev/null
 fi
 cargo build --locked -q -p multiput-ffi -p multiput-cli
 (cd php-ext && MULTIPUT_FFI_LIB="$PWD/../target/debug/libmultiput_ffi.so" \

@@ -1762,6 +1762,7 @@ impl Client {
         Ok(Lock {
             inner: Mutex::new(Some(lock)),
             name: name.clone().unbind(),
+            generation: multiput::fork::generation(),
         })
     }
 }
@@ -1968,19 +1969,35 @@ fn result_of(py: Python<'_>, outcome: CasOutcome, last: Option<Py<PyAny>>) -> Bo
 
 /// A held lock (from `Client.lock`). Released by `release()`, at the end of a `with` block,
 /// or when garbage-collected; it expires after its timeout if its holder dies.
+///
+/// A lock belongs to the process that acquired it. A fork child inherits the object, not the
+/// ownership: there it is not `held`, `release()` and `extend()` return False without a word
+/// to the server, and garbage collection leaves it alone, so a child that leaves a `with`
+/// block or exits never releases its parent's lock.
 #[pyclass(module = "multiput._native", name = "Lock", frozen)]
 pub struct Lock {
     inner: Mutex<Option<multiput::recipes::Lock<blocking::Client>>>,
     name: Py<PyAny>,
+    /// The fork generation (`multiput::fork`) of the process that acquired it.
+    generation: u64,
 }
 
 impl Lock {
+    /// Made by another process (this one is a fork child of the acquirer). Checked before
+    /// `inner` is locked: a parent thread may have held that mutex at the moment of the fork.
+    fn inherited(&self) -> bool {
+        self.generation != multiput::fork::generation()
+    }
+
     fn with<T: Send>(
         &self,
         py: Python<'_>,
         f: impl FnOnce(&mut multiput::recipes::Lock<blocking::Client>) -> Result<T, Error> + Send,
         absent: T,
     ) -> PyResult<T> {
+        if self.inherited() {
+            return Ok(absent);
+        }
         let inner = &self.inner;
         let r = nogil(py, || {
             let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -2001,9 +2018,12 @@ impl Lock {
         self.name.clone_ref(py)
     }
 
-    /// This holder's unique owner token.
+    /// This holder's unique owner token (None in a fork child: it holds nothing).
     #[getter]
     fn token(&self) -> Option<String> {
+        if self.inherited() {
+            return None;
+        }
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.as_ref().map(|l| l.token().to_string())
     }
@@ -2011,19 +2031,27 @@ impl Lock {
     /// The fencing token (a number larger than every earlier holder's), if asked for.
     #[getter]
     fn fence(&self) -> Option<u64> {
+        if self.inherited() {
+            return None;
+        }
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.as_ref().and_then(|l| l.fence())
     }
 
     /// True until released (it does not ask the server; a lock past its timeout may be gone).
+    /// False in a fork child: the lock is its parent's.
     #[getter]
     fn held(&self) -> bool {
+        if self.inherited() {
+            return false;
+        }
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.as_ref().is_some_and(|l| l.is_held())
     }
 
     /// Release the lock if this holder still owns it: True released, False it had expired
-    /// (and was left alone, it may be someone else's now).
+    /// (and was left alone, it may be someone else's now) or this is a fork child of the
+    /// holder (the lock stays its parent's).
     fn release(&self, py: Python<'_>) -> PyResult<bool> {
         self.with(py, |l| l.release(), false)
     }
@@ -2056,8 +2084,29 @@ impl Lock {
     }
 }
 
+impl Drop for Lock {
+    fn drop(&mut self) {
+        if self.inherited() {
+            // The parent's lock, collected in a fork child: releasing it (what the core's guard
+            // does when dropped) would free the parent's lock. Leaked instead, without locking
+            // `inner` (a parent thread may have held it at the fork) or running the guard's drop.
+            let inner = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
+            std::mem::forget(inner.take());
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Module
+
+/// Tell the core that this process is a fork child (`os.register_at_fork(after_in_child=...)`,
+/// registered by the `multiput` package). The core's own `pthread_atfork` handler already
+/// covers the C library's `fork()`; this covers a fork that bypassed it. Every client then
+/// opens its own connections on its next call and never touches a socket of the parent's.
+#[pyfunction]
+fn note_fork() {
+    multiput::fork::note_fork();
+}
 
 /// Store and read a value in plain mode as the Rust core would, for tests and tools:
 /// `(payload, flags)` for a typed value under a convention.
@@ -2120,6 +2169,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(plain_encoding, m)?)?;
     m.add_function(wrap_pyfunction!(plain_decoding, m)?)?;
     m.add_function(wrap_pyfunction!(ring_for_libmemcached, m)?)?;
+    m.add_function(wrap_pyfunction!(note_fork, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -18,9 +18,17 @@ code written for pymemcache ports by changing the import, and adds what pymemcac
   ``get_or_set`` built into the core.
 
 Django: ``multiput.django.MultiputCache`` (see that module).
+
+Forked workers (``gunicorn --preload``, uwsgi without ``lazy-apps``, Celery prefork,
+``multiprocessing``) need nothing special: a client used before a fork opens its own
+connections in the child on its first call there and never touches the parent's sockets; the
+parent keeps its connections.
 """
 
+import os as _os
+
 from . import exceptions
+from ._native import note_fork as _note_fork
 from ._native import (
     DELETE,
     EXPIRE_NOW,
@@ -66,3 +74,9 @@ __all__ = [
     *exceptions.__all__,
     "__version__",
 ]
+
+# A fork child must never use its parent's connections (another key's value would come back).
+# The core notices the C library's fork() itself (pthread_atfork); this hook also covers a fork
+# that bypassed it. Registered once, when the package is first imported.
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_note_fork)

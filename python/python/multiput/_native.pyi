@@ -296,21 +296,23 @@ class Client:
 
 @final
 class Lock:
-    """A held lock; a context manager that releases it on exit."""
+    """A held lock; a context manager that releases it on exit. It belongs to the process
+    that acquired it: in a fork child it is not ``held`` and is never released."""
 
     @property
     def name(self) -> Key: ...
     @property
     def token(self) -> Optional[str]:
-        """This holder's unique owner token."""
+        """This holder's unique owner token (None in a fork child)."""
     @property
     def fence(self) -> Optional[int]:
         """The fencing token, if the lock was taken with ``fencing=True``."""
     @property
     def held(self) -> bool:
-        """True until released."""
+        """True until released (False in a fork child: the lock is its parent's)."""
     def release(self) -> bool:
-        """Release if still ours: True released, False it had expired (left alone)."""
+        """Release if still ours: True released, False it had expired (left alone) or this
+        is a fork child of the holder (nothing is sent)."""
     def extend(self, timeout: float) -> bool:
         """A new timeout, if still ours."""
     def __enter__(self) -> "Lock": ...
@@ -330,3 +332,8 @@ def plain_encoding(value: Any, convention: str = "python", pickle_protocol: int 
 
 def plain_decoding(data: bytes, flags: int, convention: str = "python") -> Any:
     """The value a plain ``(payload, flags)`` pair means under ``convention``."""
+
+def note_fork() -> None:
+    """Tell the core this process is a fork child: every client opens its own connections on
+    its next call. ``multiput`` registers it with ``os.register_at_fork``; never needed by hand
+    after ``os.fork()``."""

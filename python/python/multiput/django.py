@@ -50,7 +50,9 @@ information:
   an old value does not linger, as Django's backends do); ``OPTIONS["raise_on_set_failure"]``
   makes it raise the multiput error instead. The bundled backends swallow the failure.
 - Connections persist across requests and are shared by every thread of the process (one
-  client per configuration); ``close()`` does not drop them.
+  client per configuration); ``close()`` does not drop them. A forked worker (``gunicorn
+  --preload``, uwsgi without ``lazy-apps``, Celery prefork) opens its own on first use and
+  never touches the master's.
 - The async methods (``aget``, ``aset``, ...) run the native call in a worker thread with
   ``thread_sensitive=False``: the GIL is released while waiting for memcached, so concurrent
   requests do not queue behind one thread and the event loop is never blocked.
@@ -60,6 +62,7 @@ information:
   exact replicated counters, and ``touch`` rewrites the value with the new expiry.
 """
 
+import os
 import re
 import threading
 import time
@@ -214,6 +217,18 @@ def translate_options(options: Dict[str, Any]) -> Dict[str, Any]:
     return out
 _clients: Dict[Tuple[Any, ...], Client] = {}
 _clients_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """A fork child gets a new ``_clients_lock``: a thread of the parent may have held the old
+    one at the moment of the fork, and that thread does not exist here to release it. The
+    clients themselves are kept: each opens its own connections in the child."""
+    global _clients_lock
+    _clients_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class NonNumericValueError(multiput.ClientError, TypeError):
