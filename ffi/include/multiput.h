@@ -619,15 +619,41 @@ int32_t multiput_client_new(const struct MultiputConfig *config, struct Multiput
  Like [`multiput_client_new`], but the client (its connection pools) is kept for the life of
  the process under `persistent_id`: a later call with the same id and the same
  configuration gets a handle on the same connections, even after every earlier handle was
- freed (PECL memcached's persistent ids; what keeps connections across PHP-FPM requests
- when the library stays loaded, e.g. with `ffi.preload`). A different configuration under
- the same id replaces the kept client. Each handle is freed with [`multiput_client_free`].
+ freed (PECL memcached's persistent ids; what keeps connections across PHP-FPM requests:
+ the library is linked `-z nodelete`, so it stays loaded, and with it this registry, even
+ when PHP's FFI closes it at the end of a request). A different configuration under the
+ same id replaces the kept client (and drops its state). Each handle is freed with
+ [`multiput_client_free`]; freeing a handle never closes the kept client's connections.
 
  # Safety
  `persistent_id` is NUL-terminated; `config` came from [`multiput_config_new`]; `out` is
  valid.
  */
 int32_t multiput_client_new_persistent(const char *persistent_id, const struct MultiputConfig *config, struct MultiputClient **out);
+
+/*
+ A handle on the client kept under `persistent_id` (by
+ [`multiput_client_new_persistent`]), without building a configuration: `*out` is the
+ handle (free it with [`multiput_client_free`]) and `state` holds the bytes last kept with
+ [`multiput_persistent_set_state`] (empty if none). `MULTIPUT_E_NOT_FOUND` when nothing is
+ kept under that id (`*out` is then null). One lookup per PHP request instead of a
+ configuration rebuilt option by option.
+
+ # Safety
+ `persistent_id` is NUL-terminated; `out` is valid; `state` is a buffer (see
+ [`MultiputBuffer`]).
+ */
+int32_t multiput_persistent_get(const char *persistent_id, struct MultiputClient **out, struct MultiputBuffer *state);
+
+/*
+ Keep `len` bytes (a binding's own settings, e.g. PHP's serialized server list and options)
+ with the client kept under `persistent_id`, for [`multiput_persistent_get`] to return.
+ `MULTIPUT_E_NOT_FOUND` when no client is kept under that id.
+
+ # Safety
+ `persistent_id` is NUL-terminated; `data` points to `len` bytes.
+ */
+int32_t multiput_persistent_set_state(const char *persistent_id, const char *data, size_t len);
 
 /*
  Build a client from options in one string: `name=value` entries separated by newlines or

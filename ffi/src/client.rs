@@ -406,16 +406,32 @@ pub unsafe extern "C" fn multiput_client_new(
     })
 }
 
-/// Process-wide clients by persistent id, with the configuration they were built from.
-static PERSISTENT: std::sync::Mutex<Vec<(String, String, MultiputClient)>> =
-    std::sync::Mutex::new(Vec::new());
+/// One client kept for the life of the process under a persistent id.
+struct Persistent {
+    id: String,
+    /// The configuration it was built from (`Debug` of the config).
+    fingerprint: String,
+    client: MultiputClient,
+    /// What the binding kept with it (see [`multiput_persistent_set_state`]).
+    state: Vec<u8>,
+}
+
+/// Process-wide clients by persistent id. Never freed: a binding whose objects live for one
+/// request (PHP) finds its client, and its connections, here in the next request.
+static PERSISTENT: std::sync::Mutex<Vec<Persistent>> = std::sync::Mutex::new(Vec::new());
+
+fn persistent() -> std::sync::MutexGuard<'static, Vec<Persistent>> {
+    PERSISTENT.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Like [`multiput_client_new`], but the client (its connection pools) is kept for the life of
 /// the process under `persistent_id`: a later call with the same id and the same
 /// configuration gets a handle on the same connections, even after every earlier handle was
-/// freed (PECL memcached's persistent ids; what keeps connections across PHP-FPM requests
-/// when the library stays loaded, e.g. with `ffi.preload`). A different configuration under
-/// the same id replaces the kept client. Each handle is freed with [`multiput_client_free`].
+/// freed (PECL memcached's persistent ids; what keeps connections across PHP-FPM requests:
+/// the library is linked `-z nodelete`, so it stays loaded, and with it this registry, even
+/// when PHP's FFI closes it at the end of a request). A different configuration under the
+/// same id replaces the kept client (and drops its state). Each handle is freed with
+/// [`multiput_client_free`]; freeing a handle never closes the kept client's connections.
 ///
 /// # Safety
 /// `persistent_id` is NUL-terminated; `config` came from [`multiput_config_new`]; `out` is
@@ -434,17 +450,93 @@ pub unsafe extern "C" fn multiput_client_new_persistent(
         // SAFETY: per the contract above.
         let config = unsafe { &*config };
         let fingerprint = format!("{config:?}");
-        let mut kept = PERSISTENT.lock().unwrap_or_else(|p| p.into_inner());
-        let client = match kept.iter().find(|(i, f, _)| i == id && *f == fingerprint) {
-            Some((_, _, c)) => c.clone(),
+        let mut kept = persistent();
+        let client = match kept
+            .iter()
+            .find(|p| p.id == id && p.fingerprint == fingerprint)
+        {
+            Some(p) => p.client.clone(),
             None => {
                 let c = config.build().map_err(|e| fail(&e))?;
-                kept.retain(|(i, _, _)| i != id);
-                kept.push((id.to_string(), fingerprint, c.clone()));
+                kept.retain(|p| p.id != id);
+                kept.push(Persistent {
+                    id: id.to_string(),
+                    fingerprint,
+                    client: c.clone(),
+                    state: Vec::new(),
+                });
                 c
             }
         };
         unsafe { *out = Box::into_raw(Box::new(client)) };
+        Ok(())
+    })
+}
+
+/// A handle on the client kept under `persistent_id` (by
+/// [`multiput_client_new_persistent`]), without building a configuration: `*out` is the
+/// handle (free it with [`multiput_client_free`]) and `state` holds the bytes last kept with
+/// [`multiput_persistent_set_state`] (empty if none). `MULTIPUT_E_NOT_FOUND` when nothing is
+/// kept under that id (`*out` is then null). One lookup per PHP request instead of a
+/// configuration rebuilt option by option.
+///
+/// # Safety
+/// `persistent_id` is NUL-terminated; `out` is valid; `state` is a buffer (see
+/// [`MultiputBuffer`]).
+#[no_mangle]
+pub unsafe extern "C" fn multiput_persistent_get(
+    persistent_id: *const c_char,
+    out: *mut *mut MultiputClient,
+    state: *mut MultiputBuffer,
+) -> i32 {
+    run(|| {
+        if out.is_null() {
+            return Err(set_error(MULTIPUT_E_ARGUMENT, "out is null"));
+        }
+        // SAFETY: checked non-null.
+        unsafe { *out = std::ptr::null_mut() };
+        let id = unsafe { text(persistent_id, "persistent_id") }?;
+        let mut buf = unsafe { take_buf(state) }?;
+        let kept = persistent();
+        let Some(p) = kept.iter().find(|p| p.id == id) else {
+            put_buf(state, buf);
+            return Err(set_error(
+                MULTIPUT_E_NOT_FOUND,
+                format!("no client is kept under the persistent id {id:?}"),
+            ));
+        };
+        buf.extend_from_slice(&p.state);
+        let client = p.client.clone();
+        drop(kept);
+        put_buf(state, buf);
+        unsafe { *out = Box::into_raw(Box::new(client)) };
+        Ok(())
+    })
+}
+
+/// Keep `len` bytes (a binding's own settings, e.g. PHP's serialized server list and options)
+/// with the client kept under `persistent_id`, for [`multiput_persistent_get`] to return.
+/// `MULTIPUT_E_NOT_FOUND` when no client is kept under that id.
+///
+/// # Safety
+/// `persistent_id` is NUL-terminated; `data` points to `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn multiput_persistent_set_state(
+    persistent_id: *const c_char,
+    data: *const c_char,
+    len: usize,
+) -> i32 {
+    run(|| {
+        let id = unsafe { text(persistent_id, "persistent_id") }?;
+        let data = unsafe { bytes(data, len, "data") }?;
+        let mut kept = persistent();
+        let Some(p) = kept.iter_mut().find(|p| p.id == id) else {
+            return Err(set_error(
+                MULTIPUT_E_NOT_FOUND,
+                format!("no client is kept under the persistent id {id:?}"),
+            ));
+        };
+        p.state = data.to_vec();
         Ok(())
     })
 }

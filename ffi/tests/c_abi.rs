@@ -168,3 +168,62 @@ fn extract_cases(json: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// DESIGN lesson 8: `fork()` after the client made calls; 4 children each read 3,000 keys
+/// with known values (0 wrong, 0 errors), then the parent's calls still succeed. Plain and
+/// with 2 replicas.
+#[test]
+fn c_program_forks_after_calls_and_every_process_reads_its_own_replies() {
+    let exe = compile("fork_test");
+    let servers = cluster(3);
+    let list: Vec<String> = servers.iter().map(Memcached::addr).collect();
+    for replicas in ["0", "2"] {
+        let run = Command::new(&exe)
+            .arg(list.join(","))
+            .arg(replicas)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            run.status.success(),
+            "replicas={replicas}:\n{stdout}\n{stderr}"
+        );
+        assert!(
+            stdout.starts_with("ok: children 4, reads 12000, wrong 0, errors 0"),
+            "{stdout}"
+        );
+    }
+}
+
+/// The library is never unloaded once loaded (`-z nodelete`, ffi/build.rs): PHP's FFI
+/// closes a request's library at the end of the request, and the persistent clients live in
+/// it. Checked on the file itself, loaded and closed with dlopen/dlclose.
+#[test]
+fn the_library_stays_loaded_after_dlclose() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib_dir = build_library();
+    let exe = lib_dir.join("multiput_nodelete_test");
+    let out = Command::new("cc")
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(manifest.join("tests/nodelete_test.c"))
+        .arg("-ldl")
+        .output()
+        .expect("run cc (install gcc)");
+    assert!(
+        out.status.success(),
+        "cc nodelete_test.c failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Command::new(&exe)
+        .arg(lib_dir.join("libmultiput_ffi.so"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}

@@ -10,7 +10,8 @@ use FFI\CData;
 /**
  * One native client (a MultiputClient*) and the result buffer calls fill, shared by
  * Multiput\Client and Multiput\Memcached. Not thread-shared: PHP runs one request per process
- * or thread, and each gets its own handle.
+ * or thread, and each gets its own handle. Freeing a handle (__destruct) never closes the
+ * connections of a persistent client: the library keeps its own reference for the process.
  *
  * @internal
  */
@@ -34,13 +35,34 @@ final class Handle
     /**
      * @param array<string, string|int|float|bool> $options ABI option names (multiput_config_set)
      * @param ?string $persistentId keep the native client (its connections) for the life of the
-     *     process under this id, shared by every handle with the same id and options
+     *     process under this id, shared by every handle with the same id and options; the
+     *     registry is in the library (multiput_persistent_get), so it outlives PHP's
+     *     request-scoped statics: the next request of a PHP-FPM worker finds the same client
+     * @param array<string, mixed> $keep what the caller keeps with a persistent client
+     *     (Memcached: its servers and options), returned by restore()
      */
-    public function __construct(array $options, ?string $persistentId = null)
+    public function __construct(array $options, ?string $persistentId = null, array $keep = [])
     {
         $ffi = Native::ffi();
         $this->ffi = $ffi;
         $this->options = $options;
+        $this->buf = $ffi->new('MultiputBuffer');
+        $this->bufPtr = FFI::addr($this->buf);
+        if ($persistentId !== null) {
+            $kept = $this->adopt($persistentId);
+            if ($kept !== null && $kept['options'] === $options) {
+                if ($kept['keep'] !== $keep) {
+                    $this->keep($persistentId, $keep);
+                }
+                return;
+            }
+            if (isset($this->client)) {
+                $ffi->multiput_client_free($this->client);
+                unset($this->client);
+            }
+            $this->options = $options;
+            $this->servers = [];
+        }
         $cfg = $ffi->new('MultiputConfig*');
         self::check($ffi, $ffi->multiput_config_new(FFI::addr($cfg)));
         try {
@@ -58,13 +80,75 @@ final class Handle
             $ffi->multiput_config_free($cfg);
         }
         $this->client = $client;
-        $this->buf = $ffi->new('MultiputBuffer');
-        $this->bufPtr = FFI::addr($this->buf);
         $this->enveloped = $ffi->multiput_client_replicas($client) > 0;
         $n = $ffi->multiput_client_server_count($client);
         for ($i = 0; $i < $n; $i++) {
             $this->servers[] = (string) $ffi->multiput_client_server_address($client, $i);
         }
+        if ($persistentId !== null) {
+            $this->keep($persistentId, $keep);
+        }
+    }
+
+    /**
+     * The handle on the client kept under $persistentId and what its creator kept with it, in
+     * one call into the library (what a PHP-FPM request pays for its persistent client), or
+     * null when nothing is kept (or the library cannot be loaded).
+     *
+     * @return ?array{Handle, array<string, mixed>}
+     */
+    public static function restore(string $persistentId): ?array
+    {
+        try {
+            $h = (new \ReflectionClass(self::class))->newInstanceWithoutConstructor();
+            $h->ffi = Native::ffi();
+            $h->buf = $h->ffi->new('MultiputBuffer');
+            $h->bufPtr = FFI::addr($h->buf);
+            $kept = $h->adopt($persistentId);
+        } catch (Exception) {
+            return null;
+        }
+        return $kept === null ? null : [$h, $kept['keep']];
+    }
+
+    /**
+     * Take the client kept under $id (multiput_persistent_get) and the settings kept with it;
+     * null when none is kept, or it was kept without them (by another binding).
+     *
+     * @return ?array{options: array<string, mixed>, keep: array<string, mixed>}
+     */
+    private function adopt(string $id): ?array
+    {
+        $ffi = $this->ffi;
+        $client = $ffi->new('MultiputClient*');
+        if ($ffi->multiput_persistent_get($id, FFI::addr($client), $this->bufPtr) !== Native::OK) {
+            return null;
+        }
+        $this->client = $client;
+        $state = $this->buf->len === 0 ? false : @unserialize($this->bytes(), ['allowed_classes' => false]);
+        if (!is_array($state) || !isset($state['options'], $state['servers'], $state['enveloped'], $state['keep'])) {
+            return null;
+        }
+        $this->options = $state['options'];
+        $this->servers = $state['servers'];
+        $this->enveloped = $state['enveloped'];
+        return $state;
+    }
+
+    /**
+     * Keep this handle's settings (and $keep) with the client kept under $id.
+     *
+     * @param array<string, mixed> $keep
+     */
+    public function keep(string $id, array $keep): void
+    {
+        $state = serialize([
+            'options' => $this->options,
+            'servers' => $this->servers,
+            'enveloped' => $this->enveloped,
+            'keep' => $keep,
+        ]);
+        $this->ffi->multiput_persistent_set_state($id, $state, strlen($state));
     }
 
     /**

@@ -200,6 +200,14 @@ class Memcached
             $this->pristine = false;
             return;
         }
+        if ($persistent_id !== null && ($kept = self::restore($persistent_id)) !== null) {
+            // An earlier request of this process (a PHP-FPM worker) made it: PHP's statics
+            // are gone, the library kept the client, its connections, servers and options.
+            $this->s = $kept;
+            self::$persistent[$persistent_id] = $kept;
+            $this->pristine = false;
+            return;
+        }
         $this->s = new MemcachedState();
         if ($connection_str !== null) {
             foreach (preg_split('/\s+/', trim($connection_str)) as $part) {
@@ -216,7 +224,47 @@ class Memcached
         }
         if ($persistent_id !== null) {
             self::$persistent[$persistent_id] = $this->s;
+            // A client built by the callback is kept with the settings only now that the
+            // callback returned (a callback that throws runs again next time, as in PECL).
+            $this->s->handle?->keep($persistent_id, $this->kept());
         }
+    }
+
+    /** The servers and options of a persistent id kept by the library in an earlier request. */
+    private static function restore(string $persistentId): ?MemcachedState
+    {
+        $r = Handle::restore($persistentId);
+        if ($r === null || !isset($r[1]['memcached'])) {
+            return null;
+        }
+        $s = new MemcachedState();
+        [$s->servers, $changed] = $r[1]['memcached'];
+        $s->options = $changed + $s->options;
+        $s->handle = $r[0];
+        return $s;
+    }
+
+    /**
+     * What the library keeps with this object's client when it has a registered persistent
+     * id (servers and options, for the next request of this process); nothing otherwise.
+     *
+     * @return array<string, mixed>
+     */
+    private function kept(): array
+    {
+        $id = $this->persistentId;
+        if ($id === null || (self::$persistent[$id] ?? null) !== $this->s) {
+            return [];
+        }
+        // Only the options that differ from the defaults: less to decode per request.
+        $defaults = (new MemcachedState())->options;
+        $changed = [];
+        foreach ($this->s->options as $k => $v) {
+            if (!array_key_exists($k, $defaults) || $defaults[$k] !== $v) {
+                $changed[$k] = $v;
+            }
+        }
+        return ['memcached' => [$this->s->servers, $changed]];
     }
 
     /** PECL's Memcached objects cannot be cloned. */
@@ -503,7 +551,12 @@ class Memcached
                 break;
             }
         }
-        $mode = self::ringMode($o);
+        try {
+            $mode = self::ringMode($o);
+        } catch (Exception $e) {
+            $this->result($e->peclCode, $e->getMessage()); // the library cannot be loaded
+            return null;
+        }
         if ($mode === null) {
             $this->result(self::RES_NOT_SUPPORTED, 'this OPT_DISTRIBUTION/OPT_HASH pair is a placement multiput does not reproduce: use DISTRIBUTION_MODULA with HASH_DEFAULT, OPT_LIBKETAMA_COMPATIBLE, or DISTRIBUTION_CONSISTENT with HASH_MD5');
             return null;
@@ -538,7 +591,7 @@ class Memcached
             }
         }
         try {
-            $this->s->handle = new Handle($options, $this->persistentId);
+            $this->s->handle = new Handle($options, $this->persistentId, $this->kept());
         } catch (Exception $e) {
             $this->result($e->peclCode, $e->getMessage());
             return null;
@@ -1371,7 +1424,9 @@ class Memcached
             $options['servers'] = explode(',', $options['servers'])[$i];
             $options['mode'] = 'modula';
             try {
-                $h->byServer[$i] = new Handle($options);
+                // Persistent ids keep these one-server clients too (under a derived id).
+                $pid = $this->persistentId === null ? null : "{$this->persistentId}\x01server:$i";
+                $h->byServer[$i] = new Handle($options, $pid);
             } catch (Exception $e) {
                 $this->result($e->peclCode, $e->getMessage());
                 return $fail;

@@ -13,10 +13,21 @@ use FFI\CData;
  * (envelope types, PECL flags, compression) is in the library; PHP only serializes arrays and
  * objects, which is naturally PHP's job.
  *
- * The library is found at $MULTIPUT_FFI_LIB, else <repo>/target/release/libmultiput_ffi.so,
- * else <repo>/target/debug/libmultiput_ffi.so; the header at $MULTIPUT_FFI_HEADER, else
- * <repo>/ffi/include/multiput.h. FFI must be allowed: the CLI allows it by default
- * (ffi.enable=preload); web SAPIs need ffi.enable=1 or preloading.
+ * Loading, in this order (php-ext/README.md, PHP-FPM):
+ * - the FFI scope "multiput" when it exists: loaded once, before php-fpm forks its workers,
+ *   by ffi.preload (a header from php-ext/ffi-header.php) or by php-ext/preload.php; no
+ *   parsing per request. Under PHP's default ffi.enable=preload only preloaded code may use
+ *   FFI, so php-ext/preload.php must also be opcache.preload (it preloads these classes);
+ * - else FFI::cdef() once per process in the CLI, once per request in a web SAPI (preloaded
+ *   classes, or ffi.enable=1). The library is linked -z nodelete: it stays loaded when PHP
+ *   closes it at the end of a request, and with it the persistent clients.
+ * The library is the php.ini setting multiput.library (read with get_cfg_var(): php.ini,
+ * conf.d, `php -d`; php-fpm clears the environment, so no environment variable is needed),
+ * else $MULTIPUT_FFI_LIB, else <repo>/target/release/libmultiput_ffi.so, else
+ * <repo>/target/debug/...; the header is multiput.header, else $MULTIPUT_FFI_HEADER, else
+ * <repo>/ffi/include/multiput.h. When none of this works, ffi() throws one Multiput\Exception
+ * (E_CONFIG, PECL code RES_FAILURE) naming the setting to fix, logged once per request with
+ * error_log(): Multiput\Memcached turns it into false + RES_FAILURE, Multiput\Client throws it.
  *
  * @internal
  */
@@ -79,23 +90,149 @@ final class Native
     private const PECL_IGBINARY = 5;
     private const PECL_MSGPACK = 7;
 
+    /** The FFI scope php-ext/preload.php loads (FFI_SCOPE of its header). */
+    public const SCOPE = 'multiput';
+    /** php.ini settings (get_cfg_var: php.ini, conf.d, -d; not pool php_value). */
+    public const INI_LIBRARY = 'multiput.library';
+    public const INI_HEADER = 'multiput.header';
+
     private static ?FFI $ffi = null;
+    /** Why the library cannot be used (thrown again on every call of this request). */
+    private static ?Exception $unavailable = null;
 
     /** Options for unserialize() of result buffers: only our marker class may appear. */
     public const UNSERIALIZE_OPTIONS = ['allowed_classes' => [Deferred::class]];
 
     public static function ffi(): FFI
     {
-        if (self::$ffi === null) {
-            self::$ffi = FFI::cdef(self::cdef(self::headerPath()), self::libraryPath());
+        return self::$ffi ?? self::load();
+    }
+
+    private static function load(): FFI
+    {
+        if (self::$unavailable !== null) {
+            throw self::$unavailable;
         }
-        return self::$ffi;
+        try {
+            return self::$ffi = self::open();
+        } catch (\Throwable $e) {
+            $ex = $e instanceof Exception ? $e : self::config('cannot load the multiput library: ' . $e->getMessage());
+            self::$unavailable = $ex;
+            error_log('multiput: ' . $ex->getMessage());
+            throw $ex;
+        }
+    }
+
+    private static function config(string $message): Exception
+    {
+        return new Exception($message, self::E_CONFIG, 1); // PECL: RES_FAILURE
+    }
+
+    private static function open(): FFI
+    {
+        $preload = dirname(__DIR__) . '/preload.php';
+        if (!extension_loaded('ffi')) {
+            $pre = get_cfg_var('ffi.preload');
+            throw self::config(is_string($pre) && $pre !== ''
+                ? "PHP's FFI extension did not start: ffi.preload=$pre names a header whose library does not load (regenerate it with php php-ext/ffi-header.php)"
+                : "PHP's FFI extension is not loaded: enable it in php.ini (extension=ffi; Debian: part of php8.2-cli and php8.2-fpm)");
+        }
+        $enable = strtolower(trim((string) ini_get('ffi.enable')));
+        if (in_array($enable, ['', '0', 'false', 'off', 'no'], true)) {
+            throw self::config("FFI is disabled (ffi.enable=$enable): set ffi.enable=preload (PHP's default) in php.ini, with opcache.preload=$preload");
+        }
+        // Loaded once for the process by ffi.preload (or by preload.php): nothing to parse.
+        try {
+            return FFI::scope(self::SCOPE);
+        } catch (\FFI\Exception) {
+        }
+        // Else read and parse the declarations (per request under php-fpm: about 0.1-0.3 ms,
+        // what ffi.preload saves); the library itself is linked -z nodelete, so it stays
+        // loaded, with its persistent clients, across requests.
+        $lib = self::libraryPath();
+        $decls = self::declarations(self::headerPath());
+        try {
+            return FFI::cdef($decls, $lib);
+        } catch (\FFI\Exception $e) {
+            if (str_contains($e->getMessage(), 'restricted')) {
+                $preloaded = (string) ini_get('opcache.preload');
+                throw self::config($preloaded === ''
+                    ? "ffi.enable=$enable lets only preloaded code use FFI: set opcache.preload=$preload and opcache.enable=1 in php.ini (see php-ext/README.md, PHP-FPM)"
+                    : "opcache.preload=$preloaded did not preload the Multiput classes, and ffi.enable=$enable lets only preloaded code use FFI: set opcache.preload=$preload");
+            }
+            throw self::config("FFI could not load $lib ({$e->getMessage()}): check " . self::INI_LIBRARY . ' in php.ini');
+        }
+    }
+
+    /**
+     * Run by php-ext/preload.php (opcache.preload), in the process that later forks the
+     * workers: when ffi.preload did not load the FFI scope "multiput" already, load it here
+     * with FFI::load() if PHP allows it (PHP 8.2 refuses FFI::load() in preloading as soon as
+     * opcache.preload_user is set, i.e. whenever the server starts as root: then each request
+     * parses the declarations, or set ffi.preload). Opens no socket and starts no thread:
+     * clients connect on their first call, in the worker. Never throws: a failure is one
+     * error_log() line naming the setting, and the calls then report it.
+     */
+    public static function preload(): bool
+    {
+        try {
+            try {
+                FFI::scope(self::SCOPE);
+                return true; // ffi.preload
+            } catch (\FFI\Exception) {
+            }
+            if ((string) ini_get('opcache.preload_user') !== '') {
+                return false;
+            }
+            $lib = self::libraryPath();
+            if (preg_match('/["\r\n]/', $lib) === 1) {
+                throw self::config(self::INI_LIBRARY . "=$lib: the path cannot contain quotes or newlines");
+            }
+            // FFI::load() takes a file: a private temporary one (tempnam: created 0600, never
+            // a name another user could have prepared), removed once parsed.
+            $tmp = tempnam(sys_get_temp_dir(), 'multiput-ffi-');
+            if ($tmp === false) {
+                throw self::config('cannot create a temporary file in ' . sys_get_temp_dir() . ' (sys_temp_dir in php.ini)');
+            }
+            try {
+                file_put_contents($tmp, self::scopeHeader($lib, self::headerPath()));
+                $ffi = FFI::load($tmp);
+            } finally {
+                @unlink($tmp);
+            }
+            if ($ffi === null) {
+                throw self::config("FFI::load() could not load $lib: check " . self::INI_LIBRARY . ' in php.ini');
+            }
+            return true;
+        } catch (\Throwable $e) {
+            error_log('multiput: preloading failed: ' . $e->getMessage());
+            return false;
+        }
+    }
+
+    /**
+     * The header ffi.preload takes (what php-ext/ffi-header.php prints): the declarations
+     * with FFI_SCOPE "multiput" and FFI_LIB $lib.
+     */
+    public static function scopeHeader(string $lib, string $headerPath): string
+    {
+        return '#define FFI_SCOPE "' . self::SCOPE . "\"\n#define FFI_LIB \"$lib\"\n" . self::declarations($headerPath);
     }
 
     public static function libraryPath(): string
     {
+        $ini = get_cfg_var(self::INI_LIBRARY);
+        if (is_string($ini) && $ini !== '') {
+            if (!is_file($ini)) {
+                throw self::config(self::INI_LIBRARY . "=$ini (php.ini): no such file; set it to the path of libmultiput_ffi.so (cargo build -p multiput-ffi --release)");
+            }
+            return $ini;
+        }
         $env = getenv('MULTIPUT_FFI_LIB');
         if (is_string($env) && $env !== '') {
+            if (!is_file($env)) {
+                throw self::config("MULTIPUT_FFI_LIB=$env: no such file; set it, or " . self::INI_LIBRARY . ' in php.ini, to the path of libmultiput_ffi.so');
+            }
             return $env;
         }
         $root = dirname(__DIR__, 2);
@@ -105,19 +242,27 @@ final class Native
                 return $p;
             }
         }
-        throw new Exception(
-            'libmultiput_ffi.so not found: build it (cargo build -p multiput-ffi --release) or set MULTIPUT_FFI_LIB',
-            self::E_CONFIG
+        throw self::config(
+            "libmultiput_ffi.so not found (no $root/target/{release,debug}/libmultiput_ffi.so): set "
+            . self::INI_LIBRARY . '=/path/to/libmultiput_ffi.so in php.ini (or MULTIPUT_FFI_LIB in the CLI); build it with cargo build -p multiput-ffi --release'
         );
     }
 
     public static function headerPath(): string
     {
-        $env = getenv('MULTIPUT_FFI_HEADER');
-        if (is_string($env) && $env !== '') {
-            return $env;
+        $ini = get_cfg_var(self::INI_HEADER);
+        if (is_string($ini) && $ini !== '') {
+            if (!is_file($ini)) {
+                throw self::config(self::INI_HEADER . "=$ini (php.ini): no such file; set it to the path of multiput.h (ffi/include/multiput.h)");
+            }
+            return $ini;
         }
-        return dirname(__DIR__, 2) . '/ffi/include/multiput.h';
+        $env = getenv('MULTIPUT_FFI_HEADER');
+        $p = is_string($env) && $env !== '' ? $env : dirname(__DIR__, 2) . '/ffi/include/multiput.h';
+        if (!is_file($p)) {
+            throw self::config("the multiput header $p is missing: set " . self::INI_HEADER . '=/path/to/multiput.h in php.ini (it is ffi/include/multiput.h)');
+        }
+        return $p;
     }
 
     /** The header as FFI::cdef() takes it: no preprocessor lines, no C++ guard. */
@@ -125,10 +270,16 @@ final class Native
     {
         $h = @file_get_contents($headerPath);
         if ($h === false) {
-            throw new Exception("cannot read the multiput header at $headerPath", self::E_CONFIG);
+            throw self::config("cannot read the multiput header at $headerPath: set " . self::INI_HEADER . ' in php.ini');
         }
         $h = preg_replace('/^#ifdef __cplusplus.*?^#endif[^\n]*\n/ms', '', $h);
         return preg_replace('/^#.*$/m', '', $h);
+    }
+
+    /** cdef() without comments and blank lines: half the parsing time. */
+    public static function declarations(string $headerPath): string
+    {
+        return preg_replace(['#/\*.*?\*/#s', '/\n\s*\n+/'], ['', "\n"], self::cdef($headerPath));
     }
 
     /**
