@@ -190,8 +190,13 @@ fn own_text_value(wire: &[u8], values: Vec<TextValue>) -> Result<Option<TextValu
 /// (`k`) must be that key, and an opaque token must be the one sent (none if none was sent).
 fn own_meta_reply(wire: &[u8], opaque: Option<u32>, m: &MetaReply) -> Result<(), Error> {
     if let Some(k) = &m.flags.key {
-        let echoed = m.flags.decoded_key();
-        if echoed.as_deref() != Some(wire) {
+        // Text echoes compare in place; only base64 ones are decoded.
+        let same = if m.flags.base64 {
+            m.flags.decoded_key().as_deref() == Some(wire)
+        } else {
+            k[..] == *wire
+        };
+        if !same {
             return Err(mismatch(format!(
                 "a meta request for {} got the reply for {}",
                 crate::protocol::excerpt(wire),

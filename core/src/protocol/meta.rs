@@ -435,7 +435,9 @@ impl MetaReply {
     }
 }
 
-fn parse_flags(tokens: &[u8]) -> Result<MetaFlags, DecodeError> {
+/// Parse a reply's flags. With `source` (the frozen reply that `tokens` is part of), an
+/// echoed key is a slice of it instead of a copy.
+fn parse_flags(tokens: &[u8], source: Option<&Bytes>) -> Result<MetaFlags, DecodeError> {
     let mut f = MetaFlags::default();
     for tok in tokens.split(|&c| c == b' ').filter(|t| !t.is_empty()) {
         let (c, v) = (tok[0], &tok[1..]);
@@ -452,7 +454,12 @@ fn parse_flags(tokens: &[u8]) -> Result<MetaFlags, DecodeError> {
                         .ok_or_else(bad)?
                 })
             }
-            b'k' => f.key = Some(Bytes::copy_from_slice(v)),
+            b'k' => {
+                f.key = Some(match source {
+                    Some(src) => src.slice_ref(v),
+                    None => Bytes::copy_from_slice(v),
+                })
+            }
             b'b' => f.base64 = true,
             b'O' => f.opaque = Some(parse_u32(v).ok_or_else(bad)?),
             b's' => f.size = Some(parse_u64(v).ok_or_else(bad)?),
@@ -496,9 +503,10 @@ pub(crate) fn decode_one(
     };
     let rest = if line.len() > 3 { &line[3..] } else { &b""[..] };
     if status == MetaStatus::Value {
-        let (len_tok, flag_toks) = match rest.iter().position(|&c| c == b' ') {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, &b""[..]),
+        // Where the flags start in the line (after "VA <len> ").
+        let (len_tok, flags_at) = match rest.iter().position(|&c| c == b' ') {
+            Some(i) => (&rest[..i], 3 + i + 1),
+            None => (rest, n),
         };
         let Some(len) = parse_u64(len_tok) else {
             return err(format!("VA without a length: {}", excerpt(line)));
@@ -520,17 +528,16 @@ pub(crate) fn decode_one(
         if &buf[n + 2 + len..total] != b"\r\n" {
             return err("meta value block not terminated by CRLF");
         }
-        let flags = parse_flags(flag_toks)?;
-        let mut block = buf.split_to(total);
-        block.advance(n + 2);
-        block.truncate(len);
+        // One split, no copies: the echoed key and the value are slices of the block.
+        let block = buf.split_to(total).freeze();
+        let flags = parse_flags(&block[flags_at..n], Some(&block))?;
         return Ok(Some(Ok(MetaReply {
             status,
             flags,
-            value: Some(block.freeze()),
+            value: Some(block.slice(n + 2..n + 2 + len)),
         })));
     }
-    let flags = parse_flags(rest)?;
+    let flags = parse_flags(rest, None)?;
     buf.advance(n + 2);
     Ok(Some(Ok(MetaReply {
         status,
