@@ -1,4 +1,4 @@
-//! End-to-end tests of the `multiput` binary: the ring against the shared ketama vectors, the
+//! End-to-end tests of the `multiput` binary: the ring against the repo's vectors, the
 //! server commands against real memcached processes, and bad input.
 
 use std::io::{ErrorKind, Write};
@@ -380,15 +380,12 @@ fn json_reader_handles_escapes() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// (a) ring against the shared vectors
+// (a) ring against the vectors in docs/vectors/
 // ---------------------------------------------------------------------------------------------
 
-fn vectors_dir() -> PathBuf {
-    match std::env::var_os("MULTIPUT_VECTORS_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors")),
-    }
-}
+/// The repo's ring vectors: `ketama_*.json` (made by libmemcached itself, see
+/// `scripts/gen-ketama-vectors.sh`) and `modula_*.json` (made by php-memcached).
+const RING_VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/vectors/ring");
 
 struct VectorFile {
     name: String,
@@ -399,34 +396,44 @@ struct VectorFile {
     cases: Vec<(String, String)>,
 }
 
+/// The ketama vectors: `docs/vectors/ring/ketama_*.json` (all 7 must be there), or every
+/// `*.json` in the directory named by `MULTIPUT_VECTORS_DIR` when that is set.
 fn load_vectors() -> Vec<VectorFile> {
-    load_vectors_in(&vectors_dir())
+    match std::env::var_os("MULTIPUT_VECTORS_DIR") {
+        Some(dir) if !dir.is_empty() => load_vectors_in(Path::new(&dir), "", 1),
+        _ => load_vectors_in(Path::new(RING_VECTORS), "ketama_", 7),
+    }
 }
 
 /// The repo's own vectors for the modula distribution (made with php-memcached).
 fn repo_modula_vectors() -> Vec<VectorFile> {
-    load_vectors_in(Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docs/vectors/ring"
-    )))
+    load_vectors_in(Path::new(RING_VECTORS), "modula_", 4)
 }
 
-fn load_vectors_in(dir: &Path) -> Vec<VectorFile> {
+/// The `*.json` files in `dir` whose name starts with `prefix`; fewer than `min_files` of them
+/// is a failure (the vectors are the ring's specification, never skipped).
+fn load_vectors_in(dir: &Path, prefix: &str, min_files: usize) -> Vec<VectorFile> {
     let entries = std::fs::read_dir(dir).unwrap_or_else(|e| {
         panic!(
-            "cannot read the ketama test vectors directory {}: {e}. The vectors are the ring's \
+            "cannot read the test vectors directory {}: {e}. The vectors are the ring's \
              specification and must be present (or set MULTIPUT_VECTORS_DIR).",
             dir.display()
         )
     });
     let mut paths: Vec<PathBuf> = entries
         .map(|e| e.expect("reading the vectors directory").path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "json"))
+        .filter(|p| {
+            p.is_file()
+                && p.extension().is_some_and(|e| e == "json")
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        })
         .collect();
     paths.sort();
     assert!(
-        !paths.is_empty(),
-        "no *.json vector files in {}",
+        paths.len() >= min_files,
+        "{} {prefix}*.json vector files in {}, expected at least {min_files}",
+        paths.len(),
         dir.display()
     );
     paths.iter().map(|p| load_vector(p)).collect()
@@ -488,17 +495,18 @@ fn same_server(printed: &str, expected: &str) -> bool {
 
 #[test]
 fn ring_matches_every_vector_from_stdin() {
+    // Each loader fails on too few files: 7 ketama (unless MULTIPUT_VECTORS_DIR), 4 modula,
+    // 5 pymemcache.
     let mut files = load_vectors();
-    let shared = files.len();
     files.extend(repo_modula_vectors());
-    files.extend(load_vectors_in(Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docs/vectors/pymemcache"
-    ))));
-    assert!(
-        files.len() >= shared + 9,
-        "the modula or pymemcache vectors are missing"
-    );
+    files.extend(load_vectors_in(
+        Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/vectors/pymemcache"
+        )),
+        "rendezvous_",
+        5,
+    ));
     let mut report = String::new();
     let mut total = 0;
     for f in &files {

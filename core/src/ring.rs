@@ -3,8 +3,10 @@
 //! PHP (php-memcached), Python (pylibmc) and multiput processes that share a memcached fleet
 //! must agree on where each key lives, or each reads misses the others' writes. Both of those
 //! clients delegate placement to libmemcached, so this module reproduces libmemcached 1.1's
-//! consistent hashing bit for bit. The contract is the shared test vectors
-//! (`shared/vectors/README.md` and its JSON files, checked by `core/tests/vectors.rs`).
+//! consistent hashing bit for bit. The contract is the ketama test vectors in the repository
+//! (`docs/vectors/ring/ketama_*.json`, made by libmemcached itself with
+//! `scripts/gen-ketama-vectors.sh`; format in `docs/vectors/ring/README.md`; checked by
+//! `core/tests/vectors.rs`).
 //!
 //! # How a ring is built
 //!

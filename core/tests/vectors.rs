@@ -1,9 +1,10 @@
-//! The ketama contract: every shared test vector must map to the server libmemcached picks.
+//! The ketama contract: every ketama test vector must map to the server libmemcached picks.
 //!
-//! Reads every `*.json` file in `shared/vectors` (next to the workspace, located from
-//! `CARGO_MANIFEST_DIR`), or in the directory named by `MULTIPUT_VECTORS_DIR` when that is set.
-//! A missing or empty directory is a failure, never a skip: the vectors are the specification.
-//! The format is described in `shared/vectors/README.md`.
+//! Reads every `ketama_*.json` file in `docs/vectors/ring/` (in the repository, located from
+//! `CARGO_MANIFEST_DIR`), or every `*.json` file in the directory named by
+//! `MULTIPUT_VECTORS_DIR` when that is set. Missing or too few files are a failure, never a
+//! skip: the vectors are the specification. Format, provenance and the regenerate command
+//! (`scripts/gen-ketama-vectors.sh`, libmemcached itself) are in `docs/vectors/ring/README.md`.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -35,33 +36,57 @@ struct VectorCase {
     server: String,
 }
 
-fn vectors_dir() -> PathBuf {
-    match std::env::var_os("MULTIPUT_VECTORS_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors"),
-    }
+/// The repository's vector directory `docs/vectors/ring/` (ketama and modula files).
+fn repo_ring_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/vectors/ring")
 }
 
-fn vector_files() -> Vec<PathBuf> {
-    let dir = vectors_dir();
-    let entries = fs::read_dir(&dir).unwrap_or_else(|e| {
+/// The ketama vector files in the repo: 7 files of 1,000 cases each (`ketama_01` .. `ketama_07`).
+const MIN_KETAMA_FILES: usize = 7;
+const MIN_KETAMA_CASES: usize = 7000;
+
+/// `*.json` files in `dir` whose name starts with `prefix`, sorted.
+fn json_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let entries = fs::read_dir(dir).unwrap_or_else(|e| {
         panic!(
-            "cannot read the ketama test vectors directory {}: {e}. The vectors are the ring's \
-             specification and must be present (set MULTIPUT_VECTORS_DIR to point elsewhere).",
+            "cannot read the test vectors directory {}: {e}. The vectors are the ring's \
+             specification and must be present.",
             dir.display()
         )
     });
     let mut files: Vec<PathBuf> = entries
         .map(|entry| entry.expect("reading the vectors directory").path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "json"))
+        .filter(|p| {
+            p.is_file()
+                && p.extension().is_some_and(|e| e == "json")
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        })
         .collect();
     files.sort();
+    files
+}
+
+/// The ketama vector files, and the minimum number of cases expected of them: the repo's `docs/vectors/ring/ketama_*.json`, or every `*.json` in `MULTIPUT_VECTORS_DIR`.
+fn vector_files() -> (Vec<PathBuf>, usize) {
+    let (dir, prefix, min_files, min_cases) = match std::env::var_os("MULTIPUT_VECTORS_DIR") {
+        Some(dir) if !dir.is_empty() => (PathBuf::from(dir), "", 1, 1),
+        _ => (
+            repo_ring_dir(),
+            "ketama_",
+            MIN_KETAMA_FILES,
+            MIN_KETAMA_CASES,
+        ),
+    };
+    let files = json_files(&dir, prefix);
     assert!(
-        !files.is_empty(),
-        "no *.json vector files in {}",
+        files.len() >= min_files,
+        "{} {prefix}*.json vector files in {}, expected at least {min_files} \
+         (regenerate them with scripts/gen-ketama-vectors.sh)",
+        files.len(),
         dir.display()
     );
-    files
+    (files, min_cases)
 }
 
 /// Whether the chosen server matches the vector's `host:port`. The vectors always write the
@@ -133,7 +158,7 @@ fn check_file(path: &Path) -> (usize, String) {
 
 #[test]
 fn every_vector_maps_to_the_libmemcached_server() {
-    let files = vector_files();
+    let (files, min_cases) = vector_files();
     let mut failures = String::new();
     let mut total = 0;
     for path in &files {
@@ -151,24 +176,23 @@ fn every_vector_maps_to_the_libmemcached_server() {
         "ketama vectors failed ({} files, {total} cases):\n{failures}",
         files.len()
     );
+    assert!(
+        total >= min_cases,
+        "only {total} ketama cases, expected at least {min_cases}"
+    );
     println!("{} files, {total} cases ok", files.len());
 }
 
-/// Check every vector file in a directory of the repo's own vectors (same format as the
-/// shared ones); at least `min_files` files and `min_cases` cases must be there.
-fn check_repo_vectors(subdir: &str, min_files: usize, min_cases: usize) {
+/// Check the repo's vector files `docs/vectors/<subdir>/<prefix>*.json`; at least `min_files`
+/// files and `min_cases` cases must be there.
+fn check_repo_vectors(subdir: &str, prefix: &str, min_files: usize, min_cases: usize) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../docs/vectors")
         .join(subdir);
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
+    let files = json_files(&dir, prefix);
     assert!(
         files.len() >= min_files,
-        "vector files missing in {}",
+        "{prefix}*.json vector files missing in {}",
         dir.display()
     );
     let mut failures = String::new();
@@ -188,10 +212,10 @@ fn check_repo_vectors(subdir: &str, min_files: usize, min_cases: usize) {
 
 /// The modula vectors in the repo (`docs/vectors/ring/`), made with php-memcached's
 /// `getServerByKey()` under libmemcached's default distribution and hash: the contract for
-/// [`RingMode::Modula`] (the shared vectors cover the consistent modes).
+/// [`RingMode::Modula`] (the `ketama_*` files next to them cover the consistent modes).
 #[test]
 fn repo_modula_vectors_map_to_the_libmemcached_server() {
-    check_repo_vectors("ring", 4, 3600);
+    check_repo_vectors("ring", "modula_", 4, 3600);
 }
 
 /// The pymemcache vectors in the repo (`docs/vectors/pymemcache/`, made by
@@ -199,7 +223,7 @@ fn repo_modula_vectors_map_to_the_libmemcached_server() {
 /// [`RingMode::Rendezvous`], including non-ASCII keys (hashed as pymemcache hashes a `str`).
 #[test]
 fn repo_pymemcache_vectors_map_to_the_server_pymemcache_picks() {
-    check_repo_vectors("pymemcache", 5, 5000);
+    check_repo_vectors("pymemcache", "rendezvous_", 5, 5000);
 }
 
 #[test]

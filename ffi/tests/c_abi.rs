@@ -1,6 +1,6 @@
 //! Compile the C test programs against the committed header, link the cdylib, and run them:
-//! - ffi/tests/ring_test.c on cases from the shared ketama vectors: the C view of the ring
-//!   must match libmemcached's;
+//! - ffi/tests/ring_test.c on cases from the ketama vectors in docs/vectors/ring/: the C view
+//!   of the ring must match libmemcached's;
 //! - ffi/tests/client_test.c against real memcached servers (started here by PID): every
 //!   client call, typed values, multi-key calls, CAS updates from several threads, locks,
 //!   replication and the error paths. Afterwards this test reads what the C program left on
@@ -68,13 +68,27 @@ fn c_program_places_keys_like_libmemcached() {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let exe = compile("ring_test");
 
-    // Vector 05 (weighted, custom ports): servers and the first cases, read from the file.
-    let vectors = manifest.join("../../shared/vectors/05_five_servers_weighted.json");
+    // Vector 05 (weighted, custom ports): servers and the first cases, read from the file
+    // (docs/vectors/ring/, made by libmemcached: scripts/gen-ketama-vectors.sh).
+    let vectors = manifest.join("../docs/vectors/ring/ketama_05_five_servers_weighted.json");
     let text = std::fs::read_to_string(&vectors)
         .unwrap_or_else(|e| panic!("read {}: {e}", vectors.display()));
     let servers = extract_servers(&text);
+    assert_eq!(
+        servers.split(',').count(),
+        5,
+        "servers in {}",
+        vectors.display()
+    );
+    let cases = extract_cases(&text);
+    assert!(
+        cases.len() >= 200,
+        "{} cases in {}",
+        cases.len(),
+        vectors.display()
+    );
     let mut args = vec![servers];
-    for (k, s) in extract_cases(&text).into_iter().take(200) {
+    for (k, s) in cases.into_iter().take(200) {
         args.push(k);
         args.push(s);
     }
@@ -139,7 +153,7 @@ fn c_program_drives_the_client_against_real_memcached() {
 }
 
 /// `host:port:weight,...` from the file's "servers" array (a tiny scan; the file format is
-/// fixed by ../shared/vectors/README.md).
+/// fixed by docs/vectors/ring/README.md: one server a line).
 fn extract_servers(json: &str) -> String {
     let mut out = Vec::new();
     for line in json.lines().filter(|l| l.contains("\"host\"")) {

@@ -10,8 +10,8 @@ const path = require('node:path');
 /** The repository root (…/wasm/js/support → …). */
 const REPO = path.resolve(__dirname, '..', '..', '..');
 
-/** shared/vectors lives next to the repository (../shared/vectors from its root). */
-const RING_VECTORS = process.env.MULTIPUT_VECTORS_DIR || path.resolve(REPO, '..', 'shared', 'vectors');
+/** The ketama vectors (made by libmemcached: scripts/gen-ketama-vectors.sh), in the repo. */
+const RING_VECTORS = process.env.MULTIPUT_VECTORS_DIR || path.join(REPO, 'docs', 'vectors', 'ring');
 const ENVELOPE_VECTORS = process.env.MULTIPUT_ENVELOPE_VECTORS || path.join(REPO, 'docs', 'vectors', 'envelope.json');
 
 function freePort() {
