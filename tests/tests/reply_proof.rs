@@ -51,17 +51,18 @@ fn hostile(meta: bool, answer: Answer) -> (String, Arc<AtomicUsize>) {
     (addr, accepted)
 }
 
+fn protocol(meta: bool) -> multiput::ProtocolChoice {
+    if meta {
+        multiput::ProtocolChoice::Meta
+    } else {
+        multiput::ProtocolChoice::Text
+    }
+}
+
 fn blocking_get(addr: &str, meta: bool) -> Result<Option<Vec<u8>>, multiput::Error> {
     let c = multiput::blocking::Client::builder()
         .servers([addr])
-        .configure(|b| {
-            b.protocol(if meta {
-                multiput::ProtocolChoice::Meta
-            } else {
-                multiput::ProtocolChoice::Text
-            })
-            .timeout(Duration::from_secs(2))
-        })
+        .configure(|b| b.protocol(protocol(meta)).timeout(Duration::from_secs(2)))
         .build()
         .unwrap();
     c.get("k").map(|v| v.map(|v| v.data.to_vec()))
@@ -74,11 +75,7 @@ fn async_get(addr: &str, meta: bool) -> Result<Option<Vec<u8>>, multiput::Error>
         .unwrap();
     let c = multiput::Client::builder()
         .servers([addr])
-        .protocol(if meta {
-            multiput::ProtocolChoice::Meta
-        } else {
-            multiput::ProtocolChoice::Text
-        })
+        .protocol(protocol(meta))
         .timeout(Duration::from_secs(2))
         .build()
         .unwrap();
