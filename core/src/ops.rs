@@ -1056,7 +1056,10 @@ impl Op for StoreReturningCas<'_> {
     }
     fn finish(self, ctx: &Ctx<'_>, reply: Reply) -> Result<u64, Error> {
         let wire = ctx.wire_key(self.key)?;
-        match own_reply(ctx, self.key, reply)? {
+        if let Reply::Meta(m) = &reply {
+            own_meta_reply(&wire, None, m)?;
+        }
+        match reply {
             Reply::Meta(m) if m.status == MetaStatus::Stored => {
                 m.flags.cas.ok_or_else(|| Error::Protocol {
                     server: String::new(),

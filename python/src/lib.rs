@@ -1973,7 +1973,9 @@ fn result_of(py: Python<'_>, outcome: CasOutcome, last: Option<Py<PyAny>>) -> Bo
 /// A lock belongs to the process that acquired it. A fork child inherits the object, not the
 /// ownership: there it is not `held`, `release()` and `extend()` return False without a word
 /// to the server, and garbage collection leaves it alone, so a child that leaves a `with`
-/// block or exits never releases its parent's lock.
+/// block or exits never releases its parent's lock (the core's guard does nothing there when
+/// dropped; `inherited` only keeps this wrapper from locking `inner`, which a parent thread
+/// may have held at the moment of the fork).
 #[pyclass(module = "multiput._native", name = "Lock", frozen)]
 pub struct Lock {
     inner: Mutex<Option<multiput::recipes::Lock<blocking::Client>>>,
@@ -2081,18 +2083,6 @@ impl Lock {
             .unwrap_or_default();
         let held = if self.held() { "True" } else { "False" };
         format!("<multiput.Lock {name} held={held}>")
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        if self.inherited() {
-            // The parent's lock, collected in a fork child: releasing it (what the core's guard
-            // does when dropped) would free the parent's lock. Leaked instead, without locking
-            // `inner` (a parent thread may have held it at the fork) or running the guard's drop.
-            let inner = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
-            std::mem::forget(inner.take());
-        }
     }
 }
 
