@@ -280,6 +280,46 @@ impl Client {
         }
     }
 
+    /// Run a machine to its end ([`crate::machine`]): send what it asks (all at once), sleep
+    /// when it says, ask `decide` and `load` when it says.
+    pub(crate) fn drive<M: crate::machine::Machine>(
+        &self,
+        mut m: M,
+        mut decide: impl FnMut(Option<&M::View>) -> Result<crate::recipes::Update, Error>,
+        mut load: Option<impl FnOnce() -> Result<crate::recipes::Fresh, Error>>,
+    ) -> Result<M::Output, Error> {
+        use crate::machine::{Input, Step};
+        let cl = &self.inner.cluster;
+        let mut input = Input::Start;
+        loop {
+            input = match m.step(&crate::driver::cx(cl), input) {
+                Step::Send(r) => Input::Answers(
+                    self.run_each(r.into_iter().map(|r| (r.server, r.call)).collect()),
+                ),
+                Step::Wait(d) => {
+                    Self::pause(d);
+                    Input::Woke
+                }
+                Step::Decide(v) => Input::Decided(decide(v.as_ref())),
+                Step::Load => Input::Loaded(match load.take() {
+                    Some(f) => f(),
+                    None => Err(crate::driver::no_loader()),
+                }),
+                Step::Done(r) => return r,
+            };
+        }
+    }
+
+    /// The loader of a machine that loads nothing.
+    pub(crate) fn no_load() -> Option<fn() -> Result<crate::recipes::Fresh, Error>> {
+        None
+    }
+
+    /// [`Client::drive`] for a machine that takes no decisions and loads nothing.
+    pub(crate) fn drive_plain<M: crate::machine::Machine>(&self, m: M) -> Result<M::Output, Error> {
+        self.drive(m, crate::driver::no_decision, Self::no_load())
+    }
+
     /// Get `key`, or on a miss load it once and store it: concurrent callers in this process
     /// share one load (single flight); across processes one fills (a short `add` lock on
     /// `<key>:fill`) while the others wait up to `opts.wait` for its value, then load it
@@ -298,11 +338,23 @@ impl Client {
         let flights = &self.local().flights;
         let cell = crate::recipes::join_flight(flights, key);
         let r = cell
-            .get_or_init(|| match self.fill_exclusive(key, ttl, opts, true)? {
-                crate::recipes::Fill::Found(v) => Ok(v),
-                crate::recipes::Fill::Load { lock_key, ttl } => {
-                    let fresh = loader().map_err(|e| Error::Loader(e.to_string()))?;
-                    self.fill_store(key, fresh.into(), &lock_key, ttl)
+            .get_or_init(|| {
+                let m = crate::machine::fill::Fill::new(
+                    crate::machine::fill::Mode::Plain,
+                    key,
+                    ttl,
+                    opts,
+                    &crate::recipes::owner_token(),
+                    fastrand::u64(..),
+                );
+                let load = || {
+                    loader()
+                        .map(Into::into)
+                        .map_err(|e| Error::Loader(e.to_string()))
+                };
+                match self.drive(m, crate::driver::no_decision, Some(load))? {
+                    crate::machine::fill::Got::Plain(v) => Ok(v),
+                    crate::machine::fill::Got::Replicated(_) => Err(crate::driver::no_loader()),
                 }
             })
             .clone();

@@ -88,6 +88,11 @@ impl Cluster {
         &self.config
     }
 
+    /// The monotonic clock origin of this cluster's health times.
+    pub fn clock(&self) -> &crate::health::Clock {
+        &self.clock
+    }
+
     /// The ring.
     pub fn ring(&self) -> &Ring {
         &self.ring

@@ -31,8 +31,13 @@ impl Clock {
 
     /// Milliseconds from the origin to `t` (0 if before it).
     pub fn millis(&self, t: Instant) -> u64 {
+        self.since(t).as_millis() as u64
+    }
+
+    /// Time from the origin to `t` (zero if before it).
+    pub fn since(&self, t: Instant) -> Duration {
         let origin = *self.0.get_or_init(|| t);
-        t.saturating_duration_since(origin).as_millis() as u64
+        t.saturating_duration_since(origin)
     }
 }
 

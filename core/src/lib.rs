@@ -80,6 +80,7 @@ pub mod error;
 pub mod fork;
 pub mod health;
 pub mod key;
+pub mod machine;
 pub mod metrics;
 pub mod ops;
 pub mod options;

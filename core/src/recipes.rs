@@ -264,6 +264,25 @@ impl<C: ReleaseOnDrop> Drop for Lock<C> {
 }
 
 impl<C: ReleaseOnDrop> Lock<C> {
+    /// The guard of a lock a client's machine just acquired, in this process.
+    pub(crate) fn acquired(
+        client: C,
+        name: &[u8],
+        token: String,
+        got: crate::machine::lock::Acquired,
+    ) -> Self {
+        Lock {
+            client,
+            name: name.to_vec(),
+            token,
+            holds: got.holds,
+            quorum: got.quorum,
+            fence: got.fence,
+            held: true,
+            generation: crate::fork::generation(),
+        }
+    }
+
     /// Held, and by this process (not a guard inherited through a fork).
     pub(crate) fn owned(&self) -> bool {
         self.held && self.generation == crate::fork::generation()
@@ -312,7 +331,8 @@ impl<C: ReleaseOnDrop> std::fmt::Debug for Lock<C> {
     }
 }
 
-/// The CAS, lock and fill calls, expanded by both clients (each supplies `pause`).
+/// The CAS and lock calls, expanded by both clients. Each is a machine of
+/// [`crate::machine`] run by the client's `drive` loop: the behaviour is written once.
 macro_rules! recipes_api {
     ($client:ty; $($asyncness:ident)?; $($await:tt)*) => {
 impl $client {
@@ -326,46 +346,8 @@ impl $client {
         opts: crate::recipes::CasOptions,
         mut f: impl FnMut(Option<&crate::Value>) -> crate::recipes::Update,
     ) -> Result<crate::recipes::CasOutcome, Error> {
-        use crate::recipes::{CasOutcome, Update};
-        let key = key.as_ref();
-        let s = self.cluster().route(key)?;
-        let start = Instant::now();
-        let mut attempts = 0;
-        while attempts < opts.max_attempts.max(1) {
-            attempts += 1;
-            let cur = self.read_one(key, true, None)$($await)*?;
-            let result = match (f(cur.as_ref()), &cur) {
-                (Update::Keep, _) => return Ok(CasOutcome::Unchanged { attempts }),
-                (Update::Delete, None) => return Ok(CasOutcome::Deleted { attempts }),
-                (Update::Delete, Some(v)) => {
-                    let cas = v.cas.ok_or_else(|| crate::recipes::no_cas(key))?;
-                    self.run(s, ops::CasDelete { key, cas })$($await)*
-                        .map(|()| CasOutcome::Deleted { attempts })
-                }
-                (Update::Set(new) | Update::Typed(_, _, new), None) => {
-                    self.add(key, &new, StoreOptions { ttl: opts.ttl, flags: opts.flags })$($await)*
-                        .map(|()| CasOutcome::Stored { attempts })
-                }
-                (Update::Set(new) | Update::Typed(_, _, new), Some(v)) => {
-                    let cas = v.cas.ok_or_else(|| crate::recipes::no_cas(key))?;
-                    self.cas(key, &new, cas, StoreOptions { ttl: opts.ttl, flags: opts.flags })$($await)*
-                        .map(|()| CasOutcome::Stored { attempts })
-                }
-            };
-            match result {
-                Ok(done) => return Ok(done),
-                // Lost a race: someone wrote (EXISTS), deleted (NOT_FOUND) or created the
-                // key first (NOT_STORED on add). Read again.
-                Err(Error::Exists | Error::NotFound | Error::NotStored) => {}
-                Err(e) => return Err(e),
-            }
-            if start.elapsed() >= opts.deadline {
-                break;
-            }
-            let pause = crate::recipes::backoff(attempts, opts.base_backoff, opts.max_backoff, fastrand::f64());
-            Self::pause(pause.min(opts.deadline.saturating_sub(start.elapsed())))$($await)*;
-        }
-        Err(Error::CasRetriesExhausted { key: String::from_utf8_lossy(key).into_owned(), attempts })
+        let m = crate::machine::cas::CasUpdate::new(key.as_ref(), opts, fastrand::u64(..));
+        self.drive(m, |v| Ok(f(v)), Self::no_load())$($await)*
     }
 
     /// Acquire the lock `name`: an `add` of a unique owner token on the name's ring owner,
@@ -378,9 +360,11 @@ impl $client {
         name: impl AsRef<[u8]>,
         opts: crate::recipes::LockOptions,
     ) -> Result<crate::recipes::Lock<$client>, Error> {
-        let name = name.as_ref();
-        let s = self.cluster().route(name)?;
-        self.lock_on(name, vec![s], 1, opts)$($await)*
+        let (name, token) = (name.as_ref(), crate::recipes::owner_token());
+        let cx = crate::driver::cx(self.cluster());
+        let m = crate::machine::lock::Acquire::single(&cx, name, &token, opts, fastrand::u64(..))?;
+        let got = self.drive_plain(m)$($await)*?;
+        Ok(crate::recipes::Lock::acquired(self.clone(), name, token, got))
     }
 
     /// Acquire the lock `name` on a majority of its `replicas` servers (the first `replicas`
@@ -395,149 +379,11 @@ impl $client {
         replicas: usize,
         opts: crate::recipes::LockOptions,
     ) -> Result<crate::recipes::Lock<$client>, Error> {
-        let name = name.as_ref();
-        self.cluster().check_key(name)?;
-        if replicas == 0 || replicas > self.cluster().len() {
-            return Err(Error::Config(format!(
-                "a quorum lock needs between 1 and {} servers, not {replicas}",
-                self.cluster().len()
-            )));
-        }
-        let servers = self.cluster().ring().preference_list(name, replicas);
-        self.lock_on(name, servers, replicas / 2 + 1, opts)$($await)*
-    }
-
-    $($asyncness)? fn lock_on(
-        &self,
-        name: &[u8],
-        servers: Vec<usize>,
-        quorum: usize,
-        opts: crate::recipes::LockOptions,
-    ) -> Result<crate::recipes::Lock<$client>, Error> {
-        crate::recipes::check_ttl(opts.ttl)?;
-        let token = crate::recipes::owner_token();
-        let start = Instant::now();
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let began = Instant::now();
-            let op = ops::StoreReturningCas { mode: StoreMode::Add, key: name, data: token.as_bytes(), ttl: opts.ttl };
-            let results = self.run_each(servers.iter().map(|&s| (s, op)).collect())$($await)*;
-            let mut holds = Vec::new();
-            let mut failure = None;
-            let mut contended = false;
-            for (&s, r) in servers.iter().zip(results) {
-                match r {
-                    Ok(cas) => holds.push((s, cas)),
-                    Err(Error::NotStored | Error::Exists) => contended = true,
-                    Err(e) => failure = failure.or(Some(e)),
-                }
-            }
-            let valid = quorum == 1 || crate::recipes::quorum_validity(opts.ttl, began.elapsed()).is_some();
-            if holds.len() >= quorum && valid {
-                let mut lock = crate::recipes::Lock {
-                    client: self.clone(),
-                    name: name.to_vec(),
-                    token,
-                    holds,
-                    quorum,
-                    fence: None,
-                    held: true,
-                    generation: crate::fork::generation(),
-                };
-                if opts.fencing {
-                    lock.fence = Some(self.next_fence(name)$($await)*?);
-                }
-                return Ok(lock);
-            }
-            // Not enough: give back what we took, so others can get a majority.
-            if !holds.is_empty() {
-                let ops = holds.iter().map(|&(s, cas)| (s, ops::CasDelete { key: name, cas })).collect();
-                let _ = self.run_each(ops)$($await)*;
-            }
-            // Unreachable servers (not a holder) keep us from a majority: say so at once,
-            // never lock elsewhere.
-            if let (Some(e), false) = (failure, contended) {
-                return Err(e);
-            }
-            let waited = start.elapsed();
-            if waited >= opts.wait {
-                return Err(Error::LockNotAcquired {
-                    name: String::from_utf8_lossy(name).into_owned(),
-                    attempts,
-                    waited,
-                });
-            }
-            let pause = crate::recipes::backoff(attempts, opts.base_backoff, opts.max_backoff, fastrand::f64());
-            Self::pause(pause.min(opts.wait - waited))$($await)*;
-        }
-    }
-
-    /// The next fencing token of lock `name` (a counter that only grows).
-    $($asyncness)? fn next_fence(&self, name: &[u8]) -> Result<u64, Error> {
-        let key = crate::recipes::fence_key(name);
-        for _ in 0..3 {
-            if let Some(n) = self.incr(&key, 1)$($await)*? {
-                return Ok(n);
-            }
-            match self.add(&key, "1", 0)$($await)* {
-                Ok(()) => return Ok(1),
-                Err(Error::NotStored) => {} // another holder created it: increment that
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::CasRetriesExhausted { key: String::from_utf8_lossy(&key).into_owned(), attempts: 3 })
-    }
-
-    /// The cross-process half of `get_or_set`: one process fills a missing key, the others
-    /// wait for its value (up to `wait`), then fill it themselves rather than fail.
-    $($asyncness)? fn fill_exclusive(
-        &self,
-        key: &[u8],
-        ttl: u32,
-        opts: crate::recipes::FillOptions,
-        first_try: bool,
-    ) -> Result<crate::recipes::Fill, Error> {
-        use crate::recipes::Fill;
-        let lock_key = crate::recipes::fill_key(key);
-        let token = crate::recipes::owner_token();
-        if first_try {
-            match self.add(&lock_key, &token, opts.fill_lock_ttl.max(1))$($await)* {
-                Ok(()) => {
-                    // Someone may have filled it between our miss and our lock.
-                    return Ok(match self.get(key)$($await)*? {
-                        Some(v) => {
-                            let _ = self.delete(&lock_key)$($await)*;
-                            Fill::Found(v)
-                        }
-                        None => Fill::Load { lock_key, ttl: crate::recipes::jitter_ttl(ttl, opts.ttl_jitter, fastrand::f64()) },
-                    });
-                }
-                Err(Error::NotStored) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let start = Instant::now();
-        let mut attempts = 0;
-        while start.elapsed() < opts.wait {
-            attempts += 1;
-            let pause = crate::recipes::backoff(attempts, opts.poll, opts.poll * 8, 0.5 + fastrand::f64() / 2.0);
-            Self::pause(pause.min(opts.wait.saturating_sub(start.elapsed())))$($await)*;
-            if let Some(v) = self.get(key)$($await)*? {
-                return Ok(Fill::Found(v));
-            }
-        }
-        Ok(Fill::Load { lock_key: Vec::new(), ttl: crate::recipes::jitter_ttl(ttl, opts.ttl_jitter, fastrand::f64()) })
-    }
-
-    /// Store what the loader produced and drop the fill lock.
-    $($asyncness)? fn fill_store(&self, key: &[u8], fresh: crate::recipes::Fresh, lock_key: &[u8], ttl: u32) -> Result<crate::Value, Error> {
-        let stored = self.set(key, &fresh.data, StoreOptions { ttl, flags: fresh.flags })$($await)*;
-        if !lock_key.is_empty() {
-            let _ = self.delete(lock_key)$($await)*;
-        }
-        stored?;
-        Ok(crate::Value { data: fresh.data.into(), flags: fresh.flags, cas: None, ttl: None })
+        let (name, token) = (name.as_ref(), crate::recipes::owner_token());
+        let cx = crate::driver::cx(self.cluster());
+        let m = crate::machine::lock::Acquire::quorum(&cx, name, &token, replicas, opts, fastrand::u64(..))?;
+        let got = self.drive_plain(m)$($await)*?;
+        Ok(crate::recipes::Lock::acquired(self.clone(), name, token, got))
     }
 }
 
@@ -551,21 +397,8 @@ impl crate::recipes::Lock<$client> {
             return Ok(false);
         }
         self.held = false;
-        let ops = self.holds.iter().map(|&(s, cas)| (s, ops::CasDelete { key: &self.name, cas })).collect();
-        let results = self.client.run_each(ops)$($await)*;
-        let mut released = 0;
-        let mut failure = None;
-        for r in results {
-            match r {
-                Ok(()) => released += 1,
-                Err(Error::Exists | Error::NotFound) => {}
-                Err(e) => failure = failure.or(Some(e)),
-            }
-        }
-        match failure {
-            Some(e) if released < self.quorum => Err(e),
-            _ => Ok(released >= self.quorum),
-        }
+        let m = crate::machine::lock::Release::new(&self.name, &self.holds, self.quorum);
+        self.client.drive_plain(m)$($await)*
     }
 
     /// Give the lock a new TTL on every server it is held on, if this holder still owns it
@@ -575,31 +408,17 @@ impl crate::recipes::Lock<$client> {
         if !self.owned() {
             return Ok(false);
         }
-        let ops = self
-            .holds
-            .iter()
-            .map(|&(s, cas)| {
-                (s, ops::StoreReturningCas { mode: StoreMode::Cas(cas), key: &self.name, data: self.token.as_bytes(), ttl })
-            })
-            .collect();
-        let results = self.client.run_each(ops)$($await)*;
-        let mut kept = Vec::new();
-        let mut failure = None;
-        for (&(s, _), r) in self.holds.iter().zip(results) {
-            match r {
-                Ok(cas) => kept.push((s, cas)),
-                Err(Error::Exists | Error::NotFound) => {}
-                Err(e) => failure = failure.or(Some(e)),
+        let m = crate::machine::lock::Extend::new(&self.name, &self.token, &self.holds, self.quorum, ttl);
+        match self.client.drive_plain(m)$($await)* {
+            Ok(x) => {
+                self.holds = x.holds;
+                self.held = x.held;
+                Ok(x.held)
             }
-        }
-        self.holds = kept;
-        if self.holds.len() >= self.quorum {
-            return Ok(true);
-        }
-        self.held = false;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(false),
+            Err(e) => {
+                self.held = false;
+                Err(e)
+            }
         }
     }
 
@@ -653,13 +472,19 @@ pub(crate) fn land_flight<Cell>(flights: &Flights<Cell>, key: &[u8], cell: &std:
 pub struct Fresh {
     /// The value to store.
     pub data: Vec<u8>,
-    /// Its client flags.
+    /// Its client flags (plain mode).
     pub flags: u32,
+    /// Its type and serializer, for the envelope of a replicated store (`None`: bytes).
+    pub typed: Option<(crate::envelope::ValueType, crate::envelope::Format)>,
 }
 
 impl From<Vec<u8>> for Fresh {
     fn from(data: Vec<u8>) -> Self {
-        Fresh { data, flags: 0 }
+        Fresh {
+            data,
+            flags: 0,
+            typed: None,
+        }
     }
 }
 
@@ -693,18 +518,4 @@ pub fn fill_key(key: &[u8]) -> Vec<u8> {
     let mut k = key.to_vec();
     k.extend_from_slice(b":fill");
     k
-}
-
-/// What the cross-process fill decided.
-#[doc(hidden)]
-pub enum Fill {
-    /// Another process filled it: here is the value.
-    Found(crate::Value),
-    /// Load it (holding `lock_key`, empty if no lock is held) and store it with `ttl`.
-    Load {
-        /// The fill lock to drop afterwards.
-        lock_key: Vec<u8>,
-        /// The jittered TTL.
-        ttl: u32,
-    },
 }

@@ -6,9 +6,44 @@ pub(crate) mod tokio_conn;
 
 pub(crate) mod blocking_conn;
 
+use crate::cluster::Cluster;
 use crate::error::Error;
+use crate::machine::{Cx, Now};
 use std::io;
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// The time for a machine's next step: the cluster's monotonic health clock and the wall clock.
+pub(crate) fn now(cl: &Cluster) -> Now {
+    Now {
+        mono: cl.clock().since(Instant::now()),
+        wall_ms: crate::envelope::wall_ms(SystemTime::now()),
+    }
+}
+
+/// What a machine sees at its next step.
+pub(crate) fn cx(cl: &Cluster) -> Cx<'_> {
+    Cx {
+        cluster: cl,
+        now: now(cl),
+    }
+}
+
+/// The answer to a [`crate::machine::Step::Decide`] from a machine that never asks (a bug).
+pub(crate) fn no_decision<V>(_: Option<&V>) -> Result<crate::recipes::Update, Error> {
+    Err(Error::Client {
+        server: String::new(),
+        message: "this call takes no decision function (a driver bug)".into(),
+    })
+}
+
+/// The answer to a [`crate::machine::Step::Load`] from a machine that never loads (a bug).
+pub(crate) fn no_loader() -> Error {
+    Error::Client {
+        server: String::new(),
+        message: "this call has no loader (a driver bug)".into(),
+    }
+}
 
 /// Map a connect error to the crate's error.
 pub(crate) fn connect_error(server: &str, e: io::Error) -> Error {
