@@ -40,6 +40,9 @@ pub enum Update {
     /// Store a typed value (replicated clients record the type in the envelope; plain
     /// clients store the bytes).
     Typed(crate::envelope::ValueType, crate::envelope::Format, Vec<u8>),
+    /// Store these bytes with these client flags (how a binding's value convention types a
+    /// plain value); replicated clients store the bytes.
+    Plain(Vec<u8>, u32),
 }
 
 /// How a CAS update retries.

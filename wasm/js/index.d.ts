@@ -122,6 +122,8 @@ export interface LockOptions {
   wait?: number;
   /** Also take a fencing token (a counter larger than every earlier holder's). */
   fencing?: boolean;
+  /** Take the lock on a majority of the name's first `quorum` replicas instead of its one owner, so losing one server does not drop it. */
+  quorum?: number;
   baseBackoff?: number;
   maxBackoff?: number;
 }
@@ -173,13 +175,13 @@ export declare class Client {
 
   /** The value, or `null` on a miss (replicated: the latest copy; stale replicas are repaired). */
   get(key: Key): Promise<Value | null>;
-  /** Plain mode: the value and its CAS unique, or null. (Replicated mode refuses gets/add/replace/append/prepend/cas/touch with UnsupportedError: use casUpdate.) */
+  /** Plain mode: the value and its CAS unique, or null. (Replicated mode refuses gets and cas with UnsupportedError: use casUpdate.) */
   gets(key: Key): Promise<{ value: Value; cas: bigint } | null>;
   /** Store; rejects when not stored (replicated: when the write policy was not met). */
   set(key: Key, value: StorableValue, options?: StoreOptions | number): Promise<WriteReport>;
-  /** Plain mode: store only if missing (NotStoredError otherwise). */
+  /** Store only if missing (NotStoredError otherwise). Replicated: serialized by CAS on the key's primary replica, so two adders cannot both win. */
   add(key: Key, value: StorableValue, options?: StoreOptions | number): Promise<true>;
-  /** Plain mode: store only if present (NotStoredError otherwise). */
+  /** Store only if present (NotStoredError otherwise); replicated as `add`. */
   replace(key: Key, value: StorableValue, options?: StoreOptions | number): Promise<true>;
   append(key: Key, value: Buffer | Uint8Array | string): Promise<true>;
   prepend(key: Key, value: Buffer | Uint8Array | string): Promise<true>;
@@ -190,7 +192,7 @@ export declare class Client {
   /** The new value, or null when missing. Replicated: exact, serialized by CAS on the primary. */
   incr(key: Key, delta?: number | bigint): Promise<number | bigint | null>;
   decr(key: Key, delta?: number | bigint): Promise<number | bigint | null>;
-  /** Plain mode: a new TTL; true when the key existed. */
+  /** A new TTL; true when the key existed (replicated: the live value rewritten on every replica). */
   touch(key: Key, ttl: number): Promise<boolean>;
 
   /** Hits only. Rejects if some keys failed: `error.failures` (Map key → error), `error.partial` (the hits). */
@@ -201,7 +203,7 @@ export declare class Client {
 
   /** Read-modify-write without lost updates. `fn` returns the new value, `undefined` (keep) or `DELETE`. */
   casUpdate(key: Key, fn: (current: Value | null) => StorableValue | undefined | typeof DELETE | Promise<StorableValue | undefined | typeof DELETE>, options?: CasOptions): Promise<CasResult>;
-  /** An `add` lock on the name's ring owner only; released only by its owner. */
+  /** An `add` lock on the name's ring owner only (or a majority of `quorum` replicas); released only by its owner. */
   lock(name: Key, options?: LockOptions): Promise<Lock>;
   /** The value, loaded once (per process, and across processes with a fill lock) on a miss. */
   getOrSet<T extends StorableValue>(key: Key, loader: () => T | Promise<T>, options?: GetOrSetOptions): Promise<Value | T>;

@@ -64,6 +64,12 @@ enum Pending {
     Version,
     Stats,
     FlushAll,
+    /// Request `i` of a [`crate::Job`]: its answer goes into the job's slot.
+    Call {
+        call: multiput::machine::Call,
+        slots: crate::job::Slots,
+        i: usize,
+    },
 }
 
 /// The codec of one connection (create one per socket; drop it with the socket).
@@ -223,6 +229,23 @@ impl Codec {
     fn push(&mut self, expect: Expect, pending: Pending) {
         self.pending
             .push_back((Decoder::new(expect, self.limits), pending));
+    }
+
+    /// Request `i` of `job` (a step machine's send step). The result is `true`: the answer
+    /// (a value, or the server's refusal) is in the job, for its next step.
+    pub fn call(&mut self, job: &crate::Job, i: u32) -> Result<Vec<u8>, JsValue> {
+        let Some(req) = job.request(i) else {
+            return Err(js::error(&Error::Client {
+                server: self.server.clone(),
+                message: format!("the job has no request {i}"),
+            }));
+        };
+        let pending = Pending::Call {
+            call: req.call.clone(),
+            slots: job.slots.clone(),
+            i: i as usize,
+        };
+        self.emit(&req.call, pending)
     }
 
     /// The connection probe, sent first on every new connection: `version` then `mn` (unless
@@ -601,6 +624,18 @@ impl Codec {
         let mode = StoreMode::Set;
         Ok(match pending {
             Pending::Probe => return self.probe_result(reply),
+            Pending::Call { call, slots, i } => {
+                let r = call.finish(&ctx, reply).map_err(|e| {
+                    if let Error::Protocol { detail, .. } = &e {
+                        self.out_of_step.set(Some(detail.clone()));
+                    }
+                    js::at_server(e, &self.server)
+                });
+                if let Some(s) = slots.borrow_mut().get_mut(i) {
+                    *s = Some(r);
+                }
+                JsValue::TRUE
+            }
             Pending::Get { key, cas, out } => match (ops::Get {
                 key: &key,
                 cas,

@@ -10,14 +10,13 @@ use std::time::Duration;
 
 use js_sys::{Array, Object, Uint32Array};
 use multiput::cluster::Cluster;
-use multiput::envelope::{self, Hlc, Stamp, Typed};
-use multiput::ops::Value;
-use multiput::protocol::text::StoreMode;
-use multiput::replication::{self, Policy, ReadPolicy, WritePolicy};
-use multiput::values::{self as core_values, Convention};
+use multiput::envelope::{Hlc, Typed};
+use multiput::replication::{Policy, ReadPolicy, WritePolicy};
+use multiput::values::Convention;
 use multiput::{Config, Error, ServerSpec};
 use wasm_bindgen::prelude::*;
 
+use crate::job::{self, Job};
 use crate::{codec, js, ring, values};
 
 /// The client-wide logic state. One per JavaScript `Client`.
@@ -30,7 +29,7 @@ pub struct Core {
     policy: Policy,
     replicated: bool,
     convention: Convention,
-    hlc: Rc<Hlc>,
+    hlc: std::sync::Arc<Hlc>,
     writer: u64,
     token_seed: u64,
     tokens: Rc<Cell<u64>>,
@@ -162,7 +161,7 @@ impl Core {
             policy,
             replicated,
             convention: values::convention(&js::get(options, "convention"))?,
-            hlc: Rc::new(Hlc::new()),
+            hlc: std::sync::Arc::new(Hlc::new()),
             writer,
             token_seed,
             tokens: Rc::new(Cell::new(0)),
@@ -447,204 +446,14 @@ impl Core {
         self.cluster.health(i as usize).consecutive_failures()
     }
 
-    fn stamp_at(&self, now_ms: f64) -> Stamp {
-        Stamp::new(self.hlc.stamp(js::ms(now_ms)), self.writer)
-    }
-
-    /// A new timestamp (a `BigInt`) for a write at wall time `now_ms` (`Date.now()`).
-    pub fn stamp(&self, now_ms: f64) -> u64 {
-        self.hlc.stamp(js::ms(now_ms))
-    }
-
-    /// Let the clock see a timestamp read from a replica, unless it is more than an hour ahead
-    /// of the local wall clock (one corrupt value must not drag every later write with it).
-    pub fn observe(&self, ts: u64, now_ms: f64) {
-        if replication::should_observe(ts, js::ms(now_ms)) {
-            self.hlc.observe(ts);
-        }
-    }
-
-    fn check_size(&self, len: usize) -> Result<(), JsValue> {
-        self.cluster.check_value(len).map_err(|e| js::error(&e))
-    }
-
-    /// A value envelope of a JavaScript value, stamped now: what a replicated write stores
-    /// (with flags 0) on every replica.
-    pub fn envelope(&self, value: &JsValue, now_ms: f64) -> Result<Vec<u8>, JsValue> {
-        let t: Typed = values::typed_from_js(value)?;
-        let payload_len = match &t {
-            Typed::Bytes(b) | Typed::Serialized { data: b, .. } => b.len(),
-            Typed::Text(s) => s.len(),
-            _ => 8,
-        };
-        self.check_size(envelope::HEADER_LEN + payload_len)?;
-        t.encode(self.stamp_at(now_ms))
-            .map_err(|e| config(format!("invalid envelope: {e}")))
-    }
-
-    /// A tombstone stamped now: what a replicated delete stores.
-    pub fn tombstone(&self, now_ms: f64) -> Vec<u8> {
-        envelope::tombstone(self.stamp_at(now_ms)).to_vec()
-    }
-
-    /// The `[bytes, flags]` a plain (non-enveloped) store writes for a JavaScript value.
-    #[wasm_bindgen(js_name = plainValue)]
-    pub fn plain_value(&self, value: &JsValue) -> Result<Array, JsValue> {
-        let (data, flags) = values::plain_from_js(self.convention, value)?;
-        self.check_size(data.len())?;
-        Ok([JsValue::from(js::u8a(&data)), JsValue::from(flags)]
-            .into_iter()
-            .collect())
-    }
-
-    /// What stored bytes mean to a reader: the typed value, or `null` for a tombstone.
-    #[wasm_bindgen(js_name = decodeStored)]
-    pub fn decode_stored(&self, data: &[u8], flags: u32) -> Result<JsValue, JsValue> {
-        Ok(values::stored_to_js(self.convention, data, flags)?.unwrap_or(JsValue::NULL))
-    }
-
-    /// Resolve one key from its replicas' answers, in preference order: each entry is a raw
-    /// copy `{data, flags, cas?, ttl?}`, `null` (a miss), or an `Error` (no answer). Returns
-    /// `{value, found, winner, answered, disagreement, stale, repairs, error}`: the latest copy's
-    /// typed value (`found` false on a miss or a winning tombstone), the winner's index, the
-    /// stale replicas' indices and the write-backs to do, `[{replica, mode: "add"|"cas", cas,
-    /// ttl}]` (store the winner's raw bytes and flags). `error` is set when the winner cannot
-    /// be read in JavaScript (do the repairs, then throw it). Throws when fewer replicas
-    /// answered than the read policy needs. The clock observes the winner's stamp.
-    ///
-    /// With `for_update` (a replicated CAS update), every replica must be read and repairs are
-    /// always planned, whatever the read policy, as the core's `cas_update` does.
-    pub fn resolve(
-        &self,
-        copies: &Array,
-        now_ms: f64,
-        for_update: Option<bool>,
-    ) -> Result<JsValue, JsValue> {
-        let copies: Vec<Result<Option<Value>, Error>> =
-            copies.iter().map(|c| copy_of(&c)).collect();
-        let (policy, repair) = if for_update == Some(true) {
-            (ReadPolicy::All, true)
-        } else {
-            (self.policy.read, self.policy.read_repair)
-        };
-        let r = replication::resolve(policy, &copies, repair).map_err(|e| js::error(&e))?;
-        self.observe(r.winner_ts, now_ms);
-        let winner = envelope::winner(copies.iter().map(|c| {
-            c.as_ref()
-                .ok()
-                .and_then(|v| v.as_ref())
-                .map(|v| &v.data[..])
-        }));
-        let o = Object::new();
-        let (value, error) = match &r.value {
-            None => (JsValue::NULL, JsValue::UNDEFINED),
-            Some(v) => match values::typed_to_js(core_values::from_versioned(self.convention, v)) {
-                Ok(x) => (x, JsValue::UNDEFINED),
-                Err(e) => (JsValue::NULL, e),
-            },
-        };
-        js::set(&o, "found", r.value.is_some());
-        js::set(&o, "value", value);
-        js::set(&o, "error", error);
-        js::set(
-            &o,
-            "winner",
-            winner
-                .map(|w| JsValue::from(w as u32))
-                .unwrap_or(JsValue::UNDEFINED),
-        );
-        js::set(&o, "answered", r.answered as u32);
-        js::set(&o, "disagreement", r.disagreement);
-        let stale: Vec<u32> = r.stale.iter().map(|&i| i as u32).collect();
-        js::set(&o, "stale", Uint32Array::from(&stale[..]));
-        let repairs: Array = r
-            .repairs
-            .iter()
-            .map(|rep| {
-                let x = Object::new();
-                js::set(&x, "replica", rep.replica as u32);
-                match rep.mode {
-                    StoreMode::Cas(c) => {
-                        js::set(&x, "mode", "cas");
-                        js::set(&x, "cas", js::big(c));
-                    }
-                    _ => js::set(&x, "mode", "add"),
-                }
-                js::set(&x, "ttl", rep.ttl);
-                JsValue::from(x)
-            })
-            .collect();
-        js::set(&o, "repairs", repairs);
-        Ok(o.into())
-    }
-
-    /// Decide a replicated write from its per-replica results (`servers[i]` answered
-    /// `results[i]`: `true` or an `Error`), by the write policy: `{stored, failed}` (server
-    /// addresses; `failed` as `[{server, error}]`), or throws a `Replication` error naming
-    /// every failed replica. `op` is `write` or `delete`.
-    #[wasm_bindgen(js_name = writeOutcome)]
-    pub fn write_outcome(
-        &self,
-        op: &str,
-        servers: &[u32],
-        results: &Array,
-    ) -> Result<JsValue, JsValue> {
-        let op: &'static str = if op == "delete" { "delete" } else { "write" };
-        let named: Vec<(String, Result<(), Error>)> = servers
-            .iter()
-            .zip(results.iter())
-            .map(|(&s, r)| {
-                let name = self.address(s);
-                let r = if r.is_object() {
-                    Err(js::error_from_js(&r))
-                } else {
-                    Ok(())
-                };
-                (name, r)
-            })
-            .collect();
-        let report =
-            replication::write_outcome(op, self.policy.write, named).map_err(|e| js::error(&e))?;
-        let o = Object::new();
-        js::set(
-            &o,
-            "stored",
-            report
-                .stored
-                .iter()
-                .map(|s| JsValue::from_str(s))
-                .collect::<Array>(),
-        );
-        js::set(&o, "failed", js::failure_list(&report.failed));
-        Ok(o.into())
-    }
-
     /// A lock owner token, unique per client and call: the random seed the JS side supplied
     /// (std's randomness is fixed on wasm32) and a counter, formatted as the core's
     /// `recipes::owner_token`.
-    #[wasm_bindgen(js_name = ownerToken)]
-    pub fn owner_token(&self) -> String {
+    fn owner_token(&self) -> String {
         let n = self.tokens.get();
         self.tokens.set(n + 1);
         multiput::recipes::owner_token_from(self.token_seed, n)
     }
-}
-
-/// One replica's answer, from JavaScript: a raw copy object, `null` (miss), or an error.
-fn copy_of(c: &JsValue) -> Result<Option<Value>, Error> {
-    if js::is_nullish(c) {
-        return Ok(None);
-    }
-    if c.is_instance_of::<js_sys::Error>() {
-        return Err(js::error_from_js(c));
-    }
-    let data = js::bytes_of(&js::get(c, "data")).unwrap_or_default();
-    Ok(Some(Value {
-        data: data.into(),
-        flags: js::get(c, "flags").as_f64().unwrap_or(0.0) as u32,
-        cas: js::u64_of(&js::get(c, "cas")),
-        ttl: js::get(c, "ttl").as_f64().map(|t| t as i64),
-    }))
 }
 
 /// Is this error a lost race that a CAS update retries (`Exists`: someone wrote;
@@ -655,12 +464,6 @@ pub fn is_cas_conflict(error: &JsValue) -> bool {
         js::error_from_js(error),
         Error::Exists | Error::NotFound | Error::NotStored
     )
-}
-
-/// Is this error a lock held by someone else (retry until the wait is over)?
-#[wasm_bindgen(js_name = isLockBusy)]
-pub fn is_lock_busy(error: &JsValue) -> bool {
-    matches!(js::error_from_js(error), Error::NotStored | Error::Exists)
 }
 
 /// The pause in milliseconds before retry number `attempt` (1-based): full jitter over a
@@ -719,4 +522,330 @@ pub fn defaults() -> JsValue {
     js::set(&o, "maxValueSize", cfg.max_value_size as f64);
     js::set(&o, "expired", multiput::recipes::EXPIRED);
     o.into()
+}
+
+fn ms_opt(o: &JsValue, k: &str, default: Duration) -> Duration {
+    opt_f64(o, k).map_or(default, |v| Duration::from_secs_f64(v.max(0.0) / 1000.0))
+}
+
+fn cas_options(o: &JsValue) -> multiput::recipes::CasOptions {
+    let d = multiput::recipes::CasOptions::default();
+    multiput::recipes::CasOptions {
+        max_attempts: opt_f64(o, "maxAttempts").map_or(d.max_attempts, |n| n as u32),
+        deadline: ms_opt(o, "deadline", d.deadline),
+        base_backoff: ms_opt(o, "baseBackoff", d.base_backoff),
+        max_backoff: ms_opt(o, "maxBackoff", d.max_backoff),
+        ttl: opt_f64(o, "ttl").map_or(0, |n| n as u32),
+        flags: 0,
+    }
+}
+
+/// Jobs: the core's step machines for JavaScript to drive (see `job.rs`).
+#[wasm_bindgen]
+impl Core {
+    fn jobs(&self) -> (&Rc<Cluster>, Convention, bool) {
+        (&self.cluster, self.convention, self.replicated)
+    }
+
+    fn rep(&self) -> multiput::machine::replicated::Rep {
+        multiput::machine::replicated::Rep {
+            policy: self.policy,
+            hlc: self.hlc.clone(),
+            writer: self.writer,
+        }
+    }
+
+    /// A CAS update of `key` (`opts`: maxAttempts, deadline, baseBackoff, maxBackoff in ms,
+    /// ttl); it asks the caller's function at each decide step. Done with `{outcome,
+    /// attempts}` (replicated: also `report`).
+    #[wasm_bindgen(js_name = casUpdate)]
+    pub fn cas_update(&self, key: &[u8], opts: &JsValue, seed: f64) -> Job {
+        let (opts, seed, conv) = (cas_options(opts), seed as u64, self.convention);
+        if self.replicated {
+            let m = multiput::machine::replicated::Cas::new(
+                self.rep(),
+                key,
+                job::Rule::Caller,
+                opts,
+                seed,
+            );
+            job::job(
+                self.jobs(),
+                m,
+                |u| {
+                    let o = job::outcome_js(&u.outcome);
+                    js::set(&o, "report", job::report_js(&u.report));
+                    o.into()
+                },
+                move |v| job::versioned_js(conv, v),
+            )
+        } else {
+            let m = multiput::machine::cas::CasUpdate::new(key, opts, seed);
+            job::job(
+                self.jobs(),
+                m,
+                |o| job::outcome_js(&o).into(),
+                move |v| job::plain_js(conv, v),
+            )
+        }
+    }
+
+    /// A replicated read-modify-write of `key` by a built-in rule: `add`, `replace` (store
+    /// `args.value`), `append`, `prepend` (bytes or text `args.value`), `touch`, `incr`
+    /// (`args.delta`, and `args.initial` when set); `args.ttl` for what is stored. Done with `{outcome, attempts, report, found, number}`.
+    pub fn update(
+        &self,
+        key: &[u8],
+        rule: &str,
+        args: &JsValue,
+        seed: f64,
+    ) -> Result<Job, JsValue> {
+        let value = &js::get(args, "value");
+        let ttl = opt_f64(args, "ttl").map_or(0, |n| n as u32);
+        let delta = opt_f64(args, "delta").unwrap_or(0.0);
+        let initial = &js::get(args, "initial");
+        use multiput::machine::replicated::Rule;
+        let typed = || values::typed_from_js(value);
+        let rule = match rule {
+            "add" | "replace" => {
+                let t = typed()?;
+                let (vt, f, p) = (t.vtype(), t.format(), t.encode_payload().into());
+                if rule == "add" {
+                    Rule::Add(vt, f, p)
+                } else {
+                    Rule::Replace(vt, f, p)
+                }
+            }
+            "append" | "prepend" => Rule::Append {
+                data: match typed()? {
+                    Typed::Bytes(b) => b.into(),
+                    Typed::Text(s) => s.into_bytes().into(),
+                    _ => return Err(config("append/prepend takes a string or bytes")),
+                },
+                prepend: rule == "prepend",
+            },
+            "touch" => Rule::Touch,
+            "incr" => Rule::Incr {
+                delta: delta as i64,
+                initial: js::u64_of(initial),
+            },
+            r => return Err(config(format!("unknown update rule {r:?}"))),
+        };
+        let opts = multiput::recipes::CasOptions {
+            ttl,
+            ..Default::default()
+        };
+        let m = multiput::machine::replicated::Cas::new(self.rep(), key, rule, opts, seed as u64);
+        Ok(job::job(
+            self.jobs(),
+            m,
+            |u| {
+                let o = job::outcome_js(&u.outcome);
+                js::set(&o, "report", job::report_js(&u.report));
+                js::set(&o, "found", u.found);
+                js::set(&o, "number", u.number.map_or(JsValue::NULL, js::uint));
+                o.into()
+            },
+            |_| JsValue::NULL,
+        ))
+    }
+
+    /// Acquire the lock `name` (`opts`: ttl s, wait ms, fencing, baseBackoff, maxBackoff,
+    /// quorum: a replica count for a majority lock). Done with `{token, holds: [[server,
+    /// cas]], quorum, fence}`.
+    pub fn lock(&self, name: &[u8], opts: &JsValue, seed: f64) -> Result<Job, JsValue> {
+        let d = multiput::recipes::LockOptions::new(1, Duration::ZERO);
+        let o = multiput::recipes::LockOptions {
+            ttl: opt_f64(opts, "ttl").map_or(30, |n| n as u32),
+            wait: ms_opt(opts, "wait", Duration::from_secs(5)),
+            fencing: js::get(opts, "fencing").as_bool().unwrap_or(false),
+            base_backoff: ms_opt(opts, "baseBackoff", d.base_backoff),
+            max_backoff: ms_opt(opts, "maxBackoff", d.max_backoff),
+        };
+        let token = self.owner_token();
+        let cx = multiput::machine::Cx {
+            cluster: &self.cluster,
+            now: Default::default(),
+        };
+        use multiput::machine::lock::Acquire;
+        let m = match opt_f64(opts, "quorum") {
+            Some(q) => Acquire::quorum(&cx, name, &token, q as usize, o, seed as u64),
+            None => Acquire::single(&cx, name, &token, o, seed as u64),
+        }
+        .map_err(|e| js::error(&e))?;
+        Ok(job::job(
+            self.jobs(),
+            m,
+            move |a| {
+                let x = Object::new();
+                js::set(&x, "token", token.as_str());
+                js::set(&x, "holds", job::holds_js(&a.holds));
+                js::set(&x, "quorum", a.quorum as u32);
+                js::set(&x, "fence", a.fence.map_or(JsValue::UNDEFINED, js::uint));
+                x.into()
+            },
+            |_| JsValue::NULL,
+        ))
+    }
+
+    /// Release the lock `name` held as `holds` (`[[server, cas]]`). Done with true (released)
+    /// or false (it had expired and was left alone).
+    #[wasm_bindgen(js_name = lockRelease)]
+    pub fn lock_release(&self, name: &[u8], holds: &Array, quorum: u32) -> Job {
+        let m = multiput::machine::lock::Release::new(name, &job::holds_of(holds), quorum as usize);
+        job::job(self.jobs(), m, JsValue::from_bool, |_| JsValue::NULL)
+    }
+
+    /// Extend the lock `name` to `ttl` seconds. Done with `{holds, held}`.
+    #[wasm_bindgen(js_name = lockExtend)]
+    pub fn lock_extend(
+        &self,
+        name: &[u8],
+        token: &str,
+        holds: &Array,
+        quorum: u32,
+        ttl: u32,
+    ) -> Job {
+        let m = multiput::machine::lock::Extend::new(
+            name,
+            token,
+            &job::holds_of(holds),
+            quorum as usize,
+            ttl,
+        );
+        job::job(
+            self.jobs(),
+            m,
+            |x| {
+                let o = Object::new();
+                js::set(&o, "holds", job::holds_js(&x.holds));
+                js::set(&o, "held", x.held);
+                o.into()
+            },
+            |_| JsValue::NULL,
+        )
+    }
+
+    /// The fill of `getOrSet` after a miss of `key` (`opts`: wait, poll in ms, fillLockTtl
+    /// s, ttlJitter). It asks for the loader at its load step. Done with the value.
+    pub fn fill(&self, key: &[u8], ttl: u32, opts: &JsValue, seed: f64) -> Job {
+        let d = multiput::recipes::FillOptions::default();
+        let o = multiput::recipes::FillOptions {
+            wait: ms_opt(opts, "wait", d.wait),
+            poll: ms_opt(opts, "poll", d.poll),
+            fill_lock_ttl: opt_f64(opts, "fillLockTtl").map_or(d.fill_lock_ttl, |n| n as u32),
+            ttl_jitter: opt_f64(opts, "ttlJitter").unwrap_or(d.ttl_jitter),
+        };
+        use multiput::machine::fill::{Fill, Got, Mode};
+        let mode = if self.replicated {
+            Mode::Replicated(self.rep())
+        } else {
+            Mode::Plain
+        };
+        let m = Fill::new(mode, key, ttl, o, &self.owner_token(), seed as u64);
+        let conv = self.convention;
+        job::job(
+            self.jobs(),
+            m,
+            move |g| match g {
+                Got::Plain(v) => job::plain_js(conv, &v),
+                Got::Replicated(v) => job::versioned_js(conv, &v),
+            },
+            |_| JsValue::NULL,
+        )
+    }
+
+    /// A replicated read of `keys` (an array of strings or bytes). Done with an array aligned
+    /// with `keys`: the value, `null` (miss or deleted) or an `Error`.
+    pub fn read(&self, keys: &Array) -> Result<Job, JsValue> {
+        let keys = key_list(keys)?;
+        let m = multiput::machine::replicated::Read::new(self.rep(), &keys);
+        let conv = self.convention;
+        Ok(job::job(
+            self.jobs(),
+            m,
+            move |rs| {
+                job::results_js(rs, |v| {
+                    v.map_or(JsValue::NULL, |v| job::versioned_js(conv, &v))
+                })
+                .into()
+            },
+            |_| JsValue::NULL,
+        ))
+    }
+
+    /// A replicated write of `keys[i]` = `values[i]` (typed JavaScript values), or with
+    /// `values` undefined, tombstones (a delete). Done with an array aligned with `keys`: the
+    /// report `{stored, failed}` or an `Error`.
+    pub fn write(&self, keys: &Array, values: &JsValue, ttl: u32) -> Result<Job, JsValue> {
+        use multiput::envelope::{Format, Kind, ValueType};
+        use multiput::machine::replicated::{Put, Write};
+        let keys = key_list(keys)?;
+        let delete = js::is_nullish(values);
+        let vals: Option<Array> = if delete {
+            None
+        } else {
+            Some(
+                values
+                    .clone()
+                    .dyn_into()
+                    .map_err(|_| config("values must be an array"))?,
+            )
+        };
+        // Values JavaScript cannot type are refused per key, before anything is sent.
+        let mut refused: Vec<Option<JsValue>> = Vec::with_capacity(keys.len());
+        let mut puts = Vec::with_capacity(keys.len());
+        for (i, k) in keys.iter().enumerate() {
+            let (value_type, format, payload) = match &vals {
+                None => (ValueType::Bytes, Format::NONE, Vec::new()),
+                Some(v) => match values::typed_from_js(&v.get(i as u32)) {
+                    Ok(t) => (t.vtype(), t.format(), t.encode_payload()),
+                    Err(e) => {
+                        refused.push(Some(e));
+                        continue;
+                    }
+                },
+            };
+            refused.push(None);
+            puts.push(Put {
+                key: k.clone().into(),
+                kind: if delete { Kind::Tombstone } else { Kind::Value },
+                value_type,
+                format,
+                payload: payload.into(),
+            });
+        }
+        let (op, ttl) = if delete {
+            ("delete", self.policy.tombstone_ttl)
+        } else {
+            ("write", ttl)
+        };
+        let m = Write::new(self.rep(), op, puts, ttl);
+        Ok(job::job(
+            self.jobs(),
+            m,
+            move |rs| {
+                let mut rs = rs.into_iter();
+                refused
+                    .iter()
+                    .map(|r| match r {
+                        Some(e) => e.clone(),
+                        None => match rs.next() {
+                            Some(Ok(report)) => job::report_js(&report),
+                            Some(Err(e)) => js::error(&e),
+                            None => JsValue::NULL,
+                        },
+                    })
+                    .collect::<Array>()
+                    .into()
+            },
+            |_| JsValue::NULL,
+        ))
+    }
+}
+
+fn key_list(keys: &Array) -> Result<Vec<Vec<u8>>, JsValue> {
+    keys.iter()
+        .map(|k| js::bytes_of(&k).ok_or_else(|| config("keys must be strings or Uint8Arrays")))
+        .collect()
 }

@@ -24,18 +24,18 @@
 mod codec;
 mod core;
 mod envelope;
+mod job;
 mod js;
 mod ring;
 mod values;
 
 pub use crate::codec::Codec;
-pub use crate::core::{
-    backoff, defaults, fence_key, fill_key, is_cas_conflict, is_lock_busy, jitter_ttl, Core,
-};
+pub use crate::core::{backoff, defaults, fence_key, fill_key, is_cas_conflict, jitter_ttl, Core};
 pub use crate::envelope::{
     envelope_compare, envelope_decode, envelope_encode, envelope_of_value, envelope_tombstone,
     envelope_why_plain, envelope_winner, stamp_parts, typed_from_value, value_from_typed, Hlc,
 };
+pub use crate::job::Job;
 pub use crate::js::{io_error, recipe_error};
 pub use crate::ring::{hash_key, Ring};
 

@@ -67,14 +67,32 @@ impl CasUpdate {
         Step::Send(vec![Request::new(self.server, call)])
     }
 
-    fn store(&self, mode: StoreMode, data: Vec<u8>) -> Call {
+    fn store(&self, mode: StoreMode, data: Vec<u8>, flags: Option<u32>) -> Call {
         Call::Store(Item {
             key: self.key.clone(),
             data: data.into(),
             mode,
-            flags: self.opts.flags,
+            flags: flags.unwrap_or(self.opts.flags),
             ttl: self.opts.ttl,
         })
+    }
+
+    /// `add` over a missing key, `cas` over the value read.
+    fn store_over(
+        &mut self,
+        cur: Option<Value>,
+        new: Vec<u8>,
+        flags: Option<u32>,
+    ) -> Step<CasOutcome, Value> {
+        let mode = match cur {
+            None => StoreMode::Add,
+            Some(v) => match v.cas {
+                Some(cas) => StoreMode::Cas(cas),
+                None => return self.done(Err(no_cas(&self.key))),
+            },
+        };
+        let call = self.store(mode, new, flags);
+        self.write(call, |attempts| CasOutcome::Stored { attempts })
     }
 
     fn done(&mut self, r: Result<CasOutcome, Error>) -> Step<CasOutcome, Value> {
@@ -128,17 +146,10 @@ impl Machine for CasUpdate {
                         ),
                         None => self.done(Err(no_cas(&self.key))),
                     },
-                    (Update::Set(new) | Update::Typed(_, _, new), None) => {
-                        let call = self.store(StoreMode::Add, new);
-                        self.write(call, |attempts| CasOutcome::Stored { attempts })
+                    (Update::Plain(new, flags), cur) => self.store_over(cur, new, Some(flags)),
+                    (Update::Set(new) | Update::Typed(_, _, new), cur) => {
+                        self.store_over(cur, new, None)
                     }
-                    (Update::Set(new) | Update::Typed(_, _, new), Some(v)) => match v.cas {
-                        Some(cas) => {
-                            let call = self.store(StoreMode::Cas(cas), new);
-                            self.write(call, |attempts| CasOutcome::Stored { attempts })
-                        }
-                        None => self.done(Err(no_cas(&self.key))),
-                    },
                 }
             }
             (State::Writing(outcome), Input::Answers(a)) => {

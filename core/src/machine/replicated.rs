@@ -731,7 +731,9 @@ impl Cas {
                 return self.finished(CasOutcome::Deleted { attempts }, WriteReport::default())
             }
             Update::Delete => (Kind::Tombstone, ValueType::Bytes, Format::NONE, Vec::new()),
-            Update::Set(v) => (Kind::Value, ValueType::Bytes, Format::NONE, v),
+            Update::Set(v) | Update::Plain(v, _) => {
+                (Kind::Value, ValueType::Bytes, Format::NONE, v)
+            }
             Update::Typed(t, f, v) => (Kind::Value, t, f, v),
         };
         let env = match self

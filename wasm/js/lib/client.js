@@ -49,6 +49,18 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 }
 
+// What a core Job (one of the core's step machines) asks for next; see wasm/src/job.rs.
+const SEND = 0;
+const WAIT = 1;
+const DECIDE = 2;
+const LOAD = 3;
+const DONE = 4;
+
+/** A seed for a job's jitter (the core's machines draw no randomness of their own). */
+function seed() {
+  return Math.floor(Math.random() * 2 ** 53);
+}
+
 function rethrow(r) {
   if (r instanceof Error) throw toError(r);
   return r;
@@ -83,10 +95,6 @@ function settle(p) {
     (r) => r,
     (e) => e,
   );
-}
-
-function sameBytes(a, b) {
-  return Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
 }
 
 /** Keys (strings or bytes) packed back to back as UTF-8, and where each ends: one copy into
@@ -286,7 +294,7 @@ class Client {
   get(key) {
     try {
       const k = toKey(key);
-      if (this._replicated) return this._rget(k).catch(mapError);
+      if (this._replicated) return this._run(this._core.read([k])).then(([v]) => asValue(v), mapError);
       const s = this._core.route(k);
       return this._call(s, (c) => c.get(k, false, undefined, true), asValue);
     } catch (e) {
@@ -307,7 +315,7 @@ class Client {
     try {
       const k = toKey(key);
       const ttl = ttlOf(opts);
-      if (this._replicated) return this._rwrite(k, this._core.envelope(value, Date.now()), ttl, 'write').catch(mapError);
+      if (this._replicated) return this._run(this._core.write([k], [value], ttl)).then(([r]) => rethrow(r), mapError);
       const s = this._core.route(k);
       const report = (r) => {
         rethrow(r);
@@ -335,9 +343,15 @@ class Client {
   }
 
   async _store(mode, key, value, opts, cas) {
-    this._plainOnly(mode);
     const k = toKey(key);
     const ttl = ttlOf(opts);
+    if (this._replicated) {
+      // add/replace/append/prepend of a replicated key: the core's rule, serialized by CAS on
+      // the key's primary replica (as every binding does it).
+      if (mode === 'cas') this._plainOnly('cas');
+      await this._run(this._core.update(k, mode, { value, ttl }, seed()));
+      return true;
+    }
     rethrow(await this._call(this._route(k), (c) => c.storeValue(mode, k, value, ttl, cas)));
     return true;
   }
@@ -372,7 +386,7 @@ class Client {
   async delete(key) {
     const k = toKey(key);
     if (this._replicated) {
-      await this._rwrite(k, this._core.tombstone(Date.now()), this._core.tombstoneTtl, 'delete');
+      rethrow((await this._run(this._core.write([k], undefined, 0)))[0]);
       return true;
     }
     return rethrow(await this._call(this._route(k), (c) => c.delete(k)));
@@ -391,36 +405,16 @@ class Client {
   async _arith(key, incr, delta) {
     const k = toKey(key);
     if (!this._replicated) return rethrow(await this._call(this._route(k), (c) => c.arith(k, incr, delta)));
-    // Replicated: an exact read-modify-write serialized by CAS on the primary (the core's
-    // incr_exact), never memcached's incr on each replica (replicas would drift).
-    const d = BigInt(delta);
-    let result = null;
-    await this.casUpdate(k, (cur) => {
-      if (cur === null) {
-        result = null;
-        return undefined;
-      }
-      // As the core's incr_exact: an unsigned decimal (enveloped int, or plain digits).
-      let text;
-      if (typeof cur === 'number' || typeof cur === 'bigint') text = String(cur);
-      else if (Buffer.isBuffer(cur) || typeof cur === 'string') text = cur.toString();
-      else text = '';
-      if (!/^\s*\d+\s*$/.test(text)) {
-        throw toError(wasm.recipeError('Client', '', 0, 0, 'cannot increment or decrement a non-numeric value'));
-      }
-      const n = BigInt(text.trim());
-      let next = incr ? n + d : n - d;
-      if (next < 0n) next = 0n;
-      result = next <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(next) : next;
-      return result;
-    });
-    return result;
+    // Replicated: the core's exact counter, a read-modify-write serialized by CAS on the
+    // primary (never memcached's incr on each replica: replicas would drift).
+    const r = await this._run(this._core.update(k, 'incr', { delta: incr ? Number(delta) : -Number(delta) }, seed()));
+    return r.number;
   }
 
   /** Set a new TTL: true when the key existed (plain mode only, as in the Python binding). */
   async touch(key, ttl) {
-    this._plainOnly('touch');
     const k = toKey(key);
+    if (this._replicated) return (await this._run(this._core.update(k, 'touch', { ttl }, seed()))).found;
     return rethrow(await this._call(this._route(k), (c) => c.touch(k, ttl)));
   }
 
@@ -433,7 +427,11 @@ class Client {
     const found = new Array(list.length);
     const failures = new Map();
     if (this._replicated) {
-      await this._rgetMulti(list, list.map(toKey), found, failures);
+      const rs = await this._run(this._core.read(list.map(toKey)));
+      rs.forEach((v, i) => {
+        if (v instanceof Error) failures.set(list[i], toError(v));
+        else if (v !== null) found[i] = out(v);
+      });
     } else {
       // Keys go into WebAssembly packed in one buffer, values come out packed in one buffer.
       const [packed, ends] = pack(list);
@@ -482,16 +480,8 @@ class Client {
     const keys = entries.map(([k]) => k);
     const ks = keys.map(toKey);
     if (this._replicated) {
-      const now = Date.now();
-      const envs = entries.map(([, v], i) => {
-        try {
-          return this._core.envelope(v, now);
-        } catch (e) {
-          failures.set(keys[i], toError(e));
-          return null;
-        }
-      });
-      await this._rwriteMulti(keys, ks, envs, ttl, 'write', failures);
+      const rs = await this._run(this._core.write(ks, entries.map(([, v]) => v), ttl));
+      rs.forEach((r, i) => r instanceof Error && failures.set(keys[i], toError(r)));
     } else {
       const plan = this._core.plan(ks, false, 0);
       plan.errors.forEach((e, i) => e && failures.set(keys[i], toError(e)));
@@ -517,10 +507,8 @@ class Client {
     const failures = new Map();
     const existed = new Array(list.length);
     if (this._replicated) {
-      const now = Date.now();
-      const envs = list.map(() => this._core.tombstone(now));
-      await this._rwriteMulti(list, ks, envs, this._core.tombstoneTtl, 'delete', failures);
-      list.forEach((k, i) => failures.has(k) || (existed[i] = true));
+      const rs = await this._run(this._core.write(ks, undefined, 0));
+      rs.forEach((r, i) => (r instanceof Error ? failures.set(list[i], toError(r)) : (existed[i] = true)));
     } else {
       const plan = this._core.plan(ks, false, 0);
       plan.errors.forEach((e, i) => e && failures.set(list[i], toError(e)));
@@ -553,168 +541,70 @@ class Client {
     }
   }
 
-  /** Raw copies of one key from each of `servers` (an Error where a replica did not answer). */
-  _fetchCopies(k, servers) {
-    return Promise.all(
-      Array.from(servers, (s) =>
-        settle(this._call(s, (c) => c.getMulti([k], true, true, false))).then((r) => (r instanceof Error ? r : r[0])),
-      ),
-    );
-  }
-
-  async _rget(k) {
-    const core = this._core;
-    const servers = core.replicasOf(k, performance.now());
-    if (core.readPolicy === 'first') {
-      const errs = [];
-      for (const s of servers) {
-        const r = await settle(this._call(s, (c) => c.get(k, false, undefined, false)));
-        if (r instanceof Error) {
-          errs.push(r);
-          continue;
-        }
-        if (r !== null) {
-          const v = core.decodeStored(r.data, r.flags);
-          if (v !== null) core.observe(wasm.envelopeDecode(r.data)?.ts ?? 0n, Date.now());
-          return out(v);
-        }
-      }
-      if (errs.length === servers.length) {
-        try {
-          core.resolve(errs, Date.now()); // throws the Replication error naming every replica
-        } catch (e) {
-          throw toError(e);
-        }
-      }
-      return null;
-    }
-    const copies = await this._fetchCopies(k, servers);
-    let res;
+  /**
+   * Drive one of the core's step machines (a Job, wasm/src/job.rs) to its end: send what it
+   * asks (every request at once, each on its server's pipelined connection), sleep when it
+   * says, call `decide` / `load` when it says. The behaviour is the core's; this is the same
+   * loop the Rust clients run.
+   */
+  async _run(job, decide, load) {
+    let thrown;
     try {
-      res = core.resolve(copies, Date.now());
-    } catch (e) {
-      throw toError(e);
-    }
-    if (res.repairs.length > 0) {
-      const win = copies[res.winner];
-      await this._repair(
-        res.repairs.map((rep) => [servers[rep.replica], [k, win.data, win.flags, rep.ttl, rep.mode, rep.cas]]),
-      );
-    }
-    if (res.error) throw toError(res.error);
-    return res.found ? out(res.value) : null;
-  }
-
-  /** Write winners back, one pipelined request per server; failures do not fail the read. */
-  async _repair(pairs) {
-    const byServer = new Map();
-    for (const [s, item] of pairs) {
-      if (!byServer.has(s)) byServer.set(s, []);
-      byServer.get(s).push(item);
-    }
-    await Promise.all([...byServer].map(([s, items]) => settle(this._call(s, (c) => c.storeItems(items)))));
-  }
-
-  async _rgetMulti(list, ks, found, failures) {
-    const core = this._core;
-    if (core.readPolicy === 'first') {
-      await Promise.all(
-        list.map((key, i) =>
-          this._rget(ks[i]).then(
-            (v) => {
-              if (v !== null) found[i] = v;
-            },
-            (e) => failures.set(key, toError(e)),
-          ),
-        ),
-      );
-      return;
-    }
-    const plan = core.plan(ks, true, performance.now());
-    plan.errors.forEach((e, i) => e && failures.set(list[i], toError(e)));
-    const copies = list.map((_, i) => (plan.placement[i] ? new Array(plan.placement[i].length).fill(null) : null));
-    await Promise.all(
-      plan.groups.map(([s, pos]) => {
-        const gk = Array.from(pos, (i) => ks[i]);
-        return settle(this._call(s, (c) => c.getMulti(gk, true, true, false))).then((r) => {
-          pos.forEach((i, j) => {
-            copies[i][plan.placement[i].indexOf(s)] = r instanceof Error ? r : r[j];
-          });
-        });
-      }),
-    );
-    const repairs = [];
-    const unreadable = [];
-    const now = Date.now();
-    list.forEach((key, i) => {
-      if (copies[i] === null) return;
-      let res;
-      try {
-        res = core.resolve(copies[i], now);
-      } catch (e) {
-        failures.set(key, toError(e));
-        return;
-      }
-      if (res.repairs.length > 0) {
-        const win = copies[i][res.winner];
-        for (const rep of res.repairs) {
-          repairs.push([plan.placement[i][rep.replica], [ks[i], win.data, win.flags, rep.ttl, rep.mode, rep.cas]]);
+      for (;;) {
+        switch (job.step(performance.now(), Date.now())) {
+          case SEND: {
+            const n = job.requests();
+            const sent = new Array(n);
+            for (let i = 0; i < n; i++) {
+              sent[i] = this._call(job.server(i), (c) => c.call(job, i)).then(undefined, (e) => job.fail(i, e));
+            }
+            await Promise.all(sent);
+            break;
+          }
+          case WAIT:
+            await sleep(job.value());
+            break;
+          case DECIDE: {
+            let next;
+            try {
+              next = await decide(out(job.value()));
+            } catch (e) {
+              thrown = e;
+              job.decideFailed(String(e && e.message ? e.message : e));
+              break;
+            }
+            job.decided(next === undefined || next === DELETE ? null : next, next === undefined, next === DELETE);
+            break;
+          }
+          case LOAD: {
+            let value;
+            try {
+              value = await load();
+            } catch (e) {
+              thrown = e;
+              job.loadFailed(String(e && e.message ? e.message : e));
+              break;
+            }
+            job.loaded(value);
+            break;
+          }
+          case DONE:
+            return job.value();
+          default: {
+            const err = toError(job.value());
+            // The caller's own function threw: rethrow its error (a loader's, wrapped in a
+            // LoaderError that keeps it as the cause).
+            if (thrown !== undefined && err.kind === 'Loader') {
+              if (load === undefined) throw thrown;
+              err.cause = thrown;
+            }
+            throw err;
+          }
         }
       }
-      if (res.error) unreadable.push([key, res.error]);
-      else if (res.found) found[i] = out(res.value);
-    });
-    if (repairs.length > 0) await this._repair(repairs);
-    for (const [key, e] of unreadable) failures.set(key, toError(e));
-  }
-
-  /** A replicated write of `data` (an envelope) to every replica of `k`; the core decides. */
-  async _rwrite(k, data, ttl, op) {
-    const servers = this._core.replicasOf(k, performance.now());
-    const results = await Promise.all(
-      Array.from(servers, (s) => settle(this._call(s, (c) => c.store('set', k, data, 0, ttl, undefined)))),
-    );
-    try {
-      return this._core.writeOutcome(op, servers, results);
-    } catch (e) {
-      throw toError(e);
+    } finally {
+      job.free();
     }
-  }
-
-  async _rwriteMulti(keys, ks, envs, ttl, op, failures) {
-    const core = this._core;
-    const valid = ks.map((k, i) => (envs[i] === null ? null : k));
-    const plan = core.plan(
-      valid.map((k) => k ?? ''),
-      true,
-      performance.now(),
-    );
-    const results = keys.map(() => null);
-    keys.forEach((key, i) => {
-      if (envs[i] === null) return;
-      if (plan.errors[i]) failures.set(key, toError(plan.errors[i]));
-      else results[i] = new Array(plan.placement[i].length).fill(true);
-    });
-    await Promise.all(
-      plan.groups.map(([s, pos]) => {
-        const live = Array.from(pos).filter((i) => envs[i] !== null);
-        if (live.length === 0) return undefined;
-        const items = live.map((i) => [ks[i], envs[i], 0, ttl, 'set']);
-        return settle(this._call(s, (c) => c.storeItems(items))).then((r) => {
-          live.forEach((i, j) => {
-            results[i][plan.placement[i].indexOf(s)] = r instanceof Error ? r : r[j];
-          });
-        });
-      }),
-    );
-    keys.forEach((key, i) => {
-      if (results[i] === null) return;
-      try {
-        core.writeOutcome(op, plan.placement[i], results[i]);
-      } catch (e) {
-        failures.set(key, toError(e));
-      }
-    });
   }
 
   // ---- recipes: CAS updates, locks, miss-storm protection --------------------------------
@@ -727,219 +617,41 @@ class Client {
    */
   async casUpdate(key, fn, opts = {}) {
     const k = toKey(key);
-    const o = {
-      maxAttempts: opts.maxAttempts ?? DEFAULTS.casMaxAttempts,
-      deadline: opts.deadline ?? DEFAULTS.casDeadline,
-      baseBackoff: opts.baseBackoff ?? DEFAULTS.casBaseBackoff,
-      maxBackoff: opts.maxBackoff ?? DEFAULTS.casMaxBackoff,
-      ttl: opts.ttl ?? 0,
-    };
-    const start = performance.now();
-    let attempts = 0;
-    while (attempts < Math.max(1, o.maxAttempts)) {
-      attempts += 1;
-      const done = this._replicated ? await this._rcasOnce(k, fn, o, attempts) : await this._casOnce(k, fn, o, attempts);
-      if (done !== null) return done;
-      const elapsed = performance.now() - start;
-      if (elapsed >= o.deadline) break;
-      await sleep(Math.min(wasm.backoff(attempts, o.baseBackoff, o.maxBackoff, Math.random()), o.deadline - elapsed));
-    }
-    throw toError(wasm.recipeError('CasRetriesExhausted', keyName(key), attempts, 0, ''));
-  }
-
-  /** One plain attempt: the outcome, or null after a lost race. */
-  async _casOnce(k, fn, o, attempts) {
-    const s = this._route(k);
-    const cur = rethrow(await this._call(s, (c) => c.get(k, true, undefined, true)));
-    const next = await fn(cur === null ? null : out(cur.value));
-    let r;
-    let outcome = 'stored';
-    if (next === undefined) return { outcome: 'unchanged', attempts };
-    if (next === DELETE) {
-      if (cur === null) return { outcome: 'deleted', attempts };
-      outcome = 'deleted';
-      r = await this._call(s, (c) => c.casDelete(k, cur.cas));
-    } else if (cur === null) {
-      r = await this._call(s, (c) => c.storeValue('add', k, next, o.ttl, undefined));
-    } else {
-      r = await this._call(s, (c) => c.storeValue('cas', k, next, o.ttl, cur.cas));
-    }
-    if (r === true) return { outcome, attempts };
-    if (wasm.isCasConflict(r)) return null;
-    throw toError(r);
-  }
-
-  /** One replicated attempt, serialized by CAS on the primary replica (the core's
-   *  ReplicatedClient::cas_update): the outcome, or null to retry. */
-  async _rcasOnce(k, fn, o, attempts) {
-    const core = this._core;
-    const servers = core.replicasOf(k, performance.now());
-    const copies = await this._fetchCopies(k, servers);
-    if (copies[0] instanceof Error) throw toError(copies[0]);
-    const primary = copies[0];
-    let res;
-    try {
-      res = core.resolve(copies, Date.now(), true);
-    } catch (e) {
-      throw toError(e);
-    }
-    const latest = res.winner === undefined ? null : copies[res.winner];
-    if (latest !== null && (primary === null || !sameBytes(primary.data, latest.data))) {
-      // The primary must hold the latest copy before it can serialize an update of it.
-      const rep = res.repairs.find((r) => r.replica === 0);
-      if (rep) await this._repair([[servers[0], [k, latest.data, latest.flags, rep.ttl, rep.mode, rep.cas]]]);
-      return null;
-    }
-    if (res.error) throw toError(res.error);
-    const next = await fn(res.found ? out(res.value) : null);
-    if (next === undefined) return { outcome: 'unchanged', attempts, report: { stored: [], failed: [] } };
-    let env;
-    let ttl = o.ttl;
-    let outcome = 'stored';
-    if (next === DELETE) {
-      if (!res.found) return { outcome: 'deleted', attempts, report: { stored: [], failed: [] } };
-      env = core.tombstone(Date.now());
-      ttl = core.tombstoneTtl;
-      outcome = 'deleted';
-    } else {
-      env = core.envelope(next, Date.now());
-    }
-    const first = primary === null ? [k, env, 0, ttl, 'add'] : [k, env, 0, ttl, 'cas', primary.cas];
-    const r = await this._call(servers[0], (c) => c.storeItems([first]));
-    const r0 = r instanceof Error ? r : r[0];
-    if (r0 !== true) {
-      if (wasm.isCasConflict(r0)) return null;
-      throw toError(r0);
-    }
-    const rest = await Promise.all(
-      Array.from(servers.subarray(1), (s) =>
-        settle(this._call(s, (c) => c.storeItems([[k, env, 0, ttl, 'set']]))).then((x) => (x instanceof Error ? x : x[0])),
-      ),
-    );
-    const report = { stored: [core.address(servers[0])], failed: [] };
-    rest.forEach((x, i) => {
-      const addr = core.address(servers[i + 1]);
-      if (x === true) report.stored.push(addr);
-      else report.failed.push({ server: addr, error: toError(x) });
-    });
-    return { outcome, attempts, report };
+    const r = await this._run(this._core.casUpdate(k, opts, seed()), fn);
+    if (r.report) r.report.failed = r.report.failed.map((f) => ({ server: f.server, error: toError(f.error) }));
+    return r;
   }
 
   /**
-   * Take the lock `name`: an `add` of a unique owner token on the name's ring owner only,
-   * retried with jittered backoff for up to `wait` ms. Rejects with LockNotAcquiredError when
-   * someone held it the whole time, or with the server's error (never another server).
+   * Take the lock `name`: an `add` of a unique owner token on the name's ring owner only
+   * (with `quorum: N`, on a majority of its first N replicas), retried with jittered backoff
+   * for up to `wait` ms. Rejects with LockNotAcquiredError when someone held it the whole
+   * time, or with the server's error (never another server).
    */
   async lock(name, opts = {}) {
-    const ttl = opts.ttl ?? 30;
-    const wait = opts.wait ?? 5000;
-    const base = opts.baseBackoff ?? DEFAULTS.lockBaseBackoff;
-    const max = opts.maxBackoff ?? DEFAULTS.lockMaxBackoff;
-    if (!(ttl >= 1)) {
-      throw toError(
-        wasm.recipeError('Config', '', 0, 0, 'a lock needs a TTL of at least one second, or a crashed holder would keep it forever'),
-      );
-    }
     const k = toKey(name);
-    const s = this._route(k);
-    const token = this._core.ownerToken();
-    const tokenBytes = Buffer.from(token);
-    const start = performance.now();
-    let attempts = 0;
-    for (;;) {
-      attempts += 1;
-      const r = await this._call(s, (c) => c.storeReturningCas('add', k, tokenBytes, ttl, undefined));
-      if (typeof r === 'bigint') {
-        const lock = new Lock(this, s, k, name, token, r);
-        if (opts.fencing) lock.fence = await this._nextFence(k);
-        return lock;
-      }
-      if (!wasm.isLockBusy(r)) throw toError(r);
-      const waited = performance.now() - start;
-      if (waited >= wait) throw toError(wasm.recipeError('LockNotAcquired', keyName(name), attempts, waited, ''));
-      await sleep(Math.min(wasm.backoff(attempts, base, max, Math.random()), wait - waited));
-    }
-  }
-
-  async _nextFence(name) {
-    const k = Buffer.from(wasm.fenceKey(name));
-    const s = this._route(k);
-    for (let i = 0; i < 3; i++) {
-      const n = rethrow(await this._call(s, (c) => c.arith(k, true, 1)));
-      if (n !== null) return n;
-      const r = await this._call(s, (c) => c.store('add', k, Buffer.from('1'), 0, 0, undefined));
-      if (r === true) return 1;
-      if (r.kind !== 'NotStored') throw toError(r);
-    }
-    throw toError(wasm.recipeError('CasRetriesExhausted', keyName(k), 3, 0, ''));
+    const got = await this._run(this._core.lock(k, opts, seed()));
+    return new Lock(this, k, name, got);
   }
 
   /**
    * The value of `key`, loading and storing it on a miss with protection against miss
    * storms: concurrent callers in this process share one load; across processes, one takes a
    * fill lock and loads while the others wait for its value (up to `wait` ms) before loading
-   * themselves. The stored TTL gets ±`ttlJitter` jitter.
+   * themselves. The stored TTL gets ±`ttlJitter` jitter. Plain and replicated alike.
    */
   async getOrSet(key, loader, opts = {}) {
     const hit = await this.get(key);
     if (hit !== null) return hit;
-    const name = keyName(toKey(key));
+    const k = toKey(key);
+    const name = keyName(k);
     const inflight = this._flights.get(name);
     if (inflight) return inflight;
-    const p = this._fill(key, loader, opts).finally(() => this._flights.delete(name));
+    const p = this._run(this._core.fill(k, ttlOf(opts), typeof opts === 'object' ? opts : {}, seed()), undefined, loader)
+      .then(out)
+      .finally(() => this._flights.delete(name));
     this._flights.set(name, p);
     return p;
-  }
-
-  async _fill(key, loader, opts) {
-    const o = {
-      ttl: ttlOf(opts),
-      wait: opts.wait ?? DEFAULTS.fillWait,
-      poll: opts.poll ?? DEFAULTS.fillPoll,
-      fillLockTtl: opts.fillLockTtl ?? DEFAULTS.fillLockTtl,
-      ttlJitter: opts.ttlJitter ?? DEFAULTS.ttlJitter,
-    };
-    const k = toKey(key);
-    const lockKey = Buffer.from(wasm.fillKey(k));
-    const ls = this._route(lockKey);
-    const token = Buffer.from(this._core.ownerToken());
-    let held = false;
-    const r = await this._call(ls, (c) => c.store('add', lockKey, token, 0, Math.max(1, o.fillLockTtl), undefined));
-    if (r === true) {
-      held = true;
-      // Someone may have filled it between our miss and our lock.
-      const v = await this.get(key);
-      if (v !== null) {
-        await settle(this._call(ls, (c) => c.delete(lockKey)));
-        return v;
-      }
-    } else if (r.kind === 'NotStored') {
-      const start = performance.now();
-      let attempts = 0;
-      while (performance.now() - start < o.wait) {
-        attempts += 1;
-        const pause = wasm.backoff(attempts, o.poll, o.poll * 8, 0.5 + Math.random() / 2);
-        await sleep(Math.min(pause, o.wait - (performance.now() - start)));
-        const v = await this.get(key);
-        if (v !== null) return v;
-      }
-    } else {
-      throw toError(r);
-    }
-    let value;
-    try {
-      value = await loader();
-    } catch (e) {
-      if (held) await settle(this._call(ls, (c) => c.delete(lockKey)));
-      const err = toError(wasm.recipeError('Loader', '', 0, 0, e && e.message ? e.message : String(e)));
-      err.cause = e;
-      throw err;
-    }
-    const ttl = wasm.jitterTtl(o.ttl, o.ttlJitter, Math.random());
-    const stored = await settle(this.set(key, value, { ttl }));
-    if (held) await settle(this._call(ls, (c) => c.delete(lockKey)));
-    if (stored instanceof Error) throw toError(stored);
-    return value;
   }
 
   // ---- servers --------------------------------------------------------------------------------
@@ -977,41 +689,38 @@ class Client {
 
 /** A held lock. `release()` deletes it only if it is still ours (compare-and-delete). */
 class Lock {
-  constructor(client, server, key, name, token, cas) {
+  constructor(client, key, name, got) {
     this._client = client;
-    this._server = server;
     this._key = key;
+    this._holds = got.holds;
+    this._quorum = got.quorum;
     this.name = name;
-    this.token = token;
-    this._cas = cas;
+    this.token = got.token;
     this.held = true;
-    this.fence = undefined;
+    this.fence = got.fence;
   }
 
   /** true: released; false: it had expired (and may belong to someone else: left alone). */
   async release() {
     if (!this.held) return false;
     this.held = false;
-    const r = await this._client._call(this._server, (c) => c.casDelete(this._key, this._cas));
-    if (r === true) return true;
-    if (r.kind === 'Exists' || r.kind === 'NotFound') return false;
-    throw toError(r);
+    const c = this._client;
+    return c._run(c._core.lockRelease(this._key, this._holds, this._quorum));
   }
 
   /** Give the lock a new TTL if it is still ours (false if not). */
   async extend(ttl) {
     if (!this.held) return false;
-    const token = Buffer.from(this.token);
-    const r = await this._client._call(this._server, (c) => c.storeReturningCas('cas', this._key, token, ttl, this._cas));
-    if (typeof r === 'bigint') {
-      this._cas = r;
-      return true;
-    }
-    if (r.kind === 'Exists' || r.kind === 'NotFound') {
+    const c = this._client;
+    try {
+      const r = await c._run(c._core.lockExtend(this._key, this.token, this._holds, this._quorum, ttl));
+      this._holds = r.holds;
+      this.held = r.held;
+      return r.held;
+    } catch (e) {
       this.held = false;
-      return false;
+      throw e;
     }
-    throw toError(r);
   }
 }
 

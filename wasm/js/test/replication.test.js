@@ -66,13 +66,21 @@ test('typed values round-trip through the envelope', async () => {
     else assert.ok(Object.is(got, v), `${String(v)} came back as ${String(got)}`);
   }
   await assert.rejects(c.set('ty:k', 2n ** 64n), (e) => e.kind === 'Config');
-  const { InvalidKeyError, UnsupportedError } = require('..');
+  const { InvalidKeyError, NotStoredError } = require('..');
   await assert.rejects(c.get('bad key'), InvalidKeyError);
   await assert.rejects(c.set('bad key', 1), InvalidKeyError);
   await assert.rejects(c.delete('bad key'), InvalidKeyError);
   await assert.rejects(c.getMulti(['ok', 'bad key']), (e) => e.failures.get('bad key') instanceof InvalidKeyError);
-  await assert.rejects(c.add('ty:k', 1), UnsupportedError);
-  await assert.rejects(c.touch('ty:k', 1), UnsupportedError);
+  // add/replace/touch of a replicated key: the core's rules, as in Python and PHP.
+  await assert.rejects(c.add('ty:k', 1), NotStoredError);
+  assert.equal(await c.touch('ty:k', 60), true);
+  await c.replace('ty:k', 'r');
+  assert.equal(await c.get('ty:k'), 'r');
+  await c.append('ty:k', 's');
+  assert.equal(await c.get('ty:k'), 'rs');
+  assert.equal(await c.touch('ty:missing', 60), false);
+  await c.add('ty:new', 7);
+  assert.equal(await c.incr('ty:new', 3), 10);
   assert.throws(() => c.replicasOf('bad key'), InvalidKeyError);
   c.close();
 });
