@@ -46,7 +46,7 @@ struct Inner {
 struct Local {
     idle: Vec<Mutex<Vec<Conn>>>,
     /// In-process single flight of `get_or_set`: one load per key at a time.
-    flights: crate::recipes::Flights<OnceLock<Result<Value, Error>>>,
+    flights: crate::recipes::Flights<OnceLock<Result<crate::machine::fill::Got, Error>>>,
 }
 
 impl Local {
@@ -320,6 +320,37 @@ impl Client {
         self.drive(m, crate::driver::no_decision, Self::no_load())
     }
 
+    /// The fill after a miss of `key` ([`crate::machine::fill`]), shared by the concurrent
+    /// callers of this process (single flight): one runs it, the others get its result.
+    pub(crate) fn fill(
+        &self,
+        mode: crate::machine::fill::Mode,
+        key: &[u8],
+        ttl: u32,
+        opts: crate::recipes::FillOptions,
+        loader: impl FnOnce() -> Result<crate::recipes::Fresh, Error>,
+    ) -> Result<crate::machine::fill::Got, Error> {
+        let flight = crate::recipes::flight_key(&mode, key);
+        let flights = &self.local().flights;
+        let cell = crate::recipes::join_flight(flights, &flight);
+        let r = cell
+            .get_or_init(|| {
+                let token = crate::recipes::owner_token();
+                let m = crate::machine::fill::Fill::new(
+                    mode,
+                    key,
+                    ttl,
+                    opts,
+                    &token,
+                    fastrand::u64(..),
+                );
+                self.drive(m, crate::driver::no_decision, Some(loader))
+            })
+            .clone();
+        crate::recipes::land_flight(flights, &flight, &cell);
+        r
+    }
+
     /// Get `key`, or on a miss load it once and store it: concurrent callers in this process
     /// share one load (single flight); across processes one fills (a short `add` lock on
     /// `<key>:fill`) while the others wait up to `opts.wait` for its value, then load it
@@ -335,31 +366,13 @@ impl Client {
         if let Some(v) = self.get(key)? {
             return Ok(v);
         }
-        let flights = &self.local().flights;
-        let cell = crate::recipes::join_flight(flights, key);
-        let r = cell
-            .get_or_init(|| {
-                let m = crate::machine::fill::Fill::new(
-                    crate::machine::fill::Mode::Plain,
-                    key,
-                    ttl,
-                    opts,
-                    &crate::recipes::owner_token(),
-                    fastrand::u64(..),
-                );
-                let load = || {
-                    loader()
-                        .map(Into::into)
-                        .map_err(|e| Error::Loader(e.to_string()))
-                };
-                match self.drive(m, crate::driver::no_decision, Some(load))? {
-                    crate::machine::fill::Got::Plain(v) => Ok(v),
-                    crate::machine::fill::Got::Replicated(_) => Err(crate::driver::no_loader()),
-                }
-            })
-            .clone();
-        crate::recipes::land_flight(flights, key, &cell);
-        r
+        let load = || {
+            loader()
+                .map(Into::into)
+                .map_err(|e| Error::Loader(e.to_string()))
+        };
+        self.fill(crate::machine::fill::Mode::Plain, key, ttl, opts, load)
+            .map(crate::machine::fill::Got::into_value)
     }
 }
 

@@ -353,6 +353,22 @@ impl $client {
         self.drive(m, |v| Ok(f(v)), Self::no_load())$($await)*
     }
 
+    /// `incr` (or with `incr` false, `decr`) `key` by `delta`; a missing key is created at
+    /// `initial` with `ttl` (returned as is, like libmemcached's increment-with-initial), or,
+    /// without an initial, `Ok(None)`. The creation is an `add`: a concurrent creator wins
+    /// and this call counts on top of its value.
+    pub $($asyncness)? fn incr_with_initial(
+        &self,
+        key: impl AsRef<[u8]>,
+        incr: bool,
+        delta: u64,
+        initial: Option<u64>,
+        ttl: u32,
+    ) -> Result<Option<u64>, Error> {
+        let m = crate::machine::counter::IncrInitial::new(key.as_ref(), incr, delta, initial, ttl);
+        self.drive_plain(m)$($await)*
+    }
+
     /// Acquire the lock `name`: an `add` of a unique owner token on the name's ring owner,
     /// retried with jittered backoff for up to `opts.wait`. Fails with
     /// [`Error::LockNotAcquired`] when someone else held it the whole time, and with the
@@ -459,6 +475,17 @@ pub(crate) fn join_flight<Cell: Default>(
 ) -> std::sync::Arc<Cell> {
     let mut f = flights.lock().unwrap_or_else(|p| p.into_inner());
     f.entry(key.to_vec()).or_default().clone()
+}
+
+/// The flight of a fill: plain and replicated fills of one key are separate flights.
+pub(crate) fn flight_key(mode: &crate::machine::fill::Mode, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(match mode {
+        crate::machine::fill::Mode::Plain => b'p',
+        crate::machine::fill::Mode::Replicated(_) => b'r',
+    });
+    k.extend_from_slice(key);
+    k
 }
 
 /// Forget a finished load (unless a newer one already replaced it).

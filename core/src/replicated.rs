@@ -97,7 +97,7 @@ impl ReplicatedClient<$client> {
         self.client.cluster().metrics()
     }
 
-    fn rep(&self) -> crate::machine::replicated::Rep {
+    pub(crate) fn rep(&self) -> crate::machine::replicated::Rep {
         crate::machine::replicated::Rep { policy: self.policy, hlc: self.hlc.clone(), writer: self.writer }
     }
 
@@ -317,5 +317,83 @@ impl ReplicatedClient<$client> {
 }
 
 replicated_api!(crate::blocking::Client; ;);
+
+impl ReplicatedClient<crate::blocking::Client> {
+    /// Get `key`, or on a miss load it once and store it on its replicas: the plain client's
+    /// `get_or_set` (single flight in this process, a fill lock across processes, jittered
+    /// TTL) with replicated reads and writes. The loader's [`crate::recipes::Fresh::typed`]
+    /// is the stored type.
+    pub fn get_or_set<T: Into<crate::recipes::Fresh>, E: std::fmt::Display>(
+        &self,
+        key: impl AsRef<[u8]>,
+        ttl: u32,
+        opts: crate::recipes::FillOptions,
+        loader: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Versioned, Error> {
+        let key = key.as_ref();
+        if let Some(v) = self.get(key)? {
+            return Ok(v);
+        }
+        let load = || {
+            loader()
+                .map(Into::into)
+                .map_err(|e| Error::Loader(e.to_string()))
+        };
+        let mode = crate::machine::fill::Mode::Replicated(self.rep());
+        self.client
+            .fill(mode, key, ttl, opts, load)
+            .map(fill_versioned)
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl ReplicatedClient<crate::Client> {
+    /// Get `key`, or on a miss load it once and store it on its replicas (see the blocking
+    /// client's `get_or_set`).
+    pub async fn get_or_set<F, Fut, T, E>(
+        &self,
+        key: impl AsRef<[u8]>,
+        ttl: u32,
+        opts: crate::recipes::FillOptions,
+        loader: F,
+    ) -> Result<Versioned, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+        T: Into<crate::recipes::Fresh>,
+        E: std::fmt::Display,
+    {
+        let key = key.as_ref();
+        if let Some(v) = self.get(key).await? {
+            return Ok(v);
+        }
+        let load = || async {
+            loader()
+                .await
+                .map(Into::into)
+                .map_err(|e| Error::Loader(e.to_string()))
+        };
+        let mode = crate::machine::fill::Mode::Replicated(self.rep());
+        self.client
+            .fill(mode, key, ttl, opts, load)
+            .await
+            .map(fill_versioned)
+    }
+}
+
+/// A fill's value as a replicated read returns it.
+fn fill_versioned(g: crate::machine::fill::Got) -> Versioned {
+    match g {
+        crate::machine::fill::Got::Replicated(v) => v,
+        crate::machine::fill::Got::Plain(v) => Versioned {
+            data: v.data,
+            value_type: ValueType::Bytes,
+            format: Format::NONE,
+            stamp: Default::default(),
+            enveloped: false,
+            flags: v.flags,
+        },
+    }
+}
 #[cfg(feature = "tokio")]
 replicated_api!(crate::Client; async; .await);

@@ -931,8 +931,9 @@ int32_t multiput_cas_update(const struct MultiputClient *client, const char *key
  docs/recipes.md): concurrent callers in this process share one load; across processes one
  fills (a short `add` lock on `<key>:fill`) while the others wait for its value; the stored
  TTL gets ±10% jitter. `*out` is the value found or loaded (free with
- [`multiput_item_free`]). Plain mode only (`MULTIPUT_E_UNSUPPORTED` when replicated); the
- loaded value is stored as a plain string (flags 0), so the loader returns bytes or text.
+ [`multiput_item_free`]). Plain and replicated alike (replicated: read and stored on the
+ key's replicas, typed as the loader says); a plain client stores the loaded value as a
+ plain string (flags 0), so its loader returns bytes or text.
 
  # Safety
  `client` is live; `key` points to `key_len` bytes; `f` is a valid function; `out` is valid.
@@ -951,6 +952,17 @@ int32_t multiput_get_or_set(const struct MultiputClient *client, const char *key
  `client` is live; `name` points to `name_len` bytes; `out` is valid.
  */
 int32_t multiput_lock(const struct MultiputClient *client, const char *name, size_t name_len, uint32_t ttl, uint64_t wait_ms, int32_t fencing, struct MultiputLock **out);
+
+/*
+ [`multiput_lock`] on a majority of the name's first `replicas` servers (its ring
+ preference list) instead of its one owner, so losing one server does not drop the lock:
+ acquired when a majority stored the token with time left of its TTL; release and extend
+ act on every server held and succeed with a majority.
+
+ # Safety
+ As [`multiput_lock`].
+ */
+int32_t multiput_lock_quorum(const struct MultiputClient *client, const char *name, size_t name_len, uint32_t ttl, uint64_t wait_ms, int32_t fencing, uint32_t replicas, struct MultiputLock **out);
 
 /*
  Release the lock if this holder still owns it (compare-and-delete on what it stored).

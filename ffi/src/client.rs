@@ -6,12 +6,11 @@ use crate::phpser::Got;
 use crate::value::{version_token, In, Out, PlainRules};
 use crate::{
     bytes, fail, phpser, run, set_error, text, MULTIPUT_E_ARGUMENT, MULTIPUT_E_CALLBACK,
-    MULTIPUT_E_CONFIG, MULTIPUT_E_KEY, MULTIPUT_E_NOT_FOUND, MULTIPUT_E_NOT_STORED,
-    MULTIPUT_E_VALUE, MULTIPUT_OK,
+    MULTIPUT_E_CONFIG, MULTIPUT_E_KEY, MULTIPUT_E_NOT_FOUND, MULTIPUT_E_VALUE, MULTIPUT_OK,
 };
 use multiput::blocking::{Client, ReplicatedClient};
 use multiput::envelope::{Format, ValueType};
-use multiput::recipes::{CasOptions, CasOutcome, Lock, LockOptions, Update};
+use multiput::recipes::{CasOptions, CasOutcome, Fresh, Lock, LockOptions, Update};
 use multiput::replication::Versioned;
 use multiput::values::Convention;
 use multiput::{
@@ -815,58 +814,23 @@ impl MultiputClient {
         initial: Option<u64>,
         ttl: u32,
     ) -> Result<u64, i32> {
-        for _ in 0..3 {
-            let got = match &self.repl {
-                Some(r) => {
-                    let d = i64::try_from(delta)
-                        .map_err(|_| set_error(MULTIPUT_E_ARGUMENT, "delta above 2^63-1"))?;
-                    r.incr_exact(key, if decr { -d } else { d }, self.cas)
+        // The core's counters: increment-with-initial (plain), the exact replicated counter.
+        let got = match &self.repl {
+            Some(r) => {
+                let d = i64::try_from(delta)
+                    .map_err(|_| set_error(MULTIPUT_E_ARGUMENT, "delta above 2^63-1"))?;
+                if initial.is_some_and(|i| i > i64::MAX as u64) {
+                    return Err(set_error(MULTIPUT_E_ARGUMENT, "initial value above 2^63-1"));
                 }
-                None if decr => self.plain.decr(key, delta),
-                None => self.plain.incr(key, delta),
+                let opts = CasOptions { ttl, ..self.cas };
+                r.incr_with_initial(key, if decr { -d } else { d }, initial, opts)
             }
-            .map_err(|e| fail(&e))?;
-            if let Some(n) = got {
-                return Ok(n);
-            }
-            let Some(init) = initial else {
-                return Err(set_error(
-                    MULTIPUT_E_NOT_FOUND,
-                    "not found: the key does not exist",
-                ));
-            };
-            // Missing: create it with the initial value (add, so a concurrent creator wins and
-            // we count on top of its value).
-            let digits = init.to_string();
-            let created = match &self.repl {
-                Some(r) => {
-                    if init > i64::MAX as u64 {
-                        return Err(set_error(MULTIPUT_E_ARGUMENT, "initial value above 2^63-1"));
-                    }
-                    self.repl_update(r, key, ttl, |cur| match cur {
-                        Some(_) => Err(Error::NotStored),
-                        None => Ok(Some((
-                            ValueType::Int,
-                            Format::NONE,
-                            digits.clone().into_bytes(),
-                        ))),
-                    })
-                }
-                None => self
-                    .plain
-                    .add(key, &digits, StoreOptions { ttl, flags: 0 })
-                    .map_err(|e| fail(&e)),
-            };
-            match created {
-                Ok(()) => return Ok(init),
-                Err(MULTIPUT_E_NOT_STORED) => continue,
-                Err(c) => return Err(c),
-            }
+            None => self
+                .plain
+                .incr_with_initial(key, !decr, delta, initial, ttl),
         }
-        Err(set_error(
-            crate::MULTIPUT_E_CAS_RETRIES,
-            "increment: the key kept appearing and disappearing",
-        ))
+        .map_err(|e| fail(&e))?;
+        got.ok_or_else(|| set_error(MULTIPUT_E_NOT_FOUND, "not found: the key does not exist"))
     }
 }
 
@@ -2116,8 +2080,9 @@ pub type MultiputLoadFn =
 /// docs/recipes.md): concurrent callers in this process share one load; across processes one
 /// fills (a short `add` lock on `<key>:fill`) while the others wait for its value; the stored
 /// TTL gets ±10% jitter. `*out` is the value found or loaded (free with
-/// [`multiput_item_free`]). Plain mode only (`MULTIPUT_E_UNSUPPORTED` when replicated); the
-/// loaded value is stored as a plain string (flags 0), so the loader returns bytes or text.
+/// [`multiput_item_free`]). Plain and replicated alike (replicated: read and stored on the
+/// key's replicas, typed as the loader says); a plain client stores the loaded value as a
+/// plain string (flags 0), so its loader returns bytes or text.
 ///
 /// # Safety
 /// `client` is live; `key` points to `key_len` bytes; `f` is a valid function; `out` is valid.
@@ -2136,14 +2101,7 @@ pub unsafe extern "C" fn multiput_get_or_set(
         let key = unsafe { key_arg(key, key_len) }?;
         let f = f.ok_or_else(|| set_error(MULTIPUT_E_ARGUMENT, "loader is null"))?;
         unsafe { write_out(out, std::ptr::null_mut()) }?;
-        if c.repl.is_some() {
-            return Err(set_error(
-                crate::MULTIPUT_E_UNSUPPORTED,
-                "get_or_set is not available for replicated clients (the core has no replicated \
-                 single-flight fill yet)",
-            ));
-        }
-        let loader = || -> Result<Vec<u8>, String> {
+        let loader = || -> Result<Fresh, String> {
             let mut v = MultiputUpdate {
                 action: MULTIPUT_UPDATE_SET,
                 value_type: 0,
@@ -2158,16 +2116,29 @@ pub unsafe extern "C" fn multiput_get_or_set(
             }
             let v = unsafe { value_arg(v.value_type, v.format, v.data, v.data_len) }
                 .map_err(|_| "the loader's value is invalid".to_string())?;
-            if !matches!(v.vtype, ValueType::Bytes | ValueType::Text) {
-                return Err("get_or_set stores strings only (bytes or text)".into());
+            if c.repl.is_none() && !matches!(v.vtype, ValueType::Bytes | ValueType::Text) {
+                return Err("a plain get_or_set stores strings only (bytes or text)".into());
             }
-            Ok(v.payload.to_vec())
+            Ok(Fresh {
+                data: v.payload.to_vec(),
+                flags: 0,
+                typed: Some((v.vtype, v.format)),
+            })
         };
-        let got = c
-            .plain
-            .get_or_set(key, ttl, multiput::recipes::FillOptions::default(), loader)
-            .map_err(|e| fail(&e))?;
-        unsafe { write_out(out, boxed_item(key, &Out::from_value(&got, &c.rules))) }
+        let opts = multiput::recipes::FillOptions::default();
+        let item = match &c.repl {
+            Some(r) => Out::from_versioned(
+                &r.get_or_set(key, ttl, opts, loader).map_err(|e| fail(&e))?,
+                &c.rules,
+            ),
+            None => Out::from_value(
+                &c.plain
+                    .get_or_set(key, ttl, opts, loader)
+                    .map_err(|e| fail(&e))?,
+                &c.rules,
+            ),
+        };
+        unsafe { write_out(out, boxed_item(key, &item)) }
     })
 }
 
@@ -2213,6 +2184,44 @@ pub unsafe extern "C" fn multiput_lock(
             opts = opts.fencing();
         }
         let lock = c.plain.lock(name, opts).map_err(|e| fail(&e))?;
+        let token = CString::new(lock.token()).unwrap_or_default();
+        unsafe { write_out(out, Box::into_raw(Box::new(MultiputLock { lock, token }))) }
+    })
+}
+
+/// [`multiput_lock`] on a majority of the name's first `replicas` servers (its ring
+/// preference list) instead of its one owner, so losing one server does not drop the lock:
+/// acquired when a majority stored the token with time left of its TTL; release and extend
+/// act on every server held and succeed with a majority.
+///
+/// # Safety
+/// As [`multiput_lock`].
+#[no_mangle]
+pub unsafe extern "C" fn multiput_lock_quorum(
+    client: *const MultiputClient,
+    name: *const c_char,
+    name_len: usize,
+    ttl: u32,
+    wait_ms: u64,
+    fencing: i32,
+    replicas: u32,
+    out: *mut *mut MultiputLock,
+) -> i32 {
+    run(|| {
+        let c = unsafe { client_ref(client) }?;
+        let name = unsafe { key_arg(name, name_len) }?;
+        unsafe { write_out(out, std::ptr::null_mut()) }?;
+        let mut opts = LockOptions::new(ttl, Duration::from_millis(wait_ms));
+        if ttl == 0 {
+            opts.ttl = 0;
+        }
+        if fencing != 0 {
+            opts = opts.fencing();
+        }
+        let lock = c
+            .plain
+            .lock_quorum(name, replicas as usize, opts)
+            .map_err(|e| fail(&e))?;
         let token = CString::new(lock.token()).unwrap_or_default();
         unsafe { write_out(out, Box::into_raw(Box::new(MultiputLock { lock, token }))) }
     })

@@ -308,22 +308,29 @@ static void recipes(MultiputClient *c, const char *label) {
     CHECK(multiput_lock(c, S("c:lock"), 10, 0, 0, &l2) == 0 && l2, "freeing a held lock released it");
     multiput_lock_free(l2);
     CHECK(multiput_lock(c, S("c:lock"), 0, 0, 0, &l2) == MULTIPUT_E_CONFIG, "a lock needs a TTL");
-    /* get_or_set: one load, then hits; plain clients only */
+    /* a quorum lock: a majority of the name's first server(s) */
+    MultiputLock *q1 = NULL, *q2 = NULL;
+    CHECK(multiput_lock_quorum(c, S("c:qlock"), 10, 0, 0, 1, &q1) == 0 && q1, "quorum lock acquired");
+    CHECK(multiput_lock_quorum(c, S("c:qlock"), 10, 0, 0, 1, &q2) == MULTIPUT_E_LOCK_NOT_ACQUIRED && q2 == NULL,
+          "a held quorum lock is not acquired twice");
+    CHECK(multiput_lock_quorum(c, S("c:qlock"), 10, 0, 0, 9, &q2) == MULTIPUT_E_CONFIG, "quorum above the server count");
+    multiput_lock_free(q1);
+    CHECK(multiput_lock_quorum(c, S("c:qlock"), 10, 0, 0, 1, &q2) == 0 && q2, "freed: acquired again");
+    multiput_lock_free(q2);
+    /* get_or_set: one load, then hits; the same fill plain and replicated */
     MultiputItem *g = NULL;
     multiput_delete(c, S("c:fill"));
+    multiput_delete(c, S("c:fill2"));
     loads = 0;
     int32_t rc = multiput_get_or_set(c, S("c:fill"), 60, loader, NULL, &g);
-    if (multiput_client_replicas(c) == 0) {
-        CHECK(rc == 0 && g && g->data_len == 6 && memcmp(g->data, "loaded", 6) == 0 && loads == 1, "get_or_set loads");
-        multiput_item_free(g);
-        g = NULL;
-        CHECK(multiput_get_or_set(c, S("c:fill"), 60, loader, NULL, &g) == 0 && g && loads == 1, "then hits");
-        multiput_item_free(g);
-        CHECK(multiput_get_or_set(c, S("c:fill2"), 60, failing_loader, NULL, &g) == MULTIPUT_E_CALLBACK && g == NULL,
-              "a failing loader stores nothing");
-    } else {
-        CHECK(rc == MULTIPUT_E_UNSUPPORTED, "get_or_set is plain-only");
-    }
+    CHECK(rc == 0 && g && g->data_len == 6 && memcmp(g->data, "loaded", 6) == 0 && loads == 1, "get_or_set loads");
+    multiput_item_free(g);
+    g = NULL;
+    CHECK(multiput_get_or_set(c, S("c:fill"), 60, loader, NULL, &g) == 0 && g && loads == 1, "then hits");
+    multiput_item_free(g);
+    g = NULL;
+    CHECK(multiput_get_or_set(c, S("c:fill2"), 60, failing_loader, NULL, &g) == MULTIPUT_E_CALLBACK && g == NULL,
+          "a failing loader stores nothing");
     printf("ok %s: cas_update (callback, abort, delete, threads), locks, get_or_set\n", label);
 }
 

@@ -384,7 +384,8 @@ final class Client
     /**
      * $key's value, or on a miss $load() once and store it for $ttl seconds (± 10% jitter):
      * callers in this process share one load, other processes wait for the one that fills it
-     * instead of loading too (miss-storm protection). Plain clients only; the value is a string.
+     * instead of loading too (miss-storm protection). Plain and replicated alike (the core's
+     * fill, as in every multiput binding); the value is a string.
      */
     public function getOrSet(string $key, callable $load, int $ttl = 0): string
     {
@@ -399,20 +400,17 @@ final class Client
      * Acquire the lock $name (an add of a unique token on its ring owner only), waiting up to
      * $waitSeconds; null if someone else held it the whole time. A lock lives $ttl seconds if
      * never released. Throws if its server cannot be reached (a lock is never taken elsewhere).
+     * With $quorum = N it is held on a majority of the name's first N replicas instead, so
+     * losing one server does not drop it.
      */
-    public function lock(string $name, int $ttl, float $waitSeconds = 0.0, bool $fencing = false): ?Lock
+    public function lock(string $name, int $ttl, float $waitSeconds = 0.0, bool $fencing = false, ?int $quorum = null): ?Lock
     {
         $h = $this->h;
         $out = $h->ffi->new('MultiputLock*');
-        $rc = $h->ffi->multiput_lock(
-            $h->client,
-            $name,
-            strlen($name),
-            $ttl,
-            (int) round($waitSeconds * 1000),
-            $fencing ? 1 : 0,
-            FFI::addr($out)
-        );
+        $wait = (int) round($waitSeconds * 1000);
+        $rc = $quorum === null
+            ? $h->ffi->multiput_lock($h->client, $name, strlen($name), $ttl, $wait, $fencing ? 1 : 0, FFI::addr($out))
+            : $h->ffi->multiput_lock_quorum($h->client, $name, strlen($name), $ttl, $wait, $fencing ? 1 : 0, max(0, $quorum), FFI::addr($out));
         if ($rc === Native::E_LOCK_NOT_ACQUIRED) {
             return null;
         }

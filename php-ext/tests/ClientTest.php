@@ -416,11 +416,12 @@ final class ClientTest extends TestCase
             $this->assertSame('backend down', $e->getMessage());
         }
         $this->assertNull($c->get("$k:x"));
-        try {
-            self::replicated()->getOrSet($k, $load);
-            $this->fail('replicated getOrSet accepted');
-        } catch (Exception $e) {
-            $this->assertSame(28, $e->peclCode); // RES_NOT_SUPPORTED
-        }
+        // Replicated: the same fill, read and stored on the key's replicas.
+        $r = self::replicated();
+        $rk = 'rfill:' . uniqid();
+        $this->assertSame('loaded', $r->getOrSet($rk, $load, 60));
+        $this->assertSame('loaded', $r->getOrSet($rk, $load, 60));
+        $this->assertSame(2, $loads);
+        $this->assertSame('loaded', $r->get($rk));
     }
 }

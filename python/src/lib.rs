@@ -10,7 +10,8 @@
 use multiput::blocking;
 use multiput::compress;
 use multiput::envelope::{Format, Typed, ValueType};
-use multiput::recipes::{CasOptions, CasOutcome, LockOptions, Update};
+use multiput::machine::fill::Got;
+use multiput::recipes::{CasOptions, CasOutcome, FillOptions, Fresh, LockOptions, Update};
 use multiput::values::{self, Convention, TypedRef};
 use multiput::{
     Error, ErrorKind, Policy, ProtocolChoice, ReadPolicy, RingMode, StoreOptions, Value, Versioned,
@@ -1241,31 +1242,36 @@ impl Client {
         }
     }
 
-    /// Increment a counter: the new value, or None if the key is missing. Replicated: an exact
-    /// counter serialized by CAS on the key's primary replica.
-    #[pyo3(signature = (key, value = 1, noreply = None))]
+    /// Increment a counter: the new value, or None if the key is missing (with `initial`, a
+    /// missing counter is created at `initial`, stored with `expire`, and `initial` returned).
+    /// Replicated: an exact counter serialized by CAS on the key's primary replica.
+    #[pyo3(signature = (key, value = 1, noreply = None, *, initial = None, expire = None))]
     fn incr(
         &self,
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
         value: u64,
         noreply: Option<bool>,
+        initial: Option<u64>,
+        expire: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Option<u64>> {
         let _ = noreply;
-        self.arith(py, key, value, true)
+        self.arith(py, key, value, true, initial, ttl_of(expire)?)
     }
 
     /// Decrement a counter (stops at 0): the new value, or None if the key is missing.
-    #[pyo3(signature = (key, value = 1, noreply = None))]
+    #[pyo3(signature = (key, value = 1, noreply = None, *, initial = None, expire = None))]
     fn decr(
         &self,
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
         value: u64,
         noreply: Option<bool>,
+        initial: Option<u64>,
+        expire: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Option<u64>> {
         let _ = noreply;
-        self.arith(py, key, value, false)
+        self.arith(py, key, value, false, initial, ttl_of(expire)?)
     }
 
     /// Give a key a new expiry: True if it existed.
@@ -1708,8 +1714,10 @@ impl Client {
         self.cas_update_inner(py, key, &k, opts, Updater::Func(func, missing))
     }
 
-    /// Get `key`; on a miss store `default` (called first if callable) with `add`, so that
-    /// concurrent creators never clobber each other, and return what the cache holds.
+    /// Get `key`; on a miss load `default` (called if callable) and store it, once: the
+    /// core's fill (concurrent callers in this process share one load; across processes one
+    /// takes a short fill lock and the others wait for its value), the same `get_or_set` as
+    /// every multiput binding, plain or replicated. Returns what was read or loaded.
     #[pyo3(signature = (key, default, expire = None))]
     fn get_or_set<'py>(
         &self,
@@ -1723,23 +1731,68 @@ impl Client {
         if !v.is(&missing) {
             return Ok(v);
         }
-        let value = if default.is_callable() {
-            default.call0()?
-        } else {
-            default.clone()
-        };
         let k = key_bytes(key)?;
-        let opts = CasOptions {
-            ttl: ttl_of(expire)?,
-            ..CasOptions::default()
+        let ttl = ttl_of(expire)?;
+        let codec = &self.codec;
+        let replicated = self.repl.is_some();
+        let (key_obj, default) = (key.clone().unbind(), default.clone().unbind());
+        // The loaded object (returned as is) and the exception a loader raised (re-raised as is).
+        let mut made: Option<Py<PyAny>> = None;
+        let mut error: Option<PyErr> = None;
+        let load = || -> Result<Fresh, String> {
+            Python::attach(|py| {
+                let d = default.bind(py);
+                let loaded = if d.is_callable() {
+                    d.call0()
+                } else {
+                    Ok(d.clone())
+                };
+                let fresh = loaded.and_then(|v| {
+                    let enc = codec.encode_for(py, key_obj.bind(py), &v)?;
+                    made = Some(v.unbind());
+                    let data = if replicated { enc.typed() } else { enc.plain() };
+                    Ok(Fresh {
+                        data: data.to_vec(),
+                        flags: enc.flags,
+                        typed: Some((enc.vtype, enc.format)),
+                    })
+                });
+                fresh.map_err(|e| {
+                    let msg = e.to_string();
+                    error = Some(e);
+                    msg
+                })
+            })
         };
-        self.cas_update_inner(py, key, &k, opts, Updater::Create(value.unbind()))
+        let opts = FillOptions::default();
+        let got = match &self.repl {
+            Some(r) => nogil(py, || r.get_or_set(&k, ttl, opts, load))?.map(Got::Replicated),
+            None => nogil(py, || self.plain.get_or_set(&k, ttl, opts, load))?.map(Got::Plain),
+        };
+        if let Some(cause) = error {
+            // The loader's own exception, as the cause of the core's LoaderError (the same
+            // error kind in every binding; the Django backend re-raises the cause).
+            let e = named_error(
+                py,
+                "LoaderError",
+                format!("get_or_set: the loader failed: {cause}"),
+            );
+            e.set_cause(py, Some(cause));
+            return Err(e);
+        }
+        match (got.map_err(|e| py_err(py, &e))?, made) {
+            (_, Some(v)) => Ok(v.into_bound(py)),
+            (Got::Replicated(v), None) => codec.versioned(py, &v),
+            (Got::Plain(v), None) => codec.value_for(py, key, &v),
+        }
     }
 
     /// Acquire the lock `name` (an `add` of a unique token on the name's server, never another
     /// server). Raises LockNotAcquiredError if it stays held by someone else for `wait`
     /// seconds. Use as a context manager; it expires after `timeout` seconds if never released.
-    #[pyo3(signature = (name, timeout = 60.0, wait = 10.0, fencing = false))]
+    /// With `quorum=N` it is taken on a majority of the name's first N replicas instead, so
+    /// losing one server does not drop it.
+    #[pyo3(signature = (name, timeout = 60.0, wait = 10.0, fencing = false, quorum = None))]
     fn lock(
         &self,
         py: Python<'_>,
@@ -1747,6 +1800,7 @@ impl Client {
         timeout: f64,
         wait: f64,
         fencing: bool,
+        quorum: Option<usize>,
     ) -> PyResult<Lock> {
         let k = key_bytes(name)?;
         let ttl = timeout.ceil().clamp(1.0, f64::from(u32::MAX)) as u32;
@@ -1758,7 +1812,11 @@ impl Client {
             opts = opts.fencing();
         }
         let c = &self.plain;
-        let lock = nogil(py, || c.lock(&k, opts))?.map_err(|e| py_err(py, &e))?;
+        let lock = nogil(py, || match quorum {
+            Some(n) => c.lock_quorum(&k, n, opts),
+            None => c.lock(&k, opts),
+        })?
+        .map_err(|e| py_err(py, &e))?;
         Ok(Lock {
             inner: Mutex::new(Some(lock)),
             name: name.clone().unbind(),
@@ -1771,8 +1829,6 @@ impl Client {
 enum Updater {
     /// Call a Python function (with the second object when the key is missing).
     Func(Py<PyAny>, Py<PyAny>),
-    /// Create the value if the key is missing, else keep what is there (`get_or_set`).
-    Create(Py<PyAny>),
 }
 
 impl Client {
@@ -1782,25 +1838,24 @@ impl Client {
         key: &Bound<'_, PyAny>,
         delta: u64,
         incr: bool,
+        initial: Option<u64>,
+        ttl: u32,
     ) -> PyResult<Option<u64>> {
         let k = key_bytes(key)?;
         match self.mode() {
-            Mode::Plain(c) => nogil(py, || {
-                if incr {
-                    c.incr(&k, delta)
-                } else {
-                    c.decr(&k, delta)
-                }
-            })?
-            .map_err(|e| py_err(py, &e)),
+            Mode::Plain(c) => nogil(py, || c.incr_with_initial(&k, incr, delta, initial, ttl))?,
             Mode::Replicated(r) => {
                 let d = i64::try_from(delta)
                     .map_err(|_| PyValueError::new_err("delta must fit a signed 64-bit integer"))?;
                 let d = if incr { d } else { -d };
-                nogil(py, || r.incr_exact(&k, d, CasOptions::default()))?
-                    .map_err(|e| py_err(py, &e))
+                let opts = CasOptions {
+                    ttl,
+                    ..CasOptions::default()
+                };
+                nogil(py, || r.incr_with_initial(&k, d, initial, opts))?
             }
         }
+        .map_err(|e| py_err(py, &e))
     }
 
     /// The CAS-update loop of `cas_update` and `get_or_set`, in either mode. In plain mode the
@@ -1811,7 +1866,7 @@ impl Client {
         py: Python<'py>,
         key_obj: &Bound<'py, PyAny>,
         key: &[u8],
-        mut opts: CasOptions,
+        opts: CasOptions,
         updater: Updater,
     ) -> PyResult<Bound<'py, PyAny>> {
         let codec = &self.codec;
@@ -1835,10 +1890,9 @@ impl Client {
                             };
                             let k = key_obj.bind(py);
                             match decide(
-                                py, k, cur, None, &updater, &mut last, codec, &keep, &delete,
+                                py, k, cur, true, &updater, &mut last, codec, &keep, &delete,
                             ) {
-                                Ok(Ok(u)) => u,
-                                Ok(Err(_)) => Update::Keep,
+                                Ok(u) => u,
                                 Err(e) => {
                                     error = Some(e);
                                     Update::Keep
@@ -1855,105 +1909,70 @@ impl Client {
             }
             None => {
                 let c = &self.plain;
-                for _ in 0..3 {
-                    let mut wanted: Option<u32> = None;
-                    let flags = opts.flags;
-                    let outcome = nogil(py, || {
-                        c.cas_update(key, opts, |cur| {
-                            Python::attach(|py| {
-                                let k = key_obj.bind(py);
-                                let cur = match cur.map(|v| codec.value_for(py, k, v)).transpose() {
-                                    Ok(c) => c,
-                                    Err(e) => {
-                                        error = Some(e);
-                                        return Update::Keep;
-                                    }
-                                };
-                                match decide(
-                                    py,
-                                    k,
-                                    cur,
-                                    Some(flags),
-                                    &updater,
-                                    &mut last,
-                                    codec,
-                                    &keep,
-                                    &delete,
-                                ) {
-                                    Ok(Ok(u)) => u,
-                                    Ok(Err(f)) => {
-                                        wanted = Some(f);
-                                        Update::Keep
-                                    }
-                                    Err(e) => {
-                                        error = Some(e);
-                                        Update::Keep
-                                    }
+                let outcome = nogil(py, || {
+                    c.cas_update(key, opts, |cur| {
+                        Python::attach(|py| {
+                            let k = key_obj.bind(py);
+                            let cur = match cur.map(|v| codec.value_for(py, k, v)).transpose() {
+                                Ok(c) => c,
+                                Err(e) => {
+                                    error = Some(e);
+                                    return Update::Keep;
                                 }
-                            })
+                            };
+                            match decide(
+                                py, k, cur, false, &updater, &mut last, codec, &keep, &delete,
+                            ) {
+                                Ok(u) => u,
+                                Err(e) => {
+                                    error = Some(e);
+                                    Update::Keep
+                                }
+                            }
                         })
-                    })?;
-                    if let Some(e) = error.take() {
-                        return Err(e);
-                    }
-                    let outcome = outcome.map_err(|e| py_err(py, &e))?;
-                    match wanted {
-                        Some(f) => opts.flags = f,
-                        None => return Ok(result_of(py, outcome, last.take())),
-                    }
+                    })
+                })?;
+                if let Some(e) = error.take() {
+                    return Err(e);
                 }
-                Err(named_error(
-                    py,
-                    "CasConflictError",
-                    "cas_update: the function kept returning values of different types".into(),
-                ))
+                let outcome = outcome.map_err(|e| py_err(py, &e))?;
+                Ok(result_of(py, outcome, last.take()))
             }
         }
     }
 }
 
-/// One call of a CAS update's decision for the current value: `Ok(update)`, or `Err(flags)`
-/// when the new value needs other plain-mode flags than the call was started with.
+/// One call of a CAS update's decision for the current value: the update (typed for an
+/// envelope when `replicated`, else the plain bytes with their convention's flags).
 #[allow(clippy::too_many_arguments)]
 fn decide<'py>(
     py: Python<'py>,
     key: &Bound<'py, PyAny>,
     current: Option<Bound<'py, PyAny>>,
-    plain_flags: Option<u32>,
+    replicated: bool,
     updater: &Updater,
     last: &mut Option<Py<PyAny>>,
     codec: &Codec,
     keep: &Py<Sentinel>,
     delete: &Py<Sentinel>,
-) -> PyResult<Result<Update, u32>> {
-    let new = match updater {
-        Updater::Create(v) => match current {
-            Some(cur) => {
-                *last = Some(cur.unbind());
-                return Ok(Ok(Update::Keep));
-            }
-            None => v.bind(py).clone(),
-        },
-        Updater::Func(f, missing) => {
-            let cur = current.unwrap_or_else(|| missing.bind(py).clone());
-            let new = f.bind(py).call1((cur.clone(),))?;
-            if new.is(keep.bind(py)) {
-                *last = Some(cur.unbind());
-                return Ok(Ok(Update::Keep));
-            }
-            if new.is(delete.bind(py)) {
-                *last = None;
-                return Ok(Ok(Update::Delete));
-            }
-            new
-        }
-    };
+) -> PyResult<Update> {
+    let Updater::Func(f, missing) = updater;
+    let cur = current.unwrap_or_else(|| missing.bind(py).clone());
+    let new = f.bind(py).call1((cur.clone(),))?;
+    if new.is(keep.bind(py)) {
+        *last = Some(cur.unbind());
+        return Ok(Update::Keep);
+    }
+    if new.is(delete.bind(py)) {
+        *last = None;
+        return Ok(Update::Delete);
+    }
     let enc = codec.encode_for(py, key, &new)?;
     *last = Some(new.clone().unbind());
-    Ok(match plain_flags {
-        Some(f) if f != enc.flags => Err(enc.flags),
-        Some(_) => Ok(Update::Set(enc.plain().to_vec())),
-        None => Ok(Update::Typed(enc.vtype, enc.format, enc.typed().to_vec())),
+    Ok(if replicated {
+        Update::Typed(enc.vtype, enc.format, enc.typed().to_vec())
+    } else {
+        Update::Plain(enc.plain().to_vec(), enc.flags)
     })
 }
 

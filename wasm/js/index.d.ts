@@ -189,9 +189,10 @@ export declare class Client {
   cas(key: Key, value: StorableValue, cas: bigint | number, options?: StoreOptions | number): Promise<true>;
   /** Plain: true when the key existed. Replicated: writes tombstones; true when the policy was met. */
   delete(key: Key): Promise<boolean>;
-  /** The new value, or null when missing. Replicated: exact, serialized by CAS on the primary. */
-  incr(key: Key, delta?: number | bigint): Promise<number | bigint | null>;
-  decr(key: Key, delta?: number | bigint): Promise<number | bigint | null>;
+  /** The new value, or null when missing (with `initial`: created at `initial`, stored with `ttl`, and that returned). Replicated: exact, serialized by CAS on the primary. */
+  incr(key: Key, delta?: number | bigint, initial?: number | bigint, ttl?: number): Promise<number | bigint | null>;
+  /** As incr, subtracting (stops at 0); a missing counter is created at `initial` when given. */
+  decr(key: Key, delta?: number | bigint, initial?: number | bigint, ttl?: number): Promise<number | bigint | null>;
   /** A new TTL; true when the key existed (replicated: the live value rewritten on every replica). */
   touch(key: Key, ttl: number): Promise<boolean>;
 

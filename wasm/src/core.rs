@@ -650,6 +650,34 @@ impl Core {
         ))
     }
 
+    /// A plain counter's `incr` (or `decr`) by `delta`, created at `initial` (with `ttl`) when
+    /// missing and `initial` is set. Done with the new value, or `null` (missing, no initial).
+    #[wasm_bindgen(js_name = incrInitial)]
+    pub fn incr_initial(
+        &self,
+        key: &[u8],
+        incr: bool,
+        delta: &JsValue,
+        initial: &JsValue,
+        ttl: u32,
+    ) -> Result<Job, JsValue> {
+        let delta =
+            js::u64_of(delta).ok_or_else(|| config("delta must be a non-negative integer"))?;
+        let m = multiput::machine::counter::IncrInitial::new(
+            key,
+            incr,
+            delta,
+            js::u64_of(initial),
+            ttl,
+        );
+        Ok(job::job(
+            self.jobs(),
+            m,
+            |n| n.map_or(JsValue::NULL, js::uint),
+            |_| JsValue::NULL,
+        ))
+    }
+
     /// Acquire the lock `name` (`opts`: ttl s, wait ms, fencing, baseBackoff, maxBackoff,
     /// quorum: a replica count for a majority lock). Done with `{token, holds: [[server,
     /// cas]], quorum, fence}`.

@@ -32,6 +32,21 @@ pub enum Got {
     Replicated(Versioned),
 }
 
+impl Got {
+    /// As a plain [`Value`] (a replicated value's payload, with its flags).
+    pub fn into_value(self) -> Value {
+        match self {
+            Got::Plain(v) => v,
+            Got::Replicated(v) => Value {
+                data: v.data,
+                flags: v.flags,
+                cas: None,
+                ttl: None,
+            },
+        }
+    }
+}
+
 #[derive(Debug)]
 enum State {
     Start,

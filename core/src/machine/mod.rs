@@ -28,6 +28,7 @@
 //! the integration and conformance tests against real memcached.
 
 pub mod cas;
+pub mod counter;
 pub mod fill;
 pub mod lock;
 pub mod replicated;

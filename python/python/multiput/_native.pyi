@@ -210,10 +210,16 @@ class Client:
         of digits. Plain mode only."""
     def delete(self, key: Key, noreply: Optional[bool] = None) -> bool:
         """Delete: True if the key existed (replicated: True once the tombstone is written)."""
-    def incr(self, key: Key, value: int = 1, noreply: Optional[bool] = None) -> Optional[int]:
-        """Add to a counter: the new value, or None if the key is missing."""
-    def decr(self, key: Key, value: int = 1, noreply: Optional[bool] = None) -> Optional[int]:
-        """Subtract from a counter (stops at 0): the new value, or None if missing."""
+    def incr(
+        self, key: Key, value: int = 1, noreply: Optional[bool] = None, *, initial: Optional[int] = None, expire: Expire = None
+    ) -> Optional[int]:
+        """Add to a counter: the new value, or None if the key is missing. With ``initial``, a
+        missing counter is created at ``initial`` (stored with ``expire``), which is returned."""
+    def decr(
+        self, key: Key, value: int = 1, noreply: Optional[bool] = None, *, initial: Optional[int] = None, expire: Expire = None
+    ) -> Optional[int]:
+        """Subtract from a counter (stops at 0): the new value, or None if missing (``initial``
+        as in :meth:`incr`)."""
     def touch(self, key: Key, expire: Expire = None, noreply: Optional[bool] = None) -> bool:
         """New expiry: True if the key existed (replicated: the value is rewritten with it)."""
     def get_many(self, keys: Iterable[Key]) -> Dict[Any, Any]:
@@ -288,11 +294,17 @@ class Client:
         returns the new value, :data:`KEEP` or :data:`DELETE`; a missing key is created with
         ``add``; conflicts retry with jittered backoff. Returns the value now stored."""
     def get_or_set(self, key: Key, default: Union[Callable[[], Any], Any], expire: Expire = None) -> Any:
-        """The value of ``key``; on a miss ``default`` (called if callable) is stored with
-        ``add`` semantics and the value the cache then holds is returned."""
-    def lock(self, name: Key, timeout: float = 60.0, wait: float = 10.0, fencing: bool = False) -> "Lock":
+        """The value of ``key``; on a miss ``default`` (called if callable) is loaded once and
+        stored: concurrent callers in this process share one load, other processes wait for
+        it behind a short fill lock (the same ``get_or_set`` as every multiput binding). An
+        exception of ``default`` is raised as :class:`~multiput.LoaderError` with it as the
+        ``__cause__``."""
+    def lock(
+        self, name: Key, timeout: float = 60.0, wait: float = 10.0, fencing: bool = False, quorum: Optional[int] = None
+    ) -> "Lock":
         """Acquire the lock ``name`` (raises :class:`~multiput.LockNotAcquiredError` after
-        ``wait`` seconds). It expires after ``timeout`` seconds unless released."""
+        ``wait`` seconds). It expires after ``timeout`` seconds unless released. With
+        ``quorum=N`` it is held on a majority of the name's first N replicas."""
 
 @final
 class Lock:

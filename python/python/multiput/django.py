@@ -57,7 +57,9 @@ information:
   ``thread_sensitive=False``: the GIL is released while waiting for memcached, so concurrent
   requests do not queue behind one thread and the event loop is never blocked.
 - ``cache.lock(name, timeout, wait)`` is a lock that only its owner can release.
-- With ``replicas > 1``, ``add`` and ``get_or_set`` create missing keys through the core's
+- ``get_or_set`` loads a missing key once: the core's fill, one load per process and a short
+  fill lock across processes, in both modes.
+- With ``replicas > 1``, ``add`` creates missing keys through the core's
   CAS update on the key's primary replica (never a blind ``set``), ``incr``/``decr`` are
   exact replicated counters, and ``touch`` rewrites the value with the new expiry.
 """
@@ -78,7 +80,7 @@ from django.core.cache.backends.base import (
 )
 
 import multiput
-from multiput import Client, MultiputError
+from multiput import Client, LoaderError, MultiputError
 
 __all__ = ["MultiputCache", "NonNumericValueError", "translate_options"]
 
@@ -430,9 +432,17 @@ class MultiputCache(BaseCache):
     def get_or_set(
         self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: Optional[int] = None
     ) -> Any:
-        """The value of ``key``; on a miss ``default`` (called if callable) is added (never a blind set) and what the cache then holds is returned."""
+        """The value of ``key``; on a miss ``default`` (called if callable) is stored once: the
+        core's fill (one load per process, a short fill lock across processes), the same
+        ``get_or_set`` as every multiput binding. An exception ``default`` raises propagates
+        as is, as with Django's other backends."""
         key = self.make_and_validate_key(key, version=version)
-        return self._cache.get_or_set(key, default, self.get_backend_timeout(timeout))
+        try:
+            return self._cache.get_or_set(key, default, self.get_backend_timeout(timeout))
+        except LoaderError as e:
+            if e.__cause__ is not None:
+                raise e.__cause__ from None
+            raise
 
     def clear(self) -> None:
         """Flush every server."""

@@ -392,22 +392,27 @@ class Client {
     return rethrow(await this._call(this._route(k), (c) => c.delete(k)));
   }
 
-  /** Increment a counter: the new value (number, or BigInt past 2^53), or null if missing. */
-  incr(key, delta = 1) {
-    return this._arith(key, true, delta);
+  /** Increment a counter: the new value (number, or BigInt past 2^53), or null if missing.
+   *  With `initial`, a missing counter is created at `initial` (stored with `ttl`) and that is
+   *  returned. */
+  incr(key, delta = 1, initial, ttl = 0) {
+    return this._arith(key, true, delta, initial, ttl);
   }
 
-  /** Decrement a counter (stops at 0). */
-  decr(key, delta = 1) {
-    return this._arith(key, false, delta);
+  /** Decrement a counter (stops at 0); `initial` as for incr. */
+  decr(key, delta = 1, initial, ttl = 0) {
+    return this._arith(key, false, delta, initial, ttl);
   }
 
-  async _arith(key, incr, delta) {
+  async _arith(key, incr, delta, initial, ttl) {
     const k = toKey(key);
-    if (!this._replicated) return rethrow(await this._call(this._route(k), (c) => c.arith(k, incr, delta)));
+    if (!this._replicated) {
+      if (initial === undefined || initial === null) return rethrow(await this._call(this._route(k), (c) => c.arith(k, incr, delta)));
+      return this._run(this._core.incrInitial(k, incr, delta, initial, ttl));
+    }
     // Replicated: the core's exact counter, a read-modify-write serialized by CAS on the
     // primary (never memcached's incr on each replica: replicas would drift).
-    const r = await this._run(this._core.update(k, 'incr', { delta: incr ? Number(delta) : -Number(delta) }, seed()));
+    const r = await this._run(this._core.update(k, 'incr', { delta: incr ? Number(delta) : -Number(delta), initial, ttl }, seed()));
     return r.number;
   }
 
