@@ -571,7 +571,11 @@ impl BlockingDriver {
         };
         let data = match &self.repl {
             Some(r) => r.get_or_set(key, ttl, FillOptions::default(), load)?.data,
-            None => self.plain.get_or_set(key, ttl, FillOptions::default(), load)?.data,
+            None => {
+                self.plain
+                    .get_or_set(key, ttl, FillOptions::default(), load)?
+                    .data
+            }
         };
         Ok(text(&data))
     }
@@ -627,8 +631,17 @@ impl AsyncDriver {
             }
         };
         let data = match &self.repl {
-            Some(r) => self.wait(r.get_or_set(key, ttl, FillOptions::default(), load))?.data,
-            None => self.wait(self.plain.get_or_set(key, ttl, FillOptions::default(), load))?.data,
+            Some(r) => {
+                self.wait(r.get_or_set(key, ttl, FillOptions::default(), load))?
+                    .data
+            }
+            None => {
+                self.wait(
+                    self.plain
+                        .get_or_set(key, ttl, FillOptions::default(), load),
+                )?
+                .data
+            }
         };
         Ok(text(&data))
     }
