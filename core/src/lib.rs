@@ -67,30 +67,19 @@
 
 #![warn(missing_docs)]
 
-mod api;
-pub mod blocking;
-#[cfg(feature = "tokio")]
-pub mod client;
-pub mod cluster;
-pub mod compress;
-pub mod config;
 pub mod driver;
-pub mod envelope;
-pub mod error;
-pub mod fork;
-pub mod health;
-pub mod key;
-pub mod machine;
-pub mod metrics;
-pub mod ops;
-pub mod options;
-pub mod protocol;
-pub mod recipes;
-mod replicated;
-pub mod replication;
-pub mod ring;
-pub mod server;
-pub mod values;
+pub mod logic;
+
+// The logic layer's modules at the crate root (multiput::ring, multiput::ops, ...).
+pub use logic::{
+    cluster, compress, config, envelope, error, health, key, machine, metrics, ops, options,
+    protocol, replication, ring, server, values,
+};
+// The clients.
+#[cfg(feature = "tokio")]
+pub use driver::client;
+pub(crate) use driver::{api, replicated};
+pub use driver::{blocking, fork, recipes};
 
 #[cfg(feature = "tokio")]
 pub use client::{Client, ClientBuilder};

@@ -18,7 +18,7 @@ use multiput::{
 };
 use std::cell::Cell;
 use std::ffi::{c_char, c_void, CString};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -1845,9 +1845,9 @@ pub unsafe extern "C" fn multiput_client_servers_for(
         let list = match &c.repl {
             Some(r) => {
                 let p = r.policy();
-                cl.replicas_for(key, p.replicas, p.failover, Instant::now())
+                cl.replicas_for(key, p.replicas, p.failover, multiput::driver::mono_ms())
             }
-            None => cl.replicas_for(key, 1, false, Instant::now()),
+            None => cl.replicas_for(key, 1, false, multiput::driver::mono_ms()),
         };
         for (i, s) in list.iter().take(cap).enumerate() {
             // SAFETY: `indexes` holds `cap` entries.
@@ -2395,7 +2395,7 @@ mod tests {
         let client = unsafe { &*c };
         let n = 20_000u32;
         for round in 0..2 {
-            let t = Instant::now();
+            let t = std::time::Instant::now();
             for _ in 0..n {
                 assert_eq!(client.plain.get_multi(&refs).len(), 100);
             }
@@ -2410,7 +2410,7 @@ mod tests {
                 deferred: 0,
                 first_error: 0,
             };
-            let t = Instant::now();
+            let t = std::time::Instant::now();
             for _ in 0..n {
                 let rc = unsafe {
                     multiput_get_multi_php(

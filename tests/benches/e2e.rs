@@ -1510,9 +1510,9 @@ fn prepare_disagreeing(
     use multiput::envelope::{self, Format, Kind as EnvKind, Stamp, ValueType};
     let base = envelope::wall_ms(SystemTime::now()) << envelope::COUNTER_BITS;
     let writers = [
-        envelope::new_writer_id(),
-        envelope::new_writer_id(),
-        envelope::new_writer_id(),
+        multiput::driver::entropy::new_writer_id(),
+        multiput::driver::entropy::new_writer_id(),
+        multiput::driver::entropy::new_writer_id(),
     ];
     let mut per_server: Vec<Vec<(String, Vec<u8>)>> = vec![Vec::new(); addrs.len()];
     let mut expected = Vec::with_capacity(DISAGREE_KEYS);
@@ -2481,7 +2481,7 @@ fn run_repl(
     let stored = envelope::encode(
         Stamp {
             ts: envelope::wall_ms(SystemTime::now()) << envelope::COUNTER_BITS,
-            writer: envelope::new_writer_id(),
+            writer: multiput::driver::entropy::new_writer_id(),
         },
         EnvKind::Value,
         ValueType::Bytes,

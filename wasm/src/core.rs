@@ -316,7 +316,7 @@ impl Core {
 
     fn replicas_at(&self, key: &[u8], now: u64) -> Vec<usize> {
         self.cluster
-            .replicas_for_ms(key, self.policy.replicas, self.policy.failover, now)
+            .replicas_for(key, self.policy.replicas, self.policy.failover, now)
     }
 
     /// The servers holding `key`'s copies, primary first: the first `replicas` distinct
@@ -417,7 +417,7 @@ impl Core {
     /// May a call go to server `i` at `now_ms`? `null` when it may (including the one probe
     /// let through after the retry interval), else the `ServerDown` error to fail fast with.
     pub fn admit(&self, i: u32, now_ms: f64) -> JsValue {
-        match self.cluster.admit_ms(i as usize, js::ms(now_ms)) {
+        match self.cluster.admit(i as usize, js::ms(now_ms)) {
             Ok(()) => JsValue::NULL,
             Err(e) => js::error(&e),
         }
@@ -432,7 +432,7 @@ impl Core {
         } else {
             Err(js::error_from_js(error))
         };
-        self.cluster.record_ms(i as usize, js::ms(now_ms), &result)
+        self.cluster.record(i as usize, js::ms(now_ms), &result)
     }
 
     /// True while server `i` is marked down.

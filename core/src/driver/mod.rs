@@ -1,22 +1,53 @@
-//! I/O drivers. They move bytes and time and nothing else: where a call goes, what it sends and
-//! what the reply means are decided by [`crate::cluster`] and [`crate::ops`].
+//! The driver layer: the clients and everything that touches the world — sockets, the clock,
+//! sleeping, randomness, `fork()`. They move bytes and time and nothing else: where a call goes,
+//! what it sends, what the reply means and every multi-step behaviour are decided by the
+//! logic layer ([`crate::logic`]); a driver runs its machines with one loop (`drive`).
+//!
+//! - [`crate::Client`] (tokio) and [`crate::blocking::Client`]: the same call list
+//!   (`api::client_api`, `recipes::recipes_api`), over pipelined connections
+//!   (`tokio_conn`) or pooled blocking ones (`blocking_conn`).
+//! - `replicated`: the replicated client over either.
+//! - [`crate::fork`]: per-process state across `fork()`.
+//! - `entropy`: writer ids and lock owner tokens.
 
+pub(crate) mod api;
+pub mod blocking;
+pub(crate) mod blocking_conn;
+#[cfg(feature = "tokio")]
+pub mod client;
+pub mod entropy;
+pub mod fork;
+pub mod recipes;
+pub(crate) mod replicated;
 #[cfg(feature = "tokio")]
 pub(crate) mod tokio_conn;
-
-pub(crate) mod blocking_conn;
 
 use crate::cluster::Cluster;
 use crate::error::Error;
 use crate::machine::{Cx, Now};
 use std::io;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
 
-/// The time for a machine's next step: the cluster's monotonic health clock and the wall clock.
-pub(crate) fn now(cl: &Cluster) -> Now {
+/// Monotonic time since a process-wide origin (the first call): the one time the logic layer
+/// is given, as [`Now::mono`] or in milliseconds ([`mono_ms`]) for server health. WASM hosts
+/// pass `performance.now()` instead.
+pub fn mono() -> Duration {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let now = Instant::now();
+    now.saturating_duration_since(*ORIGIN.get_or_init(|| now))
+}
+
+/// [`mono`] in milliseconds.
+pub fn mono_ms() -> u64 {
+    mono().as_millis() as u64
+}
+
+/// The time for a machine's next step: monotonic and wall clock.
+pub(crate) fn now() -> Now {
     Now {
-        mono: cl.clock().since(Instant::now()),
+        mono: mono(),
         wall_ms: crate::envelope::wall_ms(SystemTime::now()),
     }
 }
@@ -25,7 +56,7 @@ pub(crate) fn now(cl: &Cluster) -> Now {
 pub(crate) fn cx(cl: &Cluster) -> Cx<'_> {
     Cx {
         cluster: cl,
-        now: now(cl),
+        now: now(),
     }
 }
 

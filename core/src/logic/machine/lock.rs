@@ -6,8 +6,8 @@ use super::{
     out_of_order, pause_before, single, Answer, Call, Cx, Input, Item, Machine, Request, Rng, Step,
 };
 use crate::error::Error;
+use crate::logic::recipe::{check_ttl, fence_key, quorum_validity, LockOptions};
 use crate::protocol::text::StoreMode;
-use crate::recipes::{check_ttl, fence_key, quorum_validity, LockOptions};
 use bytes::Bytes;
 use std::time::Duration;
 

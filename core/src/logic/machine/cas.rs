@@ -7,9 +7,9 @@ use super::{
     out_of_order, pause_before, single, Answer, Call, Cx, Input, Item, Machine, Request, Rng, Step,
 };
 use crate::error::Error;
+use crate::logic::recipe::{no_cas, CasOptions, CasOutcome, Update};
 use crate::ops::Value;
 use crate::protocol::text::StoreMode;
-use crate::recipes::{no_cas, CasOptions, CasOutcome, Update};
 use bytes::Bytes;
 use std::time::Duration;
 

@@ -118,6 +118,7 @@ impl Client {
     pub fn from_config(config: Config) -> Result<Client, Error> {
         let limits = config.limits();
         let cluster = Cluster::new(config)?;
+        crate::fork::install();
         let local = PerProcess::new(Local::new(cluster.len()));
         Ok(Client {
             inner: Arc::new(Inner {
@@ -187,7 +188,7 @@ impl Client {
     /// Write `op` to server `s` on a pooled connection.
     fn send<O: Op>(&self, s: usize, op: &O) -> Result<Sent, Error> {
         let cl = &self.inner.cluster;
-        cl.admit(s, Instant::now())?;
+        cl.admit(s, crate::driver::mono_ms())?;
         let mut conn = self.checkout(s)?;
         let ctx = cl.ctx(conn.dialect);
         let mut buf = BytesMut::with_capacity(128);
@@ -219,7 +220,7 @@ impl Client {
             deadline,
             cl.config().timeout,
         );
-        cl.record(server, Instant::now(), &reply);
+        cl.record_with(server, crate::driver::mono_ms, &reply);
         let read_whole = reply.is_ok();
         let out = reply.and_then(|r| op.finish(&cl.ctx(conn.dialect), r));
         // A connection is reused only after a reply that answered its request; one that did
@@ -233,7 +234,7 @@ impl Client {
     fn failed(&self, s: usize, e: Error) -> Error {
         self.inner
             .cluster
-            .record(s, Instant::now(), &Err::<(), _>(e.clone()));
+            .record_with(s, crate::driver::mono_ms, &Err::<(), _>(e.clone()));
         e.at_server(self.inner.cluster.name(s))
     }
 

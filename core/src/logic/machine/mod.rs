@@ -334,9 +334,9 @@ pub enum Input {
     /// The pause of the last [`Step::Wait`] is over.
     Woke,
     /// The caller's function answered the last [`Step::Decide`] (or failed).
-    Decided(Result<crate::recipes::Update, Error>),
+    Decided(Result<crate::logic::recipe::Update, Error>),
     /// The caller's loader answered the last [`Step::Load`] (or failed).
-    Loaded(Result<crate::recipes::Fresh, Error>),
+    Loaded(Result<crate::logic::recipe::Fresh, Error>),
 }
 
 /// A multi-step behaviour.
@@ -431,7 +431,7 @@ pub(crate) fn single(answers: Vec<Result<Answer, Error>>) -> Result<Answer, Erro
         .unwrap_or_else(|| Err(wrong_answer("a single request")))
 }
 
-/// The pause before the next attempt: [`crate::recipes::backoff`] with this machine's
+/// The pause before the next attempt: [`crate::logic::recipe::backoff`] with this machine's
 /// randomness, never past `deadline` (measured from `start`).
 pub(crate) fn pause_before(
     attempt: u32,
@@ -443,7 +443,7 @@ pub(crate) fn pause_before(
     deadline: Duration,
 ) -> Duration {
     let left = deadline.saturating_sub(now.saturating_sub(start));
-    crate::recipes::backoff(attempt, base, max, rng.unit()).min(left)
+    crate::logic::recipe::backoff(attempt, base, max, rng.unit()).min(left)
 }
 
 #[cfg(test)]

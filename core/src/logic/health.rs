@@ -15,31 +15,7 @@
 //! - Keys are never moved to another server because theirs is down (see DESIGN lesson 4).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
-
-/// A monotonic clock origin; health times are milliseconds since it. The origin is the first
-/// instant it is given, so building one reads no clock (on `wasm32-unknown-unknown` there is
-/// no `Instant::now`; hosts there pass their own milliseconds to the `*_ms` calls).
-#[derive(Debug, Default)]
-pub struct Clock(std::sync::OnceLock<Instant>);
-
-impl Clock {
-    /// A clock whose origin is set by its first use.
-    pub fn new() -> Self {
-        Clock::default()
-    }
-
-    /// Milliseconds from the origin to `t` (0 if before it).
-    pub fn millis(&self, t: Instant) -> u64 {
-        self.since(t).as_millis() as u64
-    }
-
-    /// Time from the origin to `t` (zero if before it).
-    pub fn since(&self, t: Instant) -> Duration {
-        let origin = *self.0.get_or_init(|| t);
-        t.saturating_duration_since(origin)
-    }
-}
+use std::time::Duration;
 
 /// What happened to a call, as far as health is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

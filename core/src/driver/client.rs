@@ -14,7 +14,6 @@ use bytes::BytesMut;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// An async memcached client. Cheap to clone; clones share connections.
@@ -156,6 +155,7 @@ impl Client {
         let limits = config.limits();
         let per = config.connections_per_server;
         let cluster = Cluster::new(config)?;
+        crate::fork::install();
         let local = PerProcess::new(Local::new(cluster.len(), per));
         Ok(Client {
             inner: Arc::new(Inner {
@@ -215,7 +215,7 @@ impl Client {
 
     /// Encode `op` for server `s` and queue it; the reply arrives on the returned receiver.
     async fn submit<O: Op>(&self, s: usize, op: &O) -> Result<InFlight, Error> {
-        self.inner.cluster.admit(s, Instant::now())?;
+        self.inner.cluster.admit(s, crate::driver::mono_ms())?;
         // A connection whose task ended between the check and the send never saw the request,
         // so one retry on a fresh connection is safe.
         for _ in 0..2 {
@@ -255,7 +255,7 @@ impl Client {
                 "connection task ended",
             )),
         };
-        cl.record(f.server, Instant::now(), &reply);
+        cl.record_with(f.server, crate::driver::mono_ms, &reply);
         let ctx = cl.ctx(f.conn.dialect);
         let out = reply.and_then(|r| op.finish(&ctx, r));
         if let Err(Error::Protocol { .. }) = &out {
@@ -284,7 +284,7 @@ impl Client {
             Err(e) => {
                 self.inner
                     .cluster
-                    .record(s, Instant::now(), &Err::<(), _>(e.clone()));
+                    .record_with(s, crate::driver::mono_ms, &Err::<(), _>(e.clone()));
                 Err(e.at_server(name()))
             }
         }
@@ -301,7 +301,7 @@ impl Client {
             if let Err(e) = &f {
                 self.inner
                     .cluster
-                    .record(s, Instant::now(), &Err::<(), _>(e.clone()));
+                    .record_with(s, crate::driver::mono_ms, &Err::<(), _>(e.clone()));
             }
             queued.push((s, f, op));
         }

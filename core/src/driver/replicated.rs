@@ -6,13 +6,12 @@
 //! rules (which servers, which copy wins, what to repair, when a call succeeds) are in
 //! [`crate::replication`]; this file only carries them out, once for both drivers.
 
-use crate::envelope::{self, Format, Hlc, Kind, ValueType};
+use crate::envelope::{Format, Hlc, Kind, ValueType};
 use crate::error::Error;
 use crate::machine::replicated::Rule;
 use crate::replication::{Policy, ReadPolicy, Versioned, WriteReport};
 use bytes::Bytes;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// A replicated client over the plain client `C` ([`crate::Client`] or
 /// [`crate::blocking::Client`]). Cheap to clone; clones share connections and the clock.
@@ -69,7 +68,7 @@ impl ReplicatedClient<$client> {
             client,
             policy,
             hlc: Arc::new(Hlc::new()),
-            writer: envelope::new_writer_id(),
+            writer: crate::driver::entropy::new_writer_id(),
         })
     }
 
@@ -88,7 +87,7 @@ impl ReplicatedClient<$client> {
     pub fn replicas_of(&self, key: impl AsRef<[u8]>) -> Result<Vec<&str>, Error> {
         let cl = self.client.cluster();
         cl.check_key(key.as_ref())?;
-        let rs = cl.replicas_for(key.as_ref(), self.policy.replicas, self.policy.failover, Instant::now());
+        let rs = cl.replicas_for(key.as_ref(), self.policy.replicas, self.policy.failover, crate::driver::mono_ms());
         Ok(rs.into_iter().map(|s| cl.name(s)).collect())
     }
 

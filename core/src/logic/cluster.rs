@@ -3,8 +3,8 @@
 
 use crate::config::{Config, ProtocolChoice};
 use crate::error::Error;
-use crate::fork::PerProcess;
-use crate::health::{Admission, Clock, Health, Outcome};
+use crate::health::{Admission, Health, Outcome};
+use crate::logic::process::PerProcess;
 use crate::metrics::{Metrics, ServerMetrics};
 use crate::ops::Ctx;
 use crate::protocol::{text, Dialect, Expect, Reply, Status};
@@ -12,7 +12,6 @@ use crate::ring::Ring;
 use bytes::BytesMut;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
-use std::time::Instant;
 
 /// Item positions grouped by server: `(server index, positions of its items)`.
 pub type Groups = Vec<(usize, Vec<usize>)>;
@@ -22,7 +21,6 @@ pub struct Cluster {
     config: Config,
     ring: Ring,
     names: Vec<String>,
-    clock: Clock,
     /// What this process has learnt about the servers; a fork child starts afresh
     /// ([`crate::fork`]): a parent's "down" or a probe in flight in a parent thread must not
     /// shut a server out of the child.
@@ -72,7 +70,6 @@ impl Cluster {
             config,
             ring,
             names,
-            clock: Clock::new(),
             state,
         })
     }
@@ -86,11 +83,6 @@ impl Cluster {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
-    }
-
-    /// The monotonic clock origin of this cluster's health times.
-    pub fn clock(&self) -> &crate::health::Clock {
-        &self.clock
     }
 
     /// The ring.
@@ -207,18 +199,10 @@ impl Cluster {
     }
 
     /// The servers that hold `key`'s copies: the first `n` distinct servers of its preference
-    /// list. With `failover`, servers marked down at `now` are left out of the ring first
-    /// (twemproxy-style ejection), so the copies move to live servers while they are down.
-    pub fn replicas_for(&self, key: &[u8], n: usize, failover: bool, now: Instant) -> Vec<usize> {
-        if !failover {
-            return self.ring.preference_list(key, n);
-        }
-        self.replicas_for_ms(key, n, failover, self.clock.millis(now))
-    }
-
-    /// [`Cluster::replicas_for`] with the time as milliseconds on the caller's monotonic clock
-    /// (for hosts without `Instant`, such as WASM).
-    pub fn replicas_for_ms(&self, key: &[u8], n: usize, failover: bool, ms: u64) -> Vec<usize> {
+    /// list. With `failover`, servers marked down at `now_ms` (monotonic milliseconds, the
+    /// driver's clock) are left out of the ring first (twemproxy-style ejection), so the copies
+    /// move to live servers while they are down.
+    pub fn replicas_for(&self, key: &[u8], n: usize, failover: bool, ms: u64) -> Vec<usize> {
         let mut out = Vec::with_capacity(n);
         if !failover {
             self.ring.preference_list_into(key, n, &mut out);
@@ -285,13 +269,9 @@ impl Cluster {
         }
     }
 
-    /// May a call go to server `i` at `now`? A down server fails fast.
-    pub fn admit(&self, i: usize, now: Instant) -> Result<(), Error> {
-        self.admit_ms(i, self.clock.millis(now))
-    }
-
-    /// [`Cluster::admit`] with the time as milliseconds on the caller's monotonic clock.
-    pub fn admit_ms(&self, i: usize, now_ms: u64) -> Result<(), Error> {
+    /// May a call go to server `i` at `now_ms` (monotonic milliseconds)? A down server fails
+    /// fast.
+    pub fn admit(&self, i: usize, now_ms: u64) -> Result<(), Error> {
         match self.state().health[i].admit(now_ms) {
             Admission::Allowed | Admission::Probe => Ok(()),
             Admission::Down(retry_in) => Err(Error::ServerDown {
@@ -301,17 +281,15 @@ impl Cluster {
         }
     }
 
-    /// Record the outcome of a call to server `i`. Returns true when it marked the server down.
-    pub fn record<T>(&self, i: usize, now: Instant, result: &Result<T, Error>) -> bool {
-        self.record_with(i, || self.clock.millis(now), result)
-    }
-
-    /// [`Cluster::record`] with the time as milliseconds on the caller's monotonic clock.
-    pub fn record_ms<T>(&self, i: usize, now_ms: u64, result: &Result<T, Error>) -> bool {
+    /// Record the outcome of a call to server `i` at `now_ms`. Returns true when it marked the
+    /// server down.
+    pub fn record<T>(&self, i: usize, now_ms: u64, result: &Result<T, Error>) -> bool {
         self.record_with(i, || now_ms, result)
     }
 
-    fn record_with<T>(
+    /// [`Cluster::record`] asking for the time only when the outcome changes the server's
+    /// health (an answer from a healthy server, the common case, needs none).
+    pub fn record_with<T>(
         &self,
         i: usize,
         now_ms: impl FnOnce() -> u64,

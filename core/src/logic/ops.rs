@@ -1004,7 +1004,7 @@ impl Op for CasDelete<'_> {
                 StoreMode::Cas(self.cas),
                 &k,
                 0,
-                crate::recipes::EXPIRED,
+                crate::logic::recipe::EXPIRED,
                 b"",
                 false,
             )

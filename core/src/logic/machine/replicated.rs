@@ -9,9 +9,9 @@ use super::{
 use crate::cluster::{group_by_server, Cluster};
 use crate::envelope::{self, Format, Hlc, Kind, Stamp, ValueType};
 use crate::error::Error;
+use crate::logic::recipe::{no_cas, CasOptions, CasOutcome, Update};
 use crate::ops::Value;
 use crate::protocol::text::StoreMode;
-use crate::recipes::{no_cas, CasOptions, CasOutcome, Update};
 use crate::replication::{self, Policy, ReadPolicy, Versioned, WriteReport};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
@@ -217,7 +217,7 @@ impl Machine for Read {
                 self.placement = self
                     .valid
                     .iter()
-                    .map(|&i| cl.replicas_for_ms(&self.keys[i], p.replicas, p.failover, now))
+                    .map(|&i| cl.replicas_for(&self.keys[i], p.replicas, p.failover, now))
                     .collect();
                 if p.read == ReadPolicy::FirstHit {
                     self.pending = (0..self.valid.len()).collect();
@@ -430,7 +430,7 @@ impl Machine for Write {
                 let now = cx.now.mono_ms();
                 let placement: Vec<Vec<usize>> = valid
                     .iter()
-                    .map(|&i| cl.replicas_for_ms(&self.puts[i].key, p.replicas, p.failover, now))
+                    .map(|&i| cl.replicas_for(&self.puts[i].key, p.replicas, p.failover, now))
                     .collect();
                 let groups = group_by_server(
                     placement
@@ -615,7 +615,7 @@ impl Cas {
         let p = &self.rep.policy;
         let placement =
             cx.cluster
-                .replicas_for_ms(&self.key, p.replicas, p.failover, cx.now.mono_ms());
+                .replicas_for(&self.key, p.replicas, p.failover, cx.now.mono_ms());
         let asked: Vec<(usize, usize)> = placement.iter().map(|&s| (0, s)).collect();
         let (requests, covers) = fetch(std::slice::from_ref(&self.key), &asked, true);
         self.state = CasState::Reading { placement, covers };
