@@ -8,9 +8,9 @@
 //! `MultiputError`, never a crash.
 
 use multiput::blocking;
+use multiput::blocking::{Got, Payload};
 use multiput::compress;
 use multiput::envelope::{Format, Typed, ValueType};
-use multiput::machine::fill::Got;
 use multiput::recipes::{CasOptions, CasOutcome, FillOptions, Fresh, LockOptions, Update};
 use multiput::values::{self, Convention, TypedRef};
 use multiput::{
@@ -338,6 +338,18 @@ impl Encoded<'_> {
     fn plain(&self) -> &[u8] {
         self.plain.as_deref().unwrap_or_else(|| self.typed())
     }
+
+    /// Both forms for the core's facade; `flags` overrides the convention's (plain only).
+    fn payload(&self, flags: Option<u32>) -> Payload<'_> {
+        Payload {
+            value_type: self.vtype,
+            format: self.format,
+            typed: self.typed(),
+            plain: self.plain(),
+            flags: flags.unwrap_or(self.flags),
+            flags_given: flags.is_some(),
+        }
+    }
 }
 
 fn pickle(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
@@ -601,31 +613,33 @@ fn sentinel<'py>(
 /// See the `multiput` package documentation (and `multiput/__init__.pyi`) for every argument.
 #[pyclass(module = "multiput._native", name = "Client", subclass, frozen)]
 pub struct Client {
-    plain: blocking::Client,
-    repl: Option<blocking::ReplicatedClient>,
+    /// Plain or replicated behind one API: the core decides per call, this binding translates.
+    cache: blocking::Cache,
     codec: Codec,
     servers: Vec<String>,
     /// pymemcache's `ignore_exc`: get/gets/get_many/gets_many answer a failed read as a miss.
     ignore_exc: bool,
 }
 
-enum Mode<'a> {
-    Plain(&'a blocking::Client),
-    Replicated(&'a blocking::ReplicatedClient),
-}
-
 impl Client {
-    fn mode(&self) -> Mode<'_> {
-        match &self.repl {
-            Some(r) => Mode::Replicated(r),
-            None => Mode::Plain(&self.plain),
+    fn plain_only(&self, py: Python<'_>, what: &str) -> PyResult<&blocking::Client> {
+        match self.cache.replicated() {
+            Some(_) => Err(not_supported(py, what)),
+            None => Ok(self.cache.plain()),
         }
     }
 
-    fn plain_only(&self, py: Python<'_>, what: &str) -> PyResult<&blocking::Client> {
-        match &self.repl {
-            Some(_) => Err(not_supported(py, what)),
-            None => Ok(&self.plain),
+    /// A value read, as Python: plain by its flags (or the caller's serde), replicated by the
+    /// type in its envelope.
+    fn got<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        g: Got,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match g {
+            Got::Plain(v) => self.codec.value_for(py, key, &v),
+            Got::Replicated(v) => self.codec.versioned(py, &v),
         }
     }
 
@@ -640,14 +654,15 @@ impl Client {
     }
 
     fn check_keys(&self, py: Python<'_>, keys: &[Vec<u8>]) -> PyResult<()> {
-        let cl = self.plain.cluster();
+        let cl = self.cache.plain().cluster();
         for k in keys {
             cl.check_key(k).map_err(|e| py_err(py, &e))?;
         }
         Ok(())
     }
 
-    /// A conditional store in plain mode: `True` stored, `False` refused.
+    /// A conditional store: `True` stored, `False` refused (replicated keys follow the same
+    /// conditions, serialized by the core through CAS on the key's primary replica).
     #[allow(clippy::too_many_arguments)]
     fn store_bool(
         &self,
@@ -662,36 +677,13 @@ impl Client {
         let k = key_bytes(key)?;
         let enc = self.codec.encode_for(py, key, value)?;
         let ttl = ttl_of(expire)?;
-        let r = match self.mode() {
-            Mode::Plain(client) => {
-                let opts = StoreOptions::ttl(ttl).flags(flags.unwrap_or(enc.flags));
-                let data = enc.plain();
-                nogil(py, || match mode {
-                    multiput::StoreMode::Add => client.add(&k, data, opts),
-                    multiput::StoreMode::Replace => client.replace(&k, data, opts),
-                    multiput::StoreMode::Append => client.append(&k, data),
-                    _ => client.prepend(&k, data),
-                })?
-            }
-            // Replicated: the core serializes these through CAS on the key's primary replica.
-            Mode::Replicated(r) => {
-                if flags.is_some() {
-                    return Err(not_supported(py, &format!("{what}(flags=...)")));
-                }
-                let (vt, fmt, data) = (enc.vtype, enc.format, enc.typed());
-                nogil(py, || match mode {
-                    multiput::StoreMode::Add => r.add_typed(&k, vt, fmt, data, ttl).map(drop),
-                    multiput::StoreMode::Replace => {
-                        r.replace_typed(&k, vt, fmt, data, ttl).map(drop)
-                    }
-                    multiput::StoreMode::Append => r.append(&k, data, false, 0).map(drop),
-                    _ => r.append(&k, data, true, 0).map(drop),
-                })?
-            }
-        };
-        match r {
-            Ok(()) => Ok(true),
+        let p = enc.payload(flags);
+        match nogil(py, || self.cache.store(mode, &k, &p, ttl))? {
+            Ok(_) => Ok(true),
             Err(Error::NotStored) => Ok(false),
+            Err(Error::Unsupported { .. }) if flags.is_some() => {
+                Err(not_supported(py, &format!("{what}(flags=...)")))
+            }
             Err(e) => Err(py_err(py, &e)),
         }
     }
@@ -884,9 +876,11 @@ impl Client {
                 .getattr("HIGHEST_PROTOCOL")?
                 .extract()?,
         };
+        let cache = blocking::Cache::new(plain, None)
+            .map_err(config_err)?
+            .with_replicated(repl);
         Ok(Client {
-            plain,
-            repl,
+            cache,
             codec: Codec {
                 convention,
                 pickle_protocol,
@@ -906,19 +900,21 @@ impl Client {
     /// Copies per key (1 without replication).
     #[getter]
     fn replicas(&self) -> usize {
-        self.repl.as_ref().map_or(1, |r| r.policy().replicas)
+        self.cache.replicated().map_or(1, |r| r.policy().replicas)
     }
 
     /// True when values are written in the replication envelope.
     #[getter]
     fn enveloped(&self) -> bool {
-        self.repl.is_some()
+        self.cache.replicated().is_some()
     }
 
     /// The replication policy as a dict (`None` in plain mode).
     #[getter]
     fn policy<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let Some(r) = &self.repl else { return Ok(None) };
+        let Some(r) = self.cache.replicated() else {
+            return Ok(None);
+        };
         let p = r.policy();
         let d = PyDict::new(py);
         d.set_item("replicas", p.replicas)?;
@@ -940,7 +936,7 @@ impl Client {
         read_policy: Option<&Bound<'_, PyAny>>,
         write_policy: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Client> {
-        let Some(r) = &self.repl else {
+        let Some(r) = self.cache.replicated() else {
             return Err(not_supported(
                 py,
                 "with_policy (replicas=1: there is no policy)",
@@ -957,8 +953,7 @@ impl Client {
         };
         let repl = r.with_policies(read, write).map_err(|e| py_err(py, &e))?;
         Ok(Client {
-            plain: self.plain.clone(),
-            repl: Some(repl),
+            cache: self.cache.with_replicated(Some(repl)),
             codec: self.codec.clone(),
             servers: self.servers.clone(),
             ignore_exc: self.ignore_exc,
@@ -974,7 +969,7 @@ impl Client {
     /// The ring mode: `"libketama_compatible"`, `"ketama_md5"`, `"modula"` or `"rendezvous"`.
     #[getter]
     fn ring(&self) -> &'static str {
-        self.plain.cluster().ring().mode().as_str()
+        self.cache.plain().cluster().ring().mode().as_str()
     }
 
     fn __repr__(&self) -> String {
@@ -982,7 +977,11 @@ impl Client {
             "multiput.Client({:?}, replicas={}, enveloped={})",
             self.servers,
             self.replicas(),
-            if self.repl.is_some() { "True" } else { "False" }
+            if self.cache.replicated().is_some() {
+                "True"
+            } else {
+                "False"
+            }
         )
     }
 
@@ -996,17 +995,10 @@ impl Client {
     ) -> PyResult<Bound<'py, PyAny>> {
         let k = key_bytes(key)?;
         let missing = |d: Option<Bound<'py, PyAny>>| d.unwrap_or_else(|| py.None().into_bound(py));
-        match self.mode() {
-            Mode::Plain(c) => match nogil(py, || c.get(&k))? {
-                Ok(Some(v)) => self.codec.value_for(py, key, &v),
-                Ok(None) => Ok(missing(default)),
-                Err(e) => self.read_failed(py, &e).map(|()| missing(default)),
-            },
-            Mode::Replicated(r) => match nogil(py, || r.get(&k))? {
-                Ok(Some(v)) => self.codec.versioned(py, &v),
-                Ok(None) => Ok(missing(default)),
-                Err(e) => self.read_failed(py, &e).map(|()| missing(default)),
-            },
+        match nogil(py, || self.cache.get(&k))? {
+            Ok(Some(g)) => self.got(py, key, g),
+            Ok(None) => Ok(missing(default)),
+            Err(e) => self.read_failed(py, &e).map(|()| missing(default)),
         }
     }
 
@@ -1085,21 +1077,14 @@ impl Client {
         let k = key_bytes(key)?;
         let enc = self.codec.encode_for(py, key, value)?;
         let ttl = ttl_of(expire)?;
-        match self.mode() {
-            Mode::Plain(c) => {
-                let opts = StoreOptions::ttl(ttl).flags(flags.unwrap_or(enc.flags));
-                let data = enc.plain();
-                nogil(py, || c.set(&k, data, opts))?.map_err(|e| py_err(py, &e))?;
+        let p = enc.payload(flags);
+        match nogil(py, || self.cache.set(&k, &p, ttl))? {
+            Ok(_) => Ok(true),
+            Err(Error::Unsupported { .. }) if flags.is_some() => {
+                Err(not_supported(py, "set(flags=...)"))
             }
-            Mode::Replicated(r) => {
-                if flags.is_some() {
-                    return Err(not_supported(py, "set(flags=...)"));
-                }
-                let (vt, fmt, data) = (enc.vtype, enc.format, enc.typed());
-                nogil(py, || r.set_typed(&k, vt, fmt, data, ttl))?.map_err(|e| py_err(py, &e))?;
-            }
+            Err(e) => Err(py_err(py, &e)),
         }
-        Ok(true)
     }
 
     /// Store only if the key is missing: True if stored, False if it exists.
@@ -1234,12 +1219,7 @@ impl Client {
     ) -> PyResult<bool> {
         let _ = noreply;
         let k = key_bytes(key)?;
-        match self.mode() {
-            Mode::Plain(c) => nogil(py, || c.delete(&k))?.map_err(|e| py_err(py, &e)),
-            Mode::Replicated(r) => nogil(py, || r.delete(&k))?
-                .map(|_| true)
-                .map_err(|e| py_err(py, &e)),
-        }
+        nogil(py, || self.cache.delete(&k))?.map_err(|e| py_err(py, &e))
     }
 
     /// Increment a counter: the new value, or None if the key is missing (with `initial`, a
@@ -1286,10 +1266,7 @@ impl Client {
         let _ = noreply;
         let k = key_bytes(key)?;
         let ttl = ttl_of(expire)?;
-        match self.mode() {
-            Mode::Plain(c) => nogil(py, || c.touch(&k, ttl))?.map_err(|e| py_err(py, &e)),
-            Mode::Replicated(r) => nogil(py, || r.touch(&k, ttl))?.map_err(|e| py_err(py, &e)),
-        }
+        nogil(py, || self.cache.touch(&k, ttl))?.map_err(|e| py_err(py, &e))
     }
 
     /// Get many keys at once (one request per server, all servers in parallel): a dict of the
@@ -1305,26 +1282,12 @@ impl Client {
         if raw.is_empty() {
             return Ok(out);
         }
-        match self.mode() {
-            Mode::Plain(c) => {
-                let rs = nogil(py, || c.get_multi(&raw))?;
-                for (k, r) in objs.iter().zip(rs) {
-                    match r {
-                        Ok(Some(v)) => out.set_item(k, self.codec.value_for(py, k, &v)?)?,
-                        Ok(None) => {}
-                        Err(e) => self.read_failed(py, &e)?,
-                    }
-                }
-            }
-            Mode::Replicated(r) => {
-                let rs = nogil(py, || r.get_multi(&raw))?;
-                for (k, r) in objs.iter().zip(rs) {
-                    match r {
-                        Ok(Some(v)) => out.set_item(k, self.codec.versioned(py, &v)?)?,
-                        Ok(None) => {}
-                        Err(e) => self.read_failed(py, &e)?,
-                    }
-                }
+        let rs = nogil(py, || self.cache.get_multi(&raw))?;
+        for (k, r) in objs.iter().zip(rs) {
+            match r {
+                Ok(Some(g)) => out.set_item(k, self.got(py, k, g)?)?,
+                Ok(None) => {}
+                Err(e) => self.read_failed(py, &e)?,
             }
         }
         Ok(out)
@@ -1386,66 +1349,17 @@ impl Client {
         if raw.is_empty() {
             return Ok(failed);
         }
-        let mut results: Vec<Option<Result<(), Error>>> = (0..raw.len()).map(|_| None).collect();
-        match self.mode() {
-            Mode::Plain(c) => {
-                // One pipelined batch per distinct flags value (usually one).
-                let mut groups: Vec<(u32, Vec<usize>)> = Vec::new();
-                for (i, e) in encoded.iter().enumerate() {
-                    let f = flags.unwrap_or(e.flags);
-                    match groups.iter_mut().find(|(g, _)| *g == f) {
-                        Some((_, list)) => list.push(i),
-                        None => groups.push((f, vec![i])),
-                    }
-                }
-                for (f, idx) in groups {
-                    let batch: Vec<(&[u8], &[u8])> = idx
-                        .iter()
-                        .map(|&i| (&raw[i][..], encoded[i].plain()))
-                        .collect();
-                    let opts = StoreOptions::ttl(ttl).flags(f);
-                    let rs = nogil(py, || c.set_multi(&batch, opts))?;
-                    for (&i, r) in idx.iter().zip(rs) {
-                        results[i] = Some(r);
-                    }
-                }
-            }
-            Mode::Replicated(r) => {
-                if flags.is_some() {
-                    return Err(not_supported(py, "set_many(flags=...)"));
-                }
-                if encoded.iter().all(|e| e.vtype == ValueType::Bytes) {
-                    let batch: Vec<(&[u8], &[u8])> = raw
-                        .iter()
-                        .zip(&encoded)
-                        .map(|(k, e)| (&k[..], e.typed()))
-                        .collect();
-                    let rs = nogil(py, || r.set_multi(&batch, ttl))?;
-                    for (slot, r) in results.iter_mut().zip(rs) {
-                        *slot = Some(r.map(|_| ()));
-                    }
-                } else {
-                    // The core's replicated set_multi stores bytes only: typed values go one
-                    // key at a time (each still fans out to its replicas at once).
-                    let parts: Vec<(&[u8], ValueType, Format, &[u8])> = raw
-                        .iter()
-                        .zip(&encoded)
-                        .map(|(k, e)| (&k[..], e.vtype, e.format, e.typed()))
-                        .collect();
-                    let rs = nogil(py, || {
-                        parts
-                            .iter()
-                            .map(|(k, vt, fmt, d)| r.set_typed(k, *vt, *fmt, d, ttl).map(|_| ()))
-                            .collect::<Vec<_>>()
-                    })?;
-                    for (slot, r) in results.iter_mut().zip(rs) {
-                        *slot = Some(r);
-                    }
-                }
-            }
+        let items: Vec<(&[u8], Payload<'_>)> = raw
+            .iter()
+            .zip(&encoded)
+            .map(|(k, e)| (&k[..], e.payload(flags)))
+            .collect();
+        if flags.is_some() && self.cache.replicated().is_some() {
+            return Err(not_supported(py, "set_many(flags=...)"));
         }
+        let results = nogil(py, || self.cache.set_multi(&items, ttl))?;
         for (k, r) in objs.iter().zip(results) {
-            if !matches!(r, Some(Ok(()))) {
+            if r.is_err() {
                 failed.append(k)?;
             }
         }
@@ -1466,17 +1380,8 @@ impl Client {
         if raw.is_empty() {
             return Ok(true);
         }
-        match self.mode() {
-            Mode::Plain(c) => {
-                for r in nogil(py, || c.delete_multi(&raw))? {
-                    r.map_err(|e| py_err(py, &e))?;
-                }
-            }
-            Mode::Replicated(r) => {
-                for r in nogil(py, || r.delete_multi(&raw))? {
-                    r.map_err(|e| py_err(py, &e))?;
-                }
-            }
+        for r in nogil(py, || self.cache.delete_multi(&raw))? {
+            r.map_err(|e| py_err(py, &e))?;
         }
         Ok(true)
     }
@@ -1548,14 +1453,17 @@ impl Client {
     fn flush_all(&self, py: Python<'_>, delay: u32, noreply: Option<bool>) -> PyResult<bool> {
         let _ = noreply;
         let delay = (delay > 0).then_some(delay);
-        every_server_ok(py, nogil(py, || self.plain.flush_all(delay))?)
+        every_server_ok(py, nogil(py, || self.cache.plain().flush_all(delay))?)
     }
 
     /// `cache_memlimit <memlimit>` (megabytes) on every server: memcached's memory limit,
     /// changed at run time. Returns True; a server's error raises.
     #[pyo3(signature = (memlimit))]
     fn cache_memlimit(&self, py: Python<'_>, memlimit: u32) -> PyResult<bool> {
-        every_server_ok(py, nogil(py, || self.plain.cache_memlimit(memlimit))?)
+        every_server_ok(
+            py,
+            nogil(py, || self.cache.plain().cache_memlimit(memlimit))?,
+        )
     }
 
     /// pymemcache's `check_key`: the key as it goes on the wire (prefix included, bytes), or
@@ -1566,7 +1474,7 @@ impl Client {
         key: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let k = key_bytes(key)?;
-        let cl = self.plain.cluster();
+        let cl = self.cache.plain().cluster();
         cl.check_key(&k).map_err(|e| py_err(py, &e))?;
         let mut wire = cl.config().key_prefix.clone();
         wire.extend_from_slice(&k);
@@ -1587,7 +1495,7 @@ impl Client {
         } else {
             Some(args.join(" "))
         };
-        let rs = nogil(py, || self.plain.stats(group.as_deref()))?;
+        let rs = nogil(py, || self.cache.plain().stats(group.as_deref()))?;
         let out = PyDict::new(py);
         for (server, r) in rs {
             let d = PyDict::new(py);
@@ -1616,7 +1524,7 @@ impl Client {
 
     /// The `version` of every server: `{"host:port": "1.6.18"}`. A server's error raises.
     fn version<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let rs = nogil(py, || self.plain.version())?;
+        let rs = nogil(py, || self.cache.plain().version())?;
         let out = PyDict::new(py);
         for (server, r) in rs {
             out.set_item(server, r.map_err(|e| py_err(py, &e))?)?;
@@ -1627,7 +1535,8 @@ impl Client {
     /// `host:port` of the server that owns `key` (its primary replica when replicated).
     fn server_for(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<String> {
         let k = key_bytes(key)?;
-        self.plain
+        self.cache
+            .plain()
             .server_for(&k)
             .map(str::to_string)
             .map_err(|e| py_err(py, &e))
@@ -1636,19 +1545,16 @@ impl Client {
     /// The servers holding `key`'s copies now, primary first (one server in plain mode).
     fn replicas_of(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
         let k = key_bytes(key)?;
-        match &self.repl {
-            Some(r) => r
-                .replicas_of(&k)
-                .map(|v| v.into_iter().map(str::to_string).collect())
-                .map_err(|e| py_err(py, &e)),
-            None => Ok(vec![self.server_for(py, key)?]),
-        }
+        self.cache
+            .replicas_of(&k)
+            .map(|v| v.into_iter().map(str::to_string).collect())
+            .map_err(|e| py_err(py, &e))
     }
 
     /// Counters: `{"total": {...}, "servers": {"host:port": {...}}}` with hits, misses, sets,
     /// errors, timeouts, down_events, repairs, stale and disagreements.
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let m = self.plain.metrics();
+        let m = self.cache.plain().metrics();
         let counters = |c: multiput::metrics::Counters| -> PyResult<Bound<'py, PyDict>> {
             let d = PyDict::new(py);
             d.set_item("hits", c.hits)?;
@@ -1674,17 +1580,17 @@ impl Client {
 
     /// Drop idle connections (they reopen on demand). pymemcache's `close()`.
     fn close(&self) {
-        self.plain.close_idle();
+        self.cache.plain().close_idle();
     }
 
     /// Alias of `close()` (pymemcache, pylibmc).
     fn quit(&self) {
-        self.plain.close_idle();
+        self.cache.plain().close_idle();
     }
 
     /// Alias of `close()` (python-memcached, Django's memcached backends).
     fn disconnect_all(&self) {
-        self.plain.close_idle();
+        self.cache.plain().close_idle();
     }
 
     /// Read-modify-write without losing concurrent updates: `fn(current)` returns the new
@@ -1734,7 +1640,7 @@ impl Client {
         let k = key_bytes(key)?;
         let ttl = ttl_of(expire)?;
         let codec = &self.codec;
-        let replicated = self.repl.is_some();
+        let replicated = self.cache.replicated().is_some();
         let (key_obj, default) = (key.clone().unbind(), default.clone().unbind());
         // The loaded object (returned as is) and the exception a loader raised (re-raised as is).
         let mut made: Option<Py<PyAny>> = None;
@@ -1765,10 +1671,7 @@ impl Client {
             })
         };
         let opts = FillOptions::default();
-        let got = match &self.repl {
-            Some(r) => nogil(py, || r.get_or_set(&k, ttl, opts, load))?.map(Got::Replicated),
-            None => nogil(py, || self.plain.get_or_set(&k, ttl, opts, load))?.map(Got::Plain),
-        };
+        let got = nogil(py, || self.cache.get_or_set(&k, ttl, opts, load))?;
         if let Some(cause) = error {
             // The loader's own exception, as the cause of the core's LoaderError (the same
             // error kind in every binding; the Django backend re-raises the cause).
@@ -1782,8 +1685,7 @@ impl Client {
         }
         match (got.map_err(|e| py_err(py, &e))?, made) {
             (_, Some(v)) => Ok(v.into_bound(py)),
-            (Got::Replicated(v), None) => codec.versioned(py, &v),
-            (Got::Plain(v), None) => codec.value_for(py, key, &v),
+            (g, None) => self.got(py, key, g),
         }
     }
 
@@ -1811,12 +1713,7 @@ impl Client {
         if fencing {
             opts = opts.fencing();
         }
-        let c = &self.plain;
-        let lock = nogil(py, || match quorum {
-            Some(n) => c.lock_quorum(&k, n, opts),
-            None => c.lock(&k, opts),
-        })?
-        .map_err(|e| py_err(py, &e))?;
+        let lock = nogil(py, || self.cache.lock(&k, opts, quorum))?.map_err(|e| py_err(py, &e))?;
         Ok(Lock {
             inner: Mutex::new(Some(lock)),
             name: name.clone().unbind(),
@@ -1842,25 +1739,11 @@ impl Client {
         ttl: u32,
     ) -> PyResult<Option<u64>> {
         let k = key_bytes(key)?;
-        match self.mode() {
-            Mode::Plain(c) => nogil(py, || c.incr_with_initial(&k, incr, delta, initial, ttl))?,
-            Mode::Replicated(r) => {
-                let d = i64::try_from(delta)
-                    .map_err(|_| PyValueError::new_err("delta must fit a signed 64-bit integer"))?;
-                let d = if incr { d } else { -d };
-                let opts = CasOptions {
-                    ttl,
-                    ..CasOptions::default()
-                };
-                nogil(py, || r.incr_with_initial(&k, d, initial, opts))?
-            }
-        }
-        .map_err(|e| py_err(py, &e))
+        nogil(py, || self.cache.incr(&k, incr, delta, initial, ttl))?.map_err(|e| py_err(py, &e))
     }
 
-    /// The CAS-update loop of `cas_update` and `get_or_set`, in either mode. In plain mode the
-    /// stored flags are fixed per core call; when the function's value needs other flags, the
-    /// call is repeated with them (the function must be free of side effects anyway).
+    /// The CAS update of `cas_update`: the core's machine (plain or replicated), asking the
+    /// Python function at each decide step.
     fn cas_update_inner<'py>(
         &self,
         py: Python<'py>,
@@ -1869,87 +1752,52 @@ impl Client {
         opts: CasOptions,
         updater: Updater,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let codec = &self.codec;
         let key_obj = key_obj.clone().unbind();
         // The value the last call of the function produced or found, and an error it raised.
         let mut last: Option<Py<PyAny>> = None;
         let mut error: Option<PyErr> = None;
         let keep = sentinel(py, &KEEP, "KEEP")?.clone().unbind();
         let delete = sentinel(py, &DELETE, "DELETE")?.clone().unbind();
-        match &self.repl {
-            Some(r) => {
-                let outcome = nogil(py, || {
-                    r.cas_update(key, opts, |cur| {
-                        Python::attach(|py| {
-                            let cur = match cur.map(|v| codec.versioned(py, v)).transpose() {
-                                Ok(c) => c,
-                                Err(e) => {
-                                    error = Some(e);
-                                    return Update::Keep;
-                                }
-                            };
-                            let k = key_obj.bind(py);
-                            match decide(
-                                py, k, cur, true, &updater, &mut last, codec, &keep, &delete,
-                            ) {
-                                Ok(u) => u,
-                                Err(e) => {
-                                    error = Some(e);
-                                    Update::Keep
-                                }
-                            }
-                        })
+        let outcome = nogil(py, || {
+            self.cache.cas_update(key, opts, |cur| {
+                Python::attach(|py| {
+                    let k = key_obj.bind(py);
+                    let decided = cur.map(|g| self.got(py, k, g)).transpose().and_then(|cur| {
+                        decide(
+                            py,
+                            k,
+                            cur,
+                            &self.cache,
+                            &updater,
+                            &mut last,
+                            &self.codec,
+                            &keep,
+                            &delete,
+                        )
+                    });
+                    decided.unwrap_or_else(|e| {
+                        error = Some(e);
+                        Update::Keep
                     })
-                })?;
-                if let Some(e) = error {
-                    return Err(e);
-                }
-                let (outcome, _report) = outcome.map_err(|e| py_err(py, &e))?;
-                Ok(result_of(py, outcome, last))
-            }
-            None => {
-                let c = &self.plain;
-                let outcome = nogil(py, || {
-                    c.cas_update(key, opts, |cur| {
-                        Python::attach(|py| {
-                            let k = key_obj.bind(py);
-                            let cur = match cur.map(|v| codec.value_for(py, k, v)).transpose() {
-                                Ok(c) => c,
-                                Err(e) => {
-                                    error = Some(e);
-                                    return Update::Keep;
-                                }
-                            };
-                            match decide(
-                                py, k, cur, false, &updater, &mut last, codec, &keep, &delete,
-                            ) {
-                                Ok(u) => u,
-                                Err(e) => {
-                                    error = Some(e);
-                                    Update::Keep
-                                }
-                            }
-                        })
-                    })
-                })?;
-                if let Some(e) = error.take() {
-                    return Err(e);
-                }
-                let outcome = outcome.map_err(|e| py_err(py, &e))?;
-                Ok(result_of(py, outcome, last.take()))
-            }
+                })
+            })
+        })?;
+        if let Some(e) = error {
+            return Err(e);
         }
+        let (outcome, _report) = outcome.map_err(|e| py_err(py, &e))?;
+        Ok(result_of(py, outcome, last))
     }
 }
 
-/// One call of a CAS update's decision for the current value: the update (typed for an
-/// envelope when `replicated`, else the plain bytes with their convention's flags).
+/// One call of a CAS update's decision for the current value: the update, in the cache's
+/// form ([`blocking::Cache::update_to`]).
 #[allow(clippy::too_many_arguments)]
 fn decide<'py>(
     py: Python<'py>,
     key: &Bound<'py, PyAny>,
     current: Option<Bound<'py, PyAny>>,
-    replicated: bool,
+    cache: &blocking::Cache,
     updater: &Updater,
     last: &mut Option<Py<PyAny>>,
     codec: &Codec,
@@ -1969,11 +1817,7 @@ fn decide<'py>(
     }
     let enc = codec.encode_for(py, key, &new)?;
     *last = Some(new.clone().unbind());
-    Ok(if replicated {
-        Update::Typed(enc.vtype, enc.format, enc.typed().to_vec())
-    } else {
-        Update::Plain(enc.plain().to_vec(), enc.flags)
-    })
+    Ok(cache.update_to(&enc.payload(None)))
 }
 
 fn result_of(py: Python<'_>, outcome: CasOutcome, last: Option<Py<PyAny>>) -> Bound<'_, PyAny> {

@@ -211,15 +211,31 @@ macro_rules! client_api {
         items: &[(K, V)],
         o: StoreOptions,
     ) -> Vec<Result<(), Error>> {
+        self.store_each(mode, items.len(), |i| (items[i].0.as_ref(), items[i].1.as_ref(), o.flags), o.ttl)$($await)*
+    }
+
+    /// Set many items, each with its own client flags (`(key, data, flags)`), one pipelined
+    /// request per server. Aligned with `items`.
+    pub $($asyncness)? fn set_multi_flagged<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        items: &[(K, V, u32)],
+        ttl: u32,
+    ) -> Vec<Result<(), Error>> {
+        self.store_each(StoreMode::Set, items.len(), |i| (items[i].0.as_ref(), items[i].1.as_ref(), items[i].2), ttl)$($await)*
+    }
+
+    $($asyncness)? fn store_each<'i>(
+        &self,
+        mode: StoreMode,
+        n: usize,
+        item: impl Fn(usize) -> (&'i [u8], &'i [u8], u32),
+        ttl: u32,
+    ) -> Vec<Result<(), Error>> {
         let cl = &self.cluster();
-        let (mut out, groups) =
-            cl.plan(items.len(), |i| items[i].0.as_ref(), |i| cl.check_value(items[i].1.as_ref().len()), ());
-        let lists = cluster::gather(&groups, |i| ops::Item {
-            key: items[i].0.as_ref(),
-            data: items[i].1.as_ref(),
-            mode,
-            flags: o.flags,
-            ttl: o.ttl,
+        let (mut out, groups) = cl.plan(n, |i| item(i).0, |i| cl.check_value(item(i).1.len()), ());
+        let lists = cluster::gather(&groups, |i| {
+            let (key, data, flags) = item(i);
+            ops::Item { key, data, mode, flags, ttl }
         });
         let ops = cluster::zip_ops(&groups, &lists, |items| ops::StoreItems { items });
         let rs = self.run_each(ops)$($await)*;

@@ -28,6 +28,8 @@ use std::time::Instant;
 
 /// The blocking replicated client: see [`crate::replication`].
 pub type ReplicatedClient = crate::replicated::ReplicatedClient<Client>;
+/// One client, plain or replicated (the facade bindings use): see [`crate::driver::cache`].
+pub use crate::driver::cache::{Cache, Got, Payload};
 
 /// A blocking memcached client. Cheap to clone; clones share connections.
 #[derive(Clone)]

@@ -13,6 +13,7 @@
 pub(crate) mod api;
 pub mod blocking;
 pub(crate) mod blocking_conn;
+pub mod cache;
 #[cfg(feature = "tokio")]
 pub mod client;
 pub mod entropy;
