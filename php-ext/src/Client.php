@@ -214,14 +214,20 @@ final class Client
         return $this->conditional(Native::PREPEND, $key, $value, 0);
     }
 
-    /** Store only if $key still has $cas (from getWithCas()); false if it changed or is gone. */
-    public function cas(int $cas, string $key, mixed $value, int $ttl = 0): bool
+    /**
+     * Store only if $key still has $cas (from getWithCas()): true stored, false if it changed
+     * since (a CAS conflict), null if it is gone (as the Python binding's cas).
+     */
+    public function cas(int $cas, string $key, mixed $value, int $ttl = 0): ?bool
     {
         $h = $this->h;
         [$type, $format, $payload, $flags] = Native::encode($value, $this->serializer, $h->enveloped);
         $rc = $h->ffi->multiput_cas($h->client, $key, strlen($key), $type, $format, $payload, strlen($payload), $ttl, $flags, $cas);
-        if ($rc === Native::E_EXISTS || $rc === Native::E_NOT_FOUND) {
+        if ($rc === Native::E_EXISTS) {
             return false;
+        }
+        if ($rc === Native::E_NOT_FOUND) {
+            return null;
         }
         if ($rc !== 0) {
             throw $this->fail($rc);
@@ -385,7 +391,9 @@ final class Client
      * $key's value, or on a miss $load() once and store it for $ttl seconds (± 10% jitter):
      * callers in this process share one load, other processes wait for the one that fills it
      * instead of loading too (miss-storm protection). Plain and replicated alike (the core's
-     * fill, as in every multiput binding); the value is a string.
+     * fill, as in every multiput binding); the value is a string. A loader that throws makes
+     * it throw a Multiput\Exception (E_CALLBACK, the Loader error) with the loader's
+     * exception as getPrevious().
      */
     public function getOrSet(string $key, callable $load, int $ttl = 0): string
     {

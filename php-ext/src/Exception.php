@@ -10,8 +10,8 @@ namespace Multiput;
  */
 class Exception extends \RuntimeException
 {
-    public function __construct(string $message, int $code, public readonly int $peclCode = 1)
+    public function __construct(string $message, int $code, public readonly int $peclCode = 1, ?\Throwable $previous = null)
     {
-        parent::__construct($message, $code);
+        parent::__construct($message, $code, $previous);
     }
 }

@@ -411,7 +411,9 @@ final class Handle
             $u = array_pop(self::$loads);
         }
         if ($u['error'] !== null) {
-            throw $u['error'];
+            // The core's Loader error (as in every binding), the loader's exception its cause.
+            $e = $u['error'];
+            throw new Exception('getOrSet: the loader failed: ' . $e->getMessage(), Native::E_CALLBACK, -1001, $e);
         }
         if ($rc !== 0) {
             return [$rc, null];

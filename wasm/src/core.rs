@@ -261,6 +261,16 @@ impl Core {
         self.cluster.config().max_value_size as u32
     }
 
+    /// Throw the core's `ValueTooLarge` for a value of `len` bytes over the limit: checked
+    /// before a request is queued, so an oversize value never waits for (or opens) a
+    /// connection.
+    #[wasm_bindgen(js_name = checkValue)]
+    pub fn check_value(&self, len: f64) -> Result<(), JsValue> {
+        self.cluster
+            .check_value(len.max(0.0) as usize)
+            .map_err(|e| js::error(&e))
+    }
+
     /// True when values are written inside the envelope to `replicas` servers.
     #[wasm_bindgen(getter)]
     pub fn replicated(&self) -> bool {

@@ -323,9 +323,13 @@ class Client {
       };
       // Bytes and strings are stored as they are with flags 0 under both conventions
       // (values.rs in wasm/src); other types are typed by the core.
-      if (value instanceof Uint8Array) return this._call(s, (c) => c.store('set', k, value, 0, ttl, undefined), report);
+      if (value instanceof Uint8Array) {
+        this._core.checkValue(value.length);
+        return this._call(s, (c) => c.store('set', k, value, 0, ttl, undefined), report);
+      }
       if (typeof value === 'string') {
         const data = Buffer.from(value, 'utf8');
+        this._core.checkValue(data.length);
         return this._call(s, (c) => c.store('set', k, data, 0, ttl, undefined), report);
       }
       return this._call(s, (c) => c.storeValue('set', k, value, ttl, undefined), report);
@@ -352,6 +356,8 @@ class Client {
       await this._run(this._core.update(k, mode, { value, ttl }, seed()));
       return true;
     }
+    if (typeof value === 'string') this._core.checkValue(Buffer.byteLength(value, 'utf8'));
+    else if (value instanceof Uint8Array) this._core.checkValue(value.length);
     rethrow(await this._call(this._route(k), (c) => c.storeValue(mode, k, value, ttl, cas)));
     return true;
   }
