@@ -847,21 +847,36 @@ pub struct Item<'a> {
 /// pipelined stores (text). Each item has its own mode, flags and TTL. The result is aligned
 /// with `items`: every item reports whether it was stored.
 #[derive(Debug, Clone, Copy)]
-pub struct StoreItems<'a> {
+pub struct StoreItems<'a, I = Item<'a>> {
     /// The items, all on this op's server.
-    pub items: &'a [Item<'a>],
+    pub items: &'a [I],
 }
 
-impl Op for StoreItems<'_> {
+/// An item a [`StoreItems`] batch can store: [`Item`] itself, or an owning item that lends
+/// one (the machines' `machine::Item`), so a batch is encoded without copying its items.
+pub trait AsItem {
+    /// The item, borrowed.
+    fn item(&self) -> Item<'_>;
+}
+
+impl AsItem for Item<'_> {
+    fn item(&self) -> Item<'_> {
+        *self
+    }
+}
+
+impl<I: AsItem> Op for StoreItems<'_, I> {
     type Output = Vec<Result<(), Error>>;
     fn encode(&self, ctx: &Ctx<'_>, buf: &mut BytesMut) -> Result<Expect, Error> {
         for it in self.items {
+            let it = it.item();
             ctx.wire_key(it.key)?;
             ctx.check_value(it.data)?;
         }
         match ctx.dialect {
             Dialect::Text => {
                 for it in self.items {
+                    let it = it.item();
                     let k = ctx.wire_key(it.key)?;
                     text::store(buf, it.mode, &k, it.flags, it.ttl, it.data, false)?;
                 }
@@ -873,6 +888,7 @@ impl Op for StoreItems<'_> {
                 // could not be pinned on its item. With a reply per item, in request order,
                 // every reply is placed by position (and checked against its opaque).
                 for (i, it) in self.items.iter().enumerate() {
+                    let it = it.item();
                     let k = ctx.wire_key(it.key)?;
                     let o = meta::MetaSet {
                         quiet: false,

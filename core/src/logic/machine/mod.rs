@@ -179,13 +179,15 @@ pub enum Answer {
     Number(Option<u64>),
 }
 
-fn item_op(it: &Item) -> ops::Item<'_> {
-    ops::Item {
-        key: &it.key,
-        data: &it.data,
-        mode: it.mode,
-        flags: it.flags,
-        ttl: it.ttl,
+impl ops::AsItem for Item {
+    fn item(&self) -> ops::Item<'_> {
+        ops::Item {
+            key: &self.key,
+            data: &self.data,
+            mode: self.mode,
+            flags: self.flags,
+            ttl: self.ttl,
+        }
     }
 }
 
@@ -220,10 +222,7 @@ impl Op for Call {
                 ttl: it.ttl,
             }
             .encode(ctx, buf),
-            Call::StoreItems(items) => {
-                let items: Vec<ops::Item<'_>> = items.iter().map(item_op).collect();
-                ops::StoreItems { items: &items }.encode(ctx, buf)
-            }
+            Call::StoreItems(items) => ops::StoreItems { items }.encode(ctx, buf),
             Call::CasDelete { key, cas } => ops::CasDelete { key, cas: *cas }.encode(ctx, buf),
             Call::Delete { key } => ops::Delete { key }.encode(ctx, buf),
             Call::Arith { key, incr, delta } => ops::Arith {
@@ -268,12 +267,9 @@ impl Op for Call {
             }
             .finish(ctx, reply)
             .map(Answer::Cas),
-            Call::StoreItems(items) => {
-                let items: Vec<ops::Item<'_>> = items.iter().map(item_op).collect();
-                ops::StoreItems { items: &items }
-                    .finish(ctx, reply)
-                    .map(Answer::Items)
-            }
+            Call::StoreItems(items) => ops::StoreItems { items: &items }
+                .finish(ctx, reply)
+                .map(Answer::Items),
             Call::CasDelete { key, cas } => ops::CasDelete { key: &key, cas }
                 .finish(ctx, reply)
                 .map(|()| Answer::Done),
