@@ -3,19 +3,19 @@
 //! `serialize()` format.
 
 use crate::phpser::Got;
-use crate::value::{version_token, In, Out, PlainRules};
+use crate::value::{In, Out, PlainRules};
 use crate::{
     bytes, fail, phpser, run, set_error, text, MULTIPUT_E_ARGUMENT, MULTIPUT_E_CALLBACK,
     MULTIPUT_E_CONFIG, MULTIPUT_E_KEY, MULTIPUT_E_NOT_FOUND, MULTIPUT_E_VALUE, MULTIPUT_OK,
 };
-use multiput::blocking::{Client, ReplicatedClient};
+use multiput::blocking::{Cache, Client, Got as CoreGot, Payload, ReplicatedClient};
 use multiput::envelope::{Format, ValueType};
 use multiput::recipes::{CasOptions, CasOutcome, Fresh, Lock, LockOptions, Update};
 use multiput::replication::Versioned;
 use multiput::values::Convention;
-use multiput::{
-    Error, Policy, ProtocolChoice, ReadPolicy, RingMode, StoreOptions, WritePolicy, WriteReport,
-};
+use multiput::StoreMode;
+use multiput::{Error, Policy, ProtocolChoice, ReadPolicy, RingMode, WritePolicy, WriteReport};
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::ffi::{c_char, c_void, CString};
 use std::time::Duration;
@@ -203,8 +203,7 @@ impl MultiputConfig {
             .map(|i| CString::new(cl.name(i)).unwrap_or_default())
             .collect();
         Ok(MultiputClient {
-            plain,
-            repl,
+            cache: Cache::new(plain, None)?.with_replicated(repl),
             rules: self.rules,
             cas: self.cas,
             addresses,
@@ -327,8 +326,8 @@ pub unsafe extern "C" fn multiput_config_free(config: *mut MultiputConfig) {
 /// between threads; it pools connections per server. Free it with [`multiput_client_free`].
 #[derive(Clone)]
 pub struct MultiputClient {
-    plain: Client,
-    repl: Option<ReplicatedClient>,
+    /// Plain or replicated behind one API (the core's facade): this file only translates.
+    cache: Cache,
     rules: PlainRules,
     cas: CasOptions,
     addresses: Vec<CString>,
@@ -355,7 +354,7 @@ pub unsafe extern "C" fn multiput_client_with_policies(
         }
         // SAFETY: per the contract above.
         let c = unsafe { &*client };
-        let Some(r) = &c.repl else {
+        let Some(r) = c.repl() else {
             return Err(set_error(
                 MULTIPUT_E_CONFIG,
                 "per-call policies need a replicated client (replicas > 0)",
@@ -376,7 +375,7 @@ pub unsafe extern "C" fn multiput_client_with_policies(
         };
         let repl = r.with_policies(read, write).map_err(|e| fail(&e))?;
         let view = MultiputClient {
-            repl: Some(repl),
+            cache: c.cache.with_replicated(Some(repl)),
             ..c.clone()
         };
         unsafe { *out = Box::into_raw(Box::new(view)) };
@@ -680,39 +679,58 @@ pub const MULTIPUT_GET_PRESERVE_ORDER: u32 = 2;
 pub const MULTIPUT_GET_EXTENDED: u32 = 4;
 
 impl MultiputClient {
-    fn get_one(&self, key: &[u8], cas: bool) -> Result<Option<Got>, Error> {
-        match &self.repl {
-            Some(r) => Ok(r
-                .get(key)?
-                .map(|v| Got::Decoded(Out::from_versioned(&v, &self.rules)))),
-            None => {
-                let v = if cas {
-                    self.plain.gets(key)?
-                } else {
-                    self.plain.get(key)?
-                };
-                Ok(v.map(Got::Plain))
-            }
+    fn plain(&self) -> &Client {
+        self.cache.plain()
+    }
+
+    fn repl(&self) -> Option<&ReplicatedClient> {
+        self.cache.replicated()
+    }
+
+    /// A value the core's facade read, as this ABI hands it out.
+    fn got(&self, g: CoreGot) -> Got {
+        match g {
+            CoreGot::Plain(v) => Got::Plain(v),
+            CoreGot::Replicated(v) => Got::Decoded(Out::from_versioned(&v, &self.rules)),
         }
     }
 
+    fn get_one(&self, key: &[u8], cas: bool) -> Result<Option<Got>, Error> {
+        Ok(if cas {
+            self.cache.gets(key)?.map(|(g, _)| self.got(g))
+        } else {
+            self.cache.get(key)?.map(|g| self.got(g))
+        })
+    }
+
     fn get_many(&self, keys: &[&[u8]], cas: bool) -> Vec<Result<Option<Got>, Error>> {
-        match &self.repl {
-            Some(r) => r
-                .get_multi(keys)
+        if cas {
+            let rs = self.cache.gets_multi(keys);
+            return rs
                 .into_iter()
-                .map(|r| r.map(|v| v.map(|v| Got::Decoded(Out::from_versioned(&v, &self.rules)))))
-                .collect(),
-            None => {
-                let rs = if cas {
-                    self.plain.gets_multi(keys)
-                } else {
-                    self.plain.get_multi(keys)
-                };
-                rs.into_iter()
-                    .map(|r| r.map(|v| v.map(Got::Plain)))
-                    .collect()
-            }
+                .map(|r| r.map(|v| v.map(|(g, _)| self.got(g))))
+                .collect();
+        }
+        let rs = self.cache.get_multi(keys);
+        rs.into_iter()
+            .map(|r| r.map(|v| v.map(|g| self.got(g))))
+            .collect()
+    }
+
+    /// The plain form of `v` for a plain store (encoded by the value convention, compressed
+    /// when large); a replicated store takes the typed form and needs none.
+    fn plain_form<'v>(&self, v: In<'v>, flags: u32) -> Result<(Cow<'v, [u8]>, u32), i32> {
+        if self.repl().is_some() {
+            return Ok((Cow::Borrowed(v.payload), 0));
+        }
+        let (data, flags) = self.encode_plain(v, flags)?;
+        Ok((Cow::Owned(data), flags))
+    }
+
+    /// Record a replicated write's report for [`multiput_last_write`].
+    fn noted(&self, report: WriteReport) {
+        if self.repl().is_some() {
+            note_write(&report);
         }
     }
 
@@ -723,64 +741,12 @@ impl MultiputClient {
     }
 
     fn store(&self, mode: u32, key: &[u8], v: In<'_>, ttl: u32, flags: u32) -> Result<(), i32> {
-        if let Some(r) = &self.repl {
-            return match mode {
-                MULTIPUT_SET => {
-                    let rep = r
-                        .set_typed(key, v.vtype, v.format, v.payload, ttl)
-                        .map_err(|e| fail(&e))?;
-                    note_write(&rep);
-                    Ok(())
-                }
-                MULTIPUT_ADD => r
-                    .add_typed(key, v.vtype, v.format, v.payload, ttl)
-                    .map(note_write_ok)
-                    .map_err(|e| fail(&e)),
-                MULTIPUT_REPLACE => r
-                    .replace_typed(key, v.vtype, v.format, v.payload, ttl)
-                    .map(note_write_ok)
-                    .map_err(|e| fail(&e)),
-                MULTIPUT_APPEND | MULTIPUT_PREPEND => {
-                    if !matches!(v.vtype, ValueType::Bytes | ValueType::Text) {
-                        return Err(set_error(
-                            MULTIPUT_E_VALUE,
-                            "append/prepend takes a string (bytes or text)",
-                        ));
-                    }
-                    r.append(key, v.payload, mode == MULTIPUT_PREPEND, ttl)
-                        .map(note_write_ok)
-                        .map_err(|e| fail(&e))
-                }
-                _ => Err(set_error(
-                    MULTIPUT_E_ARGUMENT,
-                    format!("unknown store mode {mode}"),
-                )),
-            };
-        }
-        let p = &self.plain;
-        let r = match mode {
-            MULTIPUT_SET | MULTIPUT_ADD | MULTIPUT_REPLACE => {
-                let (data, flags) = self.encode_plain(v, flags)?;
-                let o = StoreOptions { ttl, flags };
-                match mode {
-                    MULTIPUT_SET => p.set(key, &data, o),
-                    MULTIPUT_ADD => p.add(key, &data, o),
-                    _ => p.replace(key, &data, o),
-                }
-            }
-            MULTIPUT_APPEND | MULTIPUT_PREPEND => {
-                if !matches!(v.vtype, ValueType::Bytes | ValueType::Text) {
-                    return Err(set_error(
-                        MULTIPUT_E_VALUE,
-                        "append/prepend takes a string (bytes or text)",
-                    ));
-                }
-                if mode == MULTIPUT_APPEND {
-                    p.append(key, v.payload)
-                } else {
-                    p.prepend(key, v.payload)
-                }
-            }
+        let m = match mode {
+            MULTIPUT_SET => StoreMode::Set,
+            MULTIPUT_ADD => StoreMode::Add,
+            MULTIPUT_REPLACE => StoreMode::Replace,
+            MULTIPUT_APPEND => StoreMode::Append,
+            MULTIPUT_PREPEND => StoreMode::Prepend,
             _ => {
                 return Err(set_error(
                     MULTIPUT_E_ARGUMENT,
@@ -788,7 +754,23 @@ impl MultiputClient {
                 ))
             }
         };
-        r.map_err(|e| fail(&e))
+        let appending = matches!(m, StoreMode::Append | StoreMode::Prepend);
+        if appending && !matches!(v.vtype, ValueType::Bytes | ValueType::Text) {
+            return Err(set_error(
+                MULTIPUT_E_VALUE,
+                "append/prepend takes a string (bytes or text)",
+            ));
+        }
+        // Append and prepend add raw bytes to what is stored: no convention encoding.
+        let (plain, pflags) = if appending {
+            (Cow::Borrowed(v.payload), 0)
+        } else {
+            self.plain_form(v, flags)?
+        };
+        let p = payload(v, &plain, pflags);
+        let rep = self.cache.store(m, key, &p, ttl).map_err(|e| fail(&e))?;
+        self.noted(rep);
+        Ok(())
     }
 
     /// A conditional write on a replicated key, serialized through the core's replicated CAS
@@ -815,26 +797,28 @@ impl MultiputClient {
         ttl: u32,
     ) -> Result<u64, i32> {
         // The core's counters: increment-with-initial (plain), the exact replicated counter.
-        let got = match &self.repl {
-            Some(r) => {
-                let d = i64::try_from(delta)
-                    .map_err(|_| set_error(MULTIPUT_E_ARGUMENT, "delta above 2^63-1"))?;
-                if initial.is_some_and(|i| i > i64::MAX as u64) {
-                    return Err(set_error(MULTIPUT_E_ARGUMENT, "initial value above 2^63-1"));
-                }
-                let opts = CasOptions { ttl, ..self.cas };
-                r.incr_with_initial(key, if decr { -d } else { d }, initial, opts)
-            }
-            None => self
-                .plain
-                .incr_with_initial(key, !decr, delta, initial, ttl),
-        }
-        .map_err(|e| fail(&e))?;
+        let got = self
+            .cache
+            .incr(key, !decr, delta, initial, ttl)
+            .map_err(|e| fail(&e))?;
         got.ok_or_else(|| set_error(MULTIPUT_E_NOT_FOUND, "not found: the key does not exist"))
     }
 }
 
 /// A typed value to store, owned: type, format, canonical payload.
+/// Both forms of a value for the core's facade: the caller's typed value, and its plain
+/// encoding with `flags`.
+fn payload<'a>(v: In<'a>, plain: &'a [u8], flags: u32) -> Payload<'a> {
+    Payload {
+        value_type: v.vtype,
+        format: v.format,
+        typed: v.payload,
+        plain,
+        flags,
+        flags_given: false,
+    }
+}
+
 type Owned = (ValueType, Format, Vec<u8>);
 
 fn own(v: In<'_>) -> Owned {
@@ -1136,19 +1120,14 @@ pub unsafe extern "C" fn multiput_cas(
         let c = unsafe { client_ref(client) }?;
         let key = unsafe { key_arg(key, key_len) }?;
         let v = unsafe { value_arg(value_type, format, data, data_len) }?;
-        match &c.repl {
-            Some(r) => c.repl_update(r, key, ttl, |cur| match cur {
-                None => Err(Error::NotFound),
-                Some(cur) if version_token(cur) != cas => Err(Error::Exists),
-                Some(_) => Ok(Some(own(v))),
-            }),
-            None => {
-                let (data, flags) = c.encode_plain(v, flags)?;
-                c.plain
-                    .cas(key, &data, cas, StoreOptions { ttl, flags })
-                    .map_err(|e| fail(&e))
-            }
-        }
+        // A CAS unique (plain) or a version token (replicated): the core's facade decides.
+        let (plain, pflags) = c.plain_form(v, flags)?;
+        let rep = c
+            .cache
+            .cas(key, &payload(v, &plain, pflags), cas, ttl)
+            .map_err(|e| fail(&e))?;
+        c.noted(rep);
+        Ok(())
     })
 }
 
@@ -1176,78 +1155,28 @@ pub unsafe extern "C" fn multiput_set_multi(
             unsafe { write_out(out, std::ptr::null_mut()) }?;
         }
         let parsed = parse_records(buf)?;
-        let results: Vec<Result<Option<Out>, Error>> = match &c.repl {
-            Some(r) => {
-                // Group by (type, format): the core's set_multi stores one type per call.
-                let mut results: Vec<Result<Option<Out>, Error>> = (0..parsed.len())
-                    .map(|_| Ok(Some(Out::default())))
-                    .collect();
-                let mut done = vec![false; parsed.len()];
-                for i in 0..parsed.len() {
-                    if done[i] {
-                        continue;
-                    }
-                    let (t, f) = (parsed[i].1.vtype, parsed[i].1.format);
-                    let group: Vec<usize> = (i..parsed.len())
-                        .filter(|&j| !done[j] && parsed[j].1.vtype == t && parsed[j].1.format == f)
-                        .collect();
-                    let batch: Vec<(&[u8], &[u8])> = group
-                        .iter()
-                        .map(|&j| (parsed[j].0, parsed[j].1.payload))
-                        .collect();
-                    let rs = if t == ValueType::Bytes {
-                        r.set_multi(&batch, ttl)
-                    } else {
-                        // One typed write per item (the core has no typed set_multi).
-                        batch
-                            .iter()
-                            .map(|(k, p)| r.set_typed(k, t, f, p, ttl))
-                            .collect()
-                    };
-                    for (&j, res) in group.iter().zip(rs) {
-                        done[j] = true;
-                        results[j] = res.map(|rep| {
-                            note_write(&rep);
-                            Some(Out::default())
-                        });
-                    }
-                }
-                results
-            }
-            None => {
-                // A value the convention cannot represent fails the whole call before anything
-                // is sent (PECL's setMulti does the same with a payload failure).
-                let mut encoded: Vec<Result<(Vec<u8>, u32), Error>> = Vec::new();
-                for (_, v) in &parsed {
-                    encoded.push(Ok(c.encode_plain(*v, flags)?));
-                }
-                // The core's store_multi takes one flags value per call: group by flags.
-                let mut results: Vec<Result<Option<Out>, Error>> = (0..parsed.len())
-                    .map(|_| Ok(Some(Out::default())))
-                    .collect();
-                let mut groups: Vec<(u32, Vec<usize>)> = Vec::new();
-                for (i, e) in encoded.iter().enumerate() {
-                    match e {
-                        Ok((_, fl)) => match groups.iter_mut().find(|(g, _)| g == fl) {
-                            Some((_, v)) => v.push(i),
-                            None => groups.push((*fl, vec![i])),
-                        },
-                        Err(err) => results[i] = Err(err.clone()),
-                    }
-                }
-                for (fl, idx) in groups {
-                    let batch: Vec<(&[u8], &[u8])> = idx
-                        .iter()
-                        .map(|&i| (parsed[i].0, &encoded[i].as_ref().expect("grouped ok").0[..]))
-                        .collect();
-                    let rs = c.plain.set_multi(&batch, StoreOptions { ttl, flags: fl });
-                    for (&i, res) in idx.iter().zip(rs) {
-                        results[i] = res.map(|()| Some(Out::default()));
-                    }
-                }
-                results
-            }
-        };
+        // A value the convention cannot represent fails the whole call before anything is
+        // sent (PECL's setMulti does the same with a payload failure).
+        let mut plain = Vec::with_capacity(parsed.len());
+        for (_, v) in &parsed {
+            plain.push(c.plain_form(*v, flags)?);
+        }
+        let items: Vec<(&[u8], Payload<'_>)> = parsed
+            .iter()
+            .zip(&plain)
+            .map(|((k, v), (data, fl))| (*k, payload(*v, data, *fl)))
+            .collect();
+        let results: Vec<Result<Option<Out>, Error>> = c
+            .cache
+            .set_multi(&items, ttl)
+            .into_iter()
+            .map(|r| {
+                r.map(|rep| {
+                    c.noted(rep);
+                    Some(Out::default())
+                })
+            })
+            .collect();
         let first = results.iter().find_map(|r| r.as_ref().err()).cloned();
         if !out.is_null() {
             let keys: Vec<&[u8]> = parsed.iter().map(|(k, _)| *k).collect();
@@ -1301,13 +1230,13 @@ pub unsafe extern "C" fn multiput_delete(
     run(|| {
         let c = unsafe { client_ref(client) }?;
         let key = unsafe { key_arg(key, key_len) }?;
-        match &c.repl {
+        match c.repl() {
             Some(r) => {
                 let rep = r.delete(key).map_err(|e| fail(&e))?;
                 note_write(&rep);
                 Ok(())
             }
-            None => match c.plain.delete(key).map_err(|e| fail(&e))? {
+            None => match c.plain().delete(key).map_err(|e| fail(&e))? {
                 true => Ok(()),
                 false => Err(set_error(
                     MULTIPUT_E_NOT_FOUND,
@@ -1336,14 +1265,14 @@ pub unsafe extern "C" fn multiput_delete_multi(
         let c = unsafe { client_ref(client) }?;
         let keys = unsafe { split_keys(keys, keys_len, sep) }?;
         unsafe { write_out(out, std::ptr::null_mut()) }?;
-        let rs: Vec<Result<Option<Out>, Error>> = match &c.repl {
+        let rs: Vec<Result<Option<Out>, Error>> = match c.repl() {
             Some(r) => r
                 .delete_multi(&keys)
                 .into_iter()
                 .map(|r| r.map(|_| Some(Out::default())))
                 .collect(),
             None => c
-                .plain
+                .plain()
                 .delete_multi(&keys)
                 .into_iter()
                 .map(|r| r.map(|existed| existed.then(Out::default)))
@@ -1400,7 +1329,7 @@ pub unsafe extern "C" fn multiput_touch(
     run(|| {
         let c = unsafe { client_ref(client) }?;
         let key = unsafe { key_arg(key, key_len) }?;
-        match &c.repl {
+        match c.repl() {
             Some(r) => {
                 let rules = c.rules;
                 c.repl_update(r, key, ttl, |cur| {
@@ -1410,7 +1339,7 @@ pub unsafe extern "C" fn multiput_touch(
                     Ok(Some((t, Format(o.format), o.payload)))
                 })
             }
-            None => match c.plain.touch(key, ttl).map_err(|e| fail(&e))? {
+            None => match c.plain().touch(key, ttl).map_err(|e| fail(&e))? {
                 true => Ok(()),
                 false => Err(set_error(
                     MULTIPUT_E_NOT_FOUND,
@@ -1431,7 +1360,7 @@ pub unsafe extern "C" fn multiput_flush(client: *const MultiputClient, delay: u3
     run(|| {
         let c = unsafe { client_ref(client) }?;
         let d = (delay > 0).then_some(delay);
-        for (_, r) in c.plain.flush_all(d) {
+        for (_, r) in c.plain().flush_all(d) {
             r.map_err(|e| fail(&e))?;
         }
         Ok(())
@@ -1577,15 +1506,15 @@ pub unsafe extern "C" fn multiput_get_multi_php(
         let cas = opts & (MULTIPUT_GET_CAS | MULTIPUT_GET_EXTENDED) != 0;
         // Encode straight from the core's results (no intermediate vector per call).
         let rules = c.rules;
-        let (hits, misses, errors, deferred, first) = match &c.repl {
+        let (hits, misses, errors, deferred, first) = match c.repl() {
             Some(r) => encode_multi(&mut buf, &keys, r.get_multi(&keys), opts, &rules, |v| {
                 Got::Decoded(Out::from_versioned(&v, &rules))
             }),
             None => {
                 let rs = if cas {
-                    c.plain.gets_multi(&keys)
+                    c.plain().gets_multi(&keys)
                 } else {
-                    c.plain.get_multi(&keys)
+                    c.plain().get_multi(&keys)
                 };
                 encode_multi(&mut buf, &keys, rs, opts, &rules, Got::Plain)
             }
@@ -1692,7 +1621,7 @@ pub unsafe extern "C" fn multiput_stats(
             Some(unsafe { text(group, "group") }?)
         };
         let buf = unsafe { take_buf(out) }?;
-        per_server_lines(out, buf, c.plain.stats(group), |buf, server, stats| {
+        per_server_lines(out, buf, c.plain().stats(group), |buf, server, stats| {
             for (k, v) in stats {
                 buf.extend_from_slice(format!("{server}\t{k}\t{v}\n").as_bytes());
             }
@@ -1739,7 +1668,7 @@ pub unsafe extern "C" fn multiput_server_versions(
     run(|| {
         let c = unsafe { client_ref(client) }?;
         let buf = unsafe { take_buf(out) }?;
-        per_server_lines(out, buf, c.plain.version(), |buf, server, v| {
+        per_server_lines(out, buf, c.plain().version(), |buf, server, v| {
             buf.extend_from_slice(format!("{server}\t{v}\n").as_bytes());
         });
         Ok(())
@@ -1760,7 +1689,7 @@ pub unsafe extern "C" fn multiput_metrics(
     run(|| {
         let c = unsafe { client_ref(client) }?;
         let mut buf = unsafe { take_buf(out) }?;
-        let m = c.plain.metrics();
+        let m = c.plain().metrics();
         let line = |name: &str, x: &multiput::metrics::Counters| {
             format!(
                 "{name}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
@@ -1841,8 +1770,8 @@ pub unsafe extern "C" fn multiput_client_servers_for(
                 reason: multiput::error::KeyProblem::Empty,
             }));
         }
-        let cl = c.plain.cluster();
-        let list = match &c.repl {
+        let cl = c.plain().cluster();
+        let list = match c.repl() {
             Some(r) => {
                 let p = r.policy();
                 cl.replicas_for(key, p.replicas, p.failover, multiput::driver::mono_ms())
@@ -1867,7 +1796,7 @@ pub unsafe extern "C" fn multiput_client_replicas(client: *const MultiputClient)
         return 0;
     }
     unsafe { &*client }
-        .repl
+        .repl()
         .as_ref()
         .map_or(0, |r| r.policy().replicas)
 }
@@ -1981,7 +1910,7 @@ pub unsafe extern "C" fn multiput_cas_update(
             }
         };
         let opts = CasOptions { ttl, ..c.cas };
-        let (result, n) = match &c.repl {
+        let (result, n) = match c.repl() {
             Some(r) => {
                 let rules = c.rules;
                 let res = r.cas_update(key, opts, |cur| {
@@ -2011,7 +1940,7 @@ pub unsafe extern "C" fn multiput_cas_update(
                     let mut mismatch: Option<u32> = None;
                     let rules = c.rules;
                     let guess = want_flags;
-                    let res = c.plain.cas_update(
+                    let res = c.plain().cas_update(
                         key,
                         CasOptions {
                             flags: guess,
@@ -2116,7 +2045,7 @@ pub unsafe extern "C" fn multiput_get_or_set(
             }
             let v = unsafe { value_arg(v.value_type, v.format, v.data, v.data_len) }
                 .map_err(|_| "the loader's value is invalid".to_string())?;
-            if c.repl.is_none() && !matches!(v.vtype, ValueType::Bytes | ValueType::Text) {
+            if c.repl().is_none() && !matches!(v.vtype, ValueType::Bytes | ValueType::Text) {
                 return Err("a plain get_or_set stores strings only (bytes or text)".into());
             }
             Ok(Fresh {
@@ -2126,17 +2055,13 @@ pub unsafe extern "C" fn multiput_get_or_set(
             })
         };
         let opts = multiput::recipes::FillOptions::default();
-        let item = match &c.repl {
-            Some(r) => Out::from_versioned(
-                &r.get_or_set(key, ttl, opts, loader).map_err(|e| fail(&e))?,
-                &c.rules,
-            ),
-            None => Out::from_value(
-                &c.plain
-                    .get_or_set(key, ttl, opts, loader)
-                    .map_err(|e| fail(&e))?,
-                &c.rules,
-            ),
+        let item = match c
+            .cache
+            .get_or_set(key, ttl, opts, loader)
+            .map_err(|e| fail(&e))?
+        {
+            CoreGot::Plain(v) => Out::from_value(&v, &c.rules),
+            CoreGot::Replicated(v) => Out::from_versioned(&v, &c.rules),
         };
         unsafe { write_out(out, boxed_item(key, &item)) }
     })
@@ -2183,7 +2108,7 @@ pub unsafe extern "C" fn multiput_lock(
         if fencing != 0 {
             opts = opts.fencing();
         }
-        let lock = c.plain.lock(name, opts).map_err(|e| fail(&e))?;
+        let lock = c.plain().lock(name, opts).map_err(|e| fail(&e))?;
         let token = CString::new(lock.token()).unwrap_or_default();
         unsafe { write_out(out, Box::into_raw(Box::new(MultiputLock { lock, token }))) }
     })
@@ -2219,7 +2144,7 @@ pub unsafe extern "C" fn multiput_lock_quorum(
             opts = opts.fencing();
         }
         let lock = c
-            .plain
+            .plain()
             .lock_quorum(name, replicas as usize, opts)
             .map_err(|e| fail(&e))?;
         let token = CString::new(lock.token()).unwrap_or_default();
@@ -2397,7 +2322,7 @@ mod tests {
         for round in 0..2 {
             let t = std::time::Instant::now();
             for _ in 0..n {
-                assert_eq!(client.plain.get_multi(&refs).len(), 100);
+                assert_eq!(client.plain().get_multi(&refs).len(), 100);
             }
             let core = t.elapsed() / n;
             let mut b = MultiputBuffer {

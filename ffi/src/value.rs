@@ -214,7 +214,7 @@ impl Out {
     pub fn from_versioned(v: &Versioned, rules: &PlainRules) -> Out {
         if !v.enveloped {
             let mut o = rules.decode(&v.data, v.flags);
-            o.cas = version_token(v);
+            o.cas = v.version_token();
             return o;
         }
         let env = Envelope::value(v.stamp, v.value_type, v.format, &v.data);
@@ -230,27 +230,9 @@ impl Out {
         };
         o.enveloped = true;
         o.flags = v.flags;
-        o.cas = version_token(v);
+        o.cas = v.version_token();
         o
     }
-}
-
-/// The version token of a replicated value, used where a plain client uses the CAS unique:
-/// it changes with every write. For an enveloped value it is derived from the stamp; for a
-/// plain one, from its bytes and flags (FNV-1a). Never 0, and below 2^63 so that languages
-/// with signed 64-bit integers (PHP) hold it as an integer.
-pub fn version_token(v: &Versioned) -> u64 {
-    let t = if v.enveloped {
-        v.stamp.ts ^ v.stamp.writer.rotate_left(32)
-    } else {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in v.data.iter().chain(v.flags.to_le_bytes().iter()) {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h
-    };
-    (t & (i64::MAX as u64)).max(1)
 }
 
 #[cfg(test)]

@@ -9,10 +9,12 @@
 use crate::blocking::{Client, ReplicatedClient};
 use crate::envelope::{Format, ValueType};
 use crate::error::Error;
+use crate::machine::replicated::Rule;
 use crate::protocol::text::StoreMode;
 use crate::recipes::{CasOptions, CasOutcome, FillOptions, Fresh, Lock, LockOptions, Update};
 use crate::replication::{Policy, WriteReport};
 use crate::StoreOptions;
+use bytes::Bytes;
 
 pub use crate::machine::fill::Got;
 
@@ -97,7 +99,7 @@ impl Cache {
         self.repl.as_ref()
     }
 
-    /// The plain client, for calls that only exist on plain keys (`gets`, `cas`, `gat`);
+    /// The plain client, for calls that only exist on plain keys (`gat`, raw `meta`);
     /// [`Error::Unsupported`] naming `what` when replicated.
     pub fn plain_only(&self, what: &'static str) -> Result<&Client, Error> {
         match self.repl {
@@ -206,6 +208,86 @@ impl Cache {
                 r.append(key, p.plain, mode == StoreMode::Prepend, ttl)
             }
             StoreMode::Cas(_) => Err(plain_only("cas on a replicated key (use cas_update)")),
+        }
+    }
+
+    /// The value of `key` with its version: the CAS unique (plain) or the version token
+    /// (replicated, [`crate::replication::Versioned::version_token`]), for [`Cache::cas`].
+    pub fn gets(&self, key: &[u8]) -> Result<Option<(Got, u64)>, Error> {
+        match &self.repl {
+            Some(r) => r.get(key).map(|v| {
+                v.map(|v| {
+                    let t = v.version_token();
+                    (Got::Replicated(v), t)
+                })
+            }),
+            None => self.plain.gets(key).map(|v| {
+                v.map(|v| {
+                    let c = v.cas.unwrap_or(0);
+                    (Got::Plain(v), c)
+                })
+            }),
+        }
+    }
+
+    /// [`Cache::gets`] of many keys, one request per server; aligned with `keys`.
+    pub fn gets_multi<K: AsRef<[u8]>>(&self, keys: &[K]) -> Vec<Result<Option<(Got, u64)>, Error>> {
+        match &self.repl {
+            Some(r) => r
+                .get_multi(keys)
+                .into_iter()
+                .map(|v| {
+                    v.map(|v| {
+                        v.map(|v| {
+                            let t = v.version_token();
+                            (Got::Replicated(v), t)
+                        })
+                    })
+                })
+                .collect(),
+            None => self
+                .plain
+                .gets_multi(keys)
+                .into_iter()
+                .map(|v| {
+                    v.map(|v| {
+                        v.map(|v| {
+                            let c = v.cas.unwrap_or(0);
+                            (Got::Plain(v), c)
+                        })
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Store `p` only if `key` still has `version` (from [`Cache::gets`]): [`Error::Exists`]
+    /// when it changed, [`Error::NotFound`] when it is gone. Replicated: serialized by CAS on
+    /// the primary replica, like every replicated conditional write.
+    pub fn cas(
+        &self,
+        key: &[u8],
+        p: &Payload<'_>,
+        version: u64,
+        ttl: u32,
+    ) -> Result<WriteReport, Error> {
+        match &self.repl {
+            Some(_) if p.flags_given => Err(flags_refused()),
+            Some(r) => {
+                let rule = Rule::IfVersion(
+                    version,
+                    p.value_type,
+                    p.format,
+                    Bytes::copy_from_slice(p.typed),
+                );
+                let opts = CasOptions {
+                    ttl,
+                    ..CasOptions::default()
+                };
+                r.update(key, rule, opts, crate::driver::no_decision)
+                    .map(|u| u.report)
+            }
+            None => self.store(StoreMode::Cas(version), key, p, ttl),
         }
     }
 

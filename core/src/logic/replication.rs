@@ -272,6 +272,26 @@ pub struct Versioned {
     pub flags: u32,
 }
 
+impl Versioned {
+    /// The version token of this value, used where a plain client uses the CAS unique (a
+    /// replicated `gets`/`cas`): it changes with every write. For an enveloped value it is
+    /// derived from the stamp; for a plain one, from its bytes and flags (FNV-1a). Never 0, and
+    /// below 2^63 so that languages with signed 64-bit integers (PHP) hold it as an integer.
+    pub fn version_token(&self) -> u64 {
+        let t = if self.enveloped {
+            self.stamp.ts ^ self.stamp.writer.rotate_left(32)
+        } else {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in self.data.iter().chain(self.flags.to_le_bytes().iter()) {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            h
+        };
+        (t & (i64::MAX as u64)).max(1)
+    }
+}
+
 /// A copy to write back to a replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repair {

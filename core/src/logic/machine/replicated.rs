@@ -524,6 +524,10 @@ pub enum Rule {
     },
     /// Rewrite a live value unchanged (with the call's TTL); `found` says whether there was one.
     Touch,
+    /// Store only if the live value still has this version token
+    /// ([`Versioned::version_token`], what a replicated `gets` hands out): [`Error::Exists`]
+    /// when it changed, [`Error::NotFound`] when the key has no live value.
+    IfVersion(u64, ValueType, Format, Bytes),
     /// Add `delta` to an integer (floored at 0); with `initial`, a missing key is created with
     /// it (memcached's incr-with-initial, as libmemcached's `increment_with_initial`).
     Incr {
@@ -668,6 +672,11 @@ impl Cas {
                 };
                 Ok(Update::Typed(t, Format::NONE, joined))
             }
+            (Rule::IfVersion(..), None) => Err(Error::NotFound),
+            (Rule::IfVersion(token, ..), Some(cur)) if cur.version_token() != *token => {
+                Err(Error::Exists)
+            }
+            (Rule::IfVersion(_, t, f, v), Some(_)) => Ok(Update::Typed(*t, *f, v.to_vec())),
             (Rule::Touch, None) => Ok(Update::Keep),
             (Rule::Touch, Some(cur)) => {
                 Ok(Update::Typed(cur.value_type, cur.format, cur.data.to_vec()))
