@@ -14,8 +14,7 @@ use multiput::envelope::{Format, Typed, ValueType};
 use multiput::recipes::{CasOptions, CasOutcome, FillOptions, Fresh, LockOptions, Update};
 use multiput::values::{self, Convention, TypedRef};
 use multiput::{
-    Error, ErrorKind, Policy, ProtocolChoice, ReadPolicy, RingMode, StoreOptions, Value, Versioned,
-    WritePolicy,
+    Error, ErrorKind, Policy, ProtocolChoice, ReadPolicy, RingMode, Value, Versioned, WritePolicy,
 };
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -1002,7 +1001,8 @@ impl Client {
         }
     }
 
-    /// Get a value and its CAS unique: `(value, cas)`, or `(default, cas_default)` on a miss.
+    /// Get a value and its CAS unique (replicated: its version token): `(value, cas)`, or
+    /// `(default, cas_default)` on a miss.
     #[pyo3(signature = (key, default = None, cas_default = None))]
     fn gets<'py>(
         &self,
@@ -1011,17 +1011,12 @@ impl Client {
         default: Option<Bound<'py, PyAny>>,
         cas_default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let c = self.plain_only(py, "gets")?;
         let k = key_bytes(key)?;
         let none = || py.None().into_bound(py);
-        match nogil(py, || c.gets(&k))? {
-            Ok(Some(v)) => {
-                let value = self.codec.value_for(py, key, &v)?;
-                let cas = match v.cas {
-                    Some(c) => c.into_bound_py_any(py)?,
-                    None => none(),
-                };
-                PyTuple::new(py, [value, cas])
+        match nogil(py, || self.cache.gets(&k))? {
+            Ok(Some((g, cas))) => {
+                let value = self.got(py, key, g)?;
+                PyTuple::new(py, [value, cas.into_bound_py_any(py)?])
             }
             Ok(None) => PyTuple::new(
                 py,
@@ -1195,15 +1190,16 @@ impl Client {
     ) -> PyResult<Option<bool>> {
         let _ = noreply;
         let cas = cas_unique(cas)?;
-        let c = self.plain_only(py, "cas")?;
         let k = key_bytes(key)?;
         let enc = self.codec.encode_for(py, key, value)?;
-        let opts = StoreOptions::ttl(ttl_of(expire)?).flags(flags.unwrap_or(enc.flags));
-        let data = enc.plain();
-        match nogil(py, || c.cas(&k, data, cas, opts))? {
-            Ok(()) => Ok(Some(true)),
+        let (ttl, p) = (ttl_of(expire)?, enc.payload(flags));
+        match nogil(py, || self.cache.cas(&k, &p, cas, ttl))? {
+            Ok(_) => Ok(Some(true)),
             Err(Error::Exists) => Ok(Some(false)),
             Err(Error::NotFound) => Ok(None),
+            Err(Error::Unsupported { .. }) if flags.is_some() => {
+                Err(not_supported(py, "cas(flags=...)"))
+            }
             Err(e) => Err(py_err(py, &e)),
         }
     }
@@ -1299,17 +1295,16 @@ impl Client {
         py: Python<'py>,
         keys: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let c = self.plain_only(py, "gets_many")?;
         let (objs, raw) = Self::collect_keys(keys)?;
         self.check_keys(py, &raw)?;
         let out = PyDict::new(py);
         if raw.is_empty() {
             return Ok(out);
         }
-        let rs = nogil(py, || c.gets_multi(&raw))?;
+        let rs = nogil(py, || self.cache.gets_multi(&raw))?;
         for (k, r) in objs.iter().zip(rs) {
             match r {
-                Ok(Some(v)) => out.set_item(k, (self.codec.value_for(py, k, &v)?, v.cas))?,
+                Ok(Some((g, cas))) => out.set_item(k, (self.got(py, k, g)?, cas))?,
                 Ok(None) => {}
                 Err(e) => self.read_failed(py, &e)?,
             }

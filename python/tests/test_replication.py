@@ -143,10 +143,7 @@ def test_cas_update_get_or_set_and_lock_work_replicated(three):
 @pytest.mark.parametrize(
     "call",
     [
-        lambda c: c.gets("k"),
         lambda c: c.gat("k", 1),
-        lambda c: c.cas("k", 1, 1),
-        lambda c: c.gets_many(["k"]),
         lambda c: c.set("k", 1, flags=3),
     ],
 )
@@ -155,6 +152,22 @@ def test_unreplicated_operations_raise_not_supported(three, call):
         call(repl(three))
     assert isinstance(e.value, exc.MultiputError)
     assert "replicat" in str(e.value)
+
+
+def test_gets_and_cas_on_replicated_keys_use_version_tokens(three):
+    # The core's replicated gets/cas (as PHP's): a version token instead of a CAS unique,
+    # the cas serialized through the key's primary replica.
+    c = repl(three)
+    c.set("v", "one")
+    value, token = c.gets("v")
+    assert value == "one" and isinstance(token, int) and token > 0
+    assert c.gets_many(["v"]) == {"v": ("one", token)}
+    assert c.cas("v", "two", token) is True
+    assert c.cas("v", "three", token) is False  # changed since
+    assert c.get("v") == "two"
+    c.delete("v")
+    assert c.cas("v", "four", token) is None  # gone
+    assert c.gets("missing") == (None, None)
 
 
 def test_conditional_writes_on_replicated_keys(three):

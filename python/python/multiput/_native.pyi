@@ -166,7 +166,8 @@ class Client:
     def get(self, key: Key, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` on a miss."""
     def gets(self, key: Key, default: Any = None, cas_default: Any = None) -> Tuple[Any, Any]:
-        """``(value, cas)``, or ``(default, cas_default)`` on a miss. Plain mode only."""
+        """``(value, cas)``, or ``(default, cas_default)`` on a miss. Replicated: ``cas`` is the
+        value's version token (it changes with every write), for :meth:`cas`."""
     def gat(self, key: Key, expire: Expire = None, default: Any = None) -> Any:
         """Get and set a new expiry. Plain mode only."""
     def set(
@@ -207,7 +208,8 @@ class Client:
     ) -> Optional[bool]:
         """Compare-and-swap: True stored, False the value changed (conflict), None the key is
         gone. ``cas`` is the int from :meth:`gets`, or (as pymemcache takes it) a str or bytes
-        of digits. Plain mode only."""
+        of digits. Replicated: against the version token, serialized by CAS on the key's
+        primary replica."""
     def delete(self, key: Key, noreply: Optional[bool] = None) -> bool:
         """Delete: True if the key existed (replicated: True once the tombstone is written)."""
     def incr(
@@ -225,7 +227,7 @@ class Client:
     def get_many(self, keys: Iterable[Key]) -> Dict[Any, Any]:
         """A dict of the hits among ``keys`` (keys as given). One request per server."""
     def gets_many(self, keys: Iterable[Key]) -> Dict[Any, Tuple[Any, int]]:
-        """A dict of key -> (value, cas) for the hits. Plain mode only."""
+        """A dict of key -> (value, cas) for the hits (replicated: version tokens)."""
     def set_many(
         self,
         values: Union[Mapping[Key, Any], Iterable[Tuple[Key, Any]]],
