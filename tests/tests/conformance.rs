@@ -6,9 +6,7 @@
 //!
 //! Each scenario gets fresh memcached processes (the harness's [`Memcached`], stopped by PID)
 //! and a fresh client. Parallel groups are threads on one client (the async driver's threads
-//! each drive their call with `Runtime::block_on` on the one runtime). A call the Rust API does
-//! not have (`incr` with `initial`, `get_or_set` or `gets`/`cas` on a replicated client) fails
-//! with the pseudo-kind `NotInRustApi`, so its scenario fails until the API has it. A lock on a
+//! each drive their call with `Runtime::block_on` on the one runtime). A lock on a
 //! replicated client is taken with the plain client underneath (`ReplicatedClient::inner`), as
 //! locks are never replicated (see `multiput::recipes`).
 //!
@@ -18,6 +16,7 @@
 //! contains the text (for debugging; the gap rule still applies to those).
 
 use multiput::envelope::{Format, ValueType};
+use multiput::machine::replicated::Rule;
 use multiput::recipes::{CasOptions, CasOutcome, FillOptions, Lock, LockOptions, Update};
 use multiput::{blocking, Error, Policy, ProtocolChoice, ReadPolicy, WritePolicy};
 use multiput_tests::{cluster, raw_get, raw_set, try_raw_command, Memcached};
@@ -107,14 +106,6 @@ impl From<Error> for Fail {
             kind: format!("{:?}", e.kind()),
             msg: e.to_string(),
         }
-    }
-}
-
-/// A call the Rust API does not have.
-fn not_in_api(what: &str) -> Fail {
-    Fail {
-        kind: "NotInRustApi".into(),
-        msg: what.into(),
     }
 }
 
@@ -654,51 +645,101 @@ macro_rules! calls {
         impl Driver for $driver {
             type Lock = Lock<$client>;
 
-            fn call(&self, c: &Json, vars: &Vars<Self::Lock>, loads: &AtomicUsize) -> Result<Outcome, String> {
+            fn call(
+                &self,
+                c: &Json,
+                vars: &Vars<Self::Lock>,
+                loads: &AtomicUsize,
+            ) -> Result<Outcome, String> {
                 let name = str_field(c, "call")?;
                 let key = || str_field(c, "key").map(str::as_bytes);
                 let val = || value(field(c, "value")?, vars);
                 let ttl = ttl_of(c)?;
                 Ok(match (name, &self.repl) {
-                    ("get", None) => self.wait(self.plain.get(key()?)).map(|v| opt_text(v.map(|v| v.data))).map_err(Fail::from),
-                    ("get", Some(r)) => self.wait(r.get(key()?)).map(|v| opt_text(v.map(|v| v.data))).map_err(Fail::from),
-                    ("set", None) => self.wait(self.plain.set(key()?, val()?, ttl)).map(|()| Json::Bool(true)).map_err(Fail::from),
-                    ("set", Some(r)) => self.wait(r.set(key()?, val()?, ttl)).map(|_| Json::Bool(true)).map_err(Fail::from),
-                    ("add", None) => self.wait(self.plain.add(key()?, val()?, ttl)).map(|()| Json::Bool(true)).map_err(Fail::from),
+                    ("get", None) => self
+                        .wait(self.plain.get(key()?))
+                        .map(|v| opt_text(v.map(|v| v.data)))
+                        .map_err(Fail::from),
+                    ("get", Some(r)) => self
+                        .wait(r.get(key()?))
+                        .map(|v| opt_text(v.map(|v| v.data)))
+                        .map_err(Fail::from),
+                    ("set", None) => self
+                        .wait(self.plain.set(key()?, val()?, ttl))
+                        .map(|()| Json::Bool(true))
+                        .map_err(Fail::from),
+                    ("set", Some(r)) => self
+                        .wait(r.set(key()?, val()?, ttl))
+                        .map(|_| Json::Bool(true))
+                        .map_err(Fail::from),
+                    ("add", None) => self
+                        .wait(self.plain.add(key()?, val()?, ttl))
+                        .map(|()| Json::Bool(true))
+                        .map_err(Fail::from),
                     ("add", Some(r)) => self
                         .wait(r.add_typed(key()?, ValueType::Bytes, Format::NONE, val()?, ttl))
                         .map(|_| Json::Bool(true))
                         .map_err(Fail::from),
-                    ("replace", None) => self.wait(self.plain.replace(key()?, val()?, ttl)).map(|()| Json::Bool(true)).map_err(Fail::from),
+                    ("replace", None) => self
+                        .wait(self.plain.replace(key()?, val()?, ttl))
+                        .map(|()| Json::Bool(true))
+                        .map_err(Fail::from),
                     ("replace", Some(r)) => self
                         .wait(r.replace_typed(key()?, ValueType::Bytes, Format::NONE, val()?, ttl))
                         .map(|_| Json::Bool(true))
                         .map_err(Fail::from),
-                    ("append", None) => self.wait(self.plain.append(key()?, val()?)).map(|()| Json::Bool(true)).map_err(Fail::from),
-                    ("prepend", None) => self.wait(self.plain.prepend(key()?, val()?)).map(|()| Json::Bool(true)).map_err(Fail::from),
+                    ("append", None) => self
+                        .wait(self.plain.append(key()?, val()?))
+                        .map(|()| Json::Bool(true))
+                        .map_err(Fail::from),
+                    ("prepend", None) => self
+                        .wait(self.plain.prepend(key()?, val()?))
+                        .map(|()| Json::Bool(true))
+                        .map_err(Fail::from),
                     // The replicated append takes a TTL for the rewritten value; the call has none.
                     ("append" | "prepend", Some(r)) => self
                         .wait(r.append(key()?, val()?, name == "prepend", 0))
                         .map(|_| Json::Bool(true))
                         .map_err(Fail::from),
-                    ("delete", None) => self.wait(self.plain.delete(key()?)).map(Json::Bool).map_err(Fail::from),
-                    ("delete", Some(r)) => self.wait(r.delete(key()?)).map(|_| Json::Bool(true)).map_err(Fail::from),
+                    ("delete", None) => self
+                        .wait(self.plain.delete(key()?))
+                        .map(Json::Bool)
+                        .map_err(Fail::from),
+                    ("delete", Some(r)) => self
+                        .wait(r.delete(key()?))
+                        .map(|_| Json::Bool(true))
+                        .map_err(Fail::from),
                     ("incr" | "decr", repl) => {
                         let initial = c.get("initial").and_then(Json::as_u64);
                         let delta = c.get("delta").and_then(Json::as_u64).unwrap_or(1);
                         let r = match repl {
-                            None => self.wait(self.plain.incr_with_initial(key()?, name == "incr", delta, initial, ttl)),
+                            None => self.wait(self.plain.incr_with_initial(
+                                key()?,
+                                name == "incr",
+                                delta,
+                                initial,
+                                ttl,
+                            )),
                             Some(r) => {
                                 let d = i64::try_from(delta).map_err(|e| e.to_string())?;
                                 let d = if name == "incr" { d } else { -d };
-                                let opts = CasOptions { ttl, ..CasOptions::default() };
+                                let opts = CasOptions {
+                                    ttl,
+                                    ..CasOptions::default()
+                                };
                                 self.wait(r.incr_with_initial(key()?, d, initial, opts))
                             }
                         };
                         r.map(opt_num).map_err(Fail::from)
                     }
-                    ("touch", None) => self.wait(self.plain.touch(key()?, ttl)).map(Json::Bool).map_err(Fail::from),
-                    ("touch", Some(r)) => self.wait(r.touch(key()?, ttl)).map(Json::Bool).map_err(Fail::from),
+                    ("touch", None) => self
+                        .wait(self.plain.touch(key()?, ttl))
+                        .map(Json::Bool)
+                        .map_err(Fail::from),
+                    ("touch", Some(r)) => self
+                        .wait(r.touch(key()?, ttl))
+                        .map(Json::Bool)
+                        .map_err(Fail::from),
                     ("gets", None) => match self.wait(self.plain.gets(key()?)) {
                         Ok(Some(v)) => {
                             let cas = v.cas.ok_or("gets returned no CAS unique")?;
@@ -710,37 +751,88 @@ macro_rules! calls {
                     },
                     ("cas", None) => {
                         let cas = vars.cas(field(c, "cas")?)?;
-                        self.wait(self.plain.cas(key()?, val()?, cas, ttl)).map(|()| Json::Bool(true)).map_err(Fail::from)
+                        self.wait(self.plain.cas(key()?, val()?, cas, ttl))
+                            .map(|()| Json::Bool(true))
+                            .map_err(Fail::from)
                     }
-                    ("gets" | "cas", Some(_)) => Err(not_in_api(
-                        "gets/cas on a replicated client: ReplicatedClient has neither (CAS is internal to cas_update)",
-                    )),
+                    // Replicated gets/cas: the value's version token, and the read-modify-write
+                    // machine's IfVersion rule (what blocking::Cache and every binding use).
+                    ("gets", Some(r)) => match self.wait(r.get(key()?)) {
+                        Ok(Some(v)) => {
+                            vars.put(str_field(c, "save")?, Var::Cas(v.version_token()));
+                            Ok(text(&v.data))
+                        }
+                        Ok(None) => Ok(Json::Null),
+                        Err(e) => Err(e.into()),
+                    },
+                    ("cas", Some(r)) => {
+                        let token = vars.cas(field(c, "cas")?)?;
+                        let rule = Rule::IfVersion(
+                            token,
+                            ValueType::Bytes,
+                            Format::NONE,
+                            val()?.to_vec().into(),
+                        );
+                        let opts = CasOptions {
+                            ttl,
+                            ..CasOptions::default()
+                        };
+                        self.wait(r.update(key()?, rule, opts, |_| Ok(Update::Keep)))
+                            .map(|_| Json::Bool(true))
+                            .map_err(Fail::from)
+                    }
                     ("get_multi", None) => {
                         let keys = keys_of(c)?;
                         let rs = self.wait(self.plain.get_multi(&keys));
-                        hits(&keys, rs.into_iter().map(|r| r.map(|v| v.map(|v| v.data.to_vec()))).collect())
+                        hits(
+                            &keys,
+                            rs.into_iter()
+                                .map(|r| r.map(|v| v.map(|v| v.data.to_vec())))
+                                .collect(),
+                        )
                     }
                     ("get_multi", Some(r)) => {
                         let keys = keys_of(c)?;
                         let rs = self.wait(r.get_multi(&keys));
-                        hits(&keys, rs.into_iter().map(|r| r.map(|v| v.map(|v| v.data.to_vec()))).collect())
+                        hits(
+                            &keys,
+                            rs.into_iter()
+                                .map(|r| r.map(|v| v.map(|v| v.data.to_vec())))
+                                .collect(),
+                        )
                     }
-                    ("set_multi", None) => all_ok(self.wait(self.plain.set_multi(&items_of(c, vars)?, ttl))),
-                    ("set_multi", Some(r)) => all_ok(self.wait(r.set_multi(&items_of(c, vars)?, ttl))),
-                    ("delete_multi", None) => all_ok(self.wait(self.plain.delete_multi(&keys_of(c)?))),
+                    ("set_multi", None) => {
+                        all_ok(self.wait(self.plain.set_multi(&items_of(c, vars)?, ttl)))
+                    }
+                    ("set_multi", Some(r)) => {
+                        all_ok(self.wait(r.set_multi(&items_of(c, vars)?, ttl)))
+                    }
+                    ("delete_multi", None) => {
+                        all_ok(self.wait(self.plain.delete_multi(&keys_of(c)?)))
+                    }
                     ("delete_multi", Some(r)) => all_ok(self.wait(r.delete_multi(&keys_of(c)?))),
                     ("cas_update", repl) => {
                         let mut u = Updater::new(field(c, "fn")?)?;
-                        let opts = CasOptions { ttl, ..CasOptions::default() };
-                        let r = match repl {
-                            None => self.wait(self.plain.cas_update(key()?, opts, |cur| u.apply(cur.map(|v| &v.data[..])))),
-                            Some(r) => self
-                                .wait(r.cas_update(key()?, opts, |cur| u.apply(cur.map(|v| &v.data[..]))))
-                                .map(|(o, _report)| o),
+                        let opts = CasOptions {
+                            ttl,
+                            ..CasOptions::default()
                         };
+                        let r =
+                            match repl {
+                                None => self.wait(self.plain.cas_update(key()?, opts, |cur| {
+                                    u.apply(cur.map(|v| &v.data[..]))
+                                })),
+                                Some(r) => self
+                                    .wait(r.cas_update(key()?, opts, |cur| {
+                                        u.apply(cur.map(|v| &v.data[..]))
+                                    }))
+                                    .map(|(o, _report)| o),
+                            };
                         return u.outcome(r);
                     }
-                    ("get_or_set", _) => self.get_or_set(key()?, ttl, Loader::new(field(c, "loader")?)?, loads),
+                    ("get_or_set", _) => {
+                        self.get_or_set(key()?, ttl, Loader::new(field(c, "loader")?)?, loads)
+                    }
                     ("lock", repl) => {
                         // Locks are never replicated: a replicated client locks with its plain client.
                         let base: &$client = match repl {
@@ -749,7 +841,8 @@ macro_rules! calls {
                         };
                         let name = str_field(c, "name")?.as_bytes();
                         let ttl = u32::try_from(u64_field(c, "ttl")?).map_err(|e| e.to_string())?;
-                        let mut o = LockOptions::new(ttl, Duration::from_millis(u64_field(c, "wait_ms")?));
+                        let mut o =
+                            LockOptions::new(ttl, Duration::from_millis(u64_field(c, "wait_ms")?));
                         if c.get("fencing").and_then(Json::as_bool) == Some(true) {
                             o = o.fencing();
                         }
@@ -773,9 +866,12 @@ macro_rules! calls {
                         let r = match name {
                             "release" => self.wait(l.release()).map(Json::Bool).map_err(Fail::from),
                             "extend" => {
-                                let ttl = u32::try_from(u64_field(c, "ttl")?).map_err(|e| e.to_string());
+                                let ttl =
+                                    u32::try_from(u64_field(c, "ttl")?).map_err(|e| e.to_string());
                                 match ttl {
-                                    Ok(t) => self.wait(l.extend(t)).map(Json::Bool).map_err(Fail::from),
+                                    Ok(t) => {
+                                        self.wait(l.extend(t)).map(Json::Bool).map_err(Fail::from)
+                                    }
                                     Err(e) => {
                                         vars.put(&var, Var::Lock(l));
                                         return Err(e);

@@ -175,7 +175,7 @@ export declare class Client {
 
   /** The value, or `null` on a miss (replicated: the latest copy; stale replicas are repaired). */
   get(key: Key): Promise<Value | null>;
-  /** Plain mode: the value and its CAS unique, or null. (Replicated mode refuses gets and cas with UnsupportedError: use casUpdate.) */
+  /** The value and its CAS unique (replicated: its version token, which changes with every write), or null. */
   gets(key: Key): Promise<{ value: Value; cas: bigint } | null>;
   /** Store; rejects when not stored (replicated: when the write policy was not met). */
   set(key: Key, value: StorableValue, options?: StoreOptions | number): Promise<WriteReport>;
@@ -185,7 +185,7 @@ export declare class Client {
   replace(key: Key, value: StorableValue, options?: StoreOptions | number): Promise<true>;
   append(key: Key, value: Buffer | Uint8Array | string): Promise<true>;
   prepend(key: Key, value: Buffer | Uint8Array | string): Promise<true>;
-  /** Plain mode: store only if the CAS unique still matches (ExistsError / NotFoundError). */
+  /** Store only if the CAS unique (replicated: version token) still matches (ExistsError / NotFoundError). */
   cas(key: Key, value: StorableValue, cas: bigint | number, options?: StoreOptions | number): Promise<true>;
   /** Plain: true when the key existed. Replicated: writes tombstones; true when the policy was met. */
   delete(key: Key): Promise<boolean>;

@@ -635,6 +635,12 @@ impl Core {
                 prepend: rule == "prepend",
             },
             "touch" => Rule::Touch,
+            "cas" => {
+                let t = typed()?;
+                let version = js::u64_of(&js::get(args, "version"))
+                    .ok_or_else(|| config("cas needs the version token from gets"))?;
+                Rule::IfVersion(version, t.vtype(), t.format(), t.encode_payload().into())
+            }
             "incr" => Rule::Incr {
                 delta: delta as i64,
                 initial: js::u64_of(initial),
@@ -794,17 +800,25 @@ impl Core {
     }
 
     /// A replicated read of `keys` (an array of strings or bytes). Done with an array aligned
-    /// with `keys`: the value, `null` (miss or deleted) or an `Error`.
-    pub fn read(&self, keys: &Array) -> Result<Job, JsValue> {
+    /// with `keys`: the value (with `versions`, `{value, cas}`: `cas` is the value's version
+    /// token, for a `cas` update), `null` (miss or deleted) or an `Error`.
+    pub fn read(&self, keys: &Array, versions: Option<bool>) -> Result<Job, JsValue> {
         let keys = key_list(keys)?;
         let m = multiput::machine::replicated::Read::new(self.rep(), &keys);
-        let conv = self.convention;
+        let (conv, versions) = (self.convention, versions == Some(true));
         Ok(job::job(
             self.jobs(),
             m,
             move |rs| {
-                job::results_js(rs, |v| {
-                    v.map_or(JsValue::NULL, |v| job::versioned_js(conv, &v))
+                job::results_js(rs, |v| match v {
+                    None => JsValue::NULL,
+                    Some(v) if versions => {
+                        let o = Object::new();
+                        js::set(&o, "value", job::versioned_js(conv, &v));
+                        js::set(&o, "cas", js::big(v.version_token()));
+                        o.into()
+                    }
+                    Some(v) => job::versioned_js(conv, &v),
                 })
                 .into()
             },

@@ -294,7 +294,7 @@ class Client {
   get(key) {
     try {
       const k = toKey(key);
-      if (this._replicated) return this._run(this._core.read([k])).then(([v]) => asValue(v), mapError);
+      if (this._replicated) return this._run(this._core.read([k], false)).then(([v]) => asValue(v), mapError);
       const s = this._core.route(k);
       return this._call(s, (c) => c.get(k, false, undefined, true), asValue);
     } catch (e) {
@@ -302,10 +302,14 @@ class Client {
     }
   }
 
-  /** `{value, cas}` or `null` (plain mode: the CAS unique for `cas()`). */
+  /** `{value, cas}` or `null`: the CAS unique (replicated: the value's version token) for `cas()`. */
   async gets(key) {
-    this._plainOnly('gets');
     const k = toKey(key);
+    if (this._replicated) {
+      const [r] = await this._run(this._core.read([k], true));
+      if (r instanceof Error) throw toError(r);
+      return r === null ? null : { value: out(r.value), cas: r.cas };
+    }
     const r = rethrow(await this._call(this._route(k), (c) => c.get(k, true, undefined, true)));
     return r === null ? null : { value: out(r.value), cas: r.cas };
   }
@@ -338,13 +342,6 @@ class Client {
     }
   }
 
-  _plainOnly(what) {
-    if (this._replicated) {
-      throw toError(
-        wasm.recipeError('Unsupported', '', 0, 0, `${what} is not supported on replicated keys; use casUpdate (or a plain client for plain keys)`),
-      );
-    }
-  }
 
   async _store(mode, key, value, opts, cas) {
     const k = toKey(key);
@@ -352,8 +349,7 @@ class Client {
     if (this._replicated) {
       // add/replace/append/prepend of a replicated key: the core's rule, serialized by CAS on
       // the key's primary replica (as every binding does it).
-      if (mode === 'cas') this._plainOnly('cas');
-      await this._run(this._core.update(k, mode, { value, ttl }, seed()));
+      await this._run(this._core.update(k, mode, { value, ttl, version: cas }, seed()));
       return true;
     }
     if (typeof value === 'string') this._core.checkValue(Buffer.byteLength(value, 'utf8'));
@@ -438,7 +434,7 @@ class Client {
     const found = new Array(list.length);
     const failures = new Map();
     if (this._replicated) {
-      const rs = await this._run(this._core.read(list.map(toKey)));
+      const rs = await this._run(this._core.read(list.map(toKey), false));
       rs.forEach((v, i) => {
         if (v instanceof Error) failures.set(list[i], toError(v));
         else if (v !== null) found[i] = out(v);
