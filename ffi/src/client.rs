@@ -2097,21 +2097,8 @@ pub unsafe extern "C" fn multiput_lock(
     fencing: i32,
     out: *mut *mut MultiputLock,
 ) -> i32 {
-    run(|| {
-        let c = unsafe { client_ref(client) }?;
-        let name = unsafe { key_arg(name, name_len) }?;
-        unsafe { write_out(out, std::ptr::null_mut()) }?;
-        let mut opts = LockOptions::new(ttl, Duration::from_millis(wait_ms));
-        if ttl == 0 {
-            opts.ttl = 0;
-        }
-        if fencing != 0 {
-            opts = opts.fencing();
-        }
-        let lock = c.plain().lock(name, opts).map_err(|e| fail(&e))?;
-        let token = CString::new(lock.token()).unwrap_or_default();
-        unsafe { write_out(out, Box::into_raw(Box::new(MultiputLock { lock, token }))) }
-    })
+    // SAFETY: as this function's contract.
+    unsafe { lock(client, name, name_len, ttl, wait_ms, fencing, None, out) }
 }
 
 /// [`multiput_lock`] on a majority of the name's first `replicas` servers (its ring
@@ -2132,6 +2119,37 @@ pub unsafe extern "C" fn multiput_lock_quorum(
     replicas: u32,
     out: *mut *mut MultiputLock,
 ) -> i32 {
+    // SAFETY: as this function's contract.
+    unsafe {
+        lock(
+            client,
+            name,
+            name_len,
+            ttl,
+            wait_ms,
+            fencing,
+            Some(replicas as usize),
+            out,
+        )
+    }
+}
+
+/// [`multiput_lock`] and [`multiput_lock_quorum`]: the core's lock (on the name's owner, or
+/// with `quorum` on a majority of its first `quorum` replicas).
+///
+/// # Safety
+/// As [`multiput_lock`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn lock(
+    client: *const MultiputClient,
+    name: *const c_char,
+    name_len: usize,
+    ttl: u32,
+    wait_ms: u64,
+    fencing: i32,
+    quorum: Option<usize>,
+    out: *mut *mut MultiputLock,
+) -> i32 {
     run(|| {
         let c = unsafe { client_ref(client) }?;
         let name = unsafe { key_arg(name, name_len) }?;
@@ -2143,10 +2161,7 @@ pub unsafe extern "C" fn multiput_lock_quorum(
         if fencing != 0 {
             opts = opts.fencing();
         }
-        let lock = c
-            .plain()
-            .lock_quorum(name, replicas as usize, opts)
-            .map_err(|e| fail(&e))?;
+        let lock = c.cache.lock(name, opts, quorum).map_err(|e| fail(&e))?;
         let token = CString::new(lock.token()).unwrap_or_default();
         unsafe { write_out(out, Box::into_raw(Box::new(MultiputLock { lock, token }))) }
     })
