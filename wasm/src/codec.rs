@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use bytes::BytesMut;
 use js_sys::{Array, Object};
 use multiput::cluster::Cluster;
+use multiput::machine::Item;
 use multiput::ops::{self, Op, Value};
 use multiput::protocol::text::StoreMode;
 use multiput::protocol::{Decoder, Dialect, Expect, Limits, Reply};
@@ -53,14 +54,8 @@ enum Pending {
         keys: Vec<u8>,
         ends: Vec<u32>,
     },
-    StoreItems(usize),
+    StoreItems(Vec<Item>),
     DeleteMulti(usize),
-    CasDelete(Vec<u8>),
-    StoreReturningCas {
-        key: Vec<u8>,
-        mode: StoreMode,
-        data: Vec<u8>,
-    },
     Version,
     Stats,
     FlushAll,
@@ -96,9 +91,6 @@ pub struct Codec {
     /// `poll` then throws, so the connection is dropped, never reused out of step.
     out_of_step: std::cell::Cell<Option<String>>,
 }
-
-/// A store item with its bytes copied out of JavaScript: key, data, flags, ttl, mode.
-type OwnedItem = (Vec<u8>, Vec<u8>, u32, u32, StoreMode);
 
 /// `auto` (or empty: probe, meta when the server speaks it), `text` or `meta`.
 pub(crate) fn protocol_choice(protocol: &str) -> Result<ProtocolChoice, JsValue> {
@@ -413,25 +405,6 @@ impl Codec {
         Ok(self.out.to_vec())
     }
 
-    /// Many stores pipelined (quiet `ms` closed by `mn` on meta). `items` is an array of
-    /// `[key, data, flags, ttl, mode?, cas?]` with raw `data`; the result is an array aligned
-    /// with it: `true` or the item's error.
-    #[wasm_bindgen(js_name = storeItems)]
-    pub fn store_items(&mut self, items: &Array) -> Result<Vec<u8>, JsValue> {
-        let mut owned: Vec<OwnedItem> = Vec::with_capacity(items.length() as usize);
-        for it in items.iter() {
-            let it: Array = it.dyn_into().map_err(|_| bad_item())?;
-            let key = js::bytes_of(&it.get(0)).ok_or_else(bad_item)?;
-            let data = js::bytes_of(&it.get(1)).ok_or_else(bad_item)?;
-            let flags = it.get(2).as_f64().unwrap_or(0.0) as u32;
-            let ttl = it.get(3).as_f64().unwrap_or(0.0) as u32;
-            let mode = it.get(4).as_string().unwrap_or_else(|| "set".into());
-            let mode = store_mode(&mode, js::u64_of(&it.get(5)))?;
-            owned.push((key, data, flags, ttl, mode));
-        }
-        self.store_owned(&owned)
-    }
-
     /// Many plain stores of JavaScript values (`[key, value]` pairs) with one mode and TTL,
     /// typed by the convention as [`Codec::store_value`]. Result as [`Codec::store_items`].
     #[wasm_bindgen(js_name = storeValues)]
@@ -447,29 +420,24 @@ impl Codec {
             let p: Array = p.dyn_into().map_err(|_| bad_item())?;
             let key = js::bytes_of(&p.get(0)).ok_or_else(bad_item)?;
             let (data, flags) = values::plain_from_js(self.convention, &p.get(1))?;
-            owned.push((key, data, flags, ttl, mode));
+            owned.push(Item {
+                key: key.into(),
+                data: data.into(),
+                mode,
+                flags,
+                ttl,
+            });
         }
-        self.store_owned(&owned)
+        self.store_owned(owned)
     }
 
-    fn store_owned(&mut self, owned: &[OwnedItem]) -> Result<Vec<u8>, JsValue> {
-        let items: Vec<ops::Item<'_>> = owned
-            .iter()
-            .map(|(k, d, flags, ttl, mode)| ops::Item {
-                key: k,
-                data: d,
-                mode: *mode,
-                flags: *flags,
-                ttl: *ttl,
-            })
-            .collect();
-        let n = items.len();
+    fn store_owned(&mut self, items: Vec<Item>) -> Result<Vec<u8>, JsValue> {
         self.out.clear();
         let ctx = self.cluster.ctx(self.dialect);
         let expect = ops::StoreItems { items: &items }
             .encode(&ctx, &mut self.out)
             .map_err(|e| js::error(&e))?;
-        self.push(expect, Pending::StoreItems(n));
+        self.push(expect, Pending::StoreItems(items));
         Ok(self.out.to_vec())
     }
 
@@ -479,44 +447,6 @@ impl Codec {
         let keys = key_list(keys)?;
         let n = keys.len();
         self.emit(&ops::DeleteMulti { keys: &keys }, Pending::DeleteMulti(n))
-    }
-
-    /// Compare-and-delete: delete only if the key still has unique `cas` (meta `md C`; on
-    /// text servers a `cas` with an expiry in the past). `true`, or `Exists` / `NotFound`.
-    #[wasm_bindgen(js_name = casDelete)]
-    pub fn cas_delete(&mut self, key: &[u8], cas: u64) -> Result<Vec<u8>, JsValue> {
-        self.emit(
-            &ops::CasDelete { key, cas },
-            Pending::CasDelete(key.to_vec()),
-        )
-    }
-
-    /// A store that returns the new CAS unique (`add` to take a lock, `cas` to extend it):
-    /// the result is a `BigInt`, or the store's error.
-    #[wasm_bindgen(js_name = storeReturningCas)]
-    pub fn store_returning_cas(
-        &mut self,
-        mode: &str,
-        key: &[u8],
-        data: &[u8],
-        ttl: u32,
-        cas: Option<u64>,
-    ) -> Result<Vec<u8>, JsValue> {
-        let mode = store_mode(mode, cas)?;
-        let pending = Pending::StoreReturningCas {
-            key: key.to_vec(),
-            mode,
-            data: data.to_vec(),
-        };
-        self.emit(
-            &ops::StoreReturningCas {
-                mode,
-                key,
-                data,
-                ttl,
-            },
-            pending,
-        )
     }
 
     /// `version`: the server's version string.
@@ -711,15 +641,7 @@ impl Codec {
                     Err(e) => self.err(e),
                 }
             }
-            Pending::StoreItems(n) => {
-                let dummy = ops::Item {
-                    key: b"",
-                    data: b"",
-                    mode,
-                    flags: 0,
-                    ttl: 0,
-                };
-                let items = vec![dummy; n];
+            Pending::StoreItems(items) => {
                 match (ops::StoreItems { items: &items }).finish(&ctx, reply) {
                     Ok(rs) => rs
                         .into_iter()
@@ -739,20 +661,6 @@ impl Codec {
                         .into(),
                     Err(e) => self.err(e),
                 }
-            }
-            Pending::CasDelete(key) => {
-                let r = ops::CasDelete { key: &key, cas: 0 }.finish(&ctx, reply);
-                self.result(r, |()| JsValue::TRUE)
-            }
-            Pending::StoreReturningCas { key, mode, data } => {
-                let r = ops::StoreReturningCas {
-                    mode,
-                    key: &key,
-                    data: &data,
-                    ttl: 0,
-                }
-                .finish(&ctx, reply);
-                self.result(r, js::big)
             }
             Pending::Version => {
                 let r = ops::Version.finish(&ctx, reply);
