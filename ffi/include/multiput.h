@@ -941,6 +941,16 @@ int32_t multiput_cas_update(const struct MultiputClient *client, const char *key
 int32_t multiput_get_or_set(const struct MultiputClient *client, const char *key, size_t key_len, uint32_t ttl, MultiputLoadFn f, void *ctx, struct MultiputItem **out);
 
 /*
+ Whether `key` can be sent by this client as it is configured (key prefix, binary keys,
+ protocol): `MULTIPUT_OK`, or `MULTIPUT_E_KEY` with the reason in the last error. Nothing
+ is sent; bindings ask this instead of restating the key rules.
+
+ # Safety
+ `client` is live; `key` points to `key_len` bytes.
+ */
+int32_t multiput_check_key(const struct MultiputClient *client, const char *key, size_t key_len);
+
+/*
  Acquire the lock `name`: an `add` of a unique owner token on the name's ring owner (the
  primary, in replicated mode), retried with jittered backoff for up to `wait_ms`.
  `MULTIPUT_E_LOCK_NOT_ACQUIRED` when someone else held it the whole time; the server's error

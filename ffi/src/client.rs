@@ -333,6 +333,25 @@ pub struct MultiputClient {
     addresses: Vec<CString>,
 }
 
+/// Whether `key` can be sent by this client as it is configured (key prefix, binary keys,
+/// protocol): `MULTIPUT_OK`, or `MULTIPUT_E_KEY` with the reason in the last error. Nothing
+/// is sent; bindings ask this instead of restating the key rules.
+///
+/// # Safety
+/// `client` is live; `key` points to `key_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn multiput_check_key(
+    client: *const MultiputClient,
+    key: *const c_char,
+    key_len: usize,
+) -> i32 {
+    run(|| {
+        let c = unsafe { client_ref(client) }?;
+        let key = unsafe { key_arg(key, key_len) }?;
+        c.plain().cluster().check_key(key).map_err(|e| fail(&e))
+    })
+}
+
 /// A second handle on the same replicated client (connections, clock, writer id) with other
 /// read and/or write policies (`read`/`write` as in [`multiput_config_set`]; null keeps the
 /// current one), for the calls that need them. The replica count and placement do not change.

@@ -308,6 +308,10 @@ static void recipes(MultiputClient *c, const char *label) {
     CHECK(multiput_lock(c, S("c:lock"), 10, 0, 0, &l2) == 0 && l2, "freeing a held lock released it");
     multiput_lock_free(l2);
     CHECK(multiput_lock(c, S("c:lock"), 0, 0, 0, &l2) == MULTIPUT_E_CONFIG, "a lock needs a TTL");
+    /* the core says which keys can be sent, before anything is sent */
+    CHECK(multiput_check_key(c, S("fine:key")) == 0, "a printable key is sendable");
+    CHECK(multiput_check_key(c, S("a b")) == MULTIPUT_E_KEY, "a key with a space is not (no binary keys)");
+    CHECK(multiput_check_key(c, S("")) == MULTIPUT_E_KEY, "an empty key is not");
     /* a quorum lock: a majority of the name's first server(s) */
     MultiputLock *q1 = NULL, *q2 = NULL;
     CHECK(multiput_lock_quorum(c, S("c:qlock"), 10, 0, 0, 1, &q1) == 0 && q1, "quorum lock acquired");

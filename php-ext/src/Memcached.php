@@ -738,17 +738,18 @@ class Memcached
 
     /**
      * Keys multiput cannot send: with spaces or control bytes, unless OPT_BINARY_PROTOCOL is on
-     * (then they go base64-encoded over meta, up to 186 bytes with the prefix: the encoded key
-     * must fit memcached's 250).
+     * (then they go base64-encoded over meta, within the core's length limit with the prefix);
+     * the core's key rules decide (multiput_check_key), not a copy of them here.
      */
     private function unsendable(string $key): bool
     {
+        // A key of printable bytes is sendable (its length is checked by the caller); for the
+        // rest (spaces, control bytes: binary keys) the core decides, for this client's options.
         if (preg_match('/[\x00-\x20\x7f]/', $key) !== 1) {
             return false;
         }
-        return !$this->s->options[self::OPT_BINARY_PROTOCOL]
-            || strlen($this->s->options[self::OPT_PREFIX_KEY]) + strlen($key) > 186
-            || str_contains($key, "\n");
+        $h = $this->s->handle ?? $this->handle();
+        return $h === null || $h->ffi->multiput_check_key($h->client, $key, strlen($key)) !== 0;
     }
 
     public function getMulti(array $keys, int $get_flags = 0): array|false
