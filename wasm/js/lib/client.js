@@ -4,156 +4,20 @@
 // means, which replica wins, what to repair, when a replicated write succeeded, how long to
 // back off, what a lock token is.
 
-const { webcrypto } = require('node:crypto');
 const { performance } = require('node:perf_hooks');
 const wasm = require('./wasm');
 const { Connection } = require('./connection');
 const errors = require('./errors');
+const { Lock } = require('./lock');
+const { run, seed } = require('./run');
+const {
+  DELETE, randomU64, toKey, keyName, out, ttlOf, rethrow, asValue, mapError, mapErrors, settle,
+  pack, entriesOf, multiError, settleMulti,
+} = require('./util');
 
 const { toError } = errors;
 const DEFAULTS = wasm.defaults();
 
-/** Return it from a `casUpdate` function to delete the key (if it still holds what was read). */
-const DELETE = Symbol('multiput.DELETE');
-
-function randomU64() {
-  const a = new BigUint64Array(1);
-  do webcrypto.getRandomValues(a);
-  while (a[0] === 0n);
-  return a[0];
-}
-
-function toKey(key) {
-  if (typeof key === 'string') return Buffer.from(key, 'utf8');
-  if (key instanceof Uint8Array) return key;
-  throw toError(wasm.recipeError('Config', '', 0, 0, 'a key must be a string or a Buffer/Uint8Array'));
-}
-
-function keyName(key) {
-  return typeof key === 'string' ? key : Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('utf8');
-}
-
-/** Values come out of WASM as plain Uint8Arrays; hand out Buffers (a view, no copy). */
-function out(v) {
-  if (v instanceof Uint8Array && !Buffer.isBuffer(v)) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-  return v;
-}
-
-function ttlOf(opts) {
-  if (opts === undefined || opts === null) return 0;
-  if (typeof opts === 'number') return opts;
-  return opts.ttl ?? 0;
-}
-
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
-}
-
-// What a core Job (one of the core's step machines) asks for next; see wasm/src/job.rs.
-const SEND = 0;
-const WAIT = 1;
-const DECIDE = 2;
-const LOAD = 3;
-const DONE = 4;
-
-/** A seed for a job's jitter (the core's machines draw no randomness of their own). */
-function seed() {
-  return Math.floor(Math.random() * 2 ** 53);
-}
-
-function rethrow(r) {
-  if (r instanceof Error) throw toError(r);
-  return r;
-}
-
-function asValue(r) {
-  if (r instanceof Error) throw toError(r);
-  return out(r);
-}
-
-function mapError(e) {
-  throw toError(e);
-}
-
-/** Public calls reject with MultiputError subclasses, whatever layer the error came from. */
-function mapErrors(proto, names) {
-  for (const name of names) {
-    const f = proto[name];
-    proto[name] = function mapped(...args) {
-      try {
-        return f.apply(this, args).catch(mapError);
-      } catch (e) {
-        return Promise.reject(toError(e));
-      }
-    };
-    Object.defineProperty(proto[name], 'name', { value: name });
-  }
-}
-
-function settle(p) {
-  return p.then(
-    (r) => r,
-    (e) => e,
-  );
-}
-
-/** Keys (strings or bytes) packed back to back as UTF-8, and where each ends: one copy into
- *  WebAssembly for all of them. */
-function pack(keys) {
-  let total = 0;
-  for (const k of keys) {
-    if (typeof k === 'string') total += Buffer.byteLength(k, 'utf8');
-    else if (k instanceof Uint8Array) total += k.length;
-    else toKey(k); // throws the Config error
-  }
-  const packed = Buffer.allocUnsafe(total);
-  const ends = new Uint32Array(keys.length);
-  let at = 0;
-  for (let i = 0; i < keys.length; i++) {
-    const k = keys[i];
-    if (typeof k === 'string') at += packed.write(k, at, 'utf8');
-    else {
-      packed.set(k, at);
-      at += k.length;
-    }
-    ends[i] = at;
-  }
-  return [packed, ends];
-}
-
-function entriesOf(items) {
-  if (items instanceof Map) return [...items.entries()];
-  if (Array.isArray(items)) return items;
-  return Object.entries(items);
-}
-
-function multiError(failures) {
-  const [key, first] = failures.entries().next().value;
-  const err = toError(first);
-  const name = typeof key === 'string' ? key : keyName(key);
-  const e = new err.constructor(`${failures.size} key(s) failed; first, ${JSON.stringify(name)}: ${err.message}`, err);
-  e.failures = failures;
-  return e;
-}
-
-/**
- * The Map of a multi-key call (`list[i]` -> `values[i]`, undefined entries left out), or, when
- * some keys failed, the multiError carrying that Map as `partial`.
- */
-function settleMulti(list, values, failures) {
-  const result = new Map();
-  list.forEach((k, i) => values[i] !== undefined && result.set(k, values[i]));
-  if (failures.size > 0) {
-    const e = multiError(failures);
-    e.partial = result;
-    throw e;
-  }
-  return result;
-}
-
-/**
- * A memcached client over a fleet of servers. See index.d.ts for the options and calls.
- */
 class Client {
   constructor(servers, options) {
     if (!Array.isArray(servers) && typeof servers !== 'string') {
@@ -548,70 +412,9 @@ class Client {
     }
   }
 
-  /**
-   * Drive one of the core's step machines (a Job, wasm/src/job.rs) to its end: send what it
-   * asks (every request at once, each on its server's pipelined connection), sleep when it
-   * says, call `decide` / `load` when it says. The behaviour is the core's; this is the same
-   * loop the Rust clients run.
-   */
-  async _run(job, decide, load) {
-    let thrown;
-    try {
-      for (;;) {
-        switch (job.step(performance.now(), Date.now())) {
-          case SEND: {
-            const n = job.requests();
-            const sent = new Array(n);
-            for (let i = 0; i < n; i++) {
-              sent[i] = this._call(job.server(i), (c) => c.call(job, i)).then(undefined, (e) => job.fail(i, e));
-            }
-            await Promise.all(sent);
-            break;
-          }
-          case WAIT:
-            await sleep(job.value());
-            break;
-          case DECIDE: {
-            let next;
-            try {
-              next = await decide(out(job.value()));
-            } catch (e) {
-              thrown = e;
-              job.decideFailed(String(e && e.message ? e.message : e));
-              break;
-            }
-            job.decided(next === undefined || next === DELETE ? null : next, next === undefined, next === DELETE);
-            break;
-          }
-          case LOAD: {
-            let value;
-            try {
-              value = await load();
-            } catch (e) {
-              thrown = e;
-              job.loadFailed(String(e && e.message ? e.message : e));
-              break;
-            }
-            job.loaded(value);
-            break;
-          }
-          case DONE:
-            return job.value();
-          default: {
-            const err = toError(job.value());
-            // The caller's own function threw: rethrow its error (a loader's, wrapped in a
-            // LoaderError that keeps it as the cause).
-            if (thrown !== undefined && err.kind === 'Loader') {
-              if (load === undefined) throw thrown;
-              err.cause = thrown;
-            }
-            throw err;
-          }
-        }
-      }
-    } finally {
-      job.free();
-    }
+  /** Drive one of the core's machines to its end (lib/run.js). */
+  _run(job, decide, load) {
+    return run(this, job, decide, load);
   }
 
   // ---- recipes: CAS updates, locks, miss-storm protection --------------------------------
@@ -691,43 +494,6 @@ class Client {
   close() {
     this._closed = true;
     for (const c of this._conns) if (c !== null) c.close();
-  }
-}
-
-/** A held lock. `release()` deletes it only if it is still ours (compare-and-delete). */
-class Lock {
-  constructor(client, key, name, got) {
-    this._client = client;
-    this._key = key;
-    this._holds = got.holds;
-    this._quorum = got.quorum;
-    this.name = name;
-    this.token = got.token;
-    this.held = true;
-    this.fence = got.fence;
-  }
-
-  /** true: released; false: it had expired (and may belong to someone else: left alone). */
-  async release() {
-    if (!this.held) return false;
-    this.held = false;
-    const c = this._client;
-    return c._run(c._core.lockRelease(this._key, this._holds, this._quorum));
-  }
-
-  /** Give the lock a new TTL if it is still ours (false if not). */
-  async extend(ttl) {
-    if (!this.held) return false;
-    const c = this._client;
-    try {
-      const r = await c._run(c._core.lockExtend(this._key, this.token, this._holds, this._quorum, ttl));
-      this._holds = r.holds;
-      this.held = r.held;
-      return r.held;
-    } catch (e) {
-      this.held = false;
-      throw e;
-    }
   }
 }
 
