@@ -20,7 +20,7 @@ declare(strict_types=1);
 
 require __DIR__ . '/autoload.php';
 
-foreach (['Exception', 'Deferred', 'Native', 'Handle', 'Lock', 'MemcachedState', 'Memcached', 'Client'] as $class) {
+foreach (['Exception', 'Deferred', 'Native', 'Handle', 'Lock', 'MemcachedState', 'MemcachedByKey', 'MemcachedMultiGet', 'MemcachedServers', 'Memcached', 'Client'] as $class) {
     require_once __DIR__ . "/src/$class.php";
 }
 
