@@ -9,15 +9,26 @@
 //!
 //! # Layers
 //!
-//! - **Logic, no I/O** — [`protocol`] (encoders and an incremental decoder that never panics
-//!   and bounds every allocation), [`ring`] (libmemcached's ketama in both consistent modes),
-//!   [`key`] (key rules, checked before anything is sent), [`health`] (failure counting and
-//!   retry intervals, with time passed in), [`ops`] (what each call sends and what its reply
-//!   means) and [`cluster`] (routing a call to its server). This is what the WASM build exports.
-//! - **Drivers** — [`Client`] (async, tokio; feature `tokio`, on by default) pipelines every
-//!   task's requests over a few connections per server; [`blocking::Client`] pools blocking
-//!   connections for threads. Both expose the same calls with the same meaning.
+//! Two folders, imports pointing one way (`scripts/check-layers.sh` keeps the logic layer free
+//! of I/O in CI):
 //!
+//! - **Logic, no I/O** ([`logic`]) — [`protocol`] (encoders and an incremental decoder that
+//!   never panics and bounds every allocation), [`ring`] (libmemcached's ketama in both
+//!   consistent modes), [`key`] (key rules, checked before anything is sent), [`health`]
+//!   (failure counting and retry intervals, with time passed in), [`ops`] (what each call sends
+//!   and what its reply means), [`cluster`] (routing a call to its server), [`replication`] and
+//!   [`envelope`] (which copy wins, what is repaired), [`values`] (each language's value
+//!   conventions), and [`machine`]: every multi-step behaviour (CAS update, locks, the
+//!   `get_or_set` fill, increment-with-initial, replicated reads, writes and read-modify-writes)
+//!   as a step machine that says what to send, how long to wait and when to ask the caller,
+//!   with time and randomness passed in. This is what the WASM build exports.
+//! - **Drivers** ([`driver`]) — [`Client`] (async, tokio; feature `tokio`, on by default)
+//!   pipelines every task's requests over a few connections per server;
+//!   [`blocking::Client`] pools blocking connections for threads; both run the machines with
+//!   one `drive` loop and expose the same calls with the same meaning. [`ReplicatedClient`]
+//!   wraps either; [`blocking::Cache`] is the one mode-aware facade the bindings sit on.
+//!   [`fork`] keeps per-process state safe across `fork()`.
+
 //! # Example
 //!
 //! ```no_run

@@ -8,7 +8,7 @@
 //!
 //! The rule here: every piece of state that belongs to one process (pooled connections,
 //! connection tasks, per-server health and counters, in-process single flights) lives in a
-//! [`PerProcess`] cell, stamped with the process's fork [`generation`]. A `fork()` bumps the
+//! `PerProcess` cell, stamped with the process's fork [`generation`]. A `fork()` bumps the
 //! generation in the child (a `pthread_atfork` handler, registered when the first client is
 //! built, so every binding gets it without doing anything). The child's first call then sees
 //! a stale stamp and builds fresh state: its own connections, opened on first use, and a

@@ -1,5 +1,5 @@
 //! The recipes as the clients offer them: the call list both clients expand
-//! ([`recipes_api`]), the lock guard, owner tokens and in-process single flight. The rules
+//! (`recipes_api`), the lock guard, owner tokens and in-process single flight. The rules
 //! and types are the logic layer's ([`crate::logic::recipe`], re-exported here), the
 //! multi-step behaviours its machines ([`crate::machine`]).
 

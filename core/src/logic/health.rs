@@ -1,7 +1,8 @@
 //! Per-server health: consecutive failures mark a server down for a retry interval.
 //!
-//! Pure logic: the caller passes the time in ([`Clock`] offsets), so the rules are tested
-//! without sleeping and both drivers share them. State is atomic so the hot path (a success on a
+//! Pure logic: the caller passes the time in (monotonic milliseconds: `driver::mono_ms`, or
+//! `performance.now()` in WASM), so the rules are tested without sleeping and every driver
+//! shares them. State is atomic so the hot path (a success on a
 //! healthy server) is one relaxed load.
 //!
 //! Rules:

@@ -1,4 +1,4 @@
-//! Per-process state: the fork generation and the [`PerProcess`] cell every client keeps its
+//! Per-process state: the fork generation and the `PerProcess` cell every client keeps its
 //! connections, health and flights in. The generation is bumped in a fork child by the
 //! driver layer's `pthread_atfork` hook ([`crate::fork`], which explains the rule) or by a
 //! binding's own after-fork hook ([`note_fork`]); reading it is one atomic load.

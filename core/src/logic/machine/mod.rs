@@ -46,7 +46,7 @@ use std::time::Duration;
 /// driver.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Now {
-    /// Monotonic time since an origin the driver chose (the cluster's [`crate::health::Clock`]
+    /// Monotonic time since an origin the driver chose ([`crate::driver::mono`]
     /// for the native drivers, `performance.now()` in JavaScript).
     pub mono: Duration,
     /// Milliseconds since the Unix epoch.
