@@ -155,3 +155,25 @@ pub(crate) fn parse_read_policy(
     };
     ReadPolicy::parse(&policy_text(obj)?, replicas).map_err(|e| py_err(obj.py(), &e))
 }
+
+/// An `incr`/`decr` amount as pymemcache takes it: an `int` (a `bool` is one), refused before
+/// anything is sent otherwise (`InvalidArgumentError`, a `MemcacheIllegalInputError`); a
+/// negative or over-64-bit amount is memcached's `CLIENT_ERROR invalid numeric delta
+/// argument`, raised as `DeltaOutOfRangeError` (a `ClientError`, a `MemcacheClientError` and
+/// an `OverflowError`) without asking the server.
+pub(crate) fn delta_of(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    if !value.is_instance_of::<PyInt>() {
+        return Err(named_error(
+            py,
+            "InvalidArgumentError",
+            format!("value must be integer, got bad value: {}", value.repr()?),
+        ));
+    }
+    value.extract::<u64>().map_err(|_| {
+        named_error(
+            py,
+            "DeltaOutOfRangeError",
+            "CLIENT_ERROR invalid numeric delta argument (incr/decr take 0 to 2^64-1)".into(),
+        )
+    })
+}

@@ -368,3 +368,48 @@ def test_ring_rendezvous_places_keys_where_pymemcache_hashclient_does(memcached_
         host, port = hc._get_client(k).server
         assert c.server_for(k) == f"{host}:{port}"
     hc.close()
+
+
+def test_pymemcache_except_clauses_catch_what_they_caught(one):
+    # Each pymemcache except clause catches multiput's error for the same failure.
+    from multiput import exceptions as exc
+
+    c = multiput.Client([f"127.0.0.1:{one.port}"], max_value_size=1000)
+    with pytest.raises(exc.MemcacheIllegalInputError):
+        c.set("bad key", b"x")
+    with pytest.raises(exc.MemcacheClientError):
+        c.get("bad key")
+    with pytest.raises(exc.MemcacheServerError):
+        c.set("big", b"x" * 2000)
+    c.set("text", b"abc")
+    with pytest.raises(exc.MemcacheClientError):
+        c.incr("text", 1)  # CLIENT_ERROR: not a number
+    for cls in (exc.InvalidKeyError, exc.ValueTooLargeError, exc.ServerError, exc.ClientError,
+                exc.ConnectionError, exc.ProtocolError):
+        assert issubclass(cls, exc.MemcacheError) and issubclass(cls, exc.MultiputError)
+    assert issubclass(exc.ConnectionError, exc.MemcacheUnexpectedCloseError)
+    assert issubclass(exc.ProtocolError, exc.MemcacheUnknownError)
+    # And multiput's own names and builtin bases are kept.
+    assert issubclass(exc.InvalidKeyError, ValueError)
+    assert issubclass(exc.ConnectionError, ConnectionError)
+
+
+def test_incr_takes_what_pymemcache_takes(one):
+    # pymemcache 4.0 refuses a non-int delta with MemcacheIllegalInputError before I/O; so do we.
+    from multiput import exceptions as exc
+
+    c = multiput.Client([f"127.0.0.1:{one.port}"])
+    c.set("n", b"5")
+    assert c.incr("n", 2) == 7
+    assert c.incr("n", True) == 8
+    assert c.incr("n") == 9
+    for bad in (b"1", "1", 1.0, None.__class__):
+        with pytest.raises(exc.MemcacheIllegalInputError):
+            c.incr("n", bad)
+        with pytest.raises(TypeError):
+            c.decr("n", bad)
+    with pytest.raises(exc.MemcacheClientError):
+        c.incr("n", -1)
+    with pytest.raises(exc.MemcacheClientError):
+        c.incr("n", 2**64)
+    assert c.get("n") == b"9"

@@ -415,6 +415,8 @@ class MultiputCache(BaseCache):
                 value = self._cache.decr(key, -delta)
             else:
                 value = self._cache.incr(key, delta)
+        except multiput.DeltaOutOfRangeError:
+            raise
         except multiput.ClientError as e:
             # With a validated key and an int delta, the only request memcached (or the
             # replicated counter) refuses is arithmetic on a value that is not a number.

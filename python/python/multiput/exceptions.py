@@ -5,6 +5,17 @@ Every error carries ``kind`` (a stable string naming the core's error kind, e.g.
 derive from the builtin a caller would expect: :class:`InvalidKeyError` and
 :class:`ConfigError` are ``ValueError``\\ s, :class:`TimeoutError` is the builtin
 ``TimeoutError``, :class:`ConnectionError` the builtin ``ConnectionError``.
+
+Code ported from pymemcache keeps its ``except`` clauses: pymemcache's exception names
+(:class:`MemcacheError`, :class:`MemcacheClientError`, :class:`MemcacheIllegalInputError`,
+:class:`MemcacheServerError`, :class:`MemcacheUnexpectedCloseError`,
+:class:`MemcacheUnknownCommandError`, :class:`MemcacheUnknownError`) are classes of this
+hierarchy, and each multiput error derives from the one pymemcache would have raised for the
+same failure: a bad key is a ``MemcacheIllegalInputError``, a value too large a
+``MemcacheServerError`` (memcached's ``SERVER_ERROR object too large``), a server error a
+``MemcacheServerError``, a ``CLIENT_ERROR`` a ``MemcacheClientError``, a broken connection a
+``MemcacheUnexpectedCloseError``, an unknown command a ``MemcacheUnknownCommandError``, bytes
+that are not memcached protocol a ``MemcacheUnknownError``.
 """
 
 import builtins
@@ -12,6 +23,15 @@ from typing import List, Optional, Tuple
 
 __all__ = [
     "MultiputError",
+    "MemcacheError",
+    "MemcacheClientError",
+    "MemcacheUnknownCommandError",
+    "MemcacheIllegalInputError",
+    "MemcacheServerError",
+    "MemcacheUnknownError",
+    "MemcacheUnexpectedCloseError",
+    "InvalidArgumentError",
+    "DeltaOutOfRangeError",
     "InvalidKeyError",
     "ValueTooLargeError",
     "NotStoredError",
@@ -41,14 +61,50 @@ class MultiputError(Exception):
     server: Optional[str] = None
 
 
-class InvalidKeyError(MultiputError, ValueError):
+class MemcacheError(MultiputError):
+    """pymemcache's base class (``pymemcache.exceptions.MemcacheError``); every multiput error
+    that pymemcache has a class for derives from one of its subclasses."""
+
+
+class MemcacheClientError(MemcacheError):
+    """pymemcache's name for a request memcached could not parse (bad arguments)."""
+
+
+class MemcacheUnknownCommandError(MemcacheClientError):
+    """pymemcache's name for memcached's ``ERROR`` (a command it does not know)."""
+
+
+class MemcacheIllegalInputError(MemcacheClientError):
+    """pymemcache's name for a key or value that is not legal (refused before I/O)."""
+
+
+class MemcacheServerError(MemcacheError):
+    """pymemcache's name for memcached reporting a failure (``SERVER_ERROR``)."""
+
+
+class MemcacheUnknownError(MemcacheError):
+    """pymemcache's name for a reply that is not memcached protocol."""
+
+
+class MemcacheUnexpectedCloseError(MemcacheServerError):
+    """pymemcache's name for a connection that closed unexpectedly."""
+
+
+class InvalidArgumentError(MemcacheIllegalInputError, TypeError):
+    """An argument of the wrong type (e.g. a non-integer ``incr`` delta), refused before
+    anything is sent, as pymemcache refuses it."""
+
+    kind = "invalid_argument"
+
+
+class InvalidKeyError(MemcacheIllegalInputError, ValueError):
     """The key breaks memcached's rules (empty, over 250 bytes with the prefix, or a space or
     control character). Raised before anything is sent."""
 
     kind = "invalid_key"
 
 
-class ValueTooLargeError(MultiputError, ValueError):
+class ValueTooLargeError(MemcacheServerError, ValueError):
     """The value is larger than ``max_value_size`` (memcached's ``-I``, 1 MiB by default).
     Raised before anything is sent."""
 
@@ -80,15 +136,23 @@ class CasRetriesExhaustedError(CasConflictError):
     kind = "cas_retries_exhausted"
 
 
-class ServerError(MultiputError):
+class ServerError(MemcacheServerError):
     """The server reported an error of its own (``SERVER_ERROR ...``)."""
 
     kind = "server"
 
 
-class ClientError(MultiputError):
+class ClientError(MemcacheClientError):
     """The server says the request was bad (``CLIENT_ERROR ...``), e.g. ``incr`` of a value
     that is not a number."""
+
+    kind = "client"
+
+
+class DeltaOutOfRangeError(ClientError, OverflowError):
+    """An ``incr``/``decr`` amount outside 0 .. 2**64-1: memcached's ``CLIENT_ERROR invalid
+    numeric delta argument`` (pymemcache's ``MemcacheClientError``), refused before anything
+    is sent; also an ``OverflowError``, as pylibmc raises."""
 
     kind = "client"
 
@@ -100,7 +164,7 @@ class TimeoutError(MultiputError, builtins.TimeoutError):
     kind = "timeout"
 
 
-class ConnectionError(MultiputError, builtins.ConnectionError):
+class ConnectionError(MemcacheUnexpectedCloseError, builtins.ConnectionError):
     """The connection could not be opened, or broke mid-request."""
 
     kind = "connection_refused"
@@ -113,7 +177,7 @@ class ServerDownError(ConnectionError):
     kind = "server_down"
 
 
-class ProtocolError(MultiputError):
+class ProtocolError(MemcacheUnknownError):
     """The server sent bytes that are not memcached protocol; the connection was dropped."""
 
     kind = "protocol"
