@@ -451,12 +451,22 @@ class Memcached
                 $o[self::OPT_LIBKETAMA_HASH] = $value ? self::HASH_MD5 : self::HASH_DEFAULT;
                 break;
             case self::OPT_DISTRIBUTION:
+                // Outside libmemcached's distributions (0-6) PECL warns INVALID ARGUMENTS, as here;
+                // a real distribution multiput does not reproduce is RES_NOT_SUPPORTED.
+                if ((int) $value < 0 || (int) $value > 6) {
+                    return $invalid('error setting memcached option: INVALID ARGUMENTS');
+                }
                 if (!in_array((int) $value, [self::DISTRIBUTION_MODULA, self::DISTRIBUTION_CONSISTENT, self::DISTRIBUTION_KETAMA_WEIGHTED], true)) {
                     return $refuse('multiput places keys as libmemcached does with DISTRIBUTION_MODULA (HASH_DEFAULT), OPT_LIBKETAMA_COMPATIBLE, or DISTRIBUTION_CONSISTENT with HASH_MD5');
                 }
                 $o[$option] = (int) $value;
                 break;
             case self::OPT_HASH:
+                // An unknown hash (not one of PECL's HASH_* 0-8): PECL returns true, no warning,
+                // and the hash stays as it was; so does this.
+                if ((int) $value < 0 || (int) $value > 8) {
+                    break;
+                }
                 if (!in_array((int) $value, [self::HASH_DEFAULT, self::HASH_MD5], true)) {
                     return $refuse('multiput hashes keys as libmemcached does with HASH_DEFAULT (one-at-a-time, modula) or HASH_MD5 (ketama)');
                 }

@@ -618,6 +618,13 @@ final class PeclDifferentialTest extends TestCase
             }
             // (getOption of an unknown option aborts inside libmemcached: not compared.)
             $rec('setOption unknown', $m->setOption(12345, 1));
+            $rec('setOption negative', $m->setOption(-1, 1));
+            $rec('setOption distribution invalid', $m->setOption(\Memcached::OPT_DISTRIBUTION, 99));
+            $rec('getOption distribution', $m->getOption(\Memcached::OPT_DISTRIBUTION));
+            $rec('setOption hash invalid', $m->setOption(\Memcached::OPT_HASH, 99));
+            $rec('getOption hash', $m->getOption(\Memcached::OPT_HASH));
+            $rec('setOptions unknown in the middle', $m->setOptions([\Memcached::OPT_COMPRESSION => true, 9999 => 1, \Memcached::OPT_TCP_NODELAY => true]));
+            $rec('setOptions serializer invalid', $m->setOptions([\Memcached::OPT_SERIALIZER => 77]));
             $rec('setOption serializer invalid', $m->setOption(\Memcached::OPT_SERIALIZER, 99));
             $rec('getOption serializer', $m->getOption(\Memcached::OPT_SERIALIZER));
             $rec('setOption compression type invalid', $m->setOption(\Memcached::OPT_COMPRESSION_TYPE, 99));
