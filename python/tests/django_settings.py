@@ -24,6 +24,7 @@ CACHES = {
     "custom_key": {"BACKEND": _BACKEND, "LOCATION": _SERVERS, "KEY_FUNCTION": custom_key_func},
     "custom_key2": {"BACKEND": _BACKEND, "LOCATION": _SERVERS, "KEY_FUNCTION": "django_settings.custom_key_func"},
     "list_location": {"BACKEND": _BACKEND, "LOCATION": _SERVERS.split(",")},
+    "plain_keys": {"BACKEND": _BACKEND, "LOCATION": _SERVERS, "KEY_FUNCTION": "multiput.django.plain_key"},
     "forever": {"BACKEND": _BACKEND, "LOCATION": _SERVERS, "TIMEOUT": None},
     "far_future": {"BACKEND": _BACKEND, "LOCATION": _SERVERS, "TIMEOUT": 31536000},
     "strict": {

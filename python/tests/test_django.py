@@ -683,3 +683,18 @@ def test_pymemcache_options_find_what_pymemcachecache_stored(memcached_factory):
     assert backend.get_many(keys) == {k: b"from pymemcache" for k in keys}
     assert len({backend._cache.server_for(backend.make_key(k)) for k in keys}) == 4
     hc.close()
+
+
+def test_plain_key_shares_keys_with_other_apps():
+    # A PHP/Node/Rust app names the key "user:42"; Django with plain_key stores it so.
+    from django.core.cache import caches
+
+    import multiput
+
+    cache = caches["plain_keys"]
+    cache.set("user:42", "Ada")
+    other = multiput.Client(cache._servers)
+    assert other.get("user:42") == "Ada"
+    other.set("user:43", "Bob")
+    assert cache.get("user:43") == "Bob"
+    assert cache.get("user:42", version=7) == "Ada"  # VERSION is ignored

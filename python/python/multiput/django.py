@@ -221,6 +221,25 @@ _clients: Dict[Tuple[Any, ...], Client] = {}
 _clients_lock = threading.Lock()
 
 
+def plain_key(key: Any, key_prefix: str, version: Any) -> str:
+    """A ``KEY_FUNCTION`` for a fleet shared with apps that are not Django (PHP, Node, Rust):
+    the key as those apps name it. Django's default key function stores ``user:42`` as
+    ``:1:user:42`` (``<KEY_PREFIX>:<VERSION>:<key>``), which the PHP app asking for ``user:42``
+    never finds. With this one ``KEY_PREFIX``, if set, is prepended as is (give the other apps
+    the same prefix: ``Multiput\\Memcached::OPT_PREFIX_KEY``, the Node and Python clients'
+    ``key_prefix``) and ``VERSION`` is ignored, so versioned calls (``incr_version``,
+    ``version=``) all reach the same key::
+
+        CACHES = {"default": {
+            "BACKEND": "multiput.django.MultiputCache",
+            "LOCATION": "10.0.0.1:11211;10.0.0.2:11211",
+            "KEY_FUNCTION": "multiput.django.plain_key",
+        }}
+    """
+    del version
+    return f"{key_prefix}{key}"
+
+
 def _after_fork_in_child() -> None:
     """A fork child gets a new ``_clients_lock``: a thread of the parent may have held the old
     one at the moment of the fork, and that thread does not exist here to release it. The
