@@ -490,6 +490,37 @@ def test_set_failure_on_a_dead_server_is_visible(memcached_factory):
         strict.set("k", 2)
 
 
+def test_a_slow_replica_does_not_turn_a_replicated_set_into_a_miss(memcached_factory):
+    # Write policy "all": one stopped replica makes the write short of its policy, but the
+    # new value is on the others with a later stamp; the set stands and the next read (after
+    # the replica is back) returns it and repairs the replica.
+    servers = memcached_factory(3)
+    location = ";".join(s.address for s in servers)
+    backend = MultiputCache(location, {"OPTIONS": {"replicas": 3, "timeout": 0.3, "retry_interval": 0.05}})
+    assert backend.set("k", "old") is True
+    servers[1].pause()
+    try:
+        # The client itself reports the write short of its policy...
+        with pytest.raises(exc.ReplicationError) as e:
+            backend._cache.set("probe", "x")
+        assert e.value.acked == 2
+        time.sleep(0.1)  # past the retry interval: the stopped replica is tried again
+        # ...and the backend's set stands.
+        assert backend.set("k", "new") is True
+        assert backend.get("k") == "new"
+    finally:
+        servers[1].resume()
+    time.sleep(0.1)  # the stopped server's retry interval
+    assert backend.get("k") == "new"
+    # No replica stored it: False, and the old value is gone.
+    for s in servers:
+        s.kill()
+    assert backend.set("k", "newer") is False
+    strict = MultiputCache(location, {"OPTIONS": {"replicas": 3, "timeout": 0.3, "raise_on_set_failure": True}})
+    with pytest.raises(exc.MultiputError):
+        strict.set("k", "x")
+
+
 def test_connections_are_shared_by_threads():
     clients = []
 

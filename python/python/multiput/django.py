@@ -365,20 +365,37 @@ class MultiputCache(BaseCache):
     # -- writes ------------------------------------------------------------------------------
 
     def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Optional[int] = None) -> bool:
-        """Store; True when stored, False when not (the old value is deleted), or raise with ``raise_on_set_failure``."""
+        """Store; True when stored, False when not (the old value is deleted), or raise with
+        ``raise_on_set_failure``. Replicated: True when at least one replica stored it, even if
+        the write policy was not met (a slow replica is repaired by the next read); False
+        (and the old value deleted) when none did."""
         key = self.make_and_validate_key(key, version=version)
         try:
             return self._cache.set(key, value, self.get_backend_timeout(timeout))
-        except MultiputError:
-            # Do not leave the old value behind a failed set (memcached's 1 MB limit, a
-            # timeout, ...), as Django's memcached backends do.
-            try:
-                self._cache.delete(key)
-            except MultiputError:
-                pass
+        except multiput.ReplicationError as e:
+            # Replicated, and some replicas stored it: the new value carries a later stamp than
+            # any copy the others hold, so every read returns it and repairs them. The set
+            # stands: deleting the key (Django's failed-set rule) would empty the cache
+            # whenever one replica is slow, and the tombstones would miss it too.
+            if e.op == "write" and e.acked > 0 and not self._raise_on_set_failure:
+                return True
+            self._failed_set(key)
             if self._raise_on_set_failure:
                 raise
             return False
+        except MultiputError:
+            self._failed_set(key)
+            if self._raise_on_set_failure:
+                raise
+            return False
+
+    def _failed_set(self, key: str) -> None:
+        # Do not leave the old value behind a failed set (memcached's 1 MB limit, a timeout,
+        # ...), as Django's memcached backends do.
+        try:
+            self._cache.delete(key)
+        except MultiputError:
+            pass
 
     def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Optional[int] = None) -> bool:
         """Store only if ``key`` is missing: True if stored."""
