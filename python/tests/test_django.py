@@ -670,10 +670,28 @@ def test_pylibmc_behaviors_choose_the_placement_and_settings():
                    "retry_interval": 2.0, "failure_limit": 3}
     # multiput's own options win over translated ones.
     assert t({"binary": True, "ring": "libketama_compatible"})["ring"] == "libketama_compatible"
+    # Every behavior pylibmc 1.6 has is accepted (off, for the two that change placement),
+    # mapped where multiput has the equivalent.
+    everything = {"_hash_with_prefix_key": False, "_io_bytes_watermark": 65536, "_io_key_prefetch": 1,
+                  "_io_msg_watermark": 500, "_noreply": False, "_poll_timeout": 150, "_socket_recv_size": 1 << 16,
+                  "_socket_send_size": 1 << 16, "_sort_hosts": False, "auto_eject": True, "buffer_requests": True,
+                  "cas": True, "connect_timeout": 250, "dead_timeout": 5, "failure_limit": 2, "no_block": True,
+                  "pickle_protocol": 2, "receive_timeout": 400000, "remove_failed": 0, "retry_timeout": 3,
+                  "send_timeout": 300000, "tcp_keepalive": True, "tcp_nodelay": True, "verify_keys": True}
+    if pylibmc is not None:
+        assert set(everything) | {"distribution", "hash", "ketama", "ketama_hash", "ketama_weighted",
+                                  "num_replicas"} == set(pylibmc.all_behaviors)
+    got = t({"behaviors": everything})
+    assert got["timeout"] == 0.15  # _poll_timeout bounds the wait for a stalled server
+    assert got["pickle_protocol"] == 2 and got["connect_timeout"] == 0.25 and got["failure_limit"] == 2
     for bad in ({"behaviors": {"ketama": True}},  # ketama without md5: not a placement we reproduce
                 {"behaviors": {"hash": "crc"}},
                 {"behaviors": {"num_replicas": 1}},
                 {"behaviors": {"no_such_behavior": 1}},
+                {"behaviors": {"poll_timeout": 100}},  # not a pylibmc name (pylibmc refuses it too)
+                {"behaviors": {"sort_hosts": True}},
+                {"behaviors": {"_sort_hosts": True}},  # changes placement
+                {"behaviors": {"_hash_with_prefix_key": True}},
                 {"username": "u", "password": "p"},
                 {"tls_context": object()}):
         with pytest.raises(exc.ConfigError):

@@ -99,10 +99,23 @@ _PYMEMCACHE_ONLY = {
 
 # pylibmc behaviors that only tune libmemcached's own I/O (multiput pipelines, never buffers
 # writes, checks keys itself and always reads CAS uniques on demand).
+# pylibmc 1.6's behaviors (``pylibmc.all_behaviors``) that tune libmemcached's I/O and have no
+# effect on placement or on what a call means: accepted and ignored (multiput pipelines, keeps
+# connections, reads every reply and sizes its buffers itself).
 _PYLIBMC_IO_BEHAVIORS = {
-    "no_block", "buffer_requests", "cas", "verify_keys", "cache_lookups", "sort_hosts",
-    "io_msg_watermark", "io_bytes_watermark", "io_key_prefetch", "noreply", "tcp_keepalive",
-    "poll_timeout", "socket_send_size", "socket_recv_size", "auto_eject", "_retry_timeout",
+    "no_block", "buffer_requests", "cas", "verify_keys", "tcp_keepalive", "_io_msg_watermark",
+    "_io_bytes_watermark", "_io_key_prefetch", "_socket_send_size", "_socket_recv_size",
+    # libmemcached's noreply: multiput always reads the reply, so a failed store is visible.
+    "_noreply",
+    # libmemcached's auto_eject_hosts moves a dead server's keys to the others; multiput never
+    # re-hashes because a server is down (DESIGN lesson 4): the keys stay where they belong.
+    "auto_eject",
+}
+
+# Behaviors that change where keys go: accepted only with their default (off).
+_PYLIBMC_PLACEMENT_FLAGS = {
+    "_sort_hosts": "libmemcached sorts the server list before placing keys",
+    "_hash_with_prefix_key": "libmemcached hashes the key prefix with the key",
 }
 
 
@@ -147,8 +160,14 @@ def translate_options(options: Dict[str, Any]) -> Dict[str, Any]:
     ``ketama_md5``, none -> ``modula``, pylibmc's default, which is also the default for any
     pylibmc-style OPTIONS), ``tcp_nodelay``, ``connect_timeout`` (ms), ``send_timeout`` /
     ``receive_timeout`` (us), ``retry_timeout`` / ``dead_timeout`` (s), ``failure_limit``;
-    ``remove_failed`` N -> ``failure_limit`` N; ``num_replicas`` (libmemcached's unacknowledged
-    replication) is refused: use multiput's ``replicas``, which changes the stored format.
+    ``remove_failed`` N -> ``failure_limit`` N; ``_poll_timeout`` (ms) -> ``timeout``;
+    ``pickle_protocol``; the I/O tuning behaviors (``no_block``, ``buffer_requests``, ``cas``,
+    ``verify_keys``, ``tcp_keepalive``, ``_io_*``, ``_socket_*_size``, ``_noreply``,
+    ``auto_eject``) are accepted and ignored (see ``_PYLIBMC_IO_BEHAVIORS`` for why);
+    ``_sort_hosts`` and ``_hash_with_prefix_key`` only off (on, they change placement);
+    ``num_replicas`` (libmemcached's unacknowledged replication) is refused: use multiput's
+    ``replicas``, which changes the stored format; a name pylibmc does not have is refused, as
+    pylibmc refuses it.
     """
     own = dict(options)
     out: Dict[str, Any] = {}
@@ -201,14 +220,28 @@ def translate_options(options: Dict[str, Any]) -> Dict[str, Any]:
             out["failure_limit"] = int(b["failure_limit"])
         if b.get("remove_failed"):
             out["failure_limit"] = int(b["remove_failed"])
-        known = _PYLIBMC_IO_BEHAVIORS | {
+        if b.get("_poll_timeout"):
+            # libmemcached's wait for a stalled server (ms; 5 s by default): multiput's I/O
+            # timeout is that bound. The smaller of it and send/receive_timeout wins.
+            poll = float(b["_poll_timeout"]) / 1000.0
+            out["timeout"] = min(poll, out.get("timeout", poll))
+        if b.get("pickle_protocol") is not None:
+            out["pickle_protocol"] = int(b["pickle_protocol"])
+        for name, why in _PYLIBMC_PLACEMENT_FLAGS.items():
+            if b.get(name):
+                raise multiput.ConfigError(
+                    f"pylibmc behavior {name}: {why}, a placement multiput does not reproduce "
+                    "(leave it off; the other apps' keys would not be found)"
+                )
+        known = _PYLIBMC_IO_BEHAVIORS | set(_PYLIBMC_PLACEMENT_FLAGS) | {
             "ketama", "ketama_weighted", "ketama_hash", "hash", "distribution", "tcp_nodelay",
             "connect_timeout", "send_timeout", "receive_timeout", "retry_timeout", "dead_timeout",
-            "failure_limit", "remove_failed", "num_replicas",
+            "failure_limit", "remove_failed", "num_replicas", "_poll_timeout", "pickle_protocol",
         }
         unknown = sorted(set(b) - known)
         if unknown:
-            raise multiput.ConfigError(f"pylibmc behaviors multiput does not know: {', '.join(unknown)}")
+            # As pylibmc itself: a name that is not one of its behaviors is refused.
+            raise multiput.ConfigError(f"unknown pylibmc behavior names: {', '.join(unknown)}")
     if pylibmc_style and pymemcache_style:
         raise multiput.ConfigError("OPTIONS mix pymemcache and pylibmc arguments: which placement do the other apps use?")
     if pylibmc_style:
