@@ -110,10 +110,26 @@ impl Cache {
 
     /// The servers holding `key`'s copies, primary first.
     pub fn replicas_of(&self, key: &[u8]) -> Result<Vec<&str>, Error> {
-        match &self.repl {
-            Some(r) => r.replicas_of(key),
-            None => self.plain.server_for(key).map(|s| vec![s]),
-        }
+        let cl = self.plain.cluster();
+        cl.check_key(key)?;
+        Ok(self
+            .servers_for(key)
+            .into_iter()
+            .map(|s| cl.name(s))
+            .collect())
+    }
+
+    /// The indices (configuration order) of the servers `key` hashes to, primary first,
+    /// without checking it against the key rules (libmemcached's `*ByKey` server keys are any
+    /// string).
+    pub fn servers_for(&self, key: &[u8]) -> Vec<usize> {
+        let (n, failover) = self
+            .repl
+            .as_ref()
+            .map_or((1, false), |r| (r.policy().replicas, r.policy().failover));
+        self.plain
+            .cluster()
+            .replicas_for(key, n, failover, crate::driver::mono_ms())
     }
 
     /// The value of `key` (replicated: the latest copy; stale copies are repaired).

@@ -137,18 +137,18 @@ pub unsafe extern "C" fn multiput_get_multi_php(
         let cas = opts & (MULTIPUT_GET_CAS | MULTIPUT_GET_EXTENDED) != 0;
         // Encode straight from the core's results (no intermediate vector per call).
         let rules = c.rules;
-        let (hits, misses, errors, deferred, first) = match c.repl() {
-            Some(r) => encode_multi(&mut buf, &keys, r.get_multi(&keys), opts, &rules, |v| {
-                Got::Decoded(Out::from_versioned(&v, &rules))
-            }),
-            None => {
-                let rs = if cas {
-                    c.plain().gets_multi(&keys)
-                } else {
-                    c.plain().get_multi(&keys)
-                };
-                encode_multi(&mut buf, &keys, rs, opts, &rules, Got::Plain)
-            }
+        let (hits, misses, errors, deferred, first) = if cas {
+            let rs = c.cache.gets_multi(&keys);
+            encode_multi(&mut buf, &keys, rs, opts, &rules, |(g, _)| c.got(g))
+        } else {
+            encode_multi(
+                &mut buf,
+                &keys,
+                c.cache.get_multi(&keys),
+                opts,
+                &rules,
+                |g| c.got(g),
+            )
         };
         put_buf(out, buf);
         // SAFETY: checked by take_buf.
@@ -224,6 +224,21 @@ pub(crate) trait HasLen {
 impl HasLen for multiput::Value {
     fn len_hint(&self) -> usize {
         self.data.len()
+    }
+}
+
+impl HasLen for CoreGot {
+    fn len_hint(&self) -> usize {
+        match self {
+            CoreGot::Plain(v) => v.len_hint(),
+            CoreGot::Replicated(v) => v.len_hint(),
+        }
+    }
+}
+
+impl HasLen for (CoreGot, u64) {
+    fn len_hint(&self) -> usize {
+        self.0.len_hint()
     }
 }
 

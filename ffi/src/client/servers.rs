@@ -62,14 +62,7 @@ pub unsafe extern "C" fn multiput_client_servers_for(
                 reason: multiput::error::KeyProblem::Empty,
             }));
         }
-        let cl = c.plain().cluster();
-        let list = match c.repl() {
-            Some(r) => {
-                let p = r.policy();
-                cl.replicas_for(key, p.replicas, p.failover, multiput::driver::mono_ms())
-            }
-            None => cl.replicas_for(key, 1, false, multiput::driver::mono_ms()),
-        };
+        let list = c.cache.servers_for(key);
         for (i, s) in list.iter().take(cap).enumerate() {
             // SAFETY: `indexes` holds `cap` entries.
             unsafe { *indexes.add(i) = *s };
