@@ -107,78 +107,40 @@ pub unsafe extern "C" fn multiput_cas_update(
             }
         };
         let opts = CasOptions { ttl, ..c.cas };
-        let (result, n) = match c.repl() {
-            Some(r) => {
-                let rules = c.rules;
-                let res = r.cas_update(key, opts, |cur| {
-                    let o = cur.map(|v| Out::from_versioned(v, &rules));
-                    match ask(o.as_ref()) {
-                        Some((MULTIPUT_UPDATE_SET, Some((t, fmt, p)))) => Update::Typed(t, fmt, p),
-                        Some((MULTIPUT_UPDATE_DELETE, _)) => Update::Delete,
-                        _ => Update::Keep,
-                    }
+        // The core's CAS machine, plain or replicated; each answer is stored in the cache's
+        // form (plain: the convention's bytes and flags; replicated: typed, for the envelope).
+        let rules = c.rules;
+        let result = c
+            .cache
+            .cas_update(key, opts, |cur| {
+                let o = cur.map(|g| match g {
+                    CoreGot::Plain(v) => Out::from_value(&v, &rules),
+                    CoreGot::Replicated(v) => Out::from_versioned(&v, &rules),
                 });
-                match res {
-                    Ok((outcome, report)) => {
-                        note_write(&report);
-                        (Ok(outcome.clone()), outcome.attempts())
-                    }
-                    Err(e) => (Err(e), 0),
-                }
-            }
-            None => {
-                // The core's plain cas_update stores with one flags value per call, but a
-                // typed value's flags are known only once the callback has answered: run it
-                // with a guess and, if the answer needs other flags, start over with them.
-                let mut want_flags = 0u32;
-                let mut total = 0;
-                let mut last = Err(Error::Config("no attempt made".into()));
-                for _ in 0..4 {
-                    let mut mismatch: Option<u32> = None;
-                    let rules = c.rules;
-                    let guess = want_flags;
-                    let res = c.plain().cas_update(
-                        key,
-                        CasOptions {
-                            flags: guess,
-                            ..opts
-                        },
-                        |cur| {
-                            let o = cur.map(|v| Out::from_value(v, &rules));
-                            match ask(o.as_ref()) {
-                                Some((MULTIPUT_UPDATE_SET, Some((t, fmt, p)))) => {
-                                    let v = In {
-                                        vtype: t,
-                                        format: fmt,
-                                        payload: &p,
-                                    };
-                                    match rules.encode(v, 0) {
-                                        Ok((data, fl)) if fl == guess => Update::Set(data),
-                                        Ok((_, fl)) => {
-                                            mismatch = Some(fl);
-                                            Update::Keep
-                                        }
-                                        Err(e) => {
-                                            aborted.set(Some(set_error(MULTIPUT_E_VALUE, e.0)));
-                                            Update::Keep
-                                        }
-                                    }
-                                }
-                                Some((MULTIPUT_UPDATE_DELETE, _)) => Update::Delete,
-                                _ => Update::Keep,
+                match ask(o.as_ref()) {
+                    Some((MULTIPUT_UPDATE_SET, Some((t, fmt, p)))) => {
+                        let v = In {
+                            vtype: t,
+                            format: fmt,
+                            payload: &p,
+                        };
+                        match c.plain_form(v, 0) {
+                            Ok((data, fl)) => c.cache.update_to(&payload(v, &data, fl)),
+                            Err(code) => {
+                                aborted.set(Some(code));
+                                Update::Keep
                             }
-                        },
-                    );
-                    total += res.as_ref().map_or(0, CasOutcome::attempts);
-                    last = res;
-                    match mismatch {
-                        Some(fl) if aborted.get().is_none() => want_flags = fl,
-                        _ => break,
+                        }
                     }
+                    Some((MULTIPUT_UPDATE_DELETE, _)) => Update::Delete,
+                    _ => Update::Keep,
                 }
-                (last, total)
-            }
-        };
+            })
+            .map(|(outcome, report)| {
+                c.noted(report);
+                outcome
+            });
+        let n = result.as_ref().map_or(0, CasOutcome::attempts);
         if let Some(code) = aborted.get() {
             return Err(code);
         }
