@@ -433,19 +433,13 @@ pub unsafe extern "C" fn multiput_delete_multi(
         let c = unsafe { client_ref(client) }?;
         let keys = unsafe { split_keys(keys, keys_len, sep) }?;
         unsafe { write_out(out, std::ptr::null_mut()) }?;
-        let rs: Vec<Result<Option<Out>, Error>> = match c.repl() {
-            Some(r) => r
-                .delete_multi(&keys)
-                .into_iter()
-                .map(|r| r.map(|_| Some(Out::default())))
-                .collect(),
-            None => c
-                .plain()
-                .delete_multi(&keys)
-                .into_iter()
-                .map(|r| r.map(|existed| existed.then(Out::default)))
-                .collect(),
-        };
+        // Cache::delete_multi: existed (plain), or tombstoned (replicated: true).
+        let rs: Vec<Result<Option<Out>, Error>> = c
+            .cache
+            .delete_multi(&keys)
+            .into_iter()
+            .map(|r| r.map(|existed| existed.then(Out::default)))
+            .collect();
         unsafe { write_out(out, boxed_items(keys.iter().copied().zip(rs))) }
     })
 }
