@@ -167,10 +167,11 @@ def check_response(i, body, master_pid):
 def test_gunicorn_preload_workers(memcached_factory, tmp_path, options):
     servers = memcached_factory(SERVERS)
     stats = [StatsConn(s) for s in servers]
+    # Read before gunicorn starts: its master may open its connections (preload) at once.
+    before = readings(stats)  # each server: its listener + our stats connection
     app = Gunicorn(tmp_path / "gunicorn.log", servers, dict(options, timeout=5.0))
     pids = set()
     try:
-        before = readings(stats)  # each server: its listener + our stats connection
         ready = app.wait_ready()
         master_pid = app.proc.pid
         assert ready["pid"] != master_pid  # a worker answered
