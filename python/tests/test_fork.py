@@ -443,6 +443,67 @@ def test_django_backend_after_fork(alias, servers):
     check_parent(cache_getter(cache), keys, servers)
 
 
+ASYNC_READS = 600
+
+
+@pytest.mark.parametrize("alias", ["default", "replicated"])
+def test_django_async_calls_after_fork(alias, servers):
+    """The async API (``aget``, ``aget_many``: worker threads of asgiref) of a ``MultiputCache``
+    the parent used, sync and async, before forking: each child runs its own event loop and
+    reads only its own keys' values."""
+    import asyncio
+
+    import django
+
+    django.setup()
+    from django.core.cache import caches
+
+    cache = caches[alias]
+    keys = make_keys("dja-" + alias)
+    assert cache.set_many({k: value_of(k) for k in keys}) == []
+
+    async def parent_calls():
+        return await cache.aget(keys[0]), await cache.aget_many(keys[:10])
+
+    one, many = asyncio.run(parent_calls())
+    assert one == value_of(keys[0]) and many == {k: value_of(k) for k in keys[:10]}
+
+    def child(i):
+        async def run():
+            c = caches[alias]
+            out = {"done": 0, "wrong": 0, "missing": 0, "errors": 0, "samples": []}
+            stop = time.monotonic() + CHILD_DEADLINE
+            for n in range(ASYNC_READS):
+                if time.monotonic() > stop:
+                    break
+                k = keys[(n * 7 + i * 31) % len(keys)]
+                try:
+                    if n % 10 == 9:
+                        batch = [keys[(n + j * 13 + i) % len(keys)] for j in range(5)]
+                        got = await c.aget_many(batch)
+                        pairs = [(b, got.get(b)) for b in batch]
+                    else:
+                        pairs = [(k, await c.aget(k))]
+                except Exception as e:  # noqa: BLE001 - counted
+                    out["errors"] += 1
+                    out["samples"].append(repr(e)[:200])
+                    continue
+                for key, v in pairs:
+                    if v is None:
+                        out["missing"] += 1
+                    elif v != value_of(key):
+                        out["wrong"] += 1
+                        out["samples"].append("%s -> %r" % (key, v)[:200])
+                out["done"] += 1
+            return out
+
+        return asyncio.run(run())
+
+    results = fork_children(child)
+    assert_children_clean(results, reads_per_child=ASYNC_READS)
+    check_parent(cache_getter(cache), keys, servers)
+
+
 def cache_getter(cache):
     def get(k):
         return cache.get_many(k) if isinstance(k, list) else cache.get(k)
