@@ -952,3 +952,183 @@ impl Cas {
         self.finished(outcome, report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::script::{at, cluster};
+    use super::*;
+
+    fn rep(replicas: usize) -> Rep {
+        Rep {
+            policy: Policy {
+                replicas,
+                ..Policy::default()
+            },
+            hlc: Arc::new(Hlc::new()),
+            writer: 7,
+        }
+    }
+
+    /// A stored copy: `payload` in an envelope stamped `ts`, with CAS unique `cas`.
+    fn copy(payload: &str, ts: u64, cas: u64) -> Value {
+        let mut buf = BytesMut::new();
+        envelope::encode_into(
+            &mut buf,
+            Stamp { ts, writer: 1 },
+            Kind::Value,
+            ValueType::Text,
+            Format::NONE,
+            payload.as_bytes(),
+        )
+        .unwrap();
+        Value {
+            data: buf.freeze(),
+            flags: 0,
+            cas: Some(cas),
+            ttl: Some(-1),
+        }
+    }
+
+    /// Answers for a send step: each request answered by what its server holds.
+    fn answer(requests: &[Request], held: impl Fn(usize) -> Option<Value>) -> Input {
+        Input::Answers(
+            requests
+                .iter()
+                .map(|r| match &r.call {
+                    Call::GetMulti { keys, .. } => Ok(Answer::Values(
+                        keys.iter().map(|_| held(r.server)).collect(),
+                    )),
+                    Call::StoreItems(items) => {
+                        Ok(Answer::Items(items.iter().map(|_| Ok(())).collect()))
+                    }
+                    other => panic!("unexpected {other:?}"),
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_read_takes_the_later_copy_and_repairs_the_others() {
+        let cl = cluster(3);
+        let p = cl.replicas_for(b"k", 3, false, 0);
+        let held = |s: usize| {
+            if s == p[0] {
+                Some(copy("new", 2 << 16, 11))
+            } else if s == p[1] {
+                Some(copy("old", 1 << 16, 12))
+            } else {
+                None
+            }
+        };
+        let mut m = Read::new(rep(3), &["k"]);
+        let Step::Send(r) = m.step(&at(&cl, 0), Input::Start) else {
+            panic!()
+        };
+        assert_eq!(r.len(), 3);
+        let Step::Send(repairs) = m.step(&at(&cl, 1), answer(&r, held)) else {
+            panic!()
+        };
+        // The older copy is replaced only if unchanged (cas), the missing one only if still
+        // missing (add): a repair never overwrites a newer write.
+        let mode_at = |s: usize| match &repairs.iter().find(|q| q.server == s).unwrap().call {
+            Call::StoreItems(items) => items[0].mode,
+            _ => panic!(),
+        };
+        assert_eq!(repairs.len(), 2);
+        assert_eq!(mode_at(p[1]), StoreMode::Cas(12));
+        assert_eq!(mode_at(p[2]), StoreMode::Add);
+        let Step::Done(Ok(values)) = m.step(&at(&cl, 2), answer(&repairs, held)) else {
+            panic!()
+        };
+        let v = values[0].as_ref().unwrap().as_ref().unwrap();
+        assert_eq!(&v.data[..], b"new");
+        assert_eq!(cl.metrics().total.repairs, 2);
+        assert_eq!(cl.metrics().total.disagreements, 1);
+    }
+
+    #[test]
+    fn a_version_cas_stores_on_the_primary_first_and_loses_to_a_newer_write() {
+        let cl = cluster(3);
+        let current = copy("v1", 1 << 16, 40);
+        let token = replication::decode_copy(&current).unwrap().version_token();
+        let rule = |t| Rule::IfVersion(t, ValueType::Text, Format::NONE, Bytes::from_static(b"v2"));
+        let mut m = Cas::new(rep(3), b"k", rule(token), CasOptions::default(), 1);
+        let Step::Send(r) = m.step(&at(&cl, 0), Input::Start) else {
+            panic!()
+        };
+        let Step::Send(primary) = m.step(&at(&cl, 1), answer(&r, |_| Some(current.clone()))) else {
+            panic!()
+        };
+        let p = cl.replicas_for(b"k", 3, false, 0);
+        assert_eq!(primary.len(), 1);
+        assert_eq!(primary[0].server, p[0]);
+        assert!(
+            matches!(&primary[0].call, Call::StoreItems(items) if items[0].mode == StoreMode::Cas(40))
+        );
+        let Step::Send(others) = m.step(&at(&cl, 2), answer(&primary, |_| None)) else {
+            panic!()
+        };
+        assert_eq!(others.len(), 2);
+        let Step::Done(Ok(u)) = m.step(&at(&cl, 3), answer(&others, |_| None)) else {
+            panic!()
+        };
+        assert_eq!(u.outcome, CasOutcome::Stored { attempts: 1 });
+        assert_eq!(u.report.stored.len(), 3);
+
+        // A token from before another write: Exists, nothing sent.
+        let mut m = Cas::new(rep(3), b"k", rule(token ^ 1), CasOptions::default(), 1);
+        let Step::Send(r) = m.step(&at(&cl, 0), Input::Start) else {
+            panic!()
+        };
+        let Step::Done(Err(Error::Exists)) =
+            m.step(&at(&cl, 1), answer(&r, |_| Some(current.clone())))
+        else {
+            panic!()
+        };
+    }
+
+    #[test]
+    fn a_write_meets_its_policy_or_names_the_replicas_that_failed() {
+        let cl = cluster(3);
+        let put = Put {
+            key: Bytes::from_static(b"k"),
+            kind: Kind::Value,
+            value_type: ValueType::Bytes,
+            format: Format::NONE,
+            payload: Bytes::from_static(b"x"),
+        };
+        let mut m = Write::new(rep(3), "write", vec![put], 0);
+        let Step::Send(r) = m.step(&at(&cl, 0), Input::Start) else {
+            panic!()
+        };
+        assert_eq!(r.len(), 3);
+        let failed = r[1].server;
+        let answers = r
+            .iter()
+            .map(|q| {
+                if q.server == failed {
+                    Err(Error::Timeout {
+                        server: String::new(),
+                        phase: crate::error::Phase::Read,
+                        after: Duration::from_millis(5),
+                    })
+                } else {
+                    Ok(Answer::Items(vec![Ok(())]))
+                }
+            })
+            .collect();
+        let Step::Done(Ok(results)) = m.step(&at(&cl, 1), Input::Answers(answers)) else {
+            panic!()
+        };
+        let Err(Error::Replication {
+            acked: 2,
+            required: 3,
+            failures,
+            ..
+        }) = &results[0]
+        else {
+            panic!("{results:?}")
+        };
+        assert_eq!(failures.len(), 1);
+    }
+}
