@@ -538,6 +538,18 @@ pub enum Rule {
     },
 }
 
+/// A replicated counter's value: the envelope holds a signed 64-bit integer, so a value past
+/// `i64::MAX` is refused with what to do instead of failing the envelope's type check.
+fn counter_value(n: u64) -> Result<u64, Error> {
+    if n > i64::MAX as u64 {
+        return Err(Error::Config(format!(
+            "a replicated counter holds a signed 64-bit integer: {n} is past 2^63-1 \
+             (use a plain key for a counter that wraps at 2^64)"
+        )));
+    }
+    Ok(n)
+}
+
 /// What a replicated read-modify-write did.
 #[derive(Debug, Clone)]
 pub struct Updated {
@@ -620,6 +632,12 @@ impl Cas {
         let placement =
             cx.cluster
                 .replicas_for(&self.key, p.replicas, p.failover, cx.now.mono_ms());
+        if placement.is_empty() {
+            // A validated policy always has a replica; never index an empty placement.
+            return self.done(Err(Error::Config(
+                "a replicated update needs at least one replica".into(),
+            )));
+        }
         let asked: Vec<(usize, usize)> = placement.iter().map(|&s| (0, s)).collect();
         let (requests, covers) = fetch(std::slice::from_ref(&self.key), &asked, true);
         self.state = CasState::Reading { placement, covers };
@@ -691,7 +709,8 @@ impl Cas {
                 },
                 None,
             ) => {
-                self.number = Some(*n);
+                let n = counter_value(*n)?;
+                self.number = Some(n);
                 Ok(Update::Typed(
                     ValueType::Int,
                     Format::NONE,
@@ -713,6 +732,7 @@ impl Cas {
                 } else {
                     n.saturating_sub(delta.unsigned_abs())
                 };
+                let next = counter_value(next)?;
                 self.number = Some(next);
                 Ok(Update::Typed(
                     ValueType::Int,
@@ -1085,6 +1105,23 @@ mod tests {
         else {
             panic!()
         };
+    }
+
+    #[test]
+    fn a_counter_past_the_envelopes_int_range_is_a_clear_error() {
+        let cl = cluster(3);
+        let rule = Rule::Incr {
+            delta: 1,
+            initial: Some(u64::MAX),
+        };
+        let mut m = Cas::new(rep(3), b"n", rule, CasOptions::default(), 1);
+        let Step::Send(r) = m.step(&at(&cl, 0), Input::Start) else {
+            panic!()
+        };
+        let Step::Done(Err(Error::Config(why))) = m.step(&at(&cl, 1), answer(&r, |_| None)) else {
+            panic!()
+        };
+        assert!(why.contains("plain key"), "{why}");
     }
 
     #[test]
