@@ -676,7 +676,9 @@ impl Client {
     ) -> PyResult<bool> {
         let _ = noreply;
         let k = key_bytes(key)?;
-        nogil(py, || self.cache.delete(&k))?.map_err(|e| py_err(py, &e))
+        nogil(py, || self.cache.delete(&k))?
+            .map(|(existed, _)| existed)
+            .map_err(|e| py_err(py, &e))
     }
 
     /// Increment a counter: the new value, or None if the key is missing (with `initial`, a
@@ -1098,7 +1100,6 @@ impl Client {
         let k = key_bytes(key)?;
         let ttl = ttl_of(expire)?;
         let codec = &self.codec;
-        let replicated = self.cache.replicated().is_some();
         let (key_obj, default) = (key.clone().unbind(), default.clone().unbind());
         // The loaded object (returned as is) and the exception a loader raised (re-raised as is).
         let mut made: Option<Py<PyAny>> = None;
@@ -1114,12 +1115,7 @@ impl Client {
                 let fresh = loaded.and_then(|v| {
                     let enc = codec.encode_for(py, key_obj.bind(py), &v)?;
                     made = Some(v.unbind());
-                    let data = if replicated { enc.typed() } else { enc.plain() };
-                    Ok(Fresh {
-                        data: data.to_vec(),
-                        flags: enc.flags,
-                        typed: Some((enc.vtype, enc.format)),
-                    })
+                    Ok(self.cache.fresh(&enc.payload(None)))
                 });
                 fresh.map_err(|e| {
                     let msg = e.to_string();

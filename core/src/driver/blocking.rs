@@ -323,31 +323,42 @@ impl Client {
         self.drive(m, crate::driver::no_decision, Self::no_load())
     }
 
-    /// The fill after a miss of `key` ([`crate::machine::fill`]), shared by the concurrent
-    /// callers of this process (single flight): one runs it, the others get its result.
-    pub(crate) fn fill(
+    /// `get_or_set` in either mode: the read (plain, or a replicated read), then on a miss
+    /// the fill ([`crate::machine::fill`]), shared by the concurrent callers of this process
+    /// (single flight): one runs it, the others get its result.
+    pub(crate) fn get_or_fill<T: Into<crate::recipes::Fresh>, E: std::fmt::Display>(
         &self,
         mode: crate::machine::fill::Mode,
         key: &[u8],
         ttl: u32,
         opts: crate::recipes::FillOptions,
-        loader: impl FnOnce() -> Result<crate::recipes::Fresh, Error>,
+        loader: impl FnOnce() -> Result<T, E>,
     ) -> Result<crate::machine::fill::Got, Error> {
+        use crate::machine::fill::{Fill, Got, Mode};
+        let hit = match &mode {
+            Mode::Plain => self.get(key)?.map(Got::Plain),
+            Mode::Replicated(rep) => {
+                let read = crate::machine::replicated::Read::new(rep.clone(), &[key]);
+                let mut got = self.drive_plain(read)?;
+                got.pop().unwrap_or(Ok(None))?.map(Got::Replicated)
+            }
+        };
+        if let Some(g) = hit {
+            return Ok(g);
+        }
+        let load = || {
+            loader()
+                .map(Into::into)
+                .map_err(|e| Error::Loader(e.to_string()))
+        };
         let flight = crate::recipes::flight_key(&mode, key);
         let flights = &self.local().flights;
         let cell = crate::recipes::join_flight(flights, &flight);
         let r = cell
             .get_or_init(|| {
                 let token = crate::recipes::owner_token();
-                let m = crate::machine::fill::Fill::new(
-                    mode,
-                    key,
-                    ttl,
-                    opts,
-                    &token,
-                    fastrand::u64(..),
-                );
-                self.drive(m, crate::driver::no_decision, Some(loader))
+                let m = Fill::new(mode, key, ttl, opts, &token, fastrand::u64(..));
+                self.drive(m, crate::driver::no_decision, Some(load))
             })
             .clone();
         crate::recipes::land_flight(flights, &flight, &cell);
@@ -365,16 +376,8 @@ impl Client {
         opts: crate::recipes::FillOptions,
         loader: impl FnOnce() -> Result<T, E>,
     ) -> Result<Value, Error> {
-        let key = key.as_ref();
-        if let Some(v) = self.get(key)? {
-            return Ok(v);
-        }
-        let load = || {
-            loader()
-                .map(Into::into)
-                .map_err(|e| Error::Loader(e.to_string()))
-        };
-        self.fill(crate::machine::fill::Mode::Plain, key, ttl, opts, load)
+        let mode = crate::machine::fill::Mode::Plain;
+        self.get_or_fill(mode, key.as_ref(), ttl, opts, loader)
             .map(crate::machine::fill::Got::into_value)
     }
 }

@@ -308,11 +308,11 @@ impl Cache {
     }
 
     /// Delete `key`: true when it existed (replicated: tombstones on every replica; true once
-    /// the write policy was met).
-    pub fn delete(&self, key: &[u8]) -> Result<bool, Error> {
+    /// the write policy was met), and where the delete was written.
+    pub fn delete(&self, key: &[u8]) -> Result<(bool, WriteReport), Error> {
         match &self.repl {
-            Some(r) => r.delete(key).map(|_| true),
-            None => self.plain.delete(key),
+            Some(r) => r.delete(key).map(|rep| (true, rep)),
+            None => self.plain.delete(key).map(|e| (e, self.plain_report(key))),
         }
     }
 
@@ -424,6 +424,19 @@ impl Cache {
                 .plain
                 .cas_update(key, opts, |v| f(v.cloned().map(Got::Plain)))
                 .map(|o| (o, self.plain_report(key))),
+        }
+    }
+
+    /// What a `get_or_set` loader produced, in this cache's form (as [`Cache::update_to`]).
+    pub fn fresh(&self, p: &Payload<'_>) -> Fresh {
+        let (data, flags) = match self.repl {
+            Some(_) => (p.typed, 0),
+            None => (p.plain, p.flags),
+        };
+        Fresh {
+            data: data.to_vec(),
+            flags,
+            typed: Some((p.value_type, p.format)),
         }
     }
 

@@ -381,36 +381,49 @@ impl Client {
             .await
     }
 
-    /// The fill after a miss of `key` ([`crate::machine::fill`]), shared by the concurrent
-    /// callers of this process (single flight): one runs it, the others get its result.
-    pub(crate) async fn fill<L, Fut>(
+    /// `get_or_set` in either mode: the read (plain, or a replicated read), then on a miss
+    /// the fill ([`crate::machine::fill`]), shared by the concurrent callers of this process
+    /// (single flight): one runs it, the others get its result.
+    pub(crate) async fn get_or_fill<F, Fut, T, E>(
         &self,
         mode: crate::machine::fill::Mode,
         key: &[u8],
         ttl: u32,
         opts: crate::recipes::FillOptions,
-        loader: L,
+        loader: F,
     ) -> Result<crate::machine::fill::Got, Error>
     where
-        L: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<crate::recipes::Fresh, Error>>,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+        T: Into<crate::recipes::Fresh>,
+        E: std::fmt::Display,
     {
+        use crate::machine::fill::{Fill, Got, Mode};
+        let hit = match &mode {
+            Mode::Plain => self.get(key).await?.map(Got::Plain),
+            Mode::Replicated(rep) => {
+                let read = crate::machine::replicated::Read::new(rep.clone(), &[key]);
+                let mut got = self.drive_plain(read).await?;
+                got.pop().unwrap_or(Ok(None))?.map(Got::Replicated)
+            }
+        };
+        if let Some(g) = hit {
+            return Ok(g);
+        }
+        let load = || async {
+            loader()
+                .await
+                .map(Into::into)
+                .map_err(|e| Error::Loader(e.to_string()))
+        };
         let flight = crate::recipes::flight_key(&mode, key);
         let flights = &self.local().flights;
         let cell = crate::recipes::join_flight(flights, &flight);
         let r = cell
             .get_or_init(|| async {
                 let token = crate::recipes::owner_token();
-                let m = crate::machine::fill::Fill::new(
-                    mode,
-                    key,
-                    ttl,
-                    opts,
-                    &token,
-                    fastrand::u64(..),
-                );
-                self.drive(m, crate::driver::no_decision, Some(loader))
-                    .await
+                let m = Fill::new(mode, key, ttl, opts, &token, fastrand::u64(..));
+                self.drive(m, crate::driver::no_decision, Some(load)).await
             })
             .await
             .clone();
@@ -435,17 +448,8 @@ impl Client {
         T: Into<crate::recipes::Fresh>,
         E: std::fmt::Display,
     {
-        let key = key.as_ref();
-        if let Some(v) = self.get(key).await? {
-            return Ok(v);
-        }
-        let load = || async {
-            loader()
-                .await
-                .map(Into::into)
-                .map_err(|e| Error::Loader(e.to_string()))
-        };
-        self.fill(crate::machine::fill::Mode::Plain, key, ttl, opts, load)
+        let mode = crate::machine::fill::Mode::Plain;
+        self.get_or_fill(mode, key.as_ref(), ttl, opts, loader)
             .await
             .map(crate::machine::fill::Got::into_value)
     }

@@ -329,18 +329,9 @@ impl ReplicatedClient<crate::blocking::Client> {
         opts: crate::recipes::FillOptions,
         loader: impl FnOnce() -> Result<T, E>,
     ) -> Result<Versioned, Error> {
-        let key = key.as_ref();
-        if let Some(v) = self.get(key)? {
-            return Ok(v);
-        }
-        let load = || {
-            loader()
-                .map(Into::into)
-                .map_err(|e| Error::Loader(e.to_string()))
-        };
         let mode = crate::machine::fill::Mode::Replicated(self.rep());
         self.client
-            .fill(mode, key, ttl, opts, load)
+            .get_or_fill(mode, key.as_ref(), ttl, opts, loader)
             .map(fill_versioned)
     }
 }
@@ -362,19 +353,9 @@ impl ReplicatedClient<crate::Client> {
         T: Into<crate::recipes::Fresh>,
         E: std::fmt::Display,
     {
-        let key = key.as_ref();
-        if let Some(v) = self.get(key).await? {
-            return Ok(v);
-        }
-        let load = || async {
-            loader()
-                .await
-                .map(Into::into)
-                .map_err(|e| Error::Loader(e.to_string()))
-        };
         let mode = crate::machine::fill::Mode::Replicated(self.rep());
         self.client
-            .fill(mode, key, ttl, opts, load)
+            .get_or_fill(mode, key.as_ref(), ttl, opts, loader)
             .await
             .map(fill_versioned)
     }

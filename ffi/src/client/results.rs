@@ -398,19 +398,16 @@ pub unsafe extern "C" fn multiput_delete(
     run(|| {
         let c = unsafe { client_ref(client) }?;
         let key = unsafe { key_arg(key, key_len) }?;
-        match c.repl() {
-            Some(r) => {
-                let rep = r.delete(key).map_err(|e| fail(&e))?;
-                note_write(&rep);
-                Ok(())
-            }
-            None => match c.plain().delete(key).map_err(|e| fail(&e))? {
-                true => Ok(()),
-                false => Err(set_error(
-                    MULTIPUT_E_NOT_FOUND,
-                    "not found: the key does not exist",
-                )),
-            },
+        // Plain: whether it existed; replicated: tombstones, so it always "existed".
+        let (existed, rep) = c.cache.delete(key).map_err(|e| fail(&e))?;
+        c.noted(rep);
+        if existed {
+            Ok(())
+        } else {
+            Err(set_error(
+                MULTIPUT_E_NOT_FOUND,
+                "not found: the key does not exist",
+            ))
         }
     })
 }
