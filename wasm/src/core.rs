@@ -343,65 +343,48 @@ impl Core {
         Ok(Uint32Array::from(&l[..]))
     }
 
-    /// Plan a multi-key call: `{errors, groups}` where `errors[i]` is key `i`'s error (it is
-    /// not sent; `undefined` for a valid key), and `groups` is `[[server, Uint32Array of key positions]]`,
-    /// servers in order of first appearance. With `replicated`, each key goes to every one of
-    /// its replicas and `placement[i]` lists them (primary first).
-    pub fn plan(&self, keys: &Array, replicated: bool, now_ms: f64) -> JsValue {
+    /// Plan a plain multi-key call: `{errors, groups}` where `errors[i]` is key `i`'s error
+    /// (it is not sent; `undefined` for a valid key), and `groups` is `[[server, Uint32Array of
+    /// key positions]]`, servers in order of first appearance. (Replicated multi-key calls are
+    /// the core's `read` and `write` jobs.)
+    pub fn plan(&self, keys: &Array) -> JsValue {
         let owned: Vec<Option<Vec<u8>>> = keys.iter().map(|k| js::bytes_of(&k)).collect();
         let refs: Vec<Option<&[u8]>> = owned.iter().map(|k| k.as_deref()).collect();
-        self.plan_keys(&refs, replicated, now_ms)
+        self.plan_keys(&refs)
     }
 
     /// [`Core::plan`] for keys packed back to back (`ends[i]` is where key `i` ends): one copy
     /// into WebAssembly instead of one per key.
     #[wasm_bindgen(js_name = planPacked)]
-    pub fn plan_packed(
-        &self,
-        keys: &[u8],
-        ends: &[u32],
-        replicated: bool,
-        now_ms: f64,
-    ) -> Result<JsValue, JsValue> {
+    pub fn plan_packed(&self, keys: &[u8], ends: &[u32]) -> Result<JsValue, JsValue> {
         let refs: Vec<Option<&[u8]>> = crate::codec::unpack(keys, ends)?
             .into_iter()
             .map(Some)
             .collect();
-        Ok(self.plan_keys(&refs, replicated, now_ms))
+        Ok(self.plan_keys(&refs))
     }
 
-    fn plan_keys(&self, keys: &[Option<&[u8]>], replicated: bool, now_ms: f64) -> JsValue {
-        let now = js::ms(now_ms);
-        let n = keys.len() as u32;
-        let errors = Array::new_with_length(n);
-        let placement = Array::new_with_length(n);
+    fn plan_keys(&self, keys: &[Option<&[u8]>]) -> JsValue {
+        let errors = Array::new_with_length(keys.len() as u32);
         let mut groups: Vec<(usize, Vec<u32>)> = Vec::new();
         let mut slot = vec![usize::MAX; self.cluster.len()];
         for (i, key) in keys.iter().enumerate() {
-            let Some(key) = key else {
-                errors.set(i as u32, config("keys must be strings or Uint8Arrays"));
-                continue;
+            let routed = match key {
+                Some(k) => self.cluster.route(k).map_err(|e| js::error(&e)),
+                None => Err(config("keys must be strings or Uint8Arrays")),
             };
-            if let Err(e) = self.check_key(key) {
-                errors.set(i as u32, e);
-                continue;
-            }
-            let servers = if replicated {
-                self.replicas_at(key, now)
-            } else {
-                vec![self.cluster.ring().server_for(key).unwrap_or(0)]
-            };
-            for &s in &servers {
-                if slot[s] == usize::MAX {
-                    slot[s] = groups.len();
-                    groups.push((s, Vec::new()));
+            let s = match routed {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.set(i as u32, e);
+                    continue;
                 }
-                groups[slot[s]].1.push(i as u32);
+            };
+            if slot[s] == usize::MAX {
+                slot[s] = groups.len();
+                groups.push((s, Vec::new()));
             }
-            if replicated {
-                let l: Vec<u32> = servers.iter().map(|&s| s as u32).collect();
-                placement.set(i as u32, Uint32Array::from(&l[..]).into());
-            }
+            groups[slot[s]].1.push(i as u32);
         }
         let o = Object::new();
         js::set(&o, "errors", errors);
@@ -418,9 +401,6 @@ impl Core {
                 })
                 .collect::<Array>(),
         );
-        if replicated {
-            js::set(&o, "placement", placement);
-        }
         o.into()
     }
 

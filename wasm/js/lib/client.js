@@ -306,7 +306,7 @@ class Client {
     } else {
       // Keys go into WebAssembly packed in one buffer, values come out packed in one buffer.
       const [packed, ends] = pack(list);
-      const plan = this._core.planPacked(packed, ends, false, 0);
+      const plan = this._core.planPacked(packed, ends);
       plan.errors.forEach((e, i) => e && failures.set(list[i], toError(e)));
       const whole = plan.groups.length === 1 && failures.size === 0;
       await Promise.all(
@@ -354,7 +354,7 @@ class Client {
       const rs = await this._run(this._core.write(ks, entries.map(([, v]) => v), ttl));
       rs.forEach((r, i) => r instanceof Error && failures.set(keys[i], toError(r)));
     } else {
-      const plan = this._core.plan(ks, false, 0);
+      const plan = this._core.plan(ks);
       plan.errors.forEach((e, i) => e && failures.set(keys[i], toError(e)));
       await Promise.all(
         plan.groups.map(([s, pos]) => {
@@ -381,7 +381,7 @@ class Client {
       const rs = await this._run(this._core.write(ks, undefined, 0));
       rs.forEach((r, i) => (r instanceof Error ? failures.set(list[i], toError(r)) : (existed[i] = true)));
     } else {
-      const plan = this._core.plan(ks, false, 0);
+      const plan = this._core.plan(ks);
       plan.errors.forEach((e, i) => e && failures.set(list[i], toError(e)));
       await Promise.all(
         plan.groups.map(([s, pos]) => {
