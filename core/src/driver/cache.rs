@@ -99,15 +99,6 @@ impl Cache {
         self.repl.as_ref()
     }
 
-    /// The plain client, for calls that only exist on plain keys (`gat`, raw `meta`);
-    /// [`Error::Unsupported`] naming `what` when replicated.
-    pub fn plain_only(&self, what: &'static str) -> Result<&Client, Error> {
-        match self.repl {
-            Some(_) => Err(plain_only(what)),
-            None => Ok(&self.plain),
-        }
-    }
-
     /// The servers holding `key`'s copies, primary first.
     pub fn replicas_of(&self, key: &[u8]) -> Result<Vec<&str>, Error> {
         let cl = self.plain.cluster();
