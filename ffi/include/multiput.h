@@ -577,8 +577,8 @@ int32_t multiput_config_new(struct MultiputConfig **out);
  | `tombstone_ttl` | seconds deletes are remembered | 86400 |
  | `failover` | 1: move copies off down servers | 0 |
  | `read_repair` | 1/0 | 1 |
- | `convention` | plain-value flags: `php` (PECL memcached) or `python` (pylibmc) | `php` |
- | `compress_threshold` | compress plain PHP values of at least this many bytes (zlib, as PECL reads it); 0 never | 0 |
+ | `convention` | plain-value flags: `multiput` (multiput's own, read with their type by every binding; values without them read as PECL writes them), `pecl` (PECL memcached's) or `pylibmc` (pylibmc/pymemcache's) | `multiput` |
+ | `compress_threshold` | compress plain values of at least this many bytes (`multiput`: a zlib stream every binding reads; `pecl`: as PECL does); 0 never | 0 |
  | `cas_attempts`, `cas_deadline_ms` | bounds of CAS updates | 32, 2000 |
 
  # Safety
@@ -729,8 +729,9 @@ int32_t multiput_get_multi(const struct MultiputClient *client, const char *keys
  [`MultiputItem`]). `ttl` is memcached's exptime. `flags` are OR-ed into the flags of a plain
  value (PECL user flags live in bits 16..31); enveloped values are stored with flags 0.
 
- Plain mode: the value is stored with the flags of the configured convention (PECL
- memcached's by default), compressed as PECL does above `compress_threshold`. Replicated
+ Plain mode: the value is stored with the flags of the configured convention (multiput's
+ own by default, read with their type by every binding; `pecl`: PECL memcached's),
+ compressed above `compress_threshold`. Replicated
  mode: in the envelope on every replica; add, replace, append and prepend are conditional
  updates serialized by CAS on the key's primary replica. Errors:
  `MULTIPUT_E_NOT_STORED` (add/replace/append/prepend refused), `MULTIPUT_E_KEY`,

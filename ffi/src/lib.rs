@@ -156,6 +156,7 @@ pub(crate) fn code_of(e: &Error) -> i32 {
         ErrorKind::LockNotAcquired => MULTIPUT_E_LOCK_NOT_ACQUIRED,
         ErrorKind::Config => MULTIPUT_E_CONFIG,
         ErrorKind::Loader => MULTIPUT_E_CALLBACK,
+        ErrorKind::Undecodable => MULTIPUT_E_VALUE,
         _ => MULTIPUT_E_INTERNAL,
     }
 }

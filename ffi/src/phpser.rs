@@ -7,14 +7,16 @@
 //! - Values PHP must decode itself (PHP `serialize()` payloads, whose back-references would
 //!   be renumbered if spliced into the outer array; JSON; igbinary; msgpack; anything this
 //!   library cannot read) come as an object of class `Multiput\Deferred` with properties
-//!   `kind` (see the `MULTIPUT_DEFER_*` constants), `data` (the bytes) and `flags`, and are counted in
+//!   `kind` (see the `MULTIPUT_DEFER_*` constants), `data` (the bytes), `flags` and `reason`
+//!   (why it cannot be read, the core's message; empty when PHP may read it), and are counted in
 //!   the buffer's `deferred` field, so a caller only looks for them when there are some.
 //! - Extended form (PECL `Memcached::GET_EXTENDED`):
 //!   `a:3:{s:5:"value";<value>s:3:"cas";i:<cas>;s:5:"flags";i:<flags >> 16>;}`; a CAS
 //!   unique above `PHP_INT_MAX` is a decimal string, as PECL returns it.
 
 use crate::value::{Out, PlainRules, MULTIPUT_FORMAT_JSON, MULTIPUT_FORMAT_PHP_SERIALIZE};
-use multiput::values::{php, Convention};
+use multiput::envelope::Format;
+use multiput::values::{self, php, portable, Family};
 use multiput::Value;
 use std::io::Write;
 
@@ -95,8 +97,12 @@ impl Got {
 /// Append a value read (extended form if asked); returns true when it was deferred.
 pub fn got(buf: &mut Vec<u8>, g: Got, rules: &PlainRules, extended: bool) -> bool {
     if let Got::Plain(v) = &g {
-        let php_string = rules.convention == Convention::Php
-            && v.flags & (php::TYPE_MASK | php::COMPRESSED) == php::STRING;
+        // A PECL string, or multiput's text (PECL's type bits are 0 for both): written
+        // straight from the reply.
+        let low = v.flags & 0xffff;
+        let php_string = rules.convention.family() == Family::Php
+            && low & (php::TYPE_MASK | php::COMPRESSED) == php::STRING
+            && (low & portable::MARK == 0 || low == portable::TEXT);
         if php_string && !extended {
             string(buf, &v.data);
             return false;
@@ -112,15 +118,17 @@ pub fn got(buf: &mut Vec<u8>, g: Got, rules: &PlainRules, extended: bool) -> boo
 
 /// Append `out`'s value; returns true when it was deferred.
 pub fn value(buf: &mut Vec<u8>, out: &Out) -> bool {
-    let defer = |buf: &mut Vec<u8>, kind: u8| {
-        buf.extend_from_slice(b"O:17:\"Multiput\\Deferred\":3:{s:4:\"kind\";");
+    let defer = |buf: &mut Vec<u8>, kind: u8, reason: &str| {
+        buf.extend_from_slice(b"O:17:\"Multiput\\Deferred\":4:{s:4:\"kind\";");
         buf.extend_from_slice(b"i:");
         uint(buf, u64::from(kind));
         buf.extend_from_slice(b";s:4:\"data\";");
         string(buf, &out.payload);
         buf.extend_from_slice(b"s:5:\"flags\";i:");
         uint(buf, u64::from(out.flags));
-        buf.extend_from_slice(b";}");
+        buf.extend_from_slice(b";s:6:\"reason\";");
+        string(buf, reason.as_bytes());
+        buf.push(b'}');
         true
     };
     if out.raw {
@@ -133,7 +141,7 @@ pub fn value(buf: &mut Vec<u8>, out: &Out) -> bool {
                 _ => MULTIPUT_DEFER_UNKNOWN,
             }
         };
-        return defer(buf, kind);
+        return defer(buf, kind, out.problem.as_deref().unwrap_or(""));
     }
     match out.vtype {
         2 => {
@@ -159,7 +167,13 @@ pub fn value(buf: &mut Vec<u8>, out: &Out) -> bool {
                 1 => MULTIPUT_DEFER_PICKLE,
                 _ => MULTIPUT_DEFER_UNKNOWN,
             };
-            return defer(buf, kind);
+            let reason = match kind {
+                MULTIPUT_DEFER_PICKLE | MULTIPUT_DEFER_UNKNOWN => {
+                    values::unreadable_serialized(Format(out.format), "PHP").to_string()
+                }
+                _ => String::new(),
+            };
+            return defer(buf, kind, &reason);
         }
         _ => string(buf, &out.payload),
     }
@@ -229,7 +243,7 @@ mod tests {
         };
         assert_eq!(
             enc(d),
-            "O:17:\"Multiput\\Deferred\":3:{s:4:\"kind\";i:1;s:4:\"data\";s:6:\"a:0:{}\";s:5:\"flags\";i:0;}"
+            "O:17:\"Multiput\\Deferred\":4:{s:4:\"kind\";i:1;s:4:\"data\";s:6:\"a:0:{}\";s:5:\"flags\";i:0;s:6:\"reason\";s:0:\"\";}"
         );
         let mut b = Vec::new();
         extended(
@@ -256,7 +270,7 @@ mod bench {
     #[ignore]
     fn phpser_cost() {
         let rules = PlainRules {
-            convention: Convention::Php,
+            convention: multiput::values::Convention::PHP,
             compress_threshold: 0,
         };
         let keys: Vec<Vec<u8>> = (0..100)

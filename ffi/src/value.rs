@@ -92,7 +92,9 @@ impl<'a> In<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct PlainRules {
     pub convention: Convention,
-    /// Compress values of at least this many bytes (0: never), PHP convention only.
+    /// Compress values of at least this many bytes (0: never): as PECL does under the PHP
+    /// convention, as a zlib stream with multiput's flags under multiput's (never under
+    /// Python's).
     pub compress_threshold: usize,
 }
 
@@ -101,7 +103,7 @@ impl PlainRules {
     /// OR-ed in (PECL's `OPT_USER_FLAGS` live in bits 16..31).
     pub fn encode(&self, v: In<'_>, user_flags: u32) -> Result<(Vec<u8>, u32), BadValue> {
         let (data, flags) = if v.vtype == ValueType::Bytes
-            || (v.vtype == ValueType::Text && self.convention == Convention::Php)
+            || (v.vtype == ValueType::Text && self.convention == Convention::PHP)
         {
             (v.payload.to_vec(), 0)
         } else {
@@ -111,38 +113,57 @@ impl PlainRules {
             v.vtype,
             ValueType::Bytes | ValueType::Text | ValueType::Serialized
         );
-        if self.convention == Convention::Php && compressible {
+        if compressible && self.convention == Convention::PHP {
             if let Some((z, extra)) = compress::pecl_compress(&data, self.compress_threshold) {
                 return Ok((z, flags | extra | user_flags));
+            }
+        } else if compressible && self.convention.is_multiput() {
+            if let Some((z, flags)) =
+                compress::portable_compress(&data, flags, self.compress_threshold)
+            {
+                return Ok((z, flags | user_flags));
             }
         }
         Ok((data, flags | user_flags))
     }
 
-    /// Read a plain value.
+    /// Read a plain value: inflated if compressed, then typed by the core's strict rules
+    /// ([`values::decode_checked`]). A value that cannot be read comes out raw, with the
+    /// core's explanation in `problem` (it names the likely writer and the setting to use).
     pub fn decode(&self, data: &[u8], flags: u32) -> Out {
+        let bad = |e: multiput::Error| Out {
+            raw: true,
+            problem: Some(e.to_string()),
+            ..Out::from_plain(Plain::Raw {
+                data: data.to_vec(),
+                flags,
+            })
+        };
         if let Some(inflated) =
             compress::inflate(self.convention, data, flags, compress::MAX_DECOMPRESSED)
         {
             return match inflated {
                 Ok((raw, rest)) => {
-                    let mut out = Out::from_plain(values::decode(self.convention, &raw, rest));
+                    let mut out = self.decode(&raw, rest);
                     out.flags = flags;
                     out
                 }
-                Err(e) => Out {
-                    raw: true,
-                    problem: Some(e.0),
-                    ..Out::from_plain(Plain::Raw {
-                        data: data.to_vec(),
-                        flags,
-                    })
-                },
+                Err(e) => bad(values::undecodable(
+                    self.convention,
+                    data,
+                    flags,
+                    &format!("the flags say compressed, but it does not inflate ({e})"),
+                )),
             };
         }
-        let mut out = Out::from_plain(values::decode(self.convention, data, flags));
-        out.flags = flags;
-        out
+        match values::decode_checked(self.convention, data, flags) {
+            Ok(t) => {
+                let mut out = Out::from_plain(t.to_plain());
+                out.flags = flags;
+                out
+            }
+            Err(e) => bad(e),
+        }
     }
 }
 
@@ -160,8 +181,9 @@ pub struct Out {
     /// A plain value whose flags the convention does not define (the payload is the stored
     /// bytes and `flags` says what they are).
     pub raw: bool,
-    /// Why a raw value could not be read (a corrupt compressed value), if that is why.
-    pub problem: Option<&'static str>,
+    /// Why a raw value could not be read (a corrupt compressed value, flags of another
+    /// client's convention), if that is why: the core's message.
+    pub problem: Option<String>,
 }
 
 impl Out {
@@ -260,7 +282,7 @@ mod tests {
     #[test]
     fn php_plain_values_round_trip_with_pecl_flags() {
         let rules = PlainRules {
-            convention: Convention::Php,
+            convention: Convention::PHP,
             compress_threshold: 2000,
         };
         let cases: [(u8, u8, &[u8], u32); 5] = [

@@ -120,15 +120,15 @@ fn c_program_drives_the_client_against_real_memcached() {
     assert!(summary.starts_with("ok: "), "{stdout}");
     println!("{stdout}");
 
-    // Plain values carry PECL memcached's flags: an int is "42" with flags 1, a 5000-byte
-    // string is zlib-compressed (flags 0x30) with its length in front.
+    // Plain values carry multiput's own flags (the default convention): an int is "42" with
+    // flags 0xA000, a 5000-byte string is text (0x9000) compressed to a zlib stream (0x800).
     assert_eq!(
         raw_get(&plain.addr(), "left:int"),
-        Some((1, b"42".to_vec()))
+        Some((0xa000, b"42".to_vec()))
     );
     let (flags, data) = raw_get(&plain.addr(), "left:big").expect("left:big stored");
-    assert_eq!(flags, 0x30, "compressed + zlib");
-    assert_eq!(&data[..4], &5000u32.to_le_bytes());
+    assert_eq!(flags, 0x9800, "text, zlib-compressed");
+    assert_eq!(data[0], 0x78, "a zlib stream");
     assert!(data.len() < 200, "{} bytes", data.len());
 
     // The replicated value is on exactly the two servers the C program named, enveloped

@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(envelope::compare(Some(raw), None), Ordering::Greater);
 
     // Plain values under both conventions, compressed or not.
-    for convention in [Convention::Php, Convention::Python] {
+    for convention in [Convention::PHP, Convention::PYTHON, Convention::default()] {
         let _ = values::decode(convention, raw, flags);
         let _ = values::decode_ref(convention, raw, flags);
         if let Some(Ok((out, rest))) = compress::inflate(convention, raw, flags, LIMIT) {

@@ -106,7 +106,7 @@ final class Client
         }
         [$ok, $v] = $h->value($this->serializer);
         if (!$ok) {
-            throw new Exception("the value of $key cannot be decoded in PHP", Native::E_VALUE, -1001);
+            throw new Exception("the value of $key cannot be decoded in PHP" . (is_string($v) ? ": $v" : ''), Native::E_VALUE, -1001);
         }
         return $v;
     }

@@ -17,6 +17,8 @@ final class Deferred
         public int $kind = 0,
         public string $data = '',
         public int $flags = 0,
+        /** Why it cannot be read (the core's message, naming the likely writer), or ''. */
+        public string $reason = '',
     ) {
     }
 }

@@ -31,6 +31,8 @@ final class Handle
     public array $options;
     /** @var array<int, Handle> one-server clients by server index (Memcached's *ByKey) */
     public array $byServer = [];
+    /** Why the first value dropped by the last values() call could not be read, or ''. */
+    public string $badReason = '';
 
     /**
      * @param array<string, string|int|float|bool> $options ABI option names (multiput_config_set)
@@ -230,7 +232,8 @@ final class Handle
 
     /**
      * The array in the buffer after multiput_get_multi_php, with deferred values decoded;
-     * keys whose value could not be decoded are dropped and counted.
+     * keys whose value could not be decoded are dropped and counted (the first one's reason
+     * kept in $this->badReason).
      *
      * @return array{array<int|string, mixed>, int} [values, undecodable]
      */
@@ -238,6 +241,7 @@ final class Handle
     {
         $arr = unserialize(FFI::string($this->buf->data, $this->buf->len), Native::UNSERIALIZE_OPTIONS);
         $bad = 0;
+        $this->badReason = '';
         if ($this->buf->deferred !== 0) {
             foreach ($arr as $k => $v) {
                 $d = $extended ? ($v['value'] ?? null) : $v;
@@ -246,6 +250,9 @@ final class Handle
                     if (!$ok) {
                         unset($arr[$k]);
                         $bad++;
+                        if ($this->badReason === '' && is_string($value)) {
+                            $this->badReason = "$k: $value";
+                        }
                     } elseif ($extended) {
                         $arr[$k]['value'] = $value;
                     } else {

@@ -12,9 +12,12 @@ use FFI;
  * core. Swap `new \Memcached()` for `new \Multiput\Memcached()` and existing code runs
  * unchanged; see php-ext/README.md for what is honoured, accepted-and-ignored, or refused.
  *
- * Values are stored exactly as PECL memcached stores them (same flags, same string forms of
- * ints, floats and bools, serialize()/JSON/igbinary/msgpack, zlib compression PECL reads), so
- * both can share keys during a migration; keys land on the same servers as PECL's under the
+ * Values are stored with multiput's own flags by default, so Python, Node and Rust apps on
+ * multiput read them with their type; with OPT_MULTIPUT_CONVENTION => 'pecl' they are stored
+ * exactly as PECL memcached stores them (same flags, same string forms of ints, floats and
+ * bools, serialize()/JSON/igbinary/msgpack, zlib compression PECL reads), so both can share
+ * keys during a migration. Values PECL wrote are read either way. Keys land on the same
+ * servers as PECL's under the
  * same options: libmemcached's default modula distribution when none is set (as PECL),
  * OPT_LIBKETAMA_COMPATIBLE (recommended), or DISTRIBUTION_CONSISTENT with HASH_MD5. With
  * OPT_MULTIPUT_REPLICAS
@@ -153,6 +156,13 @@ class Memcached
     public const OPT_MULTIPUT_READ_POLICY = -2003;
     /** Seconds a replicated delete is remembered (tombstone lifetime); default 86400. */
     public const OPT_MULTIPUT_TOMBSTONE_TTL = -2004;
+    /**
+     * The flags plain values are written with: 'multiput' (default; every multiput binding,
+     * Python, Node, Rust, reads them with their type) or 'pecl' (exactly as PECL memcached
+     * writes them, for keys PECL apps still read; also 'pylibmc'). Values without multiput's
+     * flags are read as PECL writes them either way.
+     */
+    public const OPT_MULTIPUT_CONVENTION = -2005;
 
     /** libmemcached's MEMCACHED_ERROR ("ERROR was returned by server"; PECL names 11 otherwise). */
     private const RES_SERVER_ERROR_REPLY = 11;
@@ -511,6 +521,13 @@ class Memcached
             case self::OPT_MULTIPUT_READ_POLICY:
                 $o[$option] = (string) $value;
                 break;
+            case self::OPT_MULTIPUT_CONVENTION:
+                $c = strtolower(trim((string) $value));
+                if (!in_array($c, ['multiput', 'pecl', 'php', 'php-memcached', 'pylibmc', 'pymemcache', 'python'], true)) {
+                    return $invalid("OPT_MULTIPUT_CONVENTION must be 'multiput', 'pecl' or 'pylibmc', not '$c'");
+                }
+                $o[$option] = $c;
+                break;
             default:
                 // libmemcached keeps behaviours as numbers: getOption() gives back ints.
                 $o[$option] = is_bool($value) ? (int) $value : (is_numeric($value) ? (int) $value : $value);
@@ -588,7 +605,7 @@ class Memcached
             // them base64-encoded over meta, and memcached stores the same raw key.
             'binary_keys' => (bool) $o[self::OPT_BINARY_PROTOCOL],
             'prefix' => $o[self::OPT_PREFIX_KEY],
-            'convention' => 'php',
+            'convention' => $o[self::OPT_MULTIPUT_CONVENTION] ?? 'multiput',
             'compress_threshold' => $o[self::OPT_COMPRESSION] ? self::COMPRESSION_THRESHOLD : 0,
         ];
         if ($replicas > 0) {
@@ -699,7 +716,7 @@ class Memcached
         }
         [$ok, $v] = $h->value($this->serializer());
         if (!$ok) {
-            $this->result(self::RES_PAYLOAD_FAILURE, "the value of $key cannot be decoded");
+            $this->result(self::RES_PAYLOAD_FAILURE, "the value of $key cannot be decoded" . (is_string($v) ? ": $v" : ''));
             return false;
         }
         $this->ok();

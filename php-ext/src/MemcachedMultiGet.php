@@ -130,7 +130,7 @@ trait MemcachedMultiGet
             }
             $hits === 0 ? $this->result(self::RES_NOTFOUND) : $this->ok();
         } elseif ($bad > 0) {
-            $this->result(self::RES_PAYLOAD_FAILURE, "$bad value(s) cannot be decoded");
+            $this->result(self::RES_PAYLOAD_FAILURE, "$bad value(s) cannot be decoded" . ($h->badReason !== '' ? " ({$h->badReason})" : ''));
         } elseif ($hits === 0 && $misses > 0) {
             $this->result(self::RES_NOTFOUND);
         } else {

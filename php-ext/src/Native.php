@@ -325,9 +325,10 @@ final class Native
     }
 
     /**
-     * Decode a value the library could not hand over as a PHP scalar.
+     * Decode a value the library could not hand over as a PHP scalar. On failure the second
+     * element is why (the core's message naming the likely writer), or null.
      *
-     * @return array{bool, mixed} [ok, value]
+     * @return array{bool, mixed} [ok, value or reason]
      */
     public static function resolve(Deferred $d, int $serializer): array
     {
@@ -353,7 +354,7 @@ final class Native
                 }
                 return [false, null];
             default:
-                return [false, null];
+                return [false, $d->reason !== '' ? $d->reason : null];
         }
     }
 

@@ -349,7 +349,7 @@ final class ClientTest extends TestCase
         $k = 'json:' . uniqid();
         $c->set($k, ['a' => [1, 2]]);
         $raw = Servers::rawGet(Servers::$addrs[0], "app1:$k");
-        $this->assertSame([6, '{"a":[1,2]}'], $raw); // PECL's JSON flag
+        $this->assertSame([0xd300, '{"a":[1,2]}'], $raw); // multiput's JSON flags: every binding reads it
         $this->assertEquals((object) ['a' => [1, 2]], $c->get($k));
         $arr = new Client(['servers' => Servers::$addrs[0], 'serializer' => 4, 'prefix' => 'app1:']);
         $this->assertSame(['a' => [1, 2]], $arr->get($k));

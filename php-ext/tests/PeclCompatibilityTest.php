@@ -26,6 +26,10 @@ final class PeclCompatibilityTest extends TestCase
         $servers ??= [Servers::$addrs[0], Servers::$addrs[1]];
         $out = [];
         foreach ([new \Memcached(), new MultiputMemcached()] as $m) {
+            if ($m instanceof MultiputMemcached) {
+                // A fleet where PECL apps read the same keys: PECL's flags, explicitly.
+                TestCase::assertTrue($m->setOption(MultiputMemcached::OPT_MULTIPUT_CONVENTION, 'pecl'));
+            }
             $m->setOption(\Memcached::OPT_LIBKETAMA_COMPATIBLE, true);
             foreach ($options as $k => $v) {
                 TestCase::assertTrue($m->setOption($k, $v), get_class($m) . " setOption($k)");

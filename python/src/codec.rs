@@ -169,7 +169,7 @@ impl Codec {
             }
             // Beyond i64: the envelope has no such int, so it is pickled there; plain Python
             // mode writes the decimal with the integer flag, as pymemcache does.
-            if conv == Convention::Python {
+            if conv == Convention::PYTHON {
                 let (dumps, _) = pickle(py)?;
                 let data = dumps.bind(py).call1((v, self.pickle_protocol))?;
                 let data = data.cast_into::<PyBytes>().map_err(PyErr::from)?;
@@ -192,6 +192,8 @@ impl Codec {
         simple(ValueType::Serialized, Format::PICKLE, data)
     }
 
+    /// A typed value as Python. A pickle that does not load is [`Error::Undecodable`] (named
+    /// `UndecodableValueError`), never a raw `UnpicklingError`.
     pub(crate) fn decode<'py>(
         &self,
         py: Python<'py>,
@@ -205,31 +207,58 @@ impl Codec {
             TypedRef::Bool(b) => b.into_bound_py_any(py)?,
             TypedRef::Serialized(format, data) if format == Format::PICKLE => {
                 let (_, loads) = pickle(py)?;
-                loads.bind(py).call1((PyBytes::new(py, data),))?
+                match loads.bind(py).call1((PyBytes::new(py, data),)) {
+                    Ok(v) => v,
+                    // A class that cannot be imported here is the caller's to see; a payload
+                    // that is not a pickle at all is a value another client wrote.
+                    Err(e)
+                        if e.is_instance_of::<pyo3::exceptions::PyImportError>(py)
+                            || e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) =>
+                    {
+                        return Err(e)
+                    }
+                    Err(e) => {
+                        let why = format!("the payload does not unpickle ({e})");
+                        return Err(py_err(
+                            py,
+                            &values::undecodable(
+                                self.convention,
+                                data,
+                                values::python::PICKLE,
+                                &why,
+                            ),
+                        ));
+                    }
+                }
             }
             TypedRef::Serialized(format, data) if format == Format::JSON => {
-                PyModule::import(py, "json")?
+                match PyModule::import(py, "json")?
                     .getattr("loads")?
-                    .call1((PyBytes::new(py, data),))?
+                    .call1((PyBytes::new(py, data),))
+                {
+                    Ok(v) => v,
+                    Err(e) => {
+                        return Err(py_err(
+                            py,
+                            &Error::Undecodable {
+                                flags: 0,
+                                detail: format!("a JSON value that does not parse: {e}"),
+                            },
+                        ))
+                    }
+                }
             }
             TypedRef::Serialized(format, _) => {
-                return Err(named_error(
-                    py,
-                    "NotSupportedError",
-                    format!(
-                        "the value was serialized with format {} (2 = PHP serialize()), which \
-                         Python cannot read",
-                        format.0
-                    ),
-                ))
+                return Err(py_err(py, &values::unreadable_serialized(format, "Python")))
             }
             TypedRef::Raw(data, flags) => self.decode_raw(py, data, flags)?,
         })
     }
 
-    /// Flags the core leaves to the binding: compressed values (pylibmc, pymemcache
-    /// `CompressedSerde`) and integers beyond 64 bits; anything else is returned as bytes.
-    pub(crate) fn decode_raw<'py>(
+    /// A plain value: inflated if compressed, then typed by the core's strict rules
+    /// ([`values::decode_checked`]); what they leave raw is bytes (as pymemcache returns
+    /// unknown flags), or a Python int beyond 64 bits.
+    pub(crate) fn decode_plain<'py>(
         &self,
         py: Python<'py>,
         data: &[u8],
@@ -241,21 +270,31 @@ impl Codec {
             let (inflated, rest) = inflated.map_err(|e| {
                 py_err(
                     py,
-                    &Error::Protocol {
-                        server: String::new(),
-                        detail: format!("compressed value cannot be inflated: {e}"),
-                    },
+                    &values::undecodable(
+                        self.convention,
+                        data,
+                        flags,
+                        &format!("the flags say compressed, but it does not inflate ({e})"),
+                    ),
                 )
             })?;
-            return match values::decode_ref(self.convention, &inflated, rest) {
-                TypedRef::Raw(d, f) => self.decode_raw(py, d, f),
-                t => self.decode(py, t),
-            };
+            return self.decode_plain(py, &inflated, rest);
         }
-        if self.convention == Convention::Python
+        let t = values::decode_checked(self.convention, data, flags).map_err(|e| py_err(py, &e))?;
+        self.decode(py, t)
+    }
+
+    /// Flags the core leaves raw: integers beyond 64 bits (Python flags), else bytes.
+    fn decode_raw<'py>(
+        &self,
+        py: Python<'py>,
+        data: &[u8],
+        flags: u32,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let python_int = self.convention.family() == Family::Python
             && flags & (values::python::INTEGER | values::python::LONG) != 0
-            && flags & values::python::TEXT == 0
-        {
+            && flags & values::python::TEXT == 0;
+        if python_int || flags & 0xffff == values::portable::INT {
             let int = py.get_type::<PyInt>().call1((PyBytes::new(py, data),));
             if let Ok(i) = int {
                 return Ok(i);
@@ -265,7 +304,7 @@ impl Codec {
     }
 
     pub(crate) fn value<'py>(&self, py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
-        self.decode(py, values::decode_ref(self.convention, &v.data, v.flags))
+        self.decode_plain(py, &v.data, v.flags)
     }
 
     pub(crate) fn versioned<'py>(
@@ -273,6 +312,9 @@ impl Codec {
         py: Python<'py>,
         v: &Versioned,
     ) -> PyResult<Bound<'py, PyAny>> {
+        if !v.enveloped {
+            return self.decode_plain(py, &v.data, v.flags);
+        }
         self.decode(py, values::from_versioned(self.convention, v))
     }
 }

@@ -25,6 +25,7 @@ pub(crate) fn class_name(kind: ErrorKind) -> &'static str {
         ErrorKind::LockNotAcquired => "LockNotAcquiredError",
         ErrorKind::Loader => "LoaderError",
         ErrorKind::Config => "ConfigError",
+        ErrorKind::Undecodable => "UndecodableValueError",
         _ => "MultiputError",
     }
 }
@@ -49,6 +50,7 @@ pub(crate) fn kind_name(kind: ErrorKind) -> &'static str {
         ErrorKind::LockNotAcquired => "lock_not_acquired",
         ErrorKind::Loader => "loader",
         ErrorKind::Config => "config",
+        ErrorKind::Undecodable => "undecodable",
         _ => "error",
     }
 }

@@ -12,7 +12,7 @@ use multiput::blocking::{Got, Payload};
 use multiput::compress;
 use multiput::envelope::{Format, Typed, ValueType};
 use multiput::recipes::{CasOptions, CasOutcome, FillOptions, Fresh, LockOptions, Update};
-use multiput::values::{self, Convention, TypedRef};
+use multiput::values::{self, Convention, Family, TypedRef};
 use multiput::{
     Error, ErrorKind, Policy, ProtocolChoice, ReadPolicy, RingMode, Value, Versioned, WritePolicy,
 };
@@ -188,7 +188,7 @@ impl Client {
         pool_size = 16,
         tcp_nodelay = true,
         binary_keys = false,
-        convention = "python",
+        convention = "multiput",
         pickle_protocol = None,
         serde = None,
         serializer = None,
@@ -253,7 +253,7 @@ impl Client {
                 ))
             }
         };
-        let convention: Convention = convention.parse().map_err(config_err)?;
+        let convention = Convention::parse(convention, Family::Python).map_err(config_err)?;
         let prefix = match key_prefix {
             None => Vec::new(),
             Some(p) if p.is_none() => Vec::new(),
@@ -1296,7 +1296,7 @@ fn note_fork() {
 /// Store and read a value in plain mode as the Rust core would, for tests and tools:
 /// `(payload, flags)` for a typed value under a convention.
 #[pyfunction]
-#[pyo3(signature = (value, convention = "python", pickle_protocol = 5))]
+#[pyo3(signature = (value, convention = "multiput", pickle_protocol = 5))]
 fn plain_encoding<'py>(
     py: Python<'py>,
     value: &Bound<'py, PyAny>,
@@ -1315,7 +1315,7 @@ fn plain_encoding<'py>(
 
 /// Decode a plain `(payload, flags)` pair under a convention, as `Client.get` does.
 #[pyfunction]
-#[pyo3(signature = (data, flags, convention = "python"))]
+#[pyo3(signature = (data, flags, convention = "multiput"))]
 fn plain_decoding<'py>(
     py: Python<'py>,
     data: &[u8],
@@ -1328,7 +1328,7 @@ fn plain_decoding<'py>(
         pickle_protocol: 5,
         serde: None,
     };
-    codec.decode(py, values::decode_ref(convention, data, flags))
+    codec.decode_plain(py, data, flags)
 }
 
 /// The `ring` that places keys where libmemcached (pylibmc, PECL memcached) does under this

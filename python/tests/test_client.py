@@ -42,7 +42,7 @@ def test_server_forms(addresses):
     tuples = multiput.Client([(a.split(":")[0], int(a.split(":")[1])) for a in addresses])
     assert joined.servers == semi.servers == tuples.servers == addresses
     assert joined.replicas == 1 and not joined.enveloped and joined.policy is None
-    assert joined.ring == "libketama_compatible" and joined.convention == "python"
+    assert joined.ring == "libketama_compatible" and joined.convention == "multiput"
     assert multiput.Client(addresses, ring="ketama_weighted").ring == "libketama_compatible"
     assert multiput.Client(addresses, ring="ketama_md5").ring == "ketama_md5"
     assert multiput.Client(addresses, ring="modula").ring == "modula"
@@ -619,10 +619,19 @@ def test_lock_is_exclusive_between_threads(client, key):
 
 
 def test_plain_encoding_helpers():
+    # multiput's own flags (the default): every binding reads these with their type.
     assert multiput.plain_encoding(b"x") == (b"x", 0)
-    assert multiput.plain_encoding("é") == ("é".encode(), 16)
-    assert multiput.plain_encoding(42) == (b"42", 2)
-    assert multiput.plain_encoding(True)[1] == 1
+    assert multiput.plain_encoding("é") == ("é".encode(), 0x9000)
+    assert multiput.plain_encoding(42) == (b"42", 0xA000)
+    assert multiput.plain_encoding(1.5) == (b"1.5", 0xB000)
+    assert multiput.plain_encoding(True) == (b"1", 0xC000)
+    assert multiput.plain_encoding([1])[1] == 0xD100  # a pickle, tagged as one
+    for v in [b"x", "é", 42, -7, 1.5, True, False, [1, {"a": 2}]]:
+        assert multiput.plain_decoding(*multiput.plain_encoding(v)) == v
+    # pylibmc's and pymemcache's flags, on request.
+    assert multiput.plain_encoding("é", "pylibmc") == ("é".encode(), 16)
+    assert multiput.plain_encoding(42, "pymemcache") == (b"42", 2)
+    assert multiput.plain_encoding(True, "python")[1] == 1
     assert multiput.plain_encoding(0.5, "php") == (b".5", 2)
     assert multiput.plain_encoding(True, "php") == (b"1", 3)
     assert multiput.plain_decoding(b"9 ", 2) == 9

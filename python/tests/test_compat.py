@@ -1,5 +1,6 @@
-"""Plain mode shares keys with pymemcache and pylibmc apps: the same flags and payloads in
-both directions, and (pylibmc) the same server for every key."""
+"""Plain mode shares keys with pymemcache and pylibmc apps: multiput reads what they write by
+default; with ``convention="pylibmc"`` it writes the same flags and payloads they do, so they
+read what it writes; and (pylibmc) every key lands on the same server."""
 
 import pickle
 import uuid
@@ -54,7 +55,7 @@ def pm_client(server):
 
 
 def test_flags_are_pymemcaches(one):
-    mp = multiput.Client([one.address])
+    mp = multiput.Client([one.address], convention="pymemcache")
     pm = pm_client(one)
     for name, value in SAMPLES.items():
         k1, k2 = "mp:" + uuid.uuid4().hex, "pm:" + uuid.uuid4().hex
@@ -72,7 +73,7 @@ def test_flags_are_pymemcaches(one):
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_multiput_writes_pymemcache_reads(one, name):
     key = "c:" + uuid.uuid4().hex
-    multiput.Client([one.address]).set(key, SAMPLES[name])
+    multiput.Client([one.address], convention="pymemcache").set(key, SAMPLES[name])
     got = pm_client(one).get(key)
     assert got == SAMPLES[name] and type(got) is type(SAMPLES[name])
 
@@ -89,7 +90,7 @@ def test_pymemcache_counters_and_compressed_values(one):
     from pymemcache.serde import CompressedSerde
 
     pm = pm_client(one)
-    mp = multiput.Client([one.address])
+    mp = multiput.Client([one.address], convention="pymemcache")
     key = "n:" + uuid.uuid4().hex
     pm.set(key, 10)
     pm.decr(key, 1)  # memcached pads the shorter value with a space
@@ -105,7 +106,7 @@ def test_pymemcache_counters_and_compressed_values(one):
 
 def test_compressed_values_are_inflated_by_the_core(one):
     """zlib (flag 8) under the Python convention and PECL's zlib under the PHP one; a corrupt
-    stream is a ProtocolError naming the problem, never garbage."""
+    stream is an UndecodableValueError naming the problem, never garbage."""
     import struct
     import zlib
 
@@ -121,7 +122,7 @@ def test_compressed_values_are_inflated_by_the_core(one):
     store(key, 16 | 32, struct.pack("<I", len(text)) + zlib.compress(text.encode()))
     assert multiput.Client([one.address], convention="php").get(key) == text.encode()
     store(key, 8, b"not a zlib stream")
-    with pytest.raises(multiput.ProtocolError, match="inflate"):
+    with pytest.raises(multiput.UndecodableValueError, match="inflate"):
         multiput.Client([one.address]).get(key)
 
 
@@ -129,7 +130,7 @@ def test_compressed_values_are_inflated_by_the_core(one):
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_multiput_writes_pylibmc_reads(addresses, name):
     key = "l:" + uuid.uuid4().hex
-    multiput.Client(addresses).set(key, SAMPLES[name])
+    multiput.Client(addresses, convention="pylibmc").set(key, SAMPLES[name])
     pl = pylibmc.Client(addresses, behaviors={"ketama_weighted": True})
     got = pl.get(key)
     assert got == SAMPLES[name] and type(got) is type(SAMPLES[name])
@@ -163,7 +164,7 @@ def test_pylibmc_writes_multiput_reads(addresses, name):
 )
 def test_pylibmc_and_multiput_place_every_key_on_the_same_server(addresses, servers, ring, behaviors):
     pl = pylibmc.Client(addresses, behaviors=behaviors)
-    mp = multiput.Client(addresses, ring=ring)
+    mp = multiput.Client(addresses, ring=ring, convention="pylibmc")
     # Non-ASCII keys too: libmemcached's one-at-a-time hash sign-extends bytes >= 0x80.
     keys = ["place:%s:%d" % (ring, i) for i in range(300)] + ["clé:%s:%d:日本" % (ring, i) for i in range(100)]
     pl.set_multi({k: k for k in keys})
@@ -196,7 +197,7 @@ def test_django_pymemcache_backend_reads_what_multiput_backend_writes():
     for value in ({"a": 1}, "text", 12, b"bytes"):
         caches["default"].set(key, value)
         # Both backends build the same key (":1:<key>"); with one server they agree on it.
-        single = multiput.Client([caches["pymemcache"]._servers[0]])
+        single = multiput.Client([caches["pymemcache"]._servers[0]], convention="pymemcache")
         single.set(":1:" + key, value)
         assert caches["pymemcache"].get(key) == value
         caches["pymemcache"].set(key, value)
@@ -413,3 +414,29 @@ def test_incr_takes_what_pymemcache_takes(one):
     with pytest.raises(exc.MemcacheClientError):
         c.incr("n", 2**64)
     assert c.get("n") == b"9"
+
+
+def test_values_of_the_other_ecosystem_are_typed_errors_naming_the_writer(one):
+    """PECL memcached's numbers collide with pylibmc's: a PECL int (flags 1, "42") is not a
+    pickle, a PECL double (2, "1.5") not an int. Each is an UndecodableValueError that names
+    PECL memcached and the setting that reads it, never a wrong value or an UnpicklingError."""
+
+    def store(key, flags, data):
+        reply = one.raw(b"set %s %d 0 %d\r\n%s\r\n" % (key.encode(), flags, len(data), data))
+        assert reply == b"STORED\r\n"
+
+    c = multiput.Client([one.address])
+    for flags, data in [(1, b"42"), (2, b"1.5"), (3, b"1"), (6, b'{"a":1}')]:
+        key = "x:" + uuid.uuid4().hex
+        store(key, flags, data)
+        with pytest.raises(multiput.UndecodableValueError, match='PECL memcached.*convention="pecl"') as e:
+            c.get(key)
+        assert e.value.kind == "undecodable"
+        assert isinstance(e.value, multiput.NotSupportedError)
+    key = "x:" + uuid.uuid4().hex
+    store(key, 1, b"\x80\x04not a pickle")
+    with pytest.raises(multiput.UndecodableValueError, match="unpickle"):
+        c.get(key)
+    # The PECL convention reads them.
+    store(key, 1, b"42")
+    assert multiput.Client([one.address], convention="pecl").get(key) == 42

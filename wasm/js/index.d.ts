@@ -5,24 +5,26 @@
 /**
  * A value you can store.
  *
- * | JS | replicated (envelope type) | plain mode, flags (convention python / php) |
- * | --- | --- | --- |
- * | `Buffer` / `Uint8Array` | bytes | 0 / 0 |
- * | `string` | text (UTF-8) | 0 / 0 (UTF-8 bytes) |
- * | `number`, safe integer | int | 2 / 1 (decimal) |
- * | `number`, otherwise | float | 1 (pickle) / 2 |
- * | `bigint` (i64 range) | int | 2 / 1 |
- * | `boolean` | bool | 1 (pickle) / 3 |
- * | object / array | serialized, JSON | refused / 6 (JSON) |
+ * | JS | replicated (envelope type) | plain, convention `multiput` (default) | plain, `pylibmc` / `pecl` flags |
+ * | --- | --- | --- | --- |
+ * | `Buffer` / `Uint8Array` | bytes | bytes (flags 0) | 0 / 0 |
+ * | `string` | text (UTF-8) | text | 0 / 0 (UTF-8 bytes) |
+ * | `number`, safe integer | int | int | 2 / 1 (decimal) |
+ * | `number`, otherwise | float | float | 1 (pickle) / 2 |
+ * | `bigint` (i64 range) | int | int | 2 / 1 |
+ * | `boolean` | bool | bool | 1 (pickle) / 3 |
+ * | object / array | serialized, JSON | JSON | refused / 6 (JSON) |
  *
  * `null` and `undefined` are refused (a stored null would read as a miss).
  */
 export type StorableValue = Buffer | Uint8Array | string | number | bigint | boolean | object;
 
 /**
- * A value read back. Replicated values come back as the type they were written with (by any
- * binding). Plain values: flags 0 (bytes and strings alike) read as a `Buffer`; other flags by
- * the `convention`. Integers beyond 2^53 come back as `bigint`.
+ * A value read back. Values written by any multiput binding (replicated, or plain with the
+ * default `multiput` convention) come back as the type they were written with. Values written
+ * by other clients: flags 0 read as a `Buffer`, other flags by pylibmc's numbers (`pecl`:
+ * PECL's). A value whose flags and bytes disagree, or a Python pickle or PHP `serialize()`
+ * output, is an `UndecodableError`. Integers beyond 2^53 come back as `bigint`.
  */
 export type Value = Buffer | string | number | bigint | boolean | object;
 
@@ -80,8 +82,12 @@ export interface ClientOptions {
   ringMode?: 'libketama_compatible' | 'ketama_md5' | 'modula';
   /** `auto` (default: meta protocol when the server speaks it), `text` or `meta`. */
   protocol?: 'auto' | 'text' | 'meta';
-  /** Flag numbers of plain values other than bytes/strings: `python` (pylibmc/pymemcache, default) or `php` (PECL memcached). */
-  convention?: 'python' | 'php';
+  /**
+   * Flags of plain values: `multiput` (default: every multiput binding reads them with their
+   * type), `pylibmc` (alias `python`: as pylibmc/pymemcache write them) or `pecl` (alias `php`:
+   * as PECL memcached writes them), for keys that apps on those clients still read.
+   */
+  convention?: 'multiput' | 'pylibmc' | 'pecl' | 'python' | 'php';
   /** Largest value in bytes (default 1 MiB, memcached's -I). */
   maxValueSize?: number;
 }
@@ -221,7 +227,8 @@ export declare class Client {
 export type ErrorKind =
   | 'InvalidKey' | 'ValueTooLarge' | 'NotStored' | 'Exists' | 'NotFound' | 'Server' | 'Client'
   | 'Timeout' | 'ConnectionRefused' | 'ConnectionClosed' | 'ServerDown' | 'Protocol'
-  | 'Unsupported' | 'Replication' | 'CasRetriesExhausted' | 'LockNotAcquired' | 'Loader' | 'Config';
+  | 'Unsupported' | 'Replication' | 'CasRetriesExhausted' | 'LockNotAcquired' | 'Loader' | 'Config'
+  | 'Undecodable';
 
 /** Every error the client raises. `kind` is the core's stable error kind. */
 export declare class MultiputError extends Error {
@@ -252,6 +259,8 @@ export declare class CasRetriesExhaustedError extends MultiputError { key: strin
 export declare class LockNotAcquiredError extends MultiputError { name: string; attempts: number; waited: number }
 export declare class LoaderError extends MultiputError {}
 export declare class ConfigError extends MultiputError {}
+/** A stored value that cannot be read here (flags of another client's convention, a pickle); the message names the likely writer. */
+export declare class UndecodableError extends MultiputError { flags: number }
 
 /** Turn an error object made by the WASM core into its MultiputError subclass. */
 export declare function toError(e: unknown): unknown;

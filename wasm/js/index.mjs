@@ -29,5 +29,6 @@ export const {
   LockNotAcquiredError,
   LoaderError,
   ConfigError,
+  UndecodableError,
 } = m;
 export default m;

@@ -103,6 +103,7 @@ pub(crate) fn kind_name(k: ErrorKind) -> &'static str {
         ErrorKind::LockNotAcquired => "LockNotAcquired",
         ErrorKind::Loader => "Loader",
         ErrorKind::Config => "Config",
+        ErrorKind::Undecodable => "Undecodable",
         _ => "Error",
     }
 }
@@ -163,6 +164,10 @@ pub(crate) fn error(e: &Error) -> JsValue {
             set(o, "waited", waited.as_millis() as f64);
         }
         Error::Loader(m) | Error::Config(m) => set(o, "detail", m.as_str()),
+        Error::Undecodable { flags, detail } => {
+            set(o, "flags", *flags);
+            set(o, "detail", detail.as_str());
+        }
         _ => {}
     }
     err.into()
@@ -230,6 +235,10 @@ pub(crate) fn error_from_js(v: &JsValue) -> Error {
         "NotFound" => Error::NotFound,
         "Config" => Error::Config(detail),
         "Loader" => Error::Loader(detail),
+        "Undecodable" => Error::Undecodable {
+            flags: get(v, "flags").as_f64().unwrap_or(0.0) as u32,
+            detail,
+        },
         // Refused before anything was sent: these teach health nothing.
         "InvalidKey" => Error::InvalidKey {
             reason: multiput::error::KeyProblem::Empty,

@@ -1,25 +1,26 @@
 //! JavaScript values ↔ the core's typed values ([`Typed`]).
 //!
-//! | JavaScript | envelope type (replicated) | plain mode, `python` | plain mode, `php` |
-//! | --- | --- | --- | --- |
-//! | `Uint8Array` / `Buffer` | 0 bytes | flags 0 | flags 0 |
-//! | `string` | 1 text | flags 0 (UTF-8) | flags 0 (UTF-8) |
-//! | `number`, a safe integer | 2 int | flags 2, decimal | flags 1, decimal |
-//! | `number`, otherwise (incl. `-0`, `NaN`) | 3 float | flags 1, small pickle | flags 2, `g_fmt` |
-//! | `bigint` within i64 | 2 int | flags 2 | flags 1 |
-//! | `boolean` | 4 bool | flags 1, small pickle | flags 3, `"1"`/`""` |
-//! | object, array | 5 serialized, format 3 JSON | refused | flags 6 JSON |
-//! | `null`, `undefined`, functions, symbols | refused (a stored `null` would read as a miss) | | |
+//! | JavaScript | envelope type (replicated) | plain, `multiput` (default) | plain, `pylibmc` | plain, `pecl` |
+//! | --- | --- | --- | --- | --- |
+//! | `Uint8Array` / `Buffer` | 0 bytes | flags 0 | flags 0 | flags 0 |
+//! | `string` | 1 text | text (UTF-8) | flags 0 (UTF-8) | flags 0 (UTF-8) |
+//! | `number`, a safe integer | 2 int | int, decimal | flags 2, decimal | flags 1, decimal |
+//! | `number`, otherwise (incl. `-0`, `NaN`) | 3 float | float, shortest decimal | flags 1, small pickle | flags 2, `g_fmt` |
+//! | `bigint` within i64 | 2 int | int | flags 2 | flags 1 |
+//! | `boolean` | 4 bool | bool, `1`/`0` | flags 1, small pickle | flags 3, `"1"`/`""` |
+//! | object, array | 5 serialized, format 3 JSON | JSON | refused | flags 6 JSON |
+//! | `null`, `undefined`, functions, symbols | refused (a stored `null` would read as a miss) | | | |
 //!
-//! Strings are written with flags 0 in plain mode under both conventions (not pymemcache's 16):
-//! that is what every Node and PHP client writes for a string, and pylibmc/pymemcache read it
-//! as bytes. So a plain read cannot tell a string from bytes and returns a `Uint8Array`;
-//! replicated values carry their type in the envelope and come back as written.
+//! Under multiput's own flags ([`multiput::values::portable`], the default) every type comes
+//! back as written, in every binding. Under the legacy conventions strings are written with
+//! flags 0 (not pymemcache's 16): that is what every Node and PHP client writes for a string,
+//! and pylibmc/pymemcache read it as bytes; such a read cannot tell a string from bytes and
+//! returns a `Uint8Array`.
 
 use js_sys::{Object, Uint8Array, JSON};
 use multiput::compress;
 use multiput::envelope::{self, Decoded, Format, Kind, Typed};
-use multiput::values::{self, Convention, TypedRef};
+use multiput::values::{self, Convention, Family, TypedRef};
 use multiput::Error;
 use wasm_bindgen::prelude::*;
 
@@ -78,9 +79,10 @@ pub(crate) fn plain_from_js(
     v: &JsValue,
 ) -> Result<(Vec<u8>, u32), JsValue> {
     match typed_from_js(v)? {
-        // Bytes and strings: flags 0 under both conventions (see the module docs).
+        // Bytes: flags 0 everywhere; strings: flags 0 under the legacy conventions (see the
+        // module docs).
         Typed::Bytes(b) => Ok((b, 0)),
-        Typed::Text(s) => Ok((s.into_bytes(), 0)),
+        Typed::Text(s) if !convention.is_multiput() => Ok((s.into_bytes(), 0)),
         t => values::encode(convention, &t).map_err(|e| js::error(&Error::Config(e.to_string()))),
     }
 }
@@ -102,30 +104,24 @@ pub(crate) fn typed_to_js(t: TypedRef<'_>) -> Result<JsValue, JsValue> {
             JSON::parse(text).map_err(|_| unreadable(f, data, "its JSON does not parse"))?
         }
         TypedRef::Serialized(f, data) => {
-            let name = match f {
-                Format::PICKLE => "a Python pickle",
-                Format::PHP_SERIALIZE => "PHP serialize() output",
-                _ => "a serializer JavaScript does not know",
-            };
-            return Err(unreadable(f, data, &format!("it is {name}")));
+            let e = js::error(&values::unreadable_serialized(f, "JavaScript"));
+            let o: &Object = e.unchecked_ref();
+            js::set(o, "format", f.0);
+            js::set(o, "data", js::u8a(data));
+            return Err(e);
         }
     })
 }
 
 fn unreadable(f: Format, data: &[u8], why: &str) -> JsValue {
-    let e = js::error(&Error::Unsupported {
-        server: String::new(),
-        feature: "deserializing this value in JavaScript",
-    });
-    let o: &Object = e.unchecked_ref();
-    js::set(
-        o,
-        "message",
-        format!(
+    let e = js::error(&Error::Undecodable {
+        flags: 0,
+        detail: format!(
             "the stored value cannot be read in JavaScript: {why} (envelope format {})",
             f.0
         ),
-    );
+    });
+    let o: &Object = e.unchecked_ref();
     js::set(o, "format", f.0);
     js::set(o, "data", js::u8a(data));
     e
@@ -146,16 +142,27 @@ pub(crate) fn stored_to_js(
             typed_to_js(t).map(Some)
         }
         Decoded::Plain(raw) => match compress::inflate(convention, raw, flags, MAX_INFLATED) {
-            None => typed_to_js(values::decode_ref(convention, raw, flags)).map(Some),
-            Some(Ok((raw, rest))) => {
-                typed_to_js(values::decode_ref(convention, &raw, rest)).map(Some)
-            }
-            Some(Err(e)) => Err(js::error(&Error::Protocol {
-                server: String::new(),
-                detail: format!("compressed value cannot be inflated: {e}"),
-            })),
+            None => checked_to_js(convention, raw, flags),
+            Some(Ok((raw, rest))) => checked_to_js(convention, &raw, rest),
+            Some(Err(e)) => Err(js::error(&values::undecodable(
+                convention,
+                raw,
+                flags,
+                &format!("the flags say compressed, but it does not inflate ({e})"),
+            ))),
         },
     }
+}
+
+/// A plain value by the core's strict rules ([`values::decode_checked`]): a value whose flags
+/// and bytes disagree is an `UndecodableError` naming the likely writer.
+fn checked_to_js(
+    convention: Convention,
+    raw: &[u8],
+    flags: u32,
+) -> Result<Option<JsValue>, JsValue> {
+    let t = values::decode_checked(convention, raw, flags).map_err(|e| js::error(&e))?;
+    typed_to_js(t).map(Some)
 }
 
 /// The bound on an inflated plain value in Node: memcached's largest item (1 MiB by default,
@@ -171,7 +178,8 @@ pub(crate) enum Stored<'a> {
     Bytes(&'a [u8]),
     /// Valid UTF-8 text.
     Text(&'a [u8]),
-    /// A compressed plain value: inflate it with [`stored_to_js`].
+    /// A compressed plain value, or one the strict rules refuse: read it (or its error) with
+    /// [`stored_to_js`].
     Compressed,
     /// Anything else (numbers, bools, serialized, raw values of unknown flags).
     Other(TypedRef<'a>),
@@ -185,7 +193,10 @@ pub(crate) fn stored_ref(convention: Convention, data: &[u8], flags: u32) -> Sto
         Decoded::Plain(raw) if compress::inflate(convention, raw, flags, 0).is_some() => {
             return Stored::Compressed
         }
-        Decoded::Plain(raw) => values::decode_ref(convention, raw, flags),
+        Decoded::Plain(raw) => match values::decode_checked(convention, raw, flags) {
+            Ok(t) => t,
+            Err(_) => return Stored::Compressed,
+        },
     };
     match t {
         TypedRef::Bytes(b) | TypedRef::Raw(b, _) => Stored::Bytes(b),
@@ -194,10 +205,11 @@ pub(crate) fn stored_ref(convention: Convention, data: &[u8], flags: u32) -> Sto
     }
 }
 
-/// `python` or `php`, as `Convention` parses it.
+/// `multiput` (the default), `pylibmc` or `pecl`, as [`Convention::parse`] takes it; values
+/// without multiput's flags are read by Python's numbers unless `pecl`.
 pub(crate) fn convention(v: &JsValue) -> Result<Convention, JsValue> {
     match v.as_string() {
-        None => Ok(Convention::Python),
-        Some(s) => s.parse().map_err(|e: Error| js::error(&e)),
+        None => Ok(Convention::multiput(Family::Python)),
+        Some(s) => Convention::parse(&s, Family::Python).map_err(|e| js::error(&e)),
     }
 }

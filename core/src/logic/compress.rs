@@ -21,7 +21,7 @@
 //! (`zlib.compress`, with its 2-byte header and Adler-32 trailer) and set flag 8
 //! ([`python::ZLIB`]) beside the type flag; [`python_decompress`] reads it.
 
-use crate::values::{php, python, Convention};
+use crate::values::{php, portable, python, Convention, Family};
 
 /// The bound on a decompressed value: a corrupt or hostile length prefix must not make us
 /// allocate without limit.
@@ -52,8 +52,17 @@ pub fn inflate(
     flags: u32,
     max_out: usize,
 ) -> Option<Result<(Vec<u8>, u32), Corrupt>> {
-    match convention {
-        Convention::Php if flags & php::COMPRESSED != 0 => {
+    if portable::is_marked(flags) {
+        if flags & portable::ZLIB == 0 {
+            return None;
+        }
+        return Some(
+            python_decompress(data, flags & !portable::ZLIB, max_out)
+                .map(|(out, _)| (out, flags & !portable::ZLIB)),
+        );
+    }
+    match convention.family() {
+        Family::Php if flags & php::COMPRESSED != 0 => {
             Some(pecl_decompress(data, flags).and_then(|(out, rest)| {
                 if out.len() > max_out {
                     Err(Corrupt("decompressed value is larger than the size limit"))
@@ -62,7 +71,7 @@ pub fn inflate(
                 }
             }))
         }
-        Convention::Python if flags & python::ZLIB != 0 => {
+        Family::Python if flags & python::ZLIB != 0 => {
             Some(python_decompress(data, flags, max_out))
         }
         _ => None,
@@ -111,6 +120,21 @@ pub fn pecl_decompress(data: &[u8], flags: u32) -> Result<(Vec<u8>, u32), Corrup
     let internal =
         php::COMPRESSED | php::COMPRESSION_ZLIB | php::COMPRESSION_FASTLZ | php::COMPRESSION_ZSTD;
     Ok((out, flags & !internal))
+}
+
+/// Compress a value stored with multiput's flags ([`portable`]): `Some((zlib stream, flags
+/// with [`portable::ZLIB`]))` when it is at least `threshold` bytes and compresses by PECL's
+/// factor, `None` to store it as is. Every binding inflates it ([`inflate`]).
+pub fn portable_compress(data: &[u8], flags: u32, threshold: usize) -> Option<(Vec<u8>, u32)> {
+    if threshold == 0 || data.is_empty() || data.len() < threshold {
+        return None;
+    }
+    let z = miniz_oxide::deflate::compress_to_vec_zlib(data, 6);
+    if (data.len() as f64) <= (z.len() as f64) * PECL_FACTOR {
+        return None;
+    }
+    // Bytes carry flags 0; compressed they need the mark to say so.
+    Some((z, flags | portable::MARK | portable::ZLIB))
 }
 
 /// Compress like PECL memcached with `COMPRESSION_ZLIB`: `Some((bytes, extra flags))` when the
@@ -226,17 +250,17 @@ mod tests {
     fn inflate_by_convention() {
         let data = "abcdefgh".repeat(500).into_bytes();
         let (z, f) = pecl_compress(&data, 2000).unwrap();
-        let (out, rest) = inflate(Convention::Php, &z, f | 1, 1 << 20)
+        let (out, rest) = inflate(Convention::PHP, &z, f | 1, 1 << 20)
             .unwrap()
             .unwrap();
         assert_eq!((out, rest), (data.clone(), 1));
         // The same flags mean nothing compressed to the Python convention, and the reverse.
-        assert!(inflate(Convention::Python, &z, php::COMPRESSED, 1 << 20).is_none());
-        assert!(inflate(Convention::Php, b"x", python::ZLIB, 1 << 20).is_none());
-        assert!(inflate(Convention::Php, &z, f, 100).unwrap().is_err());
+        assert!(inflate(Convention::PYTHON, &z, php::COMPRESSED, 1 << 20).is_none());
+        assert!(inflate(Convention::PHP, b"x", python::ZLIB, 1 << 20).is_none());
+        assert!(inflate(Convention::PHP, &z, f, 100).unwrap().is_err());
         let py = miniz_oxide::deflate::compress_to_vec_zlib(&data, 6);
         let (out, rest) = inflate(
-            Convention::Python,
+            Convention::PYTHON,
             &py,
             python::ZLIB | python::TEXT,
             1 << 20,

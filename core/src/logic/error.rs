@@ -146,6 +146,16 @@ pub enum Error {
     /// The loader of a `get_or_set` failed; nothing was stored.
     #[error("the loader failed: {0}")]
     Loader(String),
+    /// A stored value whose flags and bytes disagree: written by a client of another flags
+    /// convention, or corrupt. The message names the likely writer and the setting that reads
+    /// it ([`crate::values::decode_checked`]). Nothing is wrong with the connection.
+    #[error("{detail}")]
+    Undecodable {
+        /// The value's memcached flags.
+        flags: u32,
+        /// What its flags mean here, why the bytes do not fit, and what to do.
+        detail: String,
+    },
     /// The client has no servers configured, or the configuration is invalid.
     #[error("configuration error: {0}")]
     Config(String),
@@ -251,6 +261,8 @@ pub enum ErrorKind {
     LockNotAcquired,
     /// [`Error::Loader`]
     Loader,
+    /// [`Error::Undecodable`]
+    Undecodable,
     /// [`Error::Config`]
     Config,
 }
@@ -276,6 +288,7 @@ impl Error {
             Error::CasRetriesExhausted { .. } => ErrorKind::CasRetriesExhausted,
             Error::LockNotAcquired { .. } => ErrorKind::LockNotAcquired,
             Error::Loader(_) => ErrorKind::Loader,
+            Error::Undecodable { .. } => ErrorKind::Undecodable,
             Error::Config(_) => ErrorKind::Config,
         }
     }

@@ -53,7 +53,7 @@ impl Default for MultiputConfig {
             read: None,
             replicated: false,
             rules: PlainRules {
-                convention: Convention::Php,
+                convention: Convention::multiput(Family::Php),
                 compress_threshold: 0,
             },
             cas: CasOptions::default(),
@@ -129,7 +129,7 @@ impl MultiputConfig {
             "failover" => self.policy.failover = parse_bool(name, v)?,
             "read_repair" => self.policy.read_repair = parse_bool(name, v)?,
             "convention" => {
-                self.rules.convention = v.parse().map_err(|e: Error| e.to_string())?;
+                self.rules.convention = Convention::parse(v, Family::Php).map_err(|e| e.to_string())?;
             }
             "compress_threshold" => self.rules.compress_threshold = parse_num(name, v)?,
             "cas_attempts" => self.cas.max_attempts = parse_num::<u32>(name, v)?.max(1),
@@ -258,8 +258,8 @@ pub unsafe extern "C" fn multiput_config_new(out: *mut *mut MultiputConfig) -> i
 /// | `tombstone_ttl` | seconds deletes are remembered | 86400 |
 /// | `failover` | 1: move copies off down servers | 0 |
 /// | `read_repair` | 1/0 | 1 |
-/// | `convention` | plain-value flags: `php` (PECL memcached) or `python` (pylibmc) | `php` |
-/// | `compress_threshold` | compress plain PHP values of at least this many bytes (zlib, as PECL reads it); 0 never | 0 |
+/// | `convention` | plain-value flags: `multiput` (multiput's own, read with their type by every binding; values without them read as PECL writes them), `pecl` (PECL memcached's) or `pylibmc` (pylibmc/pymemcache's) | `multiput` |
+/// | `compress_threshold` | compress plain values of at least this many bytes (`multiput`: a zlib stream every binding reads; `pecl`: as PECL does); 0 never | 0 |
 /// | `cas_attempts`, `cas_deadline_ms` | bounds of CAS updates | 32, 2000 |
 ///
 /// # Safety

@@ -235,8 +235,9 @@ pub unsafe extern "C" fn multiput_get_multi(
 /// [`MultiputItem`]). `ttl` is memcached's exptime. `flags` are OR-ed into the flags of a plain
 /// value (PECL user flags live in bits 16..31); enveloped values are stored with flags 0.
 ///
-/// Plain mode: the value is stored with the flags of the configured convention (PECL
-/// memcached's by default), compressed as PECL does above `compress_threshold`. Replicated
+/// Plain mode: the value is stored with the flags of the configured convention (multiput's
+/// own by default, read with their type by every binding; `pecl`: PECL memcached's),
+/// compressed above `compress_threshold`. Replicated
 /// mode: in the envelope on every replica; add, replace, append and prepend are conditional
 /// updates serialized by CAS on the key's primary replica. Errors:
 /// `MULTIPUT_E_NOT_STORED` (add/replace/append/prepend refused), `MULTIPUT_E_KEY`,

@@ -67,6 +67,7 @@ from .exceptions import (
     ServerDownError,
     ServerError,
     TimeoutError,
+    UndecodableValueError,
     ValueTooLargeError,
 )
 

@@ -47,6 +47,7 @@ __all__ = [
     "ReplicationError",
     "ConfigError",
     "NotSupportedError",
+    "UndecodableValueError",
     "LockNotAcquiredError",
     "LoaderError",
 ]
@@ -209,6 +210,16 @@ class NotSupportedError(MultiputError):
     client), or the value cannot be represented (a PHP-serialized value read from Python)."""
 
     kind = "unsupported"
+
+
+class UndecodableValueError(NotSupportedError, ValueError):
+    """A stored value that cannot be read here: its flags and bytes disagree (written by a
+    client of another flags convention, e.g. a PECL memcached int read with pylibmc's numbers),
+    or it is serialized in a form Python does not read (PHP ``serialize()``). The message names
+    the likely writer and the setting that reads it (``convention="pecl"``); nothing is wrong
+    with the connection, and no wrong value is ever returned instead."""
+
+    kind = "undecodable"
 
 
 class LockNotAcquiredError(MultiputError):

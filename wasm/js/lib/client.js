@@ -42,7 +42,7 @@ class Client {
     this._timeout = options.timeout ?? DEFAULTS.timeout;
     this._connectTimeout = options.connectTimeout ?? DEFAULTS.connectTimeout;
     this._protocol = options.protocol ?? 'auto';
-    this._convention = options.convention ?? 'python';
+    this._convention = options.convention ?? 'multiput';
     const n = core.length;
     this._conns = new Array(n).fill(null);
     this._troubled = new Uint8Array(n);
@@ -189,17 +189,13 @@ class Client {
         rethrow(r);
         return { stored: [this._addresses[s]], failed: [] };
       };
-      // Bytes and strings are stored as they are with flags 0 under both conventions
-      // (values.rs in wasm/src); other types are typed by the core.
+      // Bytes are stored as they are (flags 0 in every convention); everything else is typed
+      // by the core under the client's convention (wasm/src/values.rs).
       if (value instanceof Uint8Array) {
         this._core.checkValue(value.length);
         return this._call(s, (c) => c.store('set', k, value, 0, ttl, undefined), report);
       }
-      if (typeof value === 'string') {
-        const data = Buffer.from(value, 'utf8');
-        this._core.checkValue(data.length);
-        return this._call(s, (c) => c.store('set', k, data, 0, ttl, undefined), report);
-      }
+      if (typeof value === 'string') this._core.checkValue(Buffer.byteLength(value, 'utf8'));
       return this._call(s, (c) => c.storeValue('set', k, value, ttl, undefined), report);
     } catch (e) {
       return Promise.reject(toError(e));

@@ -20,7 +20,7 @@ class MultiputError extends Error {
 const KINDS = [
   'InvalidKey', 'ValueTooLarge', 'NotStored', 'Exists', 'NotFound', 'Server', 'Client',
   'Timeout', 'ConnectionRefused', 'ConnectionClosed', 'ServerDown', 'Protocol', 'Unsupported',
-  'Replication', 'CasRetriesExhausted', 'LockNotAcquired', 'Loader', 'Config',
+  'Replication', 'CasRetriesExhausted', 'LockNotAcquired', 'Loader', 'Config', 'Undecodable',
 ];
 
 const classes = { MultiputError };

@@ -1,17 +1,21 @@
 //! Value typing for plain (non-enveloped) values: how a typed value ([`Typed`]) becomes the
-//! `(bytes, flags)` pair a plain memcached client of another ecosystem stores, and back.
+//! `(bytes, flags)` pair stored in memcached, and back.
 //!
 //! Replicated values carry their type in the envelope ([`crate::envelope`]) and are stored with
-//! flags 0. Plain values (replicas = 1 without the envelope, or values written by pylibmc,
-//! pymemcache or PECL memcached) carry it in the memcached `flags` field, with numbers each
-//! ecosystem chose long ago. To share keys with an existing app during a migration, a binding
-//! writes and reads them exactly as that app's client does; the rules live here once, so every
-//! binding (Python, PHP, Rust) agrees on them.
+//! flags 0. Plain values carry it in the memcached `flags` field. By default every binding
+//! writes multiput's own flags ([`portable`]), which every binding reads with the value's type;
+//! values written by pylibmc, pymemcache or PECL memcached are read by their ecosystem's
+//! numbers, and a binding writes those numbers when told to ([`Convention`]), for keys that
+//! apps still on those clients read. A value whose flags and bytes disagree is an
+//! [`crate::Error::Undecodable`] naming the likely writer ([`check`]). The rules live here
+//! once, so every binding (Python, PHP, Node, Rust) agrees on them; docs/interop.md has the
+//! user's view.
 //!
 //! | [`Convention`] | bytes | text | int | float | bool | serialized |
 //! | --- | --- | --- | --- | --- | --- | --- |
-//! | `Python` (pymemcache `python_memcache_serializer`, pylibmc) | 0 | 16, UTF-8 | 2, decimal | 1, pickle | 1, pickle | 1, pickle |
-//! | `Php` (PECL memcached) | 0 (string) | 0 (string) | 1, decimal | 2, `%.17g`-like shortest | 3, `"1"` / `""` | 4 `serialize()`, 6 JSON |
+//! | multiput ([`portable`], the default) | 0 | `0x9000`, UTF-8 | `0xA000`, decimal | `0xB000`, shortest decimal | `0xC000`, `1`/`0` | `0xD000` + format << 8 |
+//! | [`Convention::PYTHON`] (pymemcache `python_memcache_serializer`, pylibmc) | 0 | 16, UTF-8 | 2, decimal | 1, pickle | 1, pickle | 1, pickle |
+//! | [`Convention::PHP`] (PECL memcached) | 0 (string) | 0 (string) | 1, decimal | 2, `%.17g`-like shortest | 3, `"1"` / `""` | 4 `serialize()`, 6 JSON |
 //!
 //! Details that matter for compatibility:
 //!
@@ -47,9 +51,16 @@
 use crate::envelope::{Format, Typed, ValueType};
 use std::fmt;
 
-/// Which ecosystem's flag numbers and text renderings a plain value follows.
+pub mod check;
+pub mod portable;
+
+pub use check::{decode_checked, undecodable, unreadable_serialized};
+
+/// The flag numbers of the ecosystems multiput shares keys with. Values without multiput's own
+/// flags ([`portable`]) are read by one of them; a client of a legacy [`Convention`] also
+/// writes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Convention {
+pub enum Family {
     /// pylibmc and pymemcache (`python_memcache_serializer`): 0 bytes, 1 pickle, 2 int,
     /// 4 long, 8 zlib, 16 text.
     #[default]
@@ -59,12 +70,101 @@ pub enum Convention {
     Php,
 }
 
-impl Convention {
+impl Family {
     /// `"python"` or `"php"`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Convention::Python => "python",
-            Convention::Php => "php",
+            Family::Python => "python",
+            Family::Php => "php",
+        }
+    }
+
+    /// The clients that write this family's flags, for messages.
+    pub fn writers(self) -> &'static str {
+        match self {
+            Family::Python => "pylibmc/pymemcache",
+            Family::Php => "PECL memcached",
+        }
+    }
+}
+
+/// How a client writes plain values and reads those written without multiput's flags.
+///
+/// - [`Convention::multiput`] (every binding's default): values are written with multiput's
+///   own flags ([`portable`]), which every multiput binding reads with their type (bytes,
+///   text, int, float, bool; structured data as JSON or a language-tagged serialization that
+///   other languages refuse with [`crate::Error::Undecodable`]). Values without those flags
+///   (written by pylibmc, pymemcache or PECL memcached) are read by the `family`'s numbers,
+///   by default the binding's own ecosystem.
+/// - [`Convention::PYTHON`] and [`Convention::PHP`] (`convention="pylibmc"`, `"pecl"`): values
+///   are written exactly as pylibmc/pymemcache or PECL memcached write them, for a fleet where
+///   apps still on those clients read the same keys. Values with multiput's flags are still
+///   read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Convention {
+    family: Family,
+    portable: bool,
+}
+
+impl Default for Convention {
+    fn default() -> Convention {
+        Convention::multiput(Family::Python)
+    }
+}
+
+impl Convention {
+    /// Write as pylibmc and pymemcache do (and read their values).
+    pub const PYTHON: Convention = Convention {
+        family: Family::Python,
+        portable: false,
+    };
+    /// Write as PECL memcached does (and read its values).
+    pub const PHP: Convention = Convention {
+        family: Family::Php,
+        portable: false,
+    };
+
+    /// multiput's own flags, reading values without them as `family` writes them.
+    pub const fn multiput(family: Family) -> Convention {
+        Convention {
+            family,
+            portable: true,
+        }
+    }
+
+    /// Whose numbers values without multiput's flags are read by (and, for a legacy
+    /// convention, written with).
+    pub const fn family(self) -> Family {
+        self.family
+    }
+
+    /// True when values are written with multiput's own flags.
+    pub const fn is_multiput(self) -> bool {
+        self.portable
+    }
+
+    /// `"multiput"`, `"python"` or `"php"`.
+    pub fn as_str(self) -> &'static str {
+        if self.portable {
+            "multiput"
+        } else {
+            self.family.as_str()
+        }
+    }
+
+    /// The setting as every binding takes it: `multiput` (also `portable`, or empty: the
+    /// default, reading other clients' values as `native` writes them), `python` (also
+    /// `pylibmc`, `pymemcache`) or `php` (also `pecl`, `php-memcached`), any case.
+    pub fn parse(s: &str, native: Family) -> Result<Convention, crate::Error> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "multiput" | "portable" | "default" => Ok(Convention::multiput(native)),
+            "python" | "pylibmc" | "pymemcache" => Ok(Convention::PYTHON),
+            "php" | "pecl" | "php-memcached" => Ok(Convention::PHP),
+            _ => Err(crate::Error::Config(format!(
+                "unknown value convention {s:?}: expected \"multiput\" (the default: every \
+                 multiput binding reads the values with their type), \"pylibmc\" (pylibmc and \
+                 pymemcache flags) or \"pecl\" (PECL memcached flags)"
+            ))),
         }
     }
 }
@@ -72,16 +172,9 @@ impl Convention {
 impl std::str::FromStr for Convention {
     type Err = crate::Error;
 
-    /// Accepts `python` (also `pylibmc`, `pymemcache`) and `php` (also `pecl`), any case.
+    /// [`Convention::parse`] with Python as the family of values without multiput's flags.
     fn from_str(s: &str) -> Result<Convention, crate::Error> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "python" | "pylibmc" | "pymemcache" => Ok(Convention::Python),
-            "php" | "pecl" | "php-memcached" => Ok(Convention::Php),
-            _ => Err(crate::Error::Config(format!(
-                "unknown value convention {s:?}: expected \"python\" (pylibmc/pymemcache flags) \
-                 or \"php\" (PECL memcached flags)"
-            ))),
-        }
+        Convention::parse(s, Family::Python)
     }
 }
 
@@ -91,7 +184,7 @@ impl fmt::Display for Convention {
     }
 }
 
-/// pylibmc / pymemcache flag bits.
+/// pylibmc's and pymemcache's flag numbers.
 pub mod python {
     /// Raw bytes.
     pub const BYTES: u32 = 0;
@@ -183,8 +276,11 @@ impl std::error::Error for Unrepresentable {}
 /// (Python: anything but pickle; PHP: anything but `serialize()` and JSON).
 pub fn encode(convention: Convention, value: &Typed) -> Result<(Vec<u8>, u32), Unrepresentable> {
     let unrepresentable = |format| Unrepresentable { convention, format };
-    Ok(match convention {
-        Convention::Python => match value {
+    if convention.is_multiput() {
+        return portable::encode(value).ok_or_else(|| unrepresentable(value.format()));
+    }
+    Ok(match convention.family() {
+        Family::Python => match value {
             Typed::Bytes(b) => (b.clone(), python::BYTES),
             Typed::Text(s) => (s.as_bytes().to_vec(), python::TEXT),
             Typed::Int(i) => (render_int(*i).into_bytes(), python::INTEGER),
@@ -195,7 +291,7 @@ pub fn encode(convention: Convention, value: &Typed) -> Result<(Vec<u8>, u32), U
             }
             Typed::Serialized { format, .. } => return Err(unrepresentable(*format)),
         },
-        Convention::Php => match value {
+        Family::Php => match value {
             Typed::Bytes(b) => (b.clone(), php::STRING),
             Typed::Text(s) => (s.as_bytes().to_vec(), php::STRING),
             Typed::Int(i) => (render_int(*i).into_bytes(), php::LONG),
@@ -263,9 +359,13 @@ impl TypedRef<'_> {
 
 /// [`decode`] without copying the bytes.
 pub fn decode_ref(convention: Convention, data: &[u8], flags: u32) -> TypedRef<'_> {
-    let typed = match convention {
-        Convention::Python => decode_python(data, flags),
-        Convention::Php => decode_php(data, flags),
+    let typed = if portable::is_marked(flags) {
+        portable::decode(data, flags)
+    } else {
+        match convention.family() {
+            Family::Python => decode_python(data, flags),
+            Family::Php => decode_php(data, flags),
+        }
     };
     typed.unwrap_or(TypedRef::Raw(data, flags))
 }
@@ -301,17 +401,18 @@ pub fn typed_payload(vtype: ValueType, format: Format, p: &[u8]) -> Option<Typed
 /// caller's buffer without copying it. `None` for int, float and bool, whose plain payload
 /// differs (use [`encode`]), and for a serializer the convention has no flag for.
 pub fn flags_for(convention: Convention, vtype: ValueType, format: Format) -> Option<u32> {
-    match (convention, vtype) {
-        (Convention::Python, ValueType::Bytes) => Some(python::BYTES),
-        (Convention::Python, ValueType::Text) => Some(python::TEXT),
-        (Convention::Python, ValueType::Serialized) if format == Format::PICKLE => {
-            Some(python::PICKLE)
-        }
-        (Convention::Php, ValueType::Bytes | ValueType::Text) => Some(php::STRING),
-        (Convention::Php, ValueType::Serialized) if format == Format::PHP_SERIALIZE => {
+    if convention.is_multiput() {
+        return portable::flags_for(vtype, format);
+    }
+    match (convention.family(), vtype) {
+        (Family::Python, ValueType::Bytes) => Some(python::BYTES),
+        (Family::Python, ValueType::Text) => Some(python::TEXT),
+        (Family::Python, ValueType::Serialized) if format == Format::PICKLE => Some(python::PICKLE),
+        (Family::Php, ValueType::Bytes | ValueType::Text) => Some(php::STRING),
+        (Family::Php, ValueType::Serialized) if format == Format::PHP_SERIALIZE => {
             Some(php::SERIALIZED)
         }
-        (Convention::Php, ValueType::Serialized) if format == Format::JSON => Some(php::JSON),
+        (Family::Php, ValueType::Serialized) if format == Format::JSON => Some(php::JSON),
         _ => None,
     }
 }
@@ -584,11 +685,11 @@ mod tests {
     use super::*;
 
     fn py(v: &Typed) -> (Vec<u8>, u32) {
-        encode(Convention::Python, v).unwrap()
+        encode(Convention::PYTHON, v).unwrap()
     }
 
     fn php(v: &Typed) -> (Vec<u8>, u32) {
-        encode(Convention::Php, v).unwrap()
+        encode(Convention::PHP, v).unwrap()
     }
 
     #[test]
@@ -616,7 +717,7 @@ mod tests {
             format: Format::JSON,
             data: b"[]".to_vec(),
         };
-        let err = encode(Convention::Python, &json).unwrap_err();
+        let err = encode(Convention::PYTHON, &json).unwrap_err();
         assert_eq!(err.format, Format::JSON);
         assert!(err.to_string().contains("no python flags"));
     }
@@ -639,7 +740,7 @@ mod tests {
         ] {
             let (data, flags) = py(&v);
             assert_eq!(
-                decode(Convention::Python, &data, flags),
+                decode(Convention::PYTHON, &data, flags),
                 Plain::Typed(v.clone()),
                 "{v:?}"
             );
@@ -650,40 +751,40 @@ mod tests {
     fn python_reads_what_pylibmc_and_pymemcache_write() {
         // pylibmc: int with LONG (4), bool as "1"/"0" with INTEGER (2).
         assert_eq!(
-            decode(Convention::Python, b"7", 4),
+            decode(Convention::PYTHON, b"7", 4),
             Plain::Typed(Typed::Int(7))
         );
         assert_eq!(
-            decode(Convention::Python, b"1", 2),
+            decode(Convention::PYTHON, b"1", 2),
             Plain::Typed(Typed::Int(1))
         );
         // memcached pads a decremented counter with spaces: "10" decr 1 -> "9 ".
         assert_eq!(
-            decode(Convention::Python, b"9 ", 2),
+            decode(Convention::PYTHON, b"9 ", 2),
             Plain::Typed(Typed::Int(9))
         );
         // Protocol-5 pickles with a frame, as pickle.dumps(x, 5) writes them.
         let f = b"\x80\x05\x95\n\x00\x00\x00\x00\x00\x00\x00G?\xf8\x00\x00\x00\x00\x00\x00.";
         assert_eq!(
-            decode(Convention::Python, f, 1),
+            decode(Convention::PYTHON, f, 1),
             Plain::Typed(Typed::Float(1.5))
         );
         assert_eq!(
-            decode(Convention::Python, b"\x80\x05\x88.", 1),
+            decode(Convention::PYTHON, b"\x80\x05\x88.", 1),
             Plain::Typed(Typed::Bool(true))
         );
         assert_eq!(
-            decode(Convention::Python, b"\x80\x04K\x07.", 1),
+            decode(Convention::PYTHON, b"\x80\x04K\x07.", 1),
             Plain::Typed(Typed::Int(7))
         );
         assert_eq!(
-            decode(Convention::Python, b"\x80\x04J\xff\xff\xff\xff.", 1),
+            decode(Convention::PYTHON, b"\x80\x04J\xff\xff\xff\xff.", 1),
             Plain::Typed(Typed::Int(-1))
         );
         // Anything else pickled is left to the Python binding.
         let list = b"\x80\x05\x95\x05\x00\x00\x00\x00\x00\x00\x00]\x94K\x01a.";
         assert_eq!(
-            decode(Convention::Python, list, 1),
+            decode(Convention::PYTHON, list, 1),
             Plain::Typed(Typed::Serialized {
                 format: Format::PICKLE,
                 data: list.to_vec()
@@ -692,7 +793,7 @@ mod tests {
         // A frame whose length is wrong is not a small pickle.
         let bad = b"\x80\x05\x95\x09\x00\x00\x00\x00\x00\x00\x00G?\xf8\x00\x00\x00\x00\x00\x00.";
         assert!(matches!(
-            decode(Convention::Python, bad, 1),
+            decode(Convention::PYTHON, bad, 1),
             Plain::Typed(Typed::Serialized { .. })
         ));
     }
@@ -710,7 +811,7 @@ mod tests {
             (&b""[..], 4),
         ] {
             assert_eq!(
-                decode(Convention::Python, data, flags),
+                decode(Convention::PYTHON, data, flags),
                 Plain::Raw {
                     data: data.to_vec(),
                     flags
@@ -753,7 +854,7 @@ mod tests {
             format: Format::PICKLE,
             data: b"\x80\x02N.".to_vec(),
         };
-        assert!(encode(Convention::Php, &pickle).is_err());
+        assert!(encode(Convention::PHP, &pickle).is_err());
     }
 
     #[test]
@@ -804,13 +905,13 @@ mod tests {
         ] {
             let (data, flags) = php(&v);
             assert_eq!(
-                decode(Convention::Php, &data, flags),
+                decode(Convention::PHP, &data, flags),
                 Plain::Typed(v.clone()),
                 "{v:?}"
             );
         }
         let (data, flags) = php(&Typed::Float(f64::NAN));
-        match decode(Convention::Php, &data, flags) {
+        match decode(Convention::PHP, &data, flags) {
             Plain::Typed(Typed::Float(f)) => assert!(f.is_nan()),
             other => panic!("{other:?}"),
         }
@@ -820,48 +921,48 @@ mod tests {
     fn php_reads_like_pecl() {
         // strtol: blanks, sign, trailing garbage, overflow saturates, no digits is 0.
         assert_eq!(
-            decode(Convention::Php, b" -12abc", 1),
+            decode(Convention::PHP, b" -12abc", 1),
             Plain::Typed(Typed::Int(-12))
         );
         assert_eq!(
-            decode(Convention::Php, b"9 ", 1),
+            decode(Convention::PHP, b"9 ", 1),
             Plain::Typed(Typed::Int(9))
         );
         assert_eq!(
-            decode(Convention::Php, b"99999999999999999999", 1),
+            decode(Convention::PHP, b"99999999999999999999", 1),
             Plain::Typed(Typed::Int(i64::MAX))
         );
         assert_eq!(
-            decode(Convention::Php, b"x", 1),
+            decode(Convention::PHP, b"x", 1),
             Plain::Typed(Typed::Int(0))
         );
         assert_eq!(
-            decode(Convention::Php, b"1e3", 2),
+            decode(Convention::PHP, b"1e3", 2),
             Plain::Typed(Typed::Float(1000.0))
         );
         assert_eq!(
-            decode(Convention::Php, b"2.5xyz", 2),
+            decode(Convention::PHP, b"2.5xyz", 2),
             Plain::Typed(Typed::Float(2.5))
         );
         assert_eq!(
-            decode(Convention::Php, b"abc", 2),
+            decode(Convention::PHP, b"abc", 2),
             Plain::Typed(Typed::Float(0.0))
         );
         assert_eq!(
-            decode(Convention::Php, b"1.", 2),
+            decode(Convention::PHP, b"1.", 2),
             Plain::Typed(Typed::Float(1.0))
         );
         assert_eq!(
-            decode(Convention::Php, b"10", 3),
+            decode(Convention::PHP, b"10", 3),
             Plain::Typed(Typed::Bool(true))
         );
         assert_eq!(
-            decode(Convention::Php, b"0", 3),
+            decode(Convention::PHP, b"0", 3),
             Plain::Typed(Typed::Bool(false))
         );
         // User flags in the upper half do not change the type.
         assert_eq!(
-            decode(Convention::Php, b"7", 1 | (5 << 16)),
+            decode(Convention::PHP, b"7", 1 | (5 << 16)),
             Plain::Typed(Typed::Int(7))
         );
         // Compressed, igbinary, msgpack and undefined types are raw.
@@ -874,7 +975,7 @@ mod tests {
             15,
         ] {
             assert!(
-                matches!(decode(Convention::Php, b"z", flags), Plain::Raw { .. }),
+                matches!(decode(Convention::PHP, b"z", flags), Plain::Raw { .. }),
                 "{flags}"
             );
         }
@@ -882,7 +983,7 @@ mod tests {
 
     #[test]
     fn flags_for_matches_encode() {
-        for conv in [Convention::Python, Convention::Php] {
+        for conv in [Convention::PYTHON, Convention::PHP] {
             for v in [
                 Typed::Bytes(b"b".to_vec()),
                 Typed::Text("t".into()),
@@ -925,7 +1026,7 @@ mod tests {
             flags,
         };
         let int = v(b"-7", ValueType::Int, Format::NONE, true, 0);
-        assert_eq!(from_versioned(Convention::Python, &int), TypedRef::Int(-7));
+        assert_eq!(from_versioned(Convention::PYTHON, &int), TypedRef::Int(-7));
         let f = v(
             &2.5f64.to_be_bytes(),
             ValueType::Float,
@@ -933,39 +1034,49 @@ mod tests {
             true,
             0,
         );
-        assert_eq!(from_versioned(Convention::Php, &f), TypedRef::Float(2.5));
+        assert_eq!(from_versioned(Convention::PHP, &f), TypedRef::Float(2.5));
         let b = v(&[1], ValueType::Bool, Format::NONE, true, 0);
-        assert_eq!(from_versioned(Convention::Python, &b), TypedRef::Bool(true));
+        assert_eq!(from_versioned(Convention::PYTHON, &b), TypedRef::Bool(true));
         let t = v("é".as_bytes(), ValueType::Text, Format::NONE, true, 0);
-        assert_eq!(from_versioned(Convention::Python, &t), TypedRef::Text("é"));
+        assert_eq!(from_versioned(Convention::PYTHON, &t), TypedRef::Text("é"));
         let s = v(b"x", ValueType::Serialized, Format::JSON, true, 0);
         assert_eq!(
-            from_versioned(Convention::Python, &s),
+            from_versioned(Convention::PYTHON, &s),
             TypedRef::Serialized(Format::JSON, b"x")
         );
         // A plain value (written by pymemcache) is read by its flags.
         let plain = v(b"42", ValueType::Bytes, Format::NONE, false, 2);
         assert_eq!(
-            from_versioned(Convention::Python, &plain),
+            from_versioned(Convention::PYTHON, &plain),
             TypedRef::Int(42)
         );
         assert_eq!(
-            from_versioned(Convention::Php, &plain),
+            from_versioned(Convention::PHP, &plain),
             TypedRef::Float(42.0)
         );
         // An inconsistent typed payload falls back to raw bytes.
         let bad = v(b"1.5", ValueType::Int, Format::NONE, true, 0);
         assert_eq!(
-            from_versioned(Convention::Python, &bad),
+            from_versioned(Convention::PYTHON, &bad),
             TypedRef::Raw(b"1.5", 0)
         );
     }
 
     #[test]
     fn convention_names() {
-        assert_eq!("PyLibMC".parse::<Convention>().unwrap(), Convention::Python);
-        assert_eq!("php".parse::<Convention>().unwrap(), Convention::Php);
+        assert_eq!("PyLibMC".parse::<Convention>().unwrap(), Convention::PYTHON);
+        assert_eq!("php".parse::<Convention>().unwrap(), Convention::PHP);
         assert!("ruby".parse::<Convention>().is_err());
-        assert_eq!(Convention::default().to_string(), "python");
+        assert_eq!(Convention::default().to_string(), "multiput");
+        assert_eq!(
+            Convention::parse("", Family::Php).unwrap(),
+            Convention::multiput(Family::Php)
+        );
+        assert_eq!(
+            Convention::parse("Multiput", Family::Python)
+                .unwrap()
+                .family(),
+            Family::Python
+        );
     }
 }
