@@ -22,11 +22,12 @@ cargo test --workspace --locked --no-fail-fast
 step "Python binding (python/): pip install ./python, pytest against real memcached"
 # A venv in the repo (.venv, reused), the extension built from source by pip (maturin), and the
 # exact test dependencies this suite was run with (gunicorn: test_gunicorn.py serves a Django
-# app with --preload and forked workers). pylibmc (cross-compatibility tests) needs
-# libmemcached; if it cannot be installed only those tests are skipped.
+# app with --preload and forked workers; prometheus_client: multiput.prometheus's collector).
+# pylibmc (cross-compatibility tests) needs libmemcached; if it cannot be installed only those
+# tests are skipped.
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q ./python pytest==9.2.0 django==5.2.19 pymemcache==4.0.0 gunicorn==27.0.1
+.venv/bin/python -m pip install -q ./python pytest==9.2.0 django==5.2.19 pymemcache==4.0.0 gunicorn==27.0.1 prometheus_client==0.26.0
 # MULTIPUT_NO_SKIPS=1 (what .ci/run sets): every dependency must be there and no test may be
 # skipped, in any of the suites below.
 if [ -n "${MULTIPUT_NO_SKIPS:-}" ]; then

@@ -26,7 +26,7 @@ with the same --replicas: a plain read (--replicas 1, the default) returns the s
 envelope included. incr, decr, touch and set --add/--replace work on replicated keys too: they \
 are serialized by CAS on the key's primary replica (docs/recipes.md), then written to every \
 replica under a new stamp; they fail rather than act elsewhere while the primary is down. \
-ring, stats, health and flush are unaffected, except that `ring --replicas N` lists each \
+ring, stats, health, flush and exporter are unaffected, except that `ring --replicas N` lists each \
 key's N servers.";
 
 const AFTER_HELP: &str = "\
@@ -42,6 +42,7 @@ Examples:
   multiput --replicas 3 --write-policy quorum:2 set user:42 Ada
   multiput --replicas 3 get -v user:42
   multiput --replicas 3 delete user:42
+  multiput exporter --listen 127.0.0.1:9150    # Prometheus metrics of every server
 
 Exit status:
   0  success
@@ -90,7 +91,8 @@ Examples:
   multiput ring --servers a:11211,b:11211,c:11211 --replicas 2 < keys.txt
   multiput ring --servers a:11211,b:11211 -- -key-starting-with-a-dash";
 
-/// The `multiput` command line.
+/// The `multiput` command line, as parsed: the fleet commands ([`Command`], run by
+/// `commands::run` as a [`Cli`]) and the long-running `exporter`.
 #[derive(Debug, Parser)]
 #[command(
     name = "multiput",
@@ -100,10 +102,31 @@ Examples:
     after_help = AFTER_HELP,
     propagate_version = true
 )]
-pub struct Cli {
+pub struct Invocation {
     #[command(flatten)]
     pub global: Global,
     #[command(subcommand)]
+    pub command: AnyCommand,
+}
+
+/// Every subcommand: the one-shot fleet commands, listed first, then `exporter`.
+#[derive(Debug, Subcommand)]
+pub enum AnyCommand {
+    #[command(flatten)]
+    Fleet(Command),
+
+    #[command(
+        about = EXPORTER_ABOUT,
+        long_about = EXPORTER_LONG_ABOUT,
+        after_help = EXPORTER_AFTER_HELP
+    )]
+    Exporter(ExporterArgs),
+}
+
+/// A one-shot fleet command and the global options.
+#[derive(Debug)]
+pub struct Cli {
+    pub global: Global,
     pub command: Command,
 }
 
@@ -409,6 +432,52 @@ status is 0 when every server is up, 2 when any is down.")]
         #[arg(long)]
         json: bool,
     },
+}
+
+const EXPORTER_ABOUT: &str =
+    "Serve Prometheus metrics of every server (GET /metrics), probed with `stats` on each scrape";
+
+const EXPORTER_LONG_ABOUT: &str = "\
+Serve a Prometheus endpoint for the fleet: GET /metrics answers with the metrics of every \
+server in --servers, and GET / with a short page linking to it.
+
+Each scrape asks every server for `stats`, all at once (one thread per server, over a \
+connection kept open between scrapes), each bounded by --timeout-ms for connecting and again \
+for the reply, so a scrape takes at most about twice --timeout-ms whatever the servers do; \
+keep that below Prometheus' scrape_timeout (10 s by default). Nothing is cached: every scrape \
+probes (concurrent scrapes take turns). Per server (label server=\"HOST:PORT\"): \
+multiput_memcached_up (1 if it answered, 0 if not), the probe's round trip, items, bytes, the \
+memory limit, get hits and misses, gets, sets, connections, evictions, uptime and version \
+(counters as counters, gauges as gauges); a server that did not answer has only up=0 and the \
+round trip, never old numbers. Plus multiput_exporter_scrape_duration_seconds. The names, and \
+PromQL for the hit ratio: docs/exporter.md.
+
+The answer is in the Prometheus text format (0.0.4), or OpenMetrics 1.0 when the request \
+accepts application/openmetrics-text (as Prometheus does). A path other than / and /metrics \
+gets 404, a method other than GET or HEAD gets 405. The address served is printed on stderr \
+when ready (with --listen HOST:0, a free port is picked). SIGINT or SIGTERM stops it (exit \
+status 0); it exits 1 if it cannot listen.
+
+--mode, --prefix, --replicas and the policies do not apply (servers are asked one by one); \
+--protocol and --timeout-ms do.";
+
+const EXPORTER_AFTER_HELP: &str = "\
+Examples:
+  multiput exporter --servers 10.0.0.1:11211,10.0.0.2:11211,10.0.0.3:11211
+  MULTIPUT_SERVERS=cache1,cache2 multiput exporter --listen 0.0.0.0:9150 --timeout-ms 500
+
+Prometheus:
+  scrape_configs:
+    - job_name: memcached
+      static_configs:
+        - targets: ['127.0.0.1:9150']";
+
+/// `multiput exporter`.
+#[derive(Debug, Args)]
+pub struct ExporterArgs {
+    /// Address to serve on. Port 0 picks a free port (the address is printed on stderr).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9150")]
+    pub listen: String,
 }
 
 /// `multiput ring` (its `--replicas N` is the global option).

@@ -1,8 +1,10 @@
 //! `multiput`: where a key lives on the ring, get/set/delete/incr, stats and health of a
-//! memcached fleet. Built on the blocking client of the `multiput` core.
+//! memcached fleet, and a Prometheus exporter for it. Built on the blocking client of the
+//! `multiput` core.
 
 mod args;
 mod commands;
+mod exporter;
 mod output;
 mod replicated_cmd;
 mod ring_cmd;
@@ -56,8 +58,12 @@ impl From<io::Error> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
-    match commands::run(cli) {
+    let args::Invocation { global, command } = args::Invocation::parse();
+    let result = match command {
+        args::AnyCommand::Fleet(command) => commands::run(args::Cli { global, command }),
+        args::AnyCommand::Exporter(a) => exporter::run(&global, a),
+    };
+    match result {
         Ok(code) => code,
         Err(f) => {
             if let Some(msg) = f.msg {

@@ -598,7 +598,8 @@ void multiput_config_free(struct MultiputConfig *config);
  A second handle on the same replicated client (connections, clock, writer id) with other
  read and/or write policies (`read`/`write` as in [`multiput_config_set`]; null keeps the
  current one), for the calls that need them. The replica count and placement do not change.
- Free it with [`multiput_client_free`]; the original stays valid.
+ Free it with [`multiput_client_free`]; the original stays valid. A plain client has no
+ policies: `MULTIPUT_E_UNSUPPORTED`.
 
  # Safety
  `client` came from [`multiput_client_new`] (or a sibling); `read` and `write` are null or

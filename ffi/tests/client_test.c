@@ -483,7 +483,7 @@ int main(int argc, char **argv) {
     CHECK(multiput_client_with_policies(repl, "quorum:3", NULL, &bad) == MULTIPUT_E_CONFIG && bad == NULL,
           "a read quorum above 2 replicas is refused");
     CHECK(multiput_client_with_policies(repl, NULL, "sometimes", &bad) == MULTIPUT_E_CONFIG, "bad write policy");
-    CHECK(multiput_client_with_policies(plain, "all", NULL, &bad) == MULTIPUT_E_CONFIG, "plain clients have no policy");
+    CHECK(multiput_client_with_policies(plain, "all", NULL, &bad) == MULTIPUT_E_UNSUPPORTED, "plain clients have no policy");
     CHECK(multiput_client_with_policies(NULL, NULL, NULL, &bad) == MULTIPUT_E_ARGUMENT, "null client");
     multiput_client_free(first);
 

@@ -360,22 +360,21 @@ impl Client {
     /// Copies per key (1 without replication).
     #[getter]
     fn replicas(&self) -> usize {
-        self.cache.replicated().map_or(1, |r| r.policy().replicas)
+        self.cache.policy().map_or(1, |p| p.replicas)
     }
 
     /// True when values are written in the replication envelope.
     #[getter]
     fn enveloped(&self) -> bool {
-        self.cache.replicated().is_some()
+        self.cache.policy().is_some()
     }
 
     /// The replication policy as a dict (`None` in plain mode).
     #[getter]
     fn policy<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let Some(r) = self.cache.replicated() else {
+        let Some(p) = self.cache.policy() else {
             return Ok(None);
         };
-        let p = r.policy();
         let d = PyDict::new(py);
         d.set_item("replicas", p.replicas)?;
         d.set_item("write_policy", p.write.to_string())?;
@@ -396,31 +395,28 @@ impl Client {
         read_policy: Option<&Bound<'_, PyAny>>,
         write_policy: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Client> {
-        let Some(r) = self.cache.replicated() else {
-            return Err(not_supported(
-                py,
-                "with_policy (replicas=1: there is no policy)",
-            ));
-        };
-        let p = r.policy();
-        let read = match read_policy {
-            Some(o) => parse_read_policy(Some(o), p.replicas)?,
-            None => p.read,
-        };
-        let write = match write_policy {
-            Some(o) => parse_write_policy(Some(o), p.replicas)?,
-            None => p.write,
-        };
-        let repl = r.with_policies(read, write).map_err(|e| py_err(py, &e))?;
+        // (the replica count the policies are parsed against; a plain client is refused by
+        // the core below)
+        let n = self.cache.policy().map_or(1, |p| p.replicas);
+        let read = read_policy
+            .map(|o| parse_read_policy(Some(o), n))
+            .transpose()?;
+        let write = write_policy
+            .map(|o| parse_write_policy(Some(o), n))
+            .transpose()?;
+        let cache = self
+            .cache
+            .with_policies(read, write)
+            .map_err(|e| py_err(py, &e))?;
         Ok(Client {
-            cache: self.cache.with_replicated(Some(repl)),
+            cache,
             codec: self.codec.clone(),
             servers: self.servers.clone(),
             ignore_exc: self.ignore_exc,
         })
     }
 
-    /// `"python"` or `"php"`: whose flag numbers plain values use.
+    /// `"multiput"`, `"python"` or `"php"`: whose flag numbers plain values are written with.
     #[getter]
     fn convention(&self) -> &'static str {
         self.codec.convention.as_str()
@@ -437,11 +433,7 @@ impl Client {
             "multiput.Client({:?}, replicas={}, enveloped={})",
             self.servers,
             self.replicas(),
-            if self.cache.replicated().is_some() {
-                "True"
-            } else {
-                "False"
-            }
+            if self.enveloped() { "True" } else { "False" }
         )
     }
 
@@ -882,6 +874,15 @@ impl Client {
         keys: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyDict>> {
         self.get_many(py, keys)
+    }
+
+    /// Alias of `gets_many` (pymemcache's `HashClient`).
+    fn gets_multi<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        self.gets_many(py, keys)
     }
 
     /// Alias of `set_many` (pymemcache, pylibmc, python-memcached).

@@ -293,6 +293,7 @@ def test_gets_many(client, key):
     assert set(got) == {key + "1", key + "2"}
     value, cas = got[key + "1"]
     assert value == "a" and client.cas(key + "1", "z", cas) is True
+    assert client.gets_multi([key + "1"])[key + "1"][0] == "z"  # pymemcache HashClient's name
 
 
 def test_delete_many(client, key):

@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::machine::replicated::Rule;
 use crate::protocol::text::StoreMode;
 use crate::recipes::{CasOptions, CasOutcome, FillOptions, Fresh, Lock, LockOptions, Update};
-use crate::replication::{Policy, WriteReport};
+use crate::replication::{Policy, ReadPolicy, WritePolicy, WriteReport};
 use crate::StoreOptions;
 use bytes::Bytes;
 
@@ -97,6 +97,31 @@ impl Cache {
     /// The replicated client, when the cache is replicated.
     pub fn replicated(&self) -> Option<&ReplicatedClient> {
         self.repl.as_ref()
+    }
+
+    /// The replication policy in force (`None` for a plain cache).
+    pub fn policy(&self) -> Option<&Policy> {
+        self.repl.as_ref().map(ReplicatedClient::policy)
+    }
+
+    /// The same cache (connections, clock, writer id) with other read and/or write policies
+    /// (`None` keeps the current one), for the calls that need them. The replica count and
+    /// placement do not change. A plain cache has no policy to change: `Unsupported`.
+    pub fn with_policies(
+        &self,
+        read: Option<ReadPolicy>,
+        write: Option<WritePolicy>,
+    ) -> Result<Self, Error> {
+        let Some(r) = &self.repl else {
+            return Err(Error::Unsupported {
+                server: String::new(),
+                feature: "per-call read/write policies on a plain client (it has none: they \
+                          need replicas > 1 or the replicated mode)",
+            });
+        };
+        let p = r.policy();
+        let repl = r.with_policies(read.unwrap_or(p.read), write.unwrap_or(p.write))?;
+        Ok(self.with_replicated(Some(repl)))
     }
 
     /// The servers holding `key`'s copies, primary first.

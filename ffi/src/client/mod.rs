@@ -71,7 +71,8 @@ pub unsafe extern "C" fn multiput_check_key(
 /// A second handle on the same replicated client (connections, clock, writer id) with other
 /// read and/or write policies (`read`/`write` as in [`multiput_config_set`]; null keeps the
 /// current one), for the calls that need them. The replica count and placement do not change.
-/// Free it with [`multiput_client_free`]; the original stays valid.
+/// Free it with [`multiput_client_free`]; the original stays valid. A plain client has no
+/// policies: `MULTIPUT_E_UNSUPPORTED`.
 ///
 /// # Safety
 /// `client` came from [`multiput_client_new`] (or a sibling); `read` and `write` are null or
@@ -89,28 +90,22 @@ pub unsafe extern "C" fn multiput_client_with_policies(
         }
         // SAFETY: per the contract above.
         let c = unsafe { &*client };
-        let Some(r) = c.repl() else {
-            return Err(set_error(
-                MULTIPUT_E_CONFIG,
-                "per-call policies need a replicated client (replicas > 0)",
-            ));
-        };
-        let p = r.policy();
+        // (parsed against the replica count; a plain client is refused by the core)
+        let n = c.cache.policy().map_or(1, |p| p.replicas);
         let read = if read.is_null() {
-            p.read
+            None
         } else {
             let v = unsafe { text(read, "read") }?;
-            ReadPolicy::parse(v, p.replicas).map_err(|e| fail(&e))?
+            Some(ReadPolicy::parse(v, n).map_err(|e| fail(&e))?)
         };
         let write = if write.is_null() {
-            p.write
+            None
         } else {
             let v = unsafe { text(write, "write") }?;
-            WritePolicy::parse(v, p.replicas).map_err(|e| fail(&e))?
+            Some(WritePolicy::parse(v, n).map_err(|e| fail(&e))?)
         };
-        let repl = r.with_policies(read, write).map_err(|e| fail(&e))?;
         let view = MultiputClient {
-            cache: c.cache.with_replicated(Some(repl)),
+            cache: c.cache.with_policies(read, write).map_err(|e| fail(&e))?,
             ..c.clone()
         };
         unsafe { *out = Box::into_raw(Box::new(view)) };
