@@ -983,6 +983,72 @@ impl Client {
         Ok(out)
     }
 
+    /// pylibmc's `get_stats([group])`: `[(b"host:port (index)", {name: b"value"})]`, values
+    /// the bytes memcached sent (as pylibmc returns them). A server's error raises.
+    #[pyo3(signature = (group = None))]
+    fn get_stats<'py>(&self, py: Python<'py>, group: Option<&str>) -> PyResult<Bound<'py, PyList>> {
+        let rs = nogil(py, || self.cache.plain().stats(group))?;
+        let out = PyList::empty(py);
+        for (i, (server, r)) in rs.into_iter().enumerate() {
+            let d = PyDict::new(py);
+            for (name, value) in r.map_err(|e| py_err(py, &e))? {
+                d.set_item(name, PyBytes::new(py, value.as_bytes()))?;
+            }
+            let name = format!("{server} ({i})");
+            out.append((PyBytes::new(py, name.as_bytes()), d))?;
+        }
+        Ok(out)
+    }
+
+    /// pylibmc's `add_multi(mapping, time=0, key_prefix=None)`: `add` each item; the keys that
+    /// were not stored (they existed), as a list.
+    #[pyo3(signature = (mapping, time = None, key_prefix = None, min_compress_len = 0))]
+    fn add_multi<'py>(
+        &self,
+        py: Python<'py>,
+        mapping: &Bound<'py, PyDict>,
+        time: Option<&Bound<'py, PyAny>>,
+        key_prefix: Option<&Bound<'py, PyAny>>,
+        min_compress_len: usize,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let _ = min_compress_len; // compression is the convention's (docs/interop.md)
+        let failed = PyList::empty(py);
+        for (k, v) in mapping.iter() {
+            let full = prefixed(py, key_prefix, &k)?;
+            if !self.add(py, &full, &v, time, None, None)? {
+                failed.append(k)?;
+            }
+        }
+        Ok(failed)
+    }
+
+    /// pylibmc's `incr_multi(keys, key_prefix=None, delta=1)`: `incr` each key; missing keys
+    /// are left missing, and then raise `NotFoundError("N keys not found")` as pylibmc does.
+    #[pyo3(signature = (keys, key_prefix = None, delta = 1))]
+    fn incr_multi(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        key_prefix: Option<&Bound<'_, PyAny>>,
+        delta: u64,
+    ) -> PyResult<()> {
+        let mut missing = 0;
+        for k in keys.try_iter()? {
+            let full = prefixed(py, key_prefix, &k?)?;
+            if self.arith(py, &full, delta, true, None, 0)?.is_none() {
+                missing += 1;
+            }
+        }
+        if missing > 0 {
+            return Err(named_error(
+                py,
+                "NotFoundError",
+                format!("{missing} keys not found"),
+            ));
+        }
+        Ok(())
+    }
+
     /// The `version` of every server: `{"host:port": "1.6.18"}`. A server's error raises.
     fn version<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let rs = nogil(py, || self.cache.plain().version())?;
@@ -1292,6 +1358,23 @@ fn result_of(py: Python<'_>, outcome: CasOutcome, last: Option<Py<PyAny>>) -> Bo
 #[pyfunction]
 fn note_fork() {
     multiput::fork::note_fork();
+}
+
+/// pylibmc's `key_prefix` argument: the key with the prefix in front (str or bytes).
+fn prefixed<'py>(
+    py: Python<'py>,
+    prefix: Option<&Bound<'py, PyAny>>,
+    key: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    match prefix {
+        None => Ok(key.clone()),
+        Some(p) if p.is_none() => Ok(key.clone()),
+        Some(p) => {
+            let mut k = key_bytes(p)?;
+            k.extend_from_slice(&key_bytes(key)?);
+            Ok(PyBytes::new(py, &k).into_any())
+        }
+    }
 }
 
 /// Store and read a value in plain mode as the Rust core would, for tests and tools:

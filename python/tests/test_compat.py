@@ -440,3 +440,23 @@ def test_values_of_the_other_ecosystem_are_typed_errors_naming_the_writer(one):
     # The PECL convention reads them.
     store(key, 1, b"42")
     assert multiput.Client([one.address], convention="pecl").get(key) == 42
+
+
+@needs_pylibmc
+def test_pylibmc_only_methods_answer_as_pylibmc(addresses):
+    """get_stats, add_multi and incr_multi: the shapes pylibmc returns, side by side."""
+    pl = pylibmc.Client(addresses, behaviors={"ketama_weighted": True})
+    mp = multiput.Client(addresses, convention="pylibmc")
+    p = "pm:%s:" % uuid.uuid4().hex
+    for c, tag in ((pl, "pl"), (mp, "mp")):
+        c.set(p + tag + "a", 1)
+        failed = c.add_multi({tag + "a": 2, tag + "b": 3}, key_prefix=p)
+        assert failed == [tag + "a"], (tag, failed)
+        assert c.incr_multi([tag + "a", tag + "b"], key_prefix=p, delta=5) is None
+        with pytest.raises((pylibmc.NotFound, multiput.NotFoundError), match="1 keys not found"):
+            c.incr_multi([tag + "none"], key_prefix=p, delta=5)
+        assert (c.get(p + tag + "a"), c.get(p + tag + "b"), c.get(p + tag + "none")) == (6, 8, None)
+    ours, theirs = mp.get_stats(), pl.get_stats()
+    assert [name for name, _ in ours] == [name for name, _ in theirs]
+    assert all(isinstance(v, bytes) for _, d in ours for v in d.values())
+    assert set(theirs[0][1]) <= set(ours[0][1]) | {"libevent"}
