@@ -224,20 +224,24 @@ impl Codec {
     }
 
     /// Request `i` of `job` (a step machine's send step). The result is `true`: the answer
-    /// (a value, or the server's refusal) is in the job, for its next step.
-    pub fn call(&mut self, job: &crate::Job, i: u32) -> Result<Vec<u8>, JsValue> {
-        let Some(req) = job.request(i) else {
+    /// (a value, or the server's refusal) is in the job, for its next step; or, when the
+    /// answer ends the job, the job's value (or its `Error`).
+    pub fn call(&mut self, job: &mut crate::Job, i: u32) -> Result<Vec<u8>, JsValue> {
+        let Some(call) = job.take_call(i) else {
             return Err(js::error(&Error::Client {
                 server: self.server.clone(),
                 message: format!("the job has no request {i}"),
             }));
         };
-        let pending = Pending::Call {
-            call: req.call.clone(),
-            slots: job.slots.clone(),
-            i: i as usize,
-        };
-        self.emit(&req.call, pending)
+        self.out.clear();
+        let ctx = self.cluster.ctx(self.dialect);
+        let expect = call
+            .encode(&ctx, &mut self.out)
+            .map_err(|e| js::error(&e))?;
+        let slots = job.slots.clone();
+        let i = i as usize;
+        self.push(expect, Pending::Call { call, slots, i });
+        Ok(self.out.to_vec())
     }
 
     /// The connection probe, sent first on every new connection: `version` then `mn` (unless
@@ -561,10 +565,7 @@ impl Codec {
                     }
                     js::at_server(e, &self.server)
                 });
-                if let Some(s) = slots.borrow_mut().get_mut(i) {
-                    *s = Some(r);
-                }
-                JsValue::TRUE
+                crate::job::answer(&slots, i, r)
             }
             Pending::Get { key, cas, out } => match (ops::Get {
                 key: &key,

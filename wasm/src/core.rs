@@ -1,8 +1,8 @@
 //! `Core`: the client-wide state of the logic layer — ring, key rules, per-server health,
 //! replication policy, clock and writer id — and the decisions the JavaScript client asks it
-//! for: where a call goes, whether a server may be tried, what a replicated write or read
-//! concluded, what to repair. Time is always passed in (milliseconds from JavaScript); nothing
-//! here does I/O.
+//! for: where a key lives, whether a server may be tried, and every call as a job (the
+//! recipes here, the reads and writes in `calls.rs`). Time is always passed in (milliseconds
+//! from JavaScript); nothing here does I/O.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use js_sys::{Array, Object, Uint32Array};
 use multiput::cluster::Cluster;
-use multiput::envelope::{Hlc, Typed};
+use multiput::envelope::Hlc;
 use multiput::replication::{Policy, ReadPolicy, WritePolicy};
 use multiput::values::Convention;
 use multiput::{Config, Error, ServerSpec};
@@ -25,17 +25,21 @@ pub struct Core {
     /// Servers, ring, key rules and per-server health: the core's, with time passed in.
     /// Shared with the views [`Core::with_policies`] makes, like the clock and token counter:
     /// a view is the same client with other policies.
-    cluster: Rc<Cluster>,
-    policy: Policy,
-    replicated: bool,
-    convention: Convention,
+    pub(crate) cluster: Rc<Cluster>,
+    pub(crate) policy: Policy,
+    /// Whether this client's calls are replicated (`calls.rs` picks each call's machine by it).
+    pub(crate) replicated: bool,
+    pub(crate) convention: Convention,
     hlc: std::sync::Arc<Hlc>,
     writer: u64,
     token_seed: u64,
     tokens: Rc<Cell<u64>>,
+    /// Per server, the report of a plain write it stored, `[[address], []]`, made once (the
+    /// JavaScript client copies it into a fresh `{stored, failed}`).
+    pub(crate) stored_on: Rc<Vec<JsValue>>,
 }
 
-fn config(msg: impl Into<String>) -> JsValue {
+pub(crate) fn config(msg: impl Into<String>) -> JsValue {
     js::error(&Error::Config(msg.into()))
 }
 
@@ -79,7 +83,8 @@ fn read_policy(v: &JsValue, replicas: usize) -> Result<ReadPolicy, JsValue> {
 impl Core {
     /// Build from the client's options (see `index.d.ts`, `ClientOptions`), after the JS side
     /// has filled in `writerId` and `tokenSeed` from `crypto.getRandomValues` (wasm32 has no
-    /// random source of its own) and `mode` (`plain` or `replicated`).
+    /// random source of its own). `mode` is `plain` or `replicated`; without it, more than one
+    /// replica means replicated.
     #[wasm_bindgen(constructor)]
     pub fn new(options: &JsValue) -> Result<Core, JsValue> {
         let servers: Array = js::get(options, "servers")
@@ -121,8 +126,17 @@ impl Core {
         })
         .map_err(|e| js::error(&e))?;
         let n_servers = cluster.len();
+        let stored_on = (0..n_servers)
+            .map(|i| {
+                let stored = js::array(&[&JsValue::from_str(cluster.name(i))]);
+                js::array(&[&stored.into(), &Array::new().into()]).into()
+            })
+            .collect();
+        // As the Python binding: more than one replica means the envelope; `mode: 'replicated'`
+        // forces it with one replica (a fleet migrating to replication).
         let replicated = match js::get(options, "mode").as_string().as_deref() {
-            None | Some("plain") => false,
+            None => opt_f64(options, "replicas").is_some_and(|n| n > 1.0),
+            Some("plain") => false,
             Some("replicated") => true,
             Some(m) => {
                 return Err(config(format!(
@@ -165,6 +179,7 @@ impl Core {
             writer,
             token_seed,
             tokens: Rc::new(Cell::new(0)),
+            stored_on: Rc::new(stored_on),
         })
     }
 
@@ -204,6 +219,7 @@ impl Core {
             writer: self.writer,
             token_seed: self.token_seed,
             tokens: self.tokens.clone(),
+            stored_on: self.stored_on.clone(),
         })
     }
 
@@ -277,6 +293,30 @@ impl Core {
         self.replicated
     }
 
+    /// `plain` or `replicated`.
+    #[wasm_bindgen(getter)]
+    pub fn mode(&self) -> String {
+        if self.replicated {
+            "replicated"
+        } else {
+            "plain"
+        }
+        .into()
+    }
+
+    /// The replication policies in force, `{readPolicy, writePolicy}`; `null` for a plain
+    /// core.
+    #[wasm_bindgen(getter)]
+    pub fn policy(&self) -> JsValue {
+        if !self.replicated {
+            return JsValue::NULL;
+        }
+        let o = Object::new();
+        js::set(&o, "readPolicy", self.read_policy());
+        js::set(&o, "writePolicy", self.write_policy_name());
+        o.into()
+    }
+
     /// Copies per key.
     #[wasm_bindgen(getter)]
     pub fn replicas(&self) -> u32 {
@@ -331,9 +371,12 @@ impl Core {
 
     /// The servers holding `key`'s copies, primary first: the first `replicas` distinct
     /// servers of its preference list (with `failover`, on a ring without the servers down at
-    /// `now_ms`).
+    /// `now_ms`). A plain client's key has one: the server [`Core::route`] gives.
     #[wasm_bindgen(js_name = replicasOf)]
     pub fn replicas_of(&self, key: &[u8], now_ms: f64) -> Result<Uint32Array, JsValue> {
+        if !self.replicated {
+            return Ok(Uint32Array::from(&[self.route(key)?][..]));
+        }
         self.check_key(key)?;
         let l: Vec<u32> = self
             .replicas_at(key, js::ms(now_ms))
@@ -341,67 +384,6 @@ impl Core {
             .map(|i| i as u32)
             .collect();
         Ok(Uint32Array::from(&l[..]))
-    }
-
-    /// Plan a plain multi-key call: `{errors, groups}` where `errors[i]` is key `i`'s error
-    /// (it is not sent; `undefined` for a valid key), and `groups` is `[[server, Uint32Array of
-    /// key positions]]`, servers in order of first appearance. (Replicated multi-key calls are
-    /// the core's `read` and `write` jobs.)
-    pub fn plan(&self, keys: &Array) -> JsValue {
-        let owned: Vec<Option<Vec<u8>>> = keys.iter().map(|k| js::bytes_of(&k)).collect();
-        let refs: Vec<Option<&[u8]>> = owned.iter().map(|k| k.as_deref()).collect();
-        self.plan_keys(&refs)
-    }
-
-    /// [`Core::plan`] for keys packed back to back (`ends[i]` is where key `i` ends): one copy
-    /// into WebAssembly instead of one per key.
-    #[wasm_bindgen(js_name = planPacked)]
-    pub fn plan_packed(&self, keys: &[u8], ends: &[u32]) -> Result<JsValue, JsValue> {
-        let refs: Vec<Option<&[u8]>> = crate::codec::unpack(keys, ends)?
-            .into_iter()
-            .map(Some)
-            .collect();
-        Ok(self.plan_keys(&refs))
-    }
-
-    fn plan_keys(&self, keys: &[Option<&[u8]>]) -> JsValue {
-        let errors = Array::new_with_length(keys.len() as u32);
-        let mut groups: Vec<(usize, Vec<u32>)> = Vec::new();
-        let mut slot = vec![usize::MAX; self.cluster.len()];
-        for (i, key) in keys.iter().enumerate() {
-            let routed = match key {
-                Some(k) => self.cluster.route(k).map_err(|e| js::error(&e)),
-                None => Err(config("keys must be strings or Uint8Arrays")),
-            };
-            let s = match routed {
-                Ok(s) => s,
-                Err(e) => {
-                    errors.set(i as u32, e);
-                    continue;
-                }
-            };
-            if slot[s] == usize::MAX {
-                slot[s] = groups.len();
-                groups.push((s, Vec::new()));
-            }
-            groups[slot[s]].1.push(i as u32);
-        }
-        let o = Object::new();
-        js::set(&o, "errors", errors);
-        js::set(
-            &o,
-            "groups",
-            groups
-                .into_iter()
-                .map(|(s, idx)| -> JsValue {
-                    [JsValue::from(s as u32), Uint32Array::from(&idx[..]).into()]
-                        .into_iter()
-                        .collect::<Array>()
-                        .into()
-                })
-                .collect::<Array>(),
-        );
-        o.into()
     }
 
     /// May a call go to server `i` at `now_ms`? `null` when it may (including the one probe
@@ -439,7 +421,7 @@ impl Core {
     /// A lock owner token, unique per client and call: the random seed the JS side supplied
     /// (std's randomness is fixed on wasm32) and a counter, formatted as the core's
     /// `recipes::owner_token`.
-    fn owner_token(&self) -> String {
+    pub(crate) fn owner_token(&self) -> String {
         let n = self.tokens.get();
         self.tokens.set(n + 1);
         multiput::recipes::owner_token_from(self.token_seed, n)
@@ -533,11 +515,11 @@ fn cas_options(o: &JsValue) -> multiput::recipes::CasOptions {
 /// Jobs: the core's step machines for JavaScript to drive (see `job.rs`).
 #[wasm_bindgen]
 impl Core {
-    fn jobs(&self) -> (&Rc<Cluster>, Convention, bool) {
+    pub(crate) fn jobs(&self) -> (&Rc<Cluster>, Convention, bool) {
         (&self.cluster, self.convention, self.replicated)
     }
 
-    fn rep(&self) -> multiput::machine::replicated::Rep {
+    pub(crate) fn rep(&self) -> multiput::machine::replicated::Rep {
         multiput::machine::replicated::Rep {
             policy: self.policy,
             hlc: self.hlc.clone(),
@@ -549,7 +531,7 @@ impl Core {
     /// ttl); it asks the caller's function at each decide step. Done with `{outcome,
     /// attempts}` (replicated: also `report`).
     #[wasm_bindgen(js_name = casUpdate)]
-    pub fn cas_update(&self, key: &[u8], opts: &JsValue, seed: f64) -> Job {
+    pub fn cas_update(&self, job: &mut Job, key: &[u8], opts: &JsValue, seed: f64) -> u32 {
         let (opts, seed, conv) = (cas_options(opts), seed as u64, self.convention);
         if self.replicated {
             let m = multiput::machine::replicated::Cas::new(
@@ -559,125 +541,37 @@ impl Core {
                 opts,
                 seed,
             );
-            job::job(
+            job.install(
                 self.jobs(),
                 m,
                 |u| {
                     let o = job::outcome_js(&u.outcome);
                     js::set(&o, "report", job::report_js(&u.report));
-                    o.into()
+                    Ok(o.into())
                 },
                 move |v| job::versioned_js(conv, v),
             )
         } else {
             let m = multiput::machine::cas::CasUpdate::new(key, opts, seed);
-            job::job(
+            job.install(
                 self.jobs(),
                 m,
-                |o| job::outcome_js(&o).into(),
+                |o| Ok(job::outcome_js(&o).into()),
                 move |v| job::plain_js(conv, v),
             )
         }
     }
 
-    /// A replicated read-modify-write of `key` by a built-in rule: `add`, `replace` (store
-    /// `args.value`), `append`, `prepend` (bytes or text `args.value`), `touch`, `incr`
-    /// (`args.delta`, and `args.initial` when set); `args.ttl` for what is stored. Done with `{outcome, attempts, report, found, number}`.
-    pub fn update(
-        &self,
-        key: &[u8],
-        rule: &str,
-        args: &JsValue,
-        seed: f64,
-    ) -> Result<Job, JsValue> {
-        let value = &js::get(args, "value");
-        let ttl = opt_f64(args, "ttl").map_or(0, |n| n as u32);
-        let delta = opt_f64(args, "delta").unwrap_or(0.0);
-        let initial = &js::get(args, "initial");
-        use multiput::machine::replicated::Rule;
-        let typed = || values::typed_from_js(value);
-        let rule = match rule {
-            "add" | "replace" => {
-                let t = typed()?;
-                let (vt, f, p) = (t.vtype(), t.format(), t.encode_payload().into());
-                if rule == "add" {
-                    Rule::Add(vt, f, p)
-                } else {
-                    Rule::Replace(vt, f, p)
-                }
-            }
-            "append" | "prepend" => Rule::Append {
-                data: match typed()? {
-                    Typed::Bytes(b) => b.into(),
-                    Typed::Text(s) => s.into_bytes().into(),
-                    _ => return Err(config("append/prepend takes a string or bytes")),
-                },
-                prepend: rule == "prepend",
-            },
-            "touch" => Rule::Touch,
-            "cas" => {
-                let t = typed()?;
-                let version = js::u64_of(&js::get(args, "version"))
-                    .ok_or_else(|| config("cas needs the version token from gets"))?;
-                Rule::IfVersion(version, t.vtype(), t.format(), t.encode_payload().into())
-            }
-            "incr" => Rule::Incr {
-                delta: delta as i64,
-                initial: js::u64_of(initial),
-            },
-            r => return Err(config(format!("unknown update rule {r:?}"))),
-        };
-        let opts = multiput::recipes::CasOptions {
-            ttl,
-            ..Default::default()
-        };
-        let m = multiput::machine::replicated::Cas::new(self.rep(), key, rule, opts, seed as u64);
-        Ok(job::job(
-            self.jobs(),
-            m,
-            |u| {
-                let o = job::outcome_js(&u.outcome);
-                js::set(&o, "report", job::report_js(&u.report));
-                js::set(&o, "found", u.found);
-                js::set(&o, "number", u.number.map_or(JsValue::NULL, js::uint));
-                o.into()
-            },
-            |_| JsValue::NULL,
-        ))
-    }
-
-    /// A plain counter's `incr` (or `decr`) by `delta`, created at `initial` (with `ttl`) when
-    /// missing and `initial` is set. Done with the new value, or `null` (missing, no initial).
-    #[wasm_bindgen(js_name = incrInitial)]
-    pub fn incr_initial(
-        &self,
-        key: &[u8],
-        incr: bool,
-        delta: &JsValue,
-        initial: &JsValue,
-        ttl: u32,
-    ) -> Result<Job, JsValue> {
-        let delta =
-            js::u64_of(delta).ok_or_else(|| config("delta must be a non-negative integer"))?;
-        let m = multiput::machine::counter::IncrInitial::new(
-            key,
-            incr,
-            delta,
-            js::u64_of(initial),
-            ttl,
-        );
-        Ok(job::job(
-            self.jobs(),
-            m,
-            |n| n.map_or(JsValue::NULL, js::uint),
-            |_| JsValue::NULL,
-        ))
-    }
-
     /// Acquire the lock `name` (`opts`: ttl s, wait ms, fencing, baseBackoff, maxBackoff,
     /// quorum: a replica count for a majority lock). Done with `{token, holds: [[server,
     /// cas]], quorum, fence}`.
-    pub fn lock(&self, name: &[u8], opts: &JsValue, seed: f64) -> Result<Job, JsValue> {
+    pub fn lock(
+        &self,
+        job: &mut Job,
+        name: &[u8],
+        opts: &JsValue,
+        seed: f64,
+    ) -> Result<u32, JsValue> {
         let d = multiput::recipes::LockOptions::new(1, Duration::ZERO);
         let o = multiput::recipes::LockOptions {
             ttl: opt_f64(opts, "ttl").map_or(30, |n| n as u32),
@@ -697,7 +591,7 @@ impl Core {
             None => Acquire::single(&cx, name, &token, o, seed as u64),
         }
         .map_err(|e| js::error(&e))?;
-        Ok(job::job(
+        Ok(job.install(
             self.jobs(),
             m,
             move |a| {
@@ -706,7 +600,7 @@ impl Core {
                 js::set(&x, "holds", job::holds_js(&a.holds));
                 js::set(&x, "quorum", a.quorum as u32);
                 js::set(&x, "fence", a.fence.map_or(JsValue::UNDEFINED, js::uint));
-                x.into()
+                Ok(x.into())
             },
             |_| JsValue::NULL,
         ))
@@ -715,21 +609,22 @@ impl Core {
     /// Release the lock `name` held as `holds` (`[[server, cas]]`). Done with true (released)
     /// or false (it had expired and was left alone).
     #[wasm_bindgen(js_name = lockRelease)]
-    pub fn lock_release(&self, name: &[u8], holds: &Array, quorum: u32) -> Job {
+    pub fn lock_release(&self, job: &mut Job, name: &[u8], holds: &Array, quorum: u32) -> u32 {
         let m = multiput::machine::lock::Release::new(name, &job::holds_of(holds), quorum as usize);
-        job::job(self.jobs(), m, JsValue::from_bool, |_| JsValue::NULL)
+        job.install(self.jobs(), m, |b| Ok(b.into()), |_| JsValue::NULL)
     }
 
     /// Extend the lock `name` to `ttl` seconds. Done with `{holds, held}`.
     #[wasm_bindgen(js_name = lockExtend)]
     pub fn lock_extend(
         &self,
+        job: &mut Job,
         name: &[u8],
         token: &str,
         holds: &Array,
         quorum: u32,
         ttl: u32,
-    ) -> Job {
+    ) -> u32 {
         let m = multiput::machine::lock::Extend::new(
             name,
             token,
@@ -737,14 +632,14 @@ impl Core {
             quorum as usize,
             ttl,
         );
-        job::job(
+        job.install(
             self.jobs(),
             m,
             |x| {
                 let o = Object::new();
                 js::set(&o, "holds", job::holds_js(&x.holds));
                 js::set(&o, "held", x.held);
-                o.into()
+                Ok(o.into())
             },
             |_| JsValue::NULL,
         )
@@ -752,7 +647,7 @@ impl Core {
 
     /// The fill of `getOrSet` after a miss of `key` (`opts`: wait, poll in ms, fillLockTtl
     /// s, ttlJitter). It asks for the loader at its load step. Done with the value.
-    pub fn fill(&self, key: &[u8], ttl: u32, opts: &JsValue, seed: f64) -> Job {
+    pub fn fill(&self, job: &mut Job, key: &[u8], ttl: u32, opts: &JsValue, seed: f64) -> u32 {
         let d = multiput::recipes::FillOptions::default();
         let o = multiput::recipes::FillOptions {
             wait: ms_opt(opts, "wait", d.wait),
@@ -768,116 +663,14 @@ impl Core {
         };
         let m = Fill::new(mode, key, ttl, o, &self.owner_token(), seed as u64);
         let conv = self.convention;
-        job::job(
+        job.install(
             self.jobs(),
             m,
             move |g| match g {
-                Got::Plain(v) => job::plain_js(conv, &v),
-                Got::Replicated(v) => job::versioned_js(conv, &v),
+                Got::Plain(v) => job::plain_value(conv, &v),
+                Got::Replicated(v) => job::versioned_value(conv, &v),
             },
             |_| JsValue::NULL,
         )
     }
-
-    /// A replicated read of `keys` (an array of strings or bytes). Done with an array aligned
-    /// with `keys`: the value (with `versions`, `{value, cas}`: `cas` is the value's version
-    /// token, for a `cas` update), `null` (miss or deleted) or an `Error`.
-    pub fn read(&self, keys: &Array, versions: Option<bool>) -> Result<Job, JsValue> {
-        let keys = key_list(keys)?;
-        let m = multiput::machine::replicated::Read::new(self.rep(), &keys);
-        let (conv, versions) = (self.convention, versions == Some(true));
-        Ok(job::job(
-            self.jobs(),
-            m,
-            move |rs| {
-                job::results_js(rs, |v| match v {
-                    None => JsValue::NULL,
-                    Some(v) if versions => {
-                        let o = Object::new();
-                        js::set(&o, "value", job::versioned_js(conv, &v));
-                        js::set(&o, "cas", js::big(v.version_token()));
-                        o.into()
-                    }
-                    Some(v) => job::versioned_js(conv, &v),
-                })
-                .into()
-            },
-            |_| JsValue::NULL,
-        ))
-    }
-
-    /// A replicated write of `keys[i]` = `values[i]` (typed JavaScript values), or with
-    /// `values` undefined, tombstones (a delete). Done with an array aligned with `keys`: the
-    /// report `{stored, failed}` or an `Error`.
-    pub fn write(&self, keys: &Array, values: &JsValue, ttl: u32) -> Result<Job, JsValue> {
-        use multiput::envelope::{Format, Kind, ValueType};
-        use multiput::machine::replicated::{Put, Write};
-        let keys = key_list(keys)?;
-        let delete = js::is_nullish(values);
-        let vals: Option<Array> = if delete {
-            None
-        } else {
-            Some(
-                values
-                    .clone()
-                    .dyn_into()
-                    .map_err(|_| config("values must be an array"))?,
-            )
-        };
-        // Values JavaScript cannot type are refused per key, before anything is sent.
-        let mut refused: Vec<Option<JsValue>> = Vec::with_capacity(keys.len());
-        let mut puts = Vec::with_capacity(keys.len());
-        for (i, k) in keys.iter().enumerate() {
-            let (value_type, format, payload) = match &vals {
-                None => (ValueType::Bytes, Format::NONE, Vec::new()),
-                Some(v) => match values::typed_from_js(&v.get(i as u32)) {
-                    Ok(t) => (t.vtype(), t.format(), t.encode_payload()),
-                    Err(e) => {
-                        refused.push(Some(e));
-                        continue;
-                    }
-                },
-            };
-            refused.push(None);
-            puts.push(Put {
-                key: k.clone().into(),
-                kind: if delete { Kind::Tombstone } else { Kind::Value },
-                value_type,
-                format,
-                payload: payload.into(),
-            });
-        }
-        let (op, ttl) = if delete {
-            ("delete", self.policy.tombstone_ttl)
-        } else {
-            ("write", ttl)
-        };
-        let m = Write::new(self.rep(), op, puts, ttl);
-        Ok(job::job(
-            self.jobs(),
-            m,
-            move |rs| {
-                let mut rs = rs.into_iter();
-                refused
-                    .iter()
-                    .map(|r| match r {
-                        Some(e) => e.clone(),
-                        None => match rs.next() {
-                            Some(Ok(report)) => job::report_js(&report),
-                            Some(Err(e)) => js::error(&e),
-                            None => JsValue::NULL,
-                        },
-                    })
-                    .collect::<Array>()
-                    .into()
-            },
-            |_| JsValue::NULL,
-        ))
-    }
-}
-
-fn key_list(keys: &Array) -> Result<Vec<Vec<u8>>, JsValue> {
-    keys.iter()
-        .map(|k| js::bytes_of(&k).ok_or_else(|| config("keys must be strings or Uint8Arrays")))
-        .collect()
 }

@@ -13,9 +13,29 @@ use wasm_bindgen::prelude::*;
 /// The largest integer a JS number holds exactly (`Number.MAX_SAFE_INTEGER`).
 pub(crate) const MAX_SAFE: u64 = (1 << 53) - 1;
 
+#[wasm_bindgen]
+extern "C" {
+    /// Any object, for a plain property assignment.
+    #[wasm_bindgen(js_name = Object)]
+    type Props;
+    /// `this[key] = value`: no `Reflect` call, no try/catch around it.
+    #[wasm_bindgen(method, structural, indexing_setter)]
+    fn put(this: &Props, key: &JsValue, value: &JsValue);
+}
+
+/// `o[k] = v` on an object this crate made (plain objects and errors: it cannot fail).
 pub(crate) fn set(o: &Object, k: &str, v: impl Into<JsValue>) {
-    // Reflect.set on a fresh plain object cannot fail.
-    let _ = Reflect::set(o, &JsValue::from_str(k), &v.into());
+    o.unchecked_ref::<Props>()
+        .put(&JsValue::from_str(k), &v.into());
+}
+
+/// A new array of `items` (`Array.of` is a slow builtin; `push` is not).
+pub(crate) fn array(items: &[&JsValue]) -> Array {
+    let a = Array::new();
+    for x in items {
+        a.push(x);
+    }
+    a
 }
 
 pub(crate) fn get(o: &JsValue, k: &str) -> JsValue {

@@ -12,20 +12,22 @@
 //! - Envelope functions and [`Hlc`]: encode, decode, compare, winner; the hybrid logical clock
 //!   with wall time passed in (`Date.now()`).
 //! - [`Core`]: the client-wide state — key rules, routing, per-server health (time passed in),
-//!   replication policy, later-wins resolution and read-repair planning
-//!   (`replication::resolve`), write outcomes by policy, envelopes stamped with the writer id
-//!   JavaScript supplies from `crypto.getRandomValues` (wasm32 has no random source), lock
-//!   owner tokens, backoff and TTL jitter.
+//!   replication policy, envelopes stamped with the writer id JavaScript supplies from
+//!   `crypto.getRandomValues` (wasm32 has no random source), lock owner tokens — and every
+//!   call of the client as a [`Job`]: the core picks the call's machine, plain or replicated
+//!   (`calls.rs`), and JavaScript drives it (`job.rs`).
 //!
 //! Every error handed to JavaScript is an `Error` with a stable `kind` (the core's
 //! `ErrorKind` name) and the variant's fields; the JS package maps kinds to `MultiputError`
 //! subclasses.
 
+mod calls;
 mod codec;
 mod core;
 mod envelope;
 mod job;
 mod js;
+mod packed;
 mod ring;
 mod values;
 

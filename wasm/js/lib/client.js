@@ -11,12 +11,18 @@ const errors = require('./errors');
 const { Lock } = require('./lock');
 const { run, seed } = require('./run');
 const {
-  DELETE, randomU64, toKey, keyName, out, ttlOf, rethrow, asValue, mapError, mapErrors, settle,
-  pack, entriesOf, multiError, settleMulti,
+  DELETE, randomU64, toKey, keyName, out, ttlOf, mapErrors, settle, pack, report, entriesOf,
+  multiError, settleMulti,
 } = require('./util');
 
 const { toError } = errors;
 const DEFAULTS = wasm.defaults();
+
+/** A call that failed before it was sent: rejected, or handed to `fail` (on a later tick). */
+function failed(e, fail) {
+  const p = Promise.reject(e);
+  return fail === null ? p : p.catch(fail);
+}
 
 class Client {
   constructor(servers, options) {
@@ -27,18 +33,13 @@ class Client {
     // "host:port,host:port" (`;` also separates), as the CLI and the Python binding take it.
     if (typeof servers === 'string') servers = servers.split(/[,;]/).map((x) => x.trim()).filter(Boolean);
     options = options || {};
-    // As the Python binding: more than one replica means the envelope; `mode: 'replicated'`
-    // forces it with one replica (a fleet migrating to replication).
-    const mode = options.mode ?? ((options.replicas ?? 1) > 1 ? 'replicated' : 'plain');
     const core = new wasm.Core({
       ...options,
       servers,
-      mode,
       writerId: randomU64(),
       tokenSeed: randomU64(),
     });
     this._core = core;
-    this._replicated = core.replicated;
     this._timeout = options.timeout ?? DEFAULTS.timeout;
     this._connectTimeout = options.connectTimeout ?? DEFAULTS.connectTimeout;
     this._protocol = options.protocol ?? 'auto';
@@ -54,7 +55,7 @@ class Client {
 
   /** `plain` or `replicated`. */
   get mode() {
-    return this._replicated ? 'replicated' : 'plain';
+    return this._core.mode;
   }
 
   /** Server addresses (`host:port`), in configuration order. */
@@ -69,8 +70,7 @@ class Client {
 
   /** The replication policies in force: `{ readPolicy, writePolicy }` (replicated clients). */
   get policy() {
-    if (!this._replicated) return null;
-    return { readPolicy: this._core.readPolicy, writePolicy: this._core.writePolicy };
+    return this._core.policy;
   }
 
   /**
@@ -121,16 +121,17 @@ class Client {
    * One request to server `s`: fails fast while the server is marked down; the outcome is
    * recorded for its health (failures by the connection, through `_failed`). Resolves with the
    * codec's result passed through `conv` (without `conv` the result may be an Error the
-   * server answered with); rejects on I/O failure.
+   * server answered with); rejects on I/O failure, or with `fail`, settles with what
+   * `fail(error)` returns or throws.
    */
-  _call(s, encode, conv = null) {
+  _call(s, encode, conv = null, fail = null) {
     const core = this._core;
     if (this._closed) {
-      return Promise.reject(toError(wasm.ioError('closed', this._addresses[s], 'the client was closed', 0, '')));
+      return failed(toError(wasm.ioError('closed', this._addresses[s], 'the client was closed', 0, '')), fail);
     }
-    if (this._troubled[s] === 0) return this._conn(s).request(encode, conv);
+    if (this._troubled[s] === 0) return this._conn(s).request(encode, conv, fail);
     const down = core.admit(s, performance.now());
-    if (down !== null) return Promise.reject(toError(down));
+    if (down !== null) return failed(toError(down), fail);
     // Troubled server: record its answers too (its failures are recorded by the connection).
     return this._conn(s)
       .request(encode, null)
@@ -138,7 +139,7 @@ class Client {
         core.record(s, performance.now(), null);
         this._troubled[s] = core.failures(s) > 0 ? 1 : 0;
         return conv === null ? r : conv(r);
-      });
+      }, fail ?? undefined);
   }
 
   _failed(s, e) {
@@ -148,74 +149,33 @@ class Client {
     this._troubled[s] = core.failures(s) > 0 ? 1 : 0;
   }
 
-  _route(k) {
-    return this._core.route(k);
-  }
-
-  // ---- plain reads and writes --------------------------------------------------------------
+  // ---- reads and writes: the core picks each call's machine, plain or replicated --------------
 
   /** The value of `key`, or `null` on a miss. */
   get(key) {
-    try {
-      const k = toKey(key);
-      if (this._replicated) return this._run(this._core.read([k], false)).then(([v]) => asValue(v), mapError);
-      const s = this._core.route(k);
-      return this._call(s, (c) => c.get(k, false, undefined, true), asValue);
-    } catch (e) {
-      return Promise.reject(toError(e));
-    }
+    return this._run((j) => this._core.get(j, toKey(key), false), out);
   }
 
   /** `{value, cas}` or `null`: the CAS unique (replicated: the value's version token) for `cas()`. */
   async gets(key) {
-    const k = toKey(key);
-    if (this._replicated) {
-      const [r] = await this._run(this._core.read([k], true));
-      if (r instanceof Error) throw toError(r);
-      return r === null ? null : { value: out(r.value), cas: r.cas };
-    }
-    const r = rethrow(await this._call(this._route(k), (c) => c.get(k, true, undefined, true)));
+    const r = await this._run((j) => this._core.get(j, toKey(key), true));
     return r === null ? null : { value: out(r.value), cas: r.cas };
   }
 
   /** Store `value`. Resolves with a WriteReport `{stored, failed}`; rejects when it was not stored. */
   set(key, value, opts) {
-    try {
-      const k = toKey(key);
-      const ttl = ttlOf(opts);
-      if (this._replicated) return this._run(this._core.write([k], [value], ttl)).then(([r]) => rethrow(r), mapError);
-      const s = this._core.route(k);
-      const report = (r) => {
-        rethrow(r);
-        return { stored: [this._addresses[s]], failed: [] };
-      };
-      // Bytes are stored as they are (flags 0 in every convention); everything else is typed
-      // by the core under the client's convention (wasm/src/values.rs).
-      if (value instanceof Uint8Array) {
-        this._core.checkValue(value.length);
-        return this._call(s, (c) => c.store('set', k, value, 0, ttl, undefined), report);
-      }
-      if (typeof value === 'string') this._core.checkValue(Buffer.byteLength(value, 'utf8'));
-      return this._call(s, (c) => c.storeValue('set', k, value, ttl, undefined), report);
-    } catch (e) {
-      return Promise.reject(toError(e));
-    }
+    const core = this._core;
+    // Bytes go in as bytes (no asking JavaScript what type the value is from WebAssembly).
+    const install =
+      value instanceof Uint8Array
+        ? (j) => core.setBytes(j, toKey(key), value, ttlOf(opts))
+        : (j) => core.set(j, toKey(key), value, ttlOf(opts));
+    return this._run(install, report);
   }
 
-
-  async _store(mode, key, value, opts, cas) {
-    const k = toKey(key);
-    const ttl = ttlOf(opts);
-    if (this._replicated) {
-      // add/replace/append/prepend of a replicated key: the core's rule, serialized by CAS on
-      // the key's primary replica (as every binding does it).
-      await this._run(this._core.update(k, mode, { value, ttl, version: cas }, seed()));
-      return true;
-    }
-    if (typeof value === 'string') this._core.checkValue(Buffer.byteLength(value, 'utf8'));
-    else if (value instanceof Uint8Array) this._core.checkValue(value.length);
-    rethrow(await this._call(this._route(k), (c) => c.storeValue(mode, k, value, ttl, cas)));
-    return true;
+  /** add/replace/append/prepend/cas: resolves true, or rejects with the condition that failed. */
+  _store(mode, key, value, opts, cas) {
+    return this._run((j) => this._core.store(j, mode, toKey(key), value, ttlOf(opts), cas, seed()));
   }
 
   /** Store only if missing; rejects with NotStoredError if it exists. */
@@ -245,44 +205,25 @@ class Client {
 
   /** Delete: plain mode resolves true when the key existed; replicated mode writes a tombstone
    *  to every replica and resolves true when the write policy was met. */
-  async delete(key) {
-    const k = toKey(key);
-    if (this._replicated) {
-      rethrow((await this._run(this._core.write([k], undefined, 0)))[0]);
-      return true;
-    }
-    return rethrow(await this._call(this._route(k), (c) => c.delete(k)));
+  delete(key) {
+    return this._run((j) => this._core.delete(j, toKey(key)));
   }
 
   /** Increment a counter: the new value (number, or BigInt past 2^53), or null if missing.
    *  With `initial`, a missing counter is created at `initial` (stored with `ttl`) and that is
    *  returned. */
   incr(key, delta = 1, initial, ttl = 0) {
-    return this._arith(key, true, delta, initial, ttl);
+    return this._run((j) => this._core.arith(j, toKey(key), true, delta, initial, ttl, seed()));
   }
 
   /** Decrement a counter (stops at 0); `initial` as for incr. */
   decr(key, delta = 1, initial, ttl = 0) {
-    return this._arith(key, false, delta, initial, ttl);
+    return this._run((j) => this._core.arith(j, toKey(key), false, delta, initial, ttl, seed()));
   }
 
-  async _arith(key, incr, delta, initial, ttl) {
-    const k = toKey(key);
-    if (!this._replicated) {
-      if (initial === undefined || initial === null) return rethrow(await this._call(this._route(k), (c) => c.arith(k, incr, delta)));
-      return this._run(this._core.incrInitial(k, incr, delta, initial, ttl));
-    }
-    // Replicated: the core's exact counter, a read-modify-write serialized by CAS on the
-    // primary (never memcached's incr on each replica: replicas would drift).
-    const r = await this._run(this._core.update(k, 'incr', { delta: incr ? Number(delta) : -Number(delta), initial, ttl }, seed()));
-    return r.number;
-  }
-
-  /** Set a new TTL: true when the key existed (plain mode only, as in the Python binding). */
-  async touch(key, ttl) {
-    const k = toKey(key);
-    if (this._replicated) return (await this._run(this._core.update(k, 'touch', { ttl }, seed()))).found;
-    return rethrow(await this._call(this._route(k), (c) => c.touch(k, ttl)));
+  /** Set a new TTL: true when the key existed. */
+  touch(key, ttl) {
+    return this._run((j) => this._core.touch(j, toKey(key), ttl, seed()));
   }
 
   // ---- multi-key calls ----------------------------------------------------------------------
@@ -291,49 +232,28 @@ class Client {
    *  Rejects if some keys failed (`error.failures`: Map key → Error; `error.partial`: the hits). */
   async getMulti(keys) {
     const list = Array.from(keys);
+    // Keys go into WebAssembly packed in one buffer, values come out packed in one buffer.
+    const [packed, ends] = pack(list);
+    const [codes, blob, ranges, values] = await this._run((j) => this._core.getMulti(j, packed, ends));
+    const buf = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
     const found = new Array(list.length);
     const failures = new Map();
-    if (this._replicated) {
-      const rs = await this._run(this._core.read(list.map(toKey), false));
-      rs.forEach((v, i) => {
-        if (v instanceof Error) failures.set(list[i], toError(v));
-        else if (v !== null) found[i] = out(v);
-      });
-    } else {
-      // Keys go into WebAssembly packed in one buffer, values come out packed in one buffer.
-      const [packed, ends] = pack(list);
-      const plan = this._core.planPacked(packed, ends);
-      plan.errors.forEach((e, i) => e && failures.set(list[i], toError(e)));
-      const whole = plan.groups.length === 1 && failures.size === 0;
-      await Promise.all(
-        plan.groups.map(([s, pos]) =>
-          settle(this._call(s, (c) => c.getMultiPacked(packed, ends, whole ? undefined : pos))).then((r) => {
-            if (r instanceof Error) {
-              pos.forEach((i) => failures.set(list[i], toError(r)));
-              return;
-            }
-            const { codes, blob, ranges, values } = r;
-            const buf = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
-            pos.forEach((i, j) => {
-              switch (codes[j]) {
-                case 1:
-                  found[i] = buf.subarray(ranges[2 * j], ranges[2 * j + 1]);
-                  break;
-                case 2:
-                  found[i] = buf.toString('utf8', ranges[2 * j], ranges[2 * j + 1]);
-                  break;
-                case 3: {
-                  const v = values[j];
-                  if (v instanceof Error) failures.set(list[i], toError(v));
-                  else found[i] = out(v);
-                  break;
-                }
-                default:
-              }
-            });
-          }),
-        ),
-      );
+    for (let i = 0; i < list.length; i++) {
+      switch (codes[i]) {
+        case 1:
+          found[i] = buf.subarray(ranges[2 * i], ranges[2 * i + 1]);
+          break;
+        case 2:
+          found[i] = buf.toString('utf8', ranges[2 * i], ranges[2 * i + 1]);
+          break;
+        case 3: {
+          const v = values[i];
+          if (v instanceof Error) failures.set(list[i], toError(v));
+          else found[i] = out(v);
+          break;
+        }
+        default:
+      }
     }
     return settleMulti(list, found, failures);
   }
@@ -342,57 +262,20 @@ class Client {
    *  per server. Rejects if any failed (`error.failures`: Map key → Error). */
   async setMulti(items, opts) {
     const entries = entriesOf(items);
-    const ttl = ttlOf(opts);
-    const failures = new Map();
     const keys = entries.map(([k]) => k);
-    const ks = keys.map(toKey);
-    if (this._replicated) {
-      const rs = await this._run(this._core.write(ks, entries.map(([, v]) => v), ttl));
-      rs.forEach((r, i) => r instanceof Error && failures.set(keys[i], toError(r)));
-    } else {
-      const plan = this._core.plan(ks);
-      plan.errors.forEach((e, i) => e && failures.set(keys[i], toError(e)));
-      await Promise.all(
-        plan.groups.map(([s, pos]) => {
-          const pairs = Array.from(pos, (i) => [ks[i], entries[i][1]]);
-          return settle(this._call(s, (c) => c.storeValues(pairs, 'set', ttl))).then((r) => {
-            pos.forEach((i, j) => {
-              const v = r instanceof Error ? r : r[j];
-              if (v instanceof Error) failures.set(keys[i], toError(v));
-            });
-          });
-        }),
-      );
-    }
+    const rs = await this._run((j) => this._core.setMulti(j, keys.map(toKey), entries.map(([, v]) => v), ttlOf(opts)));
+    const failures = new Map();
+    rs.forEach((r, i) => r instanceof Error && failures.set(keys[i], toError(r)));
     if (failures.size > 0) throw multiError(failures);
   }
 
   /** Delete many keys: a Map key → existed (replicated: true once its tombstones met the policy). */
   async deleteMulti(keys) {
     const list = Array.from(keys);
-    const ks = list.map(toKey);
+    const rs = await this._run((j) => this._core.deleteMulti(j, list.map(toKey)));
     const failures = new Map();
-    const existed = new Array(list.length);
-    if (this._replicated) {
-      const rs = await this._run(this._core.write(ks, undefined, 0));
-      rs.forEach((r, i) => (r instanceof Error ? failures.set(list[i], toError(r)) : (existed[i] = true)));
-    } else {
-      const plan = this._core.plan(ks);
-      plan.errors.forEach((e, i) => e && failures.set(list[i], toError(e)));
-      await Promise.all(
-        plan.groups.map(([s, pos]) => {
-          const gk = Array.from(pos, (i) => ks[i]);
-          return settle(this._call(s, (c) => c.deleteMulti(gk))).then((r) => {
-            pos.forEach((i, j) => {
-              const v = r instanceof Error ? r : r[j];
-              if (v instanceof Error) failures.set(list[i], toError(v));
-              else existed[i] = v;
-            });
-          });
-        }),
-      );
-    }
-    return settleMulti(list, existed, failures);
+    rs.forEach((r, i) => r instanceof Error && failures.set(list[i], toError(r)));
+    return settleMulti(list, rs.map((r) => (r instanceof Error ? undefined : r)), failures);
   }
 
   // ---- replication ---------------------------------------------------------------------------
@@ -400,17 +283,16 @@ class Client {
   /** The servers holding `key`'s copies, primary first (plain mode: its one server). */
   replicasOf(key) {
     try {
-      const k = toKey(key);
-      if (!this._replicated) return [this._addresses[this._core.route(k)]];
-      return Array.from(this._core.replicasOf(k, performance.now()), (s) => this._addresses[s]);
+      return Array.from(this._core.replicasOf(toKey(key), performance.now()), (s) => this._addresses[s]);
     } catch (e) {
       throw toError(e);
     }
   }
 
-  /** Drive one of the core's machines to its end (lib/run.js). */
-  _run(job, decide, load) {
-    return run(this, job, decide, load);
+  /** Run the call `install(job)` puts in a job (one of the core's machines) to its end
+   *  (lib/run.js); resolves with its result passed through `shape` when given. */
+  _run(install, shape, decide, load) {
+    return run(this, install, shape, decide, load);
   }
 
   // ---- recipes: CAS updates, locks, miss-storm protection --------------------------------
@@ -423,8 +305,8 @@ class Client {
    */
   async casUpdate(key, fn, opts = {}) {
     const k = toKey(key);
-    const r = await this._run(this._core.casUpdate(k, opts, seed()), fn);
-    if (r.report) r.report.failed = r.report.failed.map((f) => ({ server: f.server, error: toError(f.error) }));
+    const r = await this._run((j) => this._core.casUpdate(j, k, opts, seed()), undefined, fn);
+    if (r.report) r.report = report(r.report);
     return r;
   }
 
@@ -436,7 +318,7 @@ class Client {
    */
   async lock(name, opts = {}) {
     const k = toKey(name);
-    const got = await this._run(this._core.lock(k, opts, seed()));
+    const got = await this._run((j) => this._core.lock(j, k, opts, seed()));
     return new Lock(this, k, name, got);
   }
 
@@ -453,8 +335,7 @@ class Client {
     const name = keyName(k);
     const inflight = this._flights.get(name);
     if (inflight) return inflight;
-    const p = this._run(this._core.fill(k, ttlOf(opts), typeof opts === 'object' ? opts : {}, seed()), undefined, loader)
-      .then(out)
+    const p = this._run((j) => this._core.fill(j, k, ttlOf(opts), typeof opts === 'object' ? opts : {}, seed()), out, undefined, loader)
       .finally(() => this._flights.delete(name));
     this._flights.set(name, p);
     return p;

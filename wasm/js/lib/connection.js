@@ -50,6 +50,23 @@ class Fifo {
   }
 }
 
+/** Request `w` failed with `err`: rejected, or settled with what `w.fail(err)` returns or
+ *  throws. */
+function failed(w, err) {
+  if (w.fail === null) {
+    w.reject(err);
+    return;
+  }
+  let v;
+  try {
+    v = w.fail(err);
+  } catch (e) {
+    w.reject(e);
+    return;
+  }
+  w.resolve(v);
+}
+
 function uncork(conn) {
   conn.corked = false;
   if (conn.sock) conn.sock.uncork();
@@ -86,34 +103,36 @@ class Connection {
 
   /** Send a request: `encode(codec)` returns its bytes. Resolves with the codec's result
    *  passed through `conv` when given (which may throw, rejecting the call; without `conv`
-   *  the result may be an Error the server answered with); rejects on I/O failure. */
-  request(encode, conv = null) {
+   *  the result may be an Error the server answered with); rejects on I/O failure, or, with
+   *  `fail`, settles with what `fail(error)` returns or throws. */
+  request(encode, conv = null, fail = null) {
     return new Promise((resolve, reject) => {
+      const w = { encode, conv, fail, resolve, reject, deadline: 0 };
       if (this.closed) {
-        reject(toError(wasm.ioError('closed', this.address, 'the client was closed', 0, 'write')));
+        failed(w, toError(wasm.ioError('closed', this.address, 'the client was closed', 0, 'write')));
         return;
       }
       if (this.ready) {
-        this.send(encode, conv, resolve, reject);
+        this.send(w);
         return;
       }
       if (this.sock === null) this.connect();
-      this.waiting.push({ encode, conv, resolve, reject });
+      this.waiting.push(w);
     });
   }
 
-  send(encode, conv, resolve, reject) {
+  send(w) {
     let bytes;
     try {
-      bytes = encode(this.codec);
+      bytes = w.encode(this.codec);
     } catch (e) {
-      reject(toError(e));
+      failed(w, toError(e));
       return;
     }
-    const deadline = performance.now() + this.timeout;
-    this.inflight.push({ resolve, reject, deadline, conv });
+    w.deadline = performance.now() + this.timeout;
+    this.inflight.push(w);
     this.write(bytes);
-    if (this.timer === null || this.timerAt > deadline) this.armTimer(this.timeout);
+    if (this.timer === null || this.timerAt > w.deadline) this.armTimer(this.timeout);
     if (!this.referenced) {
       this.referenced = true;
       this.sock.ref();
@@ -166,11 +185,12 @@ class Connection {
     // The probe goes first: `version` + `mn` tells liveness, version and dialect at once.
     const probe = this.codec.probe();
     this.inflight.push({
+      encode: null, // the probe's mark
+      conv: null,
+      fail: null,
       resolve: (r) => this.onProbe(r),
       reject: () => {},
       deadline: performance.now() + this.connectTimeout + this.timeout,
-      conv: null,
-      probe: true,
     });
     this.write(probe);
     this.armTimer(this.connectTimeout + this.timeout);
@@ -185,7 +205,7 @@ class Connection {
     this.ready = true;
     const waiting = this.waiting;
     this.waiting = [];
-    for (const w of waiting) this.send(w.encode, w.conv, w.resolve, w.reject);
+    for (const w of waiting) this.send(w);
   }
 
   onData(chunk) {
@@ -271,12 +291,12 @@ class Connection {
     const waiting = this.waiting;
     this.waiting = [];
     for (const w of pending) {
-      if (!w.probe) this.onFailure(err);
-      w.reject(err);
+      if (w.encode !== null) this.onFailure(err); // the probe is not a caller's request
+      failed(w, err);
     }
     for (const w of waiting) {
       this.onFailure(err);
-      w.reject(err);
+      failed(w, err);
     }
   }
 

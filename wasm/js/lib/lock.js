@@ -19,7 +19,7 @@ class Lock {
     if (!this.held) return false;
     this.held = false;
     const c = this._client;
-    return c._run(c._core.lockRelease(this._key, this._holds, this._quorum));
+    return c._run((j) => c._core.lockRelease(j, this._key, this._holds, this._quorum));
   }
 
   /** Give the lock a new TTL if it is still ours (false if not). */
@@ -27,7 +27,7 @@ class Lock {
     if (!this.held) return false;
     const c = this._client;
     try {
-      const r = await c._run(c._core.lockExtend(this._key, this.token, this._holds, this._quorum, ttl));
+      const r = await c._run((j) => c._core.lockExtend(j, this._key, this.token, this._holds, this._quorum, ttl));
       this._holds = r.holds;
       this.held = r.held;
       return r.held;

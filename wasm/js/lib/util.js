@@ -41,16 +41,6 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 }
 
-function rethrow(r) {
-  if (r instanceof Error) throw toError(r);
-  return r;
-}
-
-function asValue(r) {
-  if (r instanceof Error) throw toError(r);
-  return out(r);
-}
-
 function mapError(e) {
   throw toError(e);
 }
@@ -101,6 +91,12 @@ function pack(keys) {
   return [packed, ends];
 }
 
+/** A WriteReport `{stored, failed}` from the core's `[stored, failed]` (copied: the core
+ *  hands out the same arrays for every plain write to one server). */
+function report([stored, failed]) {
+  return { stored: stored.slice(), failed: failed.map((f) => ({ server: f.server, error: toError(f.error) })) };
+}
+
 function entriesOf(items) {
   if (items instanceof Map) return [...items.entries()];
   if (Array.isArray(items)) return items;
@@ -136,6 +132,6 @@ function settleMulti(list, values, failures) {
  */
 
 module.exports = {
-  DELETE, randomU64, toKey, keyName, out, ttlOf, sleep, rethrow, asValue, mapError, mapErrors,
-  settle, pack, entriesOf, multiError, settleMulti,
+  DELETE, randomU64, toKey, keyName, out, ttlOf, sleep, mapError, mapErrors, settle, pack, report,
+  entriesOf, multiError, settleMulti,
 };

@@ -24,6 +24,10 @@
 //! }
 //! ```
 //!
+//! Plain calls are machines too ([`plain`]: one request to a key's owner, or one per server
+//! for many keys), for a driver that runs every call through the same loop (the JavaScript
+//! client does: its binding never asks whether a call is plain or replicated).
+//!
 //! The machines are driven in unit tests with scripted answers (no server, no clock) and in
 //! the integration and conformance tests against real memcached.
 
@@ -31,6 +35,7 @@ pub mod cas;
 pub mod counter;
 pub mod fill;
 pub mod lock;
+pub mod plain;
 pub mod replicated;
 
 use crate::cluster::Cluster;
@@ -149,6 +154,18 @@ pub enum Call {
         /// The key.
         key: Bytes,
     },
+    /// Pipelined deletes on one server.
+    DeleteMulti {
+        /// The keys.
+        keys: Vec<Bytes>,
+    },
+    /// `touch`: a new TTL.
+    Touch {
+        /// The key.
+        key: Bytes,
+        /// The new TTL.
+        ttl: u32,
+    },
     /// `incr`/`decr`.
     Arith {
         /// The key.
@@ -173,8 +190,10 @@ pub enum Answer {
     Cas(u64),
     /// Of [`Call::StoreItems`], aligned with its items.
     Items(Vec<Result<(), Error>>),
-    /// Of [`Call::Delete`]: whether the key existed.
+    /// Of [`Call::Delete`] and [`Call::Touch`]: whether the key existed.
     Existed(bool),
+    /// Of [`Call::DeleteMulti`], aligned with its keys: whether each existed.
+    ExistedEach(Vec<Result<bool, Error>>),
     /// Of [`Call::Arith`]: the new value, `None` when missing.
     Number(Option<u64>),
 }
@@ -225,6 +244,8 @@ impl Op for Call {
             Call::StoreItems(items) => ops::StoreItems { items }.encode(ctx, buf),
             Call::CasDelete { key, cas } => ops::CasDelete { key, cas: *cas }.encode(ctx, buf),
             Call::Delete { key } => ops::Delete { key }.encode(ctx, buf),
+            Call::DeleteMulti { keys } => ops::DeleteMulti { keys }.encode(ctx, buf),
+            Call::Touch { key, ttl } => ops::Touch { key, ttl: *ttl }.encode(ctx, buf),
             Call::Arith { key, incr, delta } => ops::Arith {
                 key,
                 incr: *incr,
@@ -274,6 +295,12 @@ impl Op for Call {
                 .finish(ctx, reply)
                 .map(|()| Answer::Done),
             Call::Delete { key } => ops::Delete { key: &key }
+                .finish(ctx, reply)
+                .map(Answer::Existed),
+            Call::DeleteMulti { keys } => ops::DeleteMulti { keys: &keys }
+                .finish(ctx, reply)
+                .map(Answer::ExistedEach),
+            Call::Touch { key, ttl } => ops::Touch { key: &key, ttl }
                 .finish(ctx, reply)
                 .map(Answer::Existed),
             Call::Arith { key, incr, delta } => ops::Arith {
@@ -407,6 +434,22 @@ impl Answer {
         match r? {
             Answer::Items(v) => Ok(v),
             _ => Err(wrong_answer("store_items")),
+        }
+    }
+
+    /// Whether the key of a [`Call::Delete`] or [`Call::Touch`] existed.
+    pub fn into_existed(r: Result<Answer, Error>) -> Result<bool, Error> {
+        match r? {
+            Answer::Existed(b) => Ok(b),
+            _ => Err(wrong_answer("delete/touch")),
+        }
+    }
+
+    /// The per-key outcomes of a [`Call::DeleteMulti`].
+    pub fn into_existed_each(r: Result<Answer, Error>) -> Result<Vec<Result<bool, Error>>, Error> {
+        match r? {
+            Answer::ExistedEach(v) => Ok(v),
+            _ => Err(wrong_answer("delete_multi")),
         }
     }
 
