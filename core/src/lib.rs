@@ -89,6 +89,8 @@ pub use logic::{
 // The clients.
 #[cfg(feature = "tokio")]
 pub use driver::client;
+#[cfg(feature = "prometheus")]
+pub use driver::prometheus;
 pub(crate) use driver::{api, replicated};
 pub use driver::{blocking, fork, recipes};
 

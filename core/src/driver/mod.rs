@@ -18,6 +18,8 @@ pub mod cache;
 pub mod client;
 pub mod entropy;
 pub mod fork;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 pub mod recipes;
 pub(crate) mod replicated;
 #[cfg(feature = "tokio")]
