@@ -161,6 +161,33 @@ pub(crate) fn parse_read_policy(
 /// negative or over-64-bit amount is memcached's `CLIENT_ERROR invalid numeric delta
 /// argument`, raised as `DeltaOutOfRangeError` (a `ClientError`, a `MemcacheClientError` and
 /// an `OverflowError`) without asking the server.
+/// incr/decr's amount as the caller gave it: left out (1), or a Python object, which may be an
+/// explicit `None` (refused, as pymemcache refuses it). A plain `Option` could not tell the two
+/// apart.
+pub(crate) enum Delta<'py> {
+    /// Not given: 1.
+    Omitted,
+    /// Given, whatever it is.
+    Given(Bound<'py, PyAny>),
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Delta<'py> {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Ok(Delta::Given(obj.to_owned()))
+    }
+}
+
+impl Delta<'_> {
+    pub(crate) fn amount(&self, py: Python<'_>) -> PyResult<u64> {
+        match self {
+            Delta::Omitted => Ok(1),
+            Delta::Given(v) => delta_of(py, v),
+        }
+    }
+}
+
 pub(crate) fn delta_of(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<u64> {
     if !value.is_instance_of::<PyInt>() {
         return Err(named_error(

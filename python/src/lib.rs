@@ -676,34 +676,34 @@ impl Client {
     /// Increment a counter: the new value, or None if the key is missing (with `initial`, a
     /// missing counter is created at `initial`, stored with `expire`, and `initial` returned).
     /// Replicated: an exact counter serialized by CAS on the key's primary replica.
-    #[pyo3(signature = (key, value = None, noreply = None, *, initial = None, expire = None))]
+    #[pyo3(signature = (key, value = Delta::Omitted, noreply = None, *, initial = None, expire = None))]
     fn incr(
         &self,
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
-        value: Option<&Bound<'_, PyAny>>,
+        value: Delta<'_>,
         noreply: Option<bool>,
         initial: Option<u64>,
         expire: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Option<u64>> {
         let _ = noreply;
-        let delta = value.map_or(Ok(1), |v| delta_of(py, v))?;
+        let delta = value.amount(py)?;
         self.arith(py, key, delta, true, initial, ttl_of(expire)?)
     }
 
     /// Decrement a counter (stops at 0): the new value, or None if the key is missing.
-    #[pyo3(signature = (key, value = None, noreply = None, *, initial = None, expire = None))]
+    #[pyo3(signature = (key, value = Delta::Omitted, noreply = None, *, initial = None, expire = None))]
     fn decr(
         &self,
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
-        value: Option<&Bound<'_, PyAny>>,
+        value: Delta<'_>,
         noreply: Option<bool>,
         initial: Option<u64>,
         expire: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Option<u64>> {
         let _ = noreply;
-        let delta = value.map_or(Ok(1), |v| delta_of(py, v))?;
+        let delta = value.amount(py)?;
         self.arith(py, key, delta, false, initial, ttl_of(expire)?)
     }
 
