@@ -63,8 +63,10 @@ cargo build --locked -q -p multiput-ffi -p multiput-cli
     MULTIPUT_CLI="$PWD/../target/debug/multiput" MULTIPUT_PYTHON="$PWD/../.venv/bin/python" \
     phpunit ${MULTIPUT_NO_SKIPS:+--fail-on-skipped})
 
-step "Cross-language value matrix: every type x writer x reader (Python, PHP, Node), default settings"
-# tests/interop/matrix.py: real memcached, each binding in its own process (docs/interop.md).
+step "Cross-language value matrix: every type x writer x reader (Python, PHP, Node, Rust), default settings"
+# tests/interop/matrix.py: real memcached, each binding in its own process (docs/interop.md);
+# the Rust side is core/examples/matrix.rs.
+cargo build --locked -q -p multiput --example matrix
 MULTIPUT_FFI_LIB="$PWD/target/debug/libmultiput_ffi.so" .venv/bin/python tests/interop/matrix.py
 
 echo

@@ -5,7 +5,10 @@ language, with every client in its default settings, against real memcached.
     .venv/bin/python tests/interop/matrix.py     # after the Python, PHP (FFI) and Node builds
 
 Writers and readers: Python (``multiput.Client``), PHP (``Multiput\\Memcached``, the PECL
-drop-in, through the C ABI: ``$MULTIPUT_FFI_LIB``) and Node (the WASM package in wasm/js).
+drop-in, through the C ABI: ``$MULTIPUT_FFI_LIB``), Node (the WASM package in wasm/js) and Rust
+(``core/examples/matrix.rs``: the blocking client with ``values::encode`` and
+``values::decode_checked``; built with ``cargo build -p multiput --example matrix``, found at
+``$MULTIPUT_MATRIX_RUST`` or target/debug/examples/matrix).
 Each writer stores the same named values (text, bytes, ints, floats, bools, a structure) in
 plain mode, each reader reads all of them, and every cell is checked against what the
 convention promises (docs/interop.md): scalars come back with their type everywhere; a
@@ -32,7 +35,8 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-LANGS = ["python", "php", "node"]
+LANGS = ["python", "php", "node", "rust"]
+RUST = os.environ.get("MULTIPUT_MATRIX_RUST") or os.path.join(REPO, "target", "debug", "examples", "matrix")
 
 # name -> (category, canonical value) as a reader reports it (see reader_python below).
 SCALARS = {
@@ -134,8 +138,9 @@ def expected(writer, name, reader):
     if name == "json":  # PHP's SERIALIZER_JSON: JSON, readable everywhere
         return ("struct", json.dumps(STRUCT, sort_keys=True))
     assert name == "struct"
-    readable = {"python": "python", "php": "php", "node": None}  # whose serializer each reads
-    if writer == "node" or readable[reader] == writer:
+    # Node and Rust write JSON, which every reader reads; a pickle and PHP serialize() output
+    # are read by their own language only.
+    if writer in ("node", "rust") or reader == writer:
         return ("struct", json.dumps(STRUCT, sort_keys=True))
     return ("error", "undecodable", "Python pickle" if writer == "python" else "PHP serialize()")
 
@@ -152,6 +157,8 @@ def helper(lang, action, servers, prefix, names=()):
         return run([sys.executable, os.path.join(HERE, "matrix_python.py"), action, servers, prefix, *names])
     if lang == "php":
         return run(["php", "-d", "ffi.enable=1", os.path.join(HERE, "matrix.php"), action, servers, prefix, *names])
+    if lang == "rust":
+        return run([RUST, action, servers, prefix, *names])
     return run(["node", os.path.join(HERE, "matrix.js"), action, servers, prefix, *names])
 
 
@@ -163,6 +170,9 @@ def raw_set(address, key, flags, data):
 
 
 def main():
+    if not os.access(RUST, os.X_OK):
+        print("the Rust side is not built (%s): cargo build -p multiput --example matrix" % RUST, file=sys.stderr)
+        return 1
     procs = []
     try:
         for _ in range(2):
@@ -191,7 +201,9 @@ def main():
             got = json.loads(helper(reader, "read", legacy_server, "mx:%s:legacy:" % run_id, list(LEGACY)))
             for name, (_, _, by_reader) in LEGACY.items():
                 cells += 1
-                check(failures, "legacy", reader, name, got.get(name), by_reader[reader])
+                # Rust's default reads others' values as Node does (pylibmc's numbers, no pickle).
+                want = by_reader["node" if reader == "rust" else reader]
+                check(failures, "legacy", reader, name, got.get(name), want)
         for f in failures:
             print("FAIL", f)
         print("value matrix: %d cells, %d failures (writers and readers: %s; legacy values: %d)"
