@@ -546,7 +546,7 @@ int32_t multiput_ring_server_for(const struct MultiputRing *ring, const char *ke
 const char *multiput_version(void);
 
 /*
- A new configuration with the core's defaults (no servers; plain mode with PECL memcached
+ A new configuration with the core's defaults (no servers; plain mode with multiput's own
  flags; no compression). Free it with [`multiput_config_free`].
 
  # Safety

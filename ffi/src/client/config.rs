@@ -7,18 +7,9 @@ use super::*;
 /// with [`multiput_config_free`].
 #[derive(Debug, Clone)]
 pub struct MultiputConfig {
-    pub(crate) servers: Vec<String>,
-    pub(crate) mode: RingMode,
-    pub(crate) protocol: ProtocolChoice,
-    pub(crate) timeout: Duration,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) retry: Duration,
-    pub(crate) failure_limit: u32,
-    pub(crate) max_value_size: usize,
-    pub(crate) pool_size: usize,
-    pub(crate) nodelay: bool,
-    pub(crate) binary_keys: bool,
-    pub(crate) prefix: Vec<u8>,
+    /// The core's client settings (servers, ring, timeouts, sizes, key prefix, ...), set
+    /// field by field by [`MultiputConfig::set`] and checked by the core in `build`.
+    pub(crate) core: multiput::Config,
     pub(crate) policy: Policy,
     /// `write`/`read` as given: `quorum` (a majority) depends on `replicas`, which may be set
     /// later, so they are resolved by [`Policy`]'s parsers in `build`.
@@ -31,20 +22,8 @@ pub struct MultiputConfig {
 
 impl Default for MultiputConfig {
     fn default() -> Self {
-        let d = multiput::Config::default();
         MultiputConfig {
-            servers: Vec::new(),
-            mode: d.ring_mode,
-            protocol: d.protocol,
-            timeout: d.timeout,
-            connect_timeout: d.connect_timeout,
-            retry: d.retry_interval,
-            failure_limit: d.failure_limit,
-            max_value_size: d.max_value_size,
-            pool_size: d.blocking_pool_size,
-            nodelay: d.tcp_nodelay,
-            binary_keys: d.binary_keys,
-            prefix: Vec::new(),
+            core: multiput::Config::default(),
             policy: Policy {
                 replicas: 1,
                 ..Policy::default()
@@ -82,35 +61,31 @@ impl MultiputConfig {
         let ms = |v: &str| parse_num::<u64>(name, v).map(Duration::from_millis);
         match name.trim() {
             "servers" => {
-                self.servers = v
+                self.core.servers = v
                     .split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect();
-                for s in &self.servers {
-                    s.parse::<multiput::ServerSpec>()
-                        .map_err(|e| e.to_string())?;
-                }
+                    .map(|s| s.parse::<multiput::ServerSpec>().map_err(|e| e.to_string()))
+                    .collect::<Result<_, _>>()?;
             }
-            "mode" | "distribution" => self.mode = v.parse().map_err(|e: Error| e.to_string())?,
+            "mode" | "distribution" => self.core.ring_mode = v.parse().map_err(|e: Error| e.to_string())?,
             "protocol" => {
-                self.protocol = match v.trim().to_ascii_lowercase().as_str() {
+                self.core.protocol = match v.trim().to_ascii_lowercase().as_str() {
                     "auto" => ProtocolChoice::Auto,
                     "text" => ProtocolChoice::Text,
                     "meta" => ProtocolChoice::Meta,
                     _ => return Err(format!("option protocol: {v:?} is not auto, text or meta")),
                 }
             }
-            "timeout_ms" => self.timeout = ms(v)?,
-            "connect_timeout_ms" => self.connect_timeout = ms(v)?,
-            "retry_ms" => self.retry = ms(v)?,
-            "failure_limit" => self.failure_limit = parse_num(name, v)?,
-            "max_value_size" => self.max_value_size = parse_num(name, v)?,
-            "pool_size" => self.pool_size = parse_num(name, v)?,
-            "tcp_nodelay" => self.nodelay = parse_bool(name, v)?,
-            "binary_keys" => self.binary_keys = parse_bool(name, v)?,
-            "prefix" => self.prefix = v.as_bytes().to_vec(),
+            "timeout_ms" => self.core.timeout = ms(v)?,
+            "connect_timeout_ms" => self.core.connect_timeout = ms(v)?,
+            "retry_ms" => self.core.retry_interval = ms(v)?,
+            "failure_limit" => self.core.failure_limit = parse_num(name, v)?,
+            "max_value_size" => self.core.max_value_size = parse_num(name, v)?,
+            "pool_size" => self.core.blocking_pool_size = parse_num(name, v)?,
+            "tcp_nodelay" => self.core.tcp_nodelay = parse_bool(name, v)?,
+            "binary_keys" => self.core.binary_keys = parse_bool(name, v)?,
+            "prefix" => self.core.key_prefix = v.as_bytes().to_vec(),
             "replicas" => {
                 let n: usize = parse_num(name, v)?;
                 self.replicated = n > 0;
@@ -147,23 +122,9 @@ impl MultiputConfig {
     }
 
     pub(crate) fn build(&self) -> Result<MultiputClient, Error> {
-        let c = self.clone_settings();
-        let plain = Client::builder()
-            .servers(self.servers.iter())
-            .configure(move |b| {
-                b.ring_mode(c.mode)
-                    .protocol(c.protocol)
-                    .timeout(c.timeout)
-                    .connect_timeout(c.connect_timeout)
-                    .retry_interval(c.retry)
-                    .failure_limit(c.failure_limit)
-                    .max_value_size(c.max_value_size)
-                    .blocking_pool_size(c.pool_size)
-                    .tcp_nodelay(c.nodelay)
-                    .binary_keys(c.binary_keys)
-                    .key_prefix(c.prefix)
-            })
-            .build()?;
+        let config = self.core.clone();
+        config.validate()?;
+        let plain = Client::from_config(config)?;
         let repl = if self.replicated {
             let mut policy = self.policy;
             if let Some(w) = &self.write {
@@ -187,39 +148,9 @@ impl MultiputConfig {
             addresses,
         })
     }
-
-    pub(crate) fn clone_settings(&self) -> Settings {
-        Settings {
-            mode: self.mode,
-            protocol: self.protocol,
-            timeout: self.timeout,
-            connect_timeout: self.connect_timeout,
-            retry: self.retry,
-            failure_limit: self.failure_limit,
-            max_value_size: self.max_value_size,
-            pool_size: self.pool_size,
-            nodelay: self.nodelay,
-            binary_keys: self.binary_keys,
-            prefix: self.prefix.clone(),
-        }
-    }
 }
 
-pub(crate) struct Settings {
-    pub(crate) mode: RingMode,
-    pub(crate) protocol: ProtocolChoice,
-    pub(crate) timeout: Duration,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) retry: Duration,
-    pub(crate) failure_limit: u32,
-    pub(crate) max_value_size: usize,
-    pub(crate) pool_size: usize,
-    pub(crate) nodelay: bool,
-    pub(crate) binary_keys: bool,
-    pub(crate) prefix: Vec<u8>,
-}
-
-/// A new configuration with the core's defaults (no servers; plain mode with PECL memcached
+/// A new configuration with the core's defaults (no servers; plain mode with multiput's own
 /// flags; no compression). Free it with [`multiput_config_free`].
 ///
 /// # Safety

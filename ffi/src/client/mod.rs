@@ -14,7 +14,7 @@ use multiput::recipes::{CasOptions, CasOutcome, Fresh, Lock, LockOptions, Update
 use multiput::replication::Versioned;
 use multiput::values::{Convention, Family};
 use multiput::StoreMode;
-use multiput::{Error, Policy, ProtocolChoice, ReadPolicy, RingMode, WritePolicy, WriteReport};
+use multiput::{Error, Policy, ProtocolChoice, ReadPolicy, WritePolicy, WriteReport};
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::ffi::{c_char, c_void, CString};
