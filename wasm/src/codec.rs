@@ -49,11 +49,6 @@ enum Pending {
         ttl: bool,
         out: Out,
     },
-    /// A packed typed multi-get: the keys back to back, and where each ends.
-    GetPacked {
-        keys: Vec<u8>,
-        ends: Vec<u32>,
-    },
     StoreItems(Vec<Item>),
     DeleteMulti(usize),
     Version,
@@ -368,47 +363,6 @@ impl Codec {
         Ok(self.out.to_vec())
     }
 
-    /// A typed multi-get whose keys come packed: `keys` holds them back to back and `ends[i]`
-    /// is where key `i` ends; `positions` (optional) selects which of them to ask this server
-    /// for. One copy in, and the result comes out packed too: `{codes, blob, ranges, values}`
-    /// aligned with the asked keys, where `codes[j]` is 0 (miss or tombstone), 1 (bytes:
-    /// `blob[ranges[2j] .. ranges[2j+1]]`), 2 (UTF-8 text, same range, already validated) or 3
-    /// (`values[j]`: a number, bigint, boolean, parsed JSON, or the `Error` for a value
-    /// JavaScript cannot read). So a 100-key reply costs one allocation for all the bytes.
-    #[wasm_bindgen(js_name = getMultiPacked)]
-    pub fn get_multi_packed(
-        &mut self,
-        keys: &[u8],
-        ends: &[u32],
-        positions: Option<Vec<u32>>,
-    ) -> Result<Vec<u8>, JsValue> {
-        let all = unpack(keys, ends)?;
-        let (packed, ends): (Vec<u8>, Vec<u32>) = match positions {
-            None => (keys.to_vec(), ends.to_vec()),
-            Some(p) => {
-                let mut packed = Vec::with_capacity(keys.len());
-                let mut out_ends = Vec::with_capacity(p.len());
-                for &i in &p {
-                    packed.extend_from_slice(all.get(i as usize).ok_or_else(bad_position)?);
-                    out_ends.push(packed.len() as u32);
-                }
-                (packed, out_ends)
-            }
-        };
-        let keys = unpack(&packed, &ends)?;
-        self.out.clear();
-        let ctx = self.cluster.ctx(self.dialect);
-        let expect = ops::GetMulti {
-            keys: &keys,
-            cas: false,
-            ttl: false,
-        }
-        .encode(&ctx, &mut self.out)
-        .map_err(|e| js::error(&e))?;
-        self.push(expect, Pending::GetPacked { keys: packed, ends });
-        Ok(self.out.to_vec())
-    }
-
     /// Many plain stores of JavaScript values (`[key, value]` pairs) with one mode and TTL,
     /// typed by the convention as [`Codec::store_value`]. Result as [`Codec::store_items`].
     #[wasm_bindgen(js_name = storeValues)]
@@ -629,19 +583,6 @@ impl Codec {
                     Err(e) => self.err(e),
                 }
             }
-            Pending::GetPacked { keys, ends } => {
-                let keys = unpack(&keys, &ends).unwrap_or_default();
-                match (ops::GetMulti {
-                    keys: &keys,
-                    cas: false,
-                    ttl: false,
-                })
-                .finish(&ctx, reply)
-                {
-                    Ok(vals) => self.packed(vals),
-                    Err(e) => self.err(e),
-                }
-            }
             Pending::StoreItems(items) => {
                 match (ops::StoreItems { items: &items }).finish(&ctx, reply) {
                     Ok(rs) => rs
@@ -684,51 +625,6 @@ impl Codec {
         })
     }
 
-    fn packed(&self, vals: Vec<Option<Value>>) -> JsValue {
-        let n = vals.len();
-        let mut codes = vec![0u8; n];
-        let mut ranges = vec![0u32; 2 * n];
-        let total: usize = vals.iter().flatten().map(|v| v.data.len()).sum();
-        let mut blob = Vec::with_capacity(total);
-        let others = Array::new();
-        for (j, v) in vals.iter().enumerate() {
-            let Some(v) = v else { continue };
-            match values::stored_ref(self.convention, &v.data, v.flags) {
-                values::Stored::Missing => {}
-                values::Stored::Bytes(b) => {
-                    codes[j] = 1;
-                    ranges[2 * j] = blob.len() as u32;
-                    blob.extend_from_slice(b);
-                    ranges[2 * j + 1] = blob.len() as u32;
-                }
-                values::Stored::Text(b) => {
-                    codes[j] = 2;
-                    ranges[2 * j] = blob.len() as u32;
-                    blob.extend_from_slice(b);
-                    ranges[2 * j + 1] = blob.len() as u32;
-                }
-                values::Stored::Other(t) => {
-                    codes[j] = 3;
-                    others.set(j as u32, values::typed_to_js(t).unwrap_or_else(|e| e));
-                }
-                values::Stored::Compressed => {
-                    codes[j] = 3;
-                    let v = values::stored_to_js(self.convention, &v.data, v.flags);
-                    others.set(
-                        j as u32,
-                        v.map(|v| v.unwrap_or(JsValue::NULL)).unwrap_or_else(|e| e),
-                    );
-                }
-            }
-        }
-        let o = Object::new();
-        js::set(&o, "codes", js_sys::Uint8Array::from(&codes[..]));
-        js::set(&o, "blob", js::u8a(&blob));
-        js::set(&o, "ranges", js_sys::Uint32Array::from(&ranges[..]));
-        js::set(&o, "values", others);
-        o.into()
-    }
-
     /// The probe's reply: `VERSION ...` then `MN` (meta spoken) or `ERROR` (text only),
     /// decided by the core's `Cluster::probe_result`.
     fn probe_result(&mut self, reply: Reply) -> Result<JsValue, JsValue> {
@@ -763,12 +659,6 @@ pub(crate) fn unpack<'a>(keys: &'a [u8], ends: &[u32]) -> Result<Vec<&'a [u8]>, 
             Ok(k)
         })
         .collect()
-}
-
-fn bad_position() -> JsValue {
-    js::error(&Error::Config(
-        "packed keys: a position is out of range".into(),
-    ))
 }
 
 fn bad_item() -> JsValue {

@@ -58,7 +58,7 @@ impl Packed {
             values::Stored::Bytes(b) => self.bytes(j, 1, b),
             values::Stored::Text(b) => self.bytes(j, 2, b),
             values::Stored::Other(t) => self.typed(j, t),
-            values::Stored::Compressed => match values::stored_to_js(convention, data, flags) {
+            values::Stored::Slow => match values::stored_to_js(convention, data, flags) {
                 Ok(None) => {}
                 Ok(Some(v)) | Err(v) => self.other(j, v),
             },

@@ -179,8 +179,8 @@ pub(crate) enum Stored<'a> {
     /// Valid UTF-8 text.
     Text(&'a [u8]),
     /// A compressed plain value, or one the strict rules refuse: read it (or its error) with
-    /// [`stored_to_js`].
-    Compressed,
+    /// [`stored_to_js`], the slow path.
+    Slow,
     /// Anything else (numbers, bools, serialized, raw values of unknown flags).
     Other(TypedRef<'a>),
 }
@@ -191,11 +191,11 @@ pub(crate) fn stored_ref(convention: Convention, data: &[u8], flags: u32) -> Sto
         Decoded::Enveloped(env) => values::typed_payload(env.vtype, env.format, env.payload)
             .unwrap_or(TypedRef::Bytes(env.payload)),
         Decoded::Plain(raw) if compress::inflate(convention, raw, flags, 0).is_some() => {
-            return Stored::Compressed
+            return Stored::Slow
         }
         Decoded::Plain(raw) => match values::decode_checked(convention, raw, flags) {
             Ok(t) => t,
-            Err(_) => return Stored::Compressed,
+            Err(_) => return Stored::Slow,
         },
     };
     match t {
