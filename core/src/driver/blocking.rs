@@ -20,11 +20,10 @@ use crate::ops::{self, Op, Value};
 use crate::options::StoreOptions;
 use crate::protocol::meta::MetaKey;
 use crate::protocol::text::StoreMode;
-use crate::protocol::{Expect, Limits, MetaReply};
+use crate::protocol::MetaReply;
 use bytes::BytesMut;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
 
 /// The blocking replicated client: see [`crate::replication`].
 pub type ReplicatedClient = crate::replicated::ReplicatedClient<Client>;
@@ -39,7 +38,6 @@ pub struct Client {
 
 struct Inner {
     cluster: Cluster,
-    limits: Limits,
     /// The connections and flights of this process: a fork child gets its own
     /// ([`crate::fork`]) and never reads or writes a socket of its parent's.
     local: PerProcess<Local>,
@@ -106,8 +104,6 @@ impl ClientBuilder {
 struct Sent {
     server: usize,
     conn: Conn,
-    expect: Expect,
-    deadline: Instant,
 }
 
 impl Client {
@@ -118,16 +114,11 @@ impl Client {
 
     /// A client for a checked configuration.
     pub fn from_config(config: Config) -> Result<Client, Error> {
-        let limits = config.limits();
         let cluster = Cluster::new(config)?;
         crate::fork::install();
         let local = PerProcess::new(Local::new(cluster.len()));
         Ok(Client {
-            inner: Arc::new(Inner {
-                cluster,
-                limits,
-                local,
-            }),
+            inner: Arc::new(Inner { cluster, local }),
         })
     }
 
@@ -166,18 +157,7 @@ impl Client {
             }
         }
         let cl = &self.inner.cluster;
-        let cfg = cl.config();
-        let mut probe = BytesMut::with_capacity(32);
-        let expect = cl.probe(&mut probe);
-        let (mut conn, reply) = Conn::open(
-            cl.name(s),
-            cfg.connect_timeout,
-            cfg.tcp_nodelay,
-            (probe, expect),
-            self.inner.limits,
-        )?;
-        conn.dialect = cl.probe_result(s, reply)?.0;
-        Ok(conn)
+        Conn::open(cl.pipeline_settings(s), cl.config().tcp_nodelay)
     }
 
     fn checkin(&self, s: usize, conn: Conn) {
@@ -195,33 +175,15 @@ impl Client {
         let ctx = cl.ctx(conn.dialect);
         let mut buf = BytesMut::with_capacity(128);
         let expect = op.encode(&ctx, &mut buf)?;
-        let timeout = cl.config().timeout;
-        let deadline = Instant::now() + timeout;
-        conn.send(cl.name(s), &buf, deadline, timeout)?;
-        Ok(Sent {
-            server: s,
-            conn,
-            expect,
-            deadline,
-        })
+        conn.send(&buf, expect)?;
+        Ok(Sent { server: s, conn })
     }
 
     /// Read the reply of a sent op and give the connection back.
     fn finish<O: Op>(&self, sent: Sent, op: O) -> Result<O::Output, Error> {
         let cl = &self.inner.cluster;
-        let Sent {
-            server,
-            mut conn,
-            expect,
-            deadline,
-        } = sent;
-        let reply = conn.receive(
-            cl.name(server),
-            expect,
-            self.inner.limits,
-            deadline,
-            cl.config().timeout,
-        );
+        let Sent { server, mut conn } = sent;
+        let reply = conn.receive();
         cl.record_with(server, crate::driver::mono_ms, &reply);
         let read_whole = reply.is_ok();
         let out = reply.and_then(|r| op.finish(&cl.ctx(conn.dialect), r));

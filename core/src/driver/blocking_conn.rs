@@ -3,9 +3,10 @@
 //! A connection is used by one thread at a time (the pool hands it out) and is dropped, never
 //! returned, after any failure, so a timed-out reply can never be read by a later call.
 
-use crate::driver::{closed, connect_error};
+use crate::driver::{closed, connect_error, instant_at, mono};
 use crate::error::{Error, Phase};
-use crate::protocol::{Decoder, Dialect, Expect, Limits, Reply};
+use crate::pipeline::{Event, Pipeline, Settings};
+use crate::protocol::{Dialect, Expect, Reply};
 use bytes::BytesMut;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -13,7 +14,9 @@ use std::time::{Duration, Instant};
 
 pub(crate) struct Conn {
     stream: TcpStream,
-    rbuf: BytesMut,
+    /// The connection's rules: the probe, the reader of the request in flight, its deadline,
+    /// and "bytes nobody asked for".
+    pipe: Pipeline<()>,
     pub dialect: Dialect,
     /// The socket's current read/write timeouts; changed only when a deadline needs one shorter
     /// by more than a sixteenth of the timeout (the most a call can overrun its deadline), so a
@@ -34,21 +37,27 @@ fn io_error(server: &str, phase: Phase, after: Duration, e: std::io::Error) -> E
 }
 
 impl Conn {
-    /// Connect (each resolved address in turn), then run the probe.
-    pub fn open(
-        server: &str,
-        connect_timeout: Duration,
-        nodelay: bool,
-        probe: (BytesMut, Expect),
-        limits: Limits,
-    ) -> Result<(Conn, Reply), Error> {
-        let addrs = server
+    /// Connect (each resolved address in turn), then run the probe; connecting and the probe
+    /// share the connect timeout.
+    pub fn open(settings: Settings, nodelay: bool) -> Result<Conn, Error> {
+        let mut probe = BytesMut::with_capacity(32);
+        let pipe = Pipeline::open(settings, mono(), &mut probe);
+        let server = pipe.settings().server.clone();
+        let connect_timeout = pipe.settings().connect_timeout;
+        let due = instant_at(pipe.deadline().expect("the probe is queued"));
+        let timed_out = || Error::Timeout {
+            server: server.to_string(),
+            phase: Phase::Connect,
+            after: connect_timeout,
+        };
+        let addrs = (*server)
             .to_socket_addrs()
-            .map_err(|e| connect_error(server, e))?;
+            .map_err(|e| connect_error(&server, e))?;
         let mut last = None;
         let mut stream = None;
         for a in addrs {
-            match TcpStream::connect_timeout(&a, connect_timeout) {
+            let left = remaining(due).ok_or_else(timed_out)?;
+            match TcpStream::connect_timeout(&a, left) {
                 Ok(s) => {
                     stream = Some(s);
                     break;
@@ -58,17 +67,11 @@ impl Conn {
         }
         let stream = match (stream, last) {
             (Some(s), _) => s,
-            (None, Some(e)) if e.kind() == ErrorKind::TimedOut => {
-                return Err(Error::Timeout {
-                    server: server.into(),
-                    phase: Phase::Connect,
-                    after: connect_timeout,
-                })
-            }
-            (None, Some(e)) => return Err(connect_error(server, e)),
+            (None, Some(e)) if e.kind() == ErrorKind::TimedOut => return Err(timed_out()),
+            (None, Some(e)) => return Err(connect_error(&server, e)),
             (None, None) => {
                 return Err(connect_error(
-                    server,
+                    &server,
                     std::io::Error::new(ErrorKind::NotFound, "the host name resolved to nothing"),
                 ))
             }
@@ -78,105 +81,152 @@ impl Conn {
         }
         let mut c = Conn {
             stream,
-            rbuf: BytesMut::with_capacity(16 * 1024),
+            pipe,
             dialect: Dialect::Text,
             read_timeout: Duration::MAX,
             write_timeout: Duration::MAX,
         };
-        let (buf, expect) = probe;
-        let deadline = Instant::now() + connect_timeout;
-        c.send(server, &buf, deadline, connect_timeout)?;
-        let reply = c.receive(server, expect, limits, deadline, connect_timeout)?;
-        Ok((c, reply))
+        c.write(&probe, due, Phase::Connect, connect_timeout)?;
+        while c.next()?.is_some() {}
+        // Nothing may follow the probe's reply.
+        c.pipe.poll()?;
+        c.dialect = c.pipe.dialect().expect("the probe answered");
+        Ok(c)
     }
 
-    /// Write a whole request before `deadline`.
-    pub fn send(
+    fn server(&self) -> &str {
+        self.pipe.server()
+    }
+
+    /// Write a whole request (encoded for [`Conn::dialect`]) and queue its reader: its reply
+    /// is due a timeout from now.
+    pub fn send(&mut self, buf: &[u8], expect: Expect) -> Result<(), Error> {
+        let now = mono();
+        let timeout = self.pipe.settings().timeout;
+        if self.pipe.push(expect, (), now).is_err() {
+            return Err(self
+                .pipe
+                .failure()
+                .cloned()
+                .expect("a failed pipeline says why"));
+        }
+        self.write(buf, instant_at(now + timeout), Phase::Write, timeout)
+    }
+
+    fn write(
         &mut self,
-        server: &str,
         buf: &[u8],
         deadline: Instant,
+        phase: Phase,
         timeout: Duration,
     ) -> Result<(), Error> {
         let mut buf = buf;
         while !buf.is_empty() {
-            let left = remaining(deadline).ok_or(Error::Timeout {
-                server: server.into(),
-                phase: Phase::Write,
+            let left = remaining(deadline).ok_or_else(|| Error::Timeout {
+                server: self.server().into(),
+                phase,
                 after: timeout,
             })?;
             if self.write_timeout > left + timeout / 16 {
                 self.stream
                     .set_write_timeout(Some(left))
-                    .map_err(|e| io_error(server, Phase::Write, timeout, e))?;
+                    .map_err(|e| io_error(self.pipe.server(), phase, timeout, e))?;
                 self.write_timeout = left;
             }
             match self.stream.write(buf) {
-                Ok(0) => return Err(closed(server, "the connection accepts no more bytes")),
+                Ok(0) => {
+                    return Err(closed(
+                        self.server(),
+                        "the connection accepts no more bytes",
+                    ))
+                }
                 Ok(n) => buf = &buf[n..],
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 // A socket timeout shorter than the deadline set for an earlier request: loop.
                 Err(e) if is_timeout(&e) && remaining(deadline).is_some() => {
                     self.write_timeout = Duration::MAX;
                 }
-                Err(e) => return Err(io_error(server, Phase::Write, timeout, e)),
+                Err(e) => return Err(io_error(self.pipe.server(), phase, timeout, e)),
             }
         }
         Ok(())
     }
 
-    /// Read one whole reply before `deadline`.
-    pub fn receive(
-        &mut self,
-        server: &str,
-        expect: Expect,
-        limits: Limits,
-        deadline: Instant,
-        timeout: Duration,
-    ) -> Result<Reply, Error> {
-        let mut dec = Decoder::new(expect, limits);
+    /// Read the reply of the oldest request sent.
+    pub fn receive(&mut self) -> Result<Reply, Error> {
+        loop {
+            match self.next()? {
+                Some(r) => {
+                    // One request at a time: bytes already here after its reply were not asked
+                    // for, and the call fails rather than trust a stream that is out of step.
+                    if self.pipe.pending() == 0 {
+                        self.pipe.poll()?;
+                    }
+                    return Ok(r);
+                }
+                None if self.pipe.pending() == 0 => {
+                    return Err(Error::Client {
+                        server: self.server().into(),
+                        message: "no request is waiting for a reply".into(),
+                    })
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Read until the front of the pipeline is answered: `Some(reply)` for a request, `None`
+    /// when it was the probe.
+    fn next(&mut self) -> Result<Option<Reply>, Error> {
         let mut chunk = [0u8; 16 * 1024];
         loop {
-            if let Some(r) = dec
-                .decode(&mut self.rbuf)
-                .map_err(|e| Error::from(e).at_server(server))?
-            {
-                if !self.rbuf.is_empty() {
-                    return Err(Error::Protocol {
-                        server: server.into(),
-                        detail: "server sent bytes nobody asked for".into(),
-                    });
-                }
-                return Ok(r);
+            match self.pipe.poll()? {
+                Some(Event::Reply((), r)) => return Ok(Some(r)),
+                Some(Event::Ready) => return Ok(None),
+                None => {}
             }
+            let Some(due) = self.pipe.deadline() else {
+                return Ok(None);
+            };
+            let deadline = instant_at(due);
+            let (phase, timeout) = if self.pipe.dialect().is_none() {
+                (Phase::Connect, self.pipe.settings().connect_timeout)
+            } else {
+                (Phase::Read, self.pipe.settings().timeout)
+            };
             let Some(left) = remaining(deadline) else {
                 // Past the deadline: what the server already sent still counts (a multi-server
                 // call may reach this reply late because another server was slow to connect).
-                if self.drain_ready(server, timeout)? {
+                if self.drain_ready(phase, timeout)? {
                     continue;
                 }
-                return Err(Error::Timeout {
-                    server: server.into(),
-                    phase: Phase::Read,
-                    after: timeout,
-                });
+                return Err(self
+                    .pipe
+                    .check(mono().max(due))
+                    .expect_err("the front is past its deadline"));
             };
             if self.read_timeout > left + timeout / 16 {
                 self.stream
                     .set_read_timeout(Some(left))
-                    .map_err(|e| io_error(server, Phase::Read, timeout, e))?;
+                    .map_err(|e| io_error(self.pipe.server(), phase, timeout, e))?;
                 self.read_timeout = left;
             }
             match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(closed(server, "the server closed the connection")),
-                Ok(n) => self.rbuf.extend_from_slice(&chunk[..n]),
+                Ok(0) => {
+                    let e = closed(self.server(), "the server closed the connection");
+                    return Err(self.pipe.fail(e));
+                }
+                Ok(n) => self.pipe.feed(&chunk[..n]),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 // The socket timeout was set shorter for an earlier deadline; this one has time
                 // left, so widen it and read again.
                 Err(e) if is_timeout(&e) && remaining(deadline).is_some() => {
                     self.read_timeout = Duration::MAX;
                 }
-                Err(e) => return Err(io_error(server, Phase::Read, timeout, e)),
+                Err(e) => {
+                    let e = io_error(self.pipe.server(), phase, timeout, e);
+                    return Err(self.pipe.fail(e));
+                }
             }
         }
     }
@@ -188,23 +238,24 @@ impl Conn {
     /// One non-blocking peek; a connection that fails it is dropped and a fresh one opened, so
     /// a server restart does not cost one failed call per pooled connection.
     pub fn is_reusable(&self) -> bool {
-        if !self.rbuf.is_empty() {
+        if !self.pipe.is_idle() {
             return false;
         }
         peek_idle(&self.stream)
     }
 
     /// Read whatever is already waiting on the socket without blocking; true if anything was.
-    fn drain_ready(&mut self, server: &str, timeout: Duration) -> Result<bool, Error> {
-        let io = |e| io_error(server, Phase::Read, timeout, e);
+    fn drain_ready(&mut self, phase: Phase, timeout: Duration) -> Result<bool, Error> {
+        let server = self.pipe.settings().server.clone();
+        let io = |e| io_error(&server, phase, timeout, e);
         self.stream.set_nonblocking(true).map_err(io)?;
         let mut chunk = [0u8; 16 * 1024];
         let mut got = false;
         let result = loop {
             match self.stream.read(&mut chunk) {
-                Ok(0) => break Err(closed(server, "the server closed the connection")),
+                Ok(0) => break Err(closed(&server, "the server closed the connection")),
                 Ok(n) => {
-                    self.rbuf.extend_from_slice(&chunk[..n]);
+                    self.pipe.feed(&chunk[..n]);
                     got = true;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}

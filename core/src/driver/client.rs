@@ -9,7 +9,7 @@ use crate::ops::{self, Op, Value};
 use crate::options::StoreOptions;
 use crate::protocol::meta::MetaKey;
 use crate::protocol::text::StoreMode;
-use crate::protocol::{Limits, MetaReply, Reply};
+use crate::protocol::{MetaReply, Reply};
 use bytes::BytesMut;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -28,7 +28,6 @@ pub struct Client {
 
 struct Inner {
     cluster: Cluster,
-    limits: Limits,
     /// The connections and flights of this process. A fork child gets its own
     /// ([`crate::fork`]): the parent's connection tasks belong to a runtime whose threads do
     /// not exist in the child, so they are left untouched (not even dropped).
@@ -152,17 +151,12 @@ impl Client {
 
     /// A client for a checked configuration.
     pub fn from_config(config: Config) -> Result<Client, Error> {
-        let limits = config.limits();
         let per = config.connections_per_server;
         let cluster = Cluster::new(config)?;
         crate::fork::install();
         let local = PerProcess::new(Local::new(cluster.len(), per));
         Ok(Client {
-            inner: Arc::new(Inner {
-                cluster,
-                limits,
-                local,
-            }),
+            inner: Arc::new(Inner { cluster, local }),
         })
     }
 
@@ -196,19 +190,7 @@ impl Client {
             return Ok(c.clone());
         }
         let cl = &self.inner.cluster;
-        let cfg = cl.config();
-        let mut probe = BytesMut::with_capacity(32);
-        let expect = cl.probe(&mut probe);
-        let c = tokio_conn::connect(
-            cl.name(s),
-            (probe, expect),
-            |r| cl.probe_result(s, r),
-            cfg.connect_timeout,
-            cfg.timeout,
-            self.inner.limits,
-            cfg.tcp_nodelay,
-        )
-        .await?;
+        let c = tokio_conn::connect(cl.pipeline_settings(s), cl.config().tcp_nodelay).await?;
         *lock(&slot.current) = Some(c.clone());
         Ok(c)
     }

@@ -37,9 +37,18 @@ use std::time::{Duration, Instant, SystemTime};
 /// is given, as [`Now::mono`] or in milliseconds ([`mono_ms`]) for server health. WASM hosts
 /// pass `performance.now()` instead.
 pub fn mono() -> Duration {
+    Instant::now().saturating_duration_since(origin())
+}
+
+/// The origin of [`mono`]: fixed by the first call.
+fn origin() -> Instant {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    let now = Instant::now();
-    now.saturating_duration_since(*ORIGIN.get_or_init(|| now))
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+/// The instant that is `d` after [`mono`]'s origin (a deadline the logic layer computed).
+pub(crate) fn instant_at(d: Duration) -> Instant {
+    origin() + d
 }
 
 /// [`mono`] in milliseconds.

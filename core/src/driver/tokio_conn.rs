@@ -8,13 +8,11 @@
 //! concurrent tasks leave in one write and their replies arrive in one read: the pipelining that
 //! lets a single memcached connection serve several hundred thousand meta gets a second.
 
-use crate::driver::closed;
-use crate::error::{Error, Phase};
-use crate::protocol::{Decoder, Dialect, Expect, Limits, Reply};
+use crate::driver::{closed, instant_at, mono};
+use crate::error::Error;
+use crate::pipeline::{Event, Pipeline, Settings};
+use crate::protocol::{Dialect, Expect, Reply};
 use bytes::{Buf, BytesMut};
-use std::collections::VecDeque;
-use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -57,193 +55,137 @@ impl ConnHandle {
     }
 }
 
-/// Open a connection, probe it, and start its task.
-pub(crate) async fn connect(
-    server: &str,
-    probe: (BytesMut, Expect),
-    probe_result: impl FnOnce(Reply) -> Result<(Dialect, String), Error>,
-    connect_timeout: Duration,
-    timeout: Duration,
-    limits: Limits,
-    nodelay: bool,
-) -> Result<ConnHandle, Error> {
+/// Where a reply goes: the caller that queued the request (who may have gone).
+type ReplyTx = oneshot::Sender<Result<Reply, Error>>;
+
+fn at(d: std::time::Duration) -> Instant {
+    Instant::from_std(instant_at(d))
+}
+
+/// Open a connection, probe it ([`Pipeline::open`]: connecting and the probe share the
+/// connect timeout), and start its task.
+pub(crate) async fn connect(settings: Settings, nodelay: bool) -> Result<ConnHandle, Error> {
+    let mut probe = BytesMut::with_capacity(32);
+    let mut pipe: Pipeline<ReplyTx> = Pipeline::open(settings, mono(), &mut probe);
+    let due = pipe.deadline().expect("the probe is queued");
+    let server: std::sync::Arc<str> = pipe.settings().server.clone();
     let opening = async {
-        let mut stream = TcpStream::connect(server)
+        let mut stream = TcpStream::connect(&*server)
             .await
-            .map_err(|e| crate::driver::connect_error(server, e))?;
+            .map_err(|e| crate::driver::connect_error(&server, e))?;
         if nodelay {
             let _ = stream.set_nodelay(true);
         }
-        let (buf, expect) = probe;
         stream
-            .write_all(&buf)
+            .write_all(&probe)
             .await
-            .map_err(|e| closed(server, e))?;
-        let mut dec = Decoder::new(expect, limits);
-        let mut rbuf = BytesMut::with_capacity(256);
-        let reply = loop {
-            if let Some(r) = dec
-                .decode(&mut rbuf)
-                .map_err(|e| Error::from(e).at_server(server))?
-            {
-                break r;
+            .map_err(|e| pipe.fail(closed(&server, e)))?;
+        loop {
+            if let Some(Event::Ready) = pipe.poll()? {
+                break;
             }
             if stream
-                .read_buf(&mut rbuf)
+                .read_buf(pipe.read_buf())
                 .await
-                .map_err(|e| closed(server, e))?
+                .map_err(|e| pipe.fail(closed(&server, e)))?
                 == 0
             {
-                return Err(closed(server, "closed during the connection probe"));
+                return Err(pipe.fail(closed(&server, "closed during the connection probe")));
             }
-        };
-        if !rbuf.is_empty() {
-            return Err(Error::Protocol {
-                server: server.into(),
-                detail: "unexpected bytes after the probe reply".into(),
-            });
         }
-        Ok((stream, reply))
+        // Nothing may follow the probe's reply.
+        pipe.poll()?;
+        Ok(stream)
     };
-    let (stream, reply) = tokio::time::timeout(connect_timeout, opening)
-        .await
-        .map_err(|_| Error::Timeout {
-            server: server.into(),
-            phase: Phase::Connect,
-            after: connect_timeout,
-        })??;
-    let (dialect, _version) = probe_result(reply)?;
+    let opened = tokio::time::timeout_at(at(due), opening).await;
+    let stream = match opened {
+        Ok(r) => r?,
+        Err(_) => return Err(pipe.check(due).expect_err("the probe is past its deadline")),
+    };
+    let dialect = pipe.dialect().expect("the probe answered");
     let (tx, rx) = mpsc::channel(QUEUE);
-    let name: Arc<str> = server.into();
-    tokio::spawn(run(stream, rx, timeout, limits, name));
+    tokio::spawn(run(stream, rx, pipe));
     Ok(ConnHandle { tx, dialect })
 }
 
-struct Pending {
-    dec: Decoder,
-    reply: oneshot::Sender<Result<Reply, Error>>,
-    deadline: Instant,
-}
-
-enum Failure {
-    Timeout,
-    Closed(String),
-    Protocol(String),
-}
-
-impl Failure {
-    fn to_error(&self, server: &str, timeout: Duration) -> Error {
-        match self {
-            Failure::Timeout => Error::Timeout {
-                server: server.into(),
-                phase: Phase::Read,
-                after: timeout,
-            },
-            Failure::Closed(r) => closed(server, r),
-            Failure::Protocol(d) => Error::Protocol {
-                server: server.into(),
-                detail: d.clone(),
-            },
-        }
-    }
-}
-
-/// Decode whatever complete replies are in `rbuf` and hand them out in order.
-fn dispatch(pending: &mut VecDeque<Pending>, rbuf: &mut BytesMut) -> Result<(), Failure> {
-    while let Some(front) = pending.front_mut() {
-        match front.dec.decode(rbuf) {
-            Ok(Some(reply)) => {
-                let p = pending.pop_front().expect("front exists");
-                // The caller may be gone (its future was dropped): the reply is discarded here,
-                // never left for the next request.
-                let _ = p.reply.send(Ok(reply));
-            }
-            Ok(None) => return Ok(()),
-            Err(e) => return Err(Failure::Protocol(e.0)),
-        }
-    }
-    if !rbuf.is_empty() {
-        return Err(Failure::Protocol(format!(
-            "server sent bytes nobody asked for: {}",
-            crate::protocol::excerpt(rbuf)
-        )));
-    }
-    Ok(())
-}
-
-async fn run(
-    stream: TcpStream,
-    mut rx: mpsc::Receiver<Job>,
-    timeout: Duration,
-    limits: Limits,
-    server: Arc<str>,
-) {
+async fn run(stream: TcpStream, mut rx: mpsc::Receiver<Job>, mut pipe: Pipeline<ReplyTx>) {
+    let server = pipe.settings().server.clone();
     let (mut rd, mut wr) = stream.into_split();
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
-    let mut rbuf = BytesMut::with_capacity(16 * 1024);
-    let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut rx_open = true;
-    let sleep = tokio::time::sleep(timeout);
+    let sleep = tokio::time::sleep_until(Instant::now());
     tokio::pin!(sleep);
-    let mut armed_for: Option<Instant> = None;
+    let mut armed = false;
 
-    let enqueue = |job: Job, wbuf: &mut BytesMut, pending: &mut VecDeque<Pending>| {
+    let enqueue = |job: Job, wbuf: &mut BytesMut, pipe: &mut Pipeline<ReplyTx>| {
         if wbuf.is_empty() {
             // Take the caller's buffer as is: no copy for the common single request.
             *wbuf = job.buf;
         } else {
             wbuf.extend_from_slice(&job.buf);
         }
-        pending.push_back(Pending {
-            dec: Decoder::new(job.expect, limits),
-            reply: job.reply,
-            deadline: Instant::now() + timeout,
-        });
+        if let Err(reply) = pipe.push(job.expect, job.reply, mono()) {
+            let _ = reply.send(Err(closed(&server, "the connection failed")));
+        }
     };
 
     let failure = loop {
-        if !rx_open && pending.is_empty() {
+        if !rx_open && pipe.pending() == 0 {
             return;
         }
-        // Deadlines grow along the FIFO (each is its enqueue time plus the same timeout), so
+        // Deadlines grow along the queue (each is its enqueue time plus the same timeout), so
         // a timer armed for an earlier request fires no later than the front's deadline. Arm
         // it only when it is not armed; when it fires early, re-arm it for the current front.
         // That keeps timer-wheel work off the per-request path (about one reset per timeout
         // period instead of one per request).
-        match (pending.front(), armed_for) {
-            // Idle: leave an armed timer as it is; it disarms itself when it fires.
-            (None, _) => {}
-            (Some(front), None) => {
-                sleep.as_mut().reset(front.deadline);
-                armed_for = Some(front.deadline);
+        if !armed {
+            if let Some(due) = pipe.deadline() {
+                sleep.as_mut().reset(at(due));
+                armed = true;
             }
-            (Some(_), Some(_)) => {}
         }
         tokio::select! {
             biased;
-            r = rd.read_buf(&mut rbuf) => match r {
-                Ok(0) => break Failure::Closed("the server closed the connection".into()),
+            r = rd.read_buf(pipe.read_buf()) => match r {
+                Ok(0) => break closed(&server, "the server closed the connection"),
                 Ok(_) => {
-                    if let Err(f) = dispatch(&mut pending, &mut rbuf) {
-                        break f;
+                    let mut failed = None;
+                    loop {
+                        match pipe.poll() {
+                            // The caller may be gone (its future was dropped): the reply is
+                            // discarded here, never left for the next request.
+                            Ok(Some(Event::Reply(reply, r))) => {
+                                let _ = reply.send(Ok(r));
+                            }
+                            Ok(Some(Event::Ready)) => {}
+                            Ok(None) => break,
+                            Err(e) => {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
                     }
-                    if rbuf.capacity() < 4096 {
+                    if let Some(e) = failed {
+                        break e;
+                    }
+                    let rbuf = pipe.read_buf();
+                    if rbuf.capacity() - rbuf.len() < 4096 {
                         rbuf.reserve(16 * 1024);
                     }
                 }
-                Err(e) => break Failure::Closed(e.to_string()),
+                Err(e) => break closed(&server, e),
             },
             r = wr.write_buf(&mut wbuf), if !wbuf.is_empty() => {
                 if let Err(e) = r {
-                    break Failure::Closed(e.to_string());
+                    break closed(&server, e);
                 }
             }
             job = rx.recv(), if rx_open && wbuf.len() < MAX_WRITE_BUF => match job {
                 Some(job) => {
-                    enqueue(job, &mut wbuf, &mut pending);
+                    enqueue(job, &mut wbuf, &mut pipe);
                     while wbuf.len() < MAX_WRITE_BUF {
                         match rx.try_recv() {
-                            Ok(job) => enqueue(job, &mut wbuf, &mut pending),
+                            Ok(job) => enqueue(job, &mut wbuf, &mut pipe),
                             Err(_) => break,
                         }
                     }
@@ -251,30 +193,32 @@ async fn run(
                     match wr.try_write(&wbuf) {
                         Ok(n) => wbuf.advance(n),
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(e) => break Failure::Closed(e.to_string()),
+                        Err(e) => break closed(&server, e),
                     }
                 }
                 None => rx_open = false,
             },
-            () = &mut sleep, if armed_for.is_some() => {
-                match pending.front() {
-                    Some(front) if front.deadline <= Instant::now() => break Failure::Timeout,
-                    Some(front) => {
-                        sleep.as_mut().reset(front.deadline);
-                        armed_for = Some(front.deadline);
+            () = &mut sleep, if armed => {
+                armed = false;
+                match pipe.check(mono()) {
+                    Err(e) => break e,
+                    Ok(Some(due)) => {
+                        sleep.as_mut().reset(at(due));
+                        armed = true;
                     }
-                    None => armed_for = None,
+                    Ok(None) => {}
                 }
             }
         }
     };
     // The connection is finished: every request on it gets the failure, including requests
     // still queued in the channel, and the next caller opens a new connection.
+    let failure = pipe.fail(failure);
     rx.close();
-    for p in pending.drain(..) {
-        let _ = p.reply.send(Err(failure.to_error(&server, timeout)));
+    for reply in pipe.drain() {
+        let _ = reply.send(Err(failure.clone()));
     }
     while let Ok(job) = rx.try_recv() {
-        let _ = job.reply.send(Err(failure.to_error(&server, timeout)));
+        let _ = job.reply.send(Err(failure.clone()));
     }
 }

@@ -1,15 +1,14 @@
 //! The state both drivers share: configuration, ring, per-server health, and the rules that
 //! decide where a call goes and what a connection speaks. No I/O; time is passed in.
 
-use crate::config::{Config, ProtocolChoice};
+use crate::config::Config;
 use crate::error::Error;
 use crate::health::{Admission, Health, Outcome};
 use crate::logic::process::PerProcess;
 use crate::metrics::{Metrics, ServerMetrics};
 use crate::ops::Ctx;
-use crate::protocol::{text, Dialect, Expect, Reply, Status};
+use crate::protocol::Dialect;
 use crate::ring::Ring;
-use bytes::BytesMut;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
@@ -320,44 +319,16 @@ impl Cluster {
         )
     }
 
-    /// The probe a new connection sends: `version`, plus `mn` unless the text protocol was
-    /// chosen. One round trip tells liveness, version and whether meta is spoken.
-    pub fn probe(&self, buf: &mut BytesMut) -> Expect {
-        text::version(buf);
-        if self.config.protocol == ProtocolChoice::Text {
-            return Expect::Repeat(1, Box::new(Expect::TextLine));
+    /// What a new connection to server `i` runs by ([`crate::pipeline`]): its name, the
+    /// protocol to probe for, the reply limits and the timeouts.
+    pub fn pipeline_settings(&self, i: usize) -> crate::pipeline::Settings {
+        crate::pipeline::Settings {
+            server: self.names[i].as_str().into(),
+            protocol: self.config.protocol,
+            limits: self.config.limits(),
+            timeout: self.config.timeout,
+            connect_timeout: self.config.connect_timeout,
         }
-        crate::protocol::meta::noop(buf);
-        Expect::Repeat(2, Box::new(Expect::TextLine))
-    }
-
-    /// Read the probe's reply: the dialect to use and the server's version.
-    pub fn probe_result(&self, i: usize, reply: Reply) -> Result<(Dialect, String), Error> {
-        let bad = |what: String| Error::Protocol {
-            server: self.names[i].clone(),
-            detail: what,
-        };
-        let Reply::Many(rs) = reply else {
-            return Err(bad(format!("probe reply {reply:?}")));
-        };
-        let mut it = rs.into_iter();
-        let version = match it.next() {
-            Some(Reply::Status(Status::Version(v))) => v,
-            other => return Err(bad(format!("expected VERSION, got {other:?}"))),
-        };
-        let meta = matches!(it.next(), Some(Reply::Status(Status::MetaNoop)));
-        let dialect = match (self.config.protocol, meta) {
-            (ProtocolChoice::Text, _) => Dialect::Text,
-            (_, true) => Dialect::Meta,
-            (ProtocolChoice::Auto, false) => Dialect::Text,
-            (ProtocolChoice::Meta, false) => {
-                return Err(Error::Unsupported {
-                    server: self.names[i].clone(),
-                    feature: "the meta protocol (memcached 1.6+), which the configuration requires",
-                })
-            }
-        };
-        Ok((dialect, version))
     }
 }
 

@@ -16,6 +16,7 @@ pub mod machine;
 pub mod metrics;
 pub mod ops;
 pub mod options;
+pub mod pipeline;
 pub mod process;
 pub mod protocol;
 pub mod recipe;
