@@ -1,90 +1,97 @@
-//! One connection's codec: requests encoded by the core's ops, replies decoded by the core's
-//! `protocol::Decoder` and interpreted by the same ops' `finish`. JavaScript writes the bytes
-//! [`Codec`] returns and feeds it the bytes the socket reads; replies come back in request
-//! order (memcached answers in order on a connection), already meaning what they mean in Rust.
-
-use std::collections::VecDeque;
+//! One connection's codec: the core's connection pipeline ([`multiput::pipeline`]: the probe,
+//! the queue of reply readers, deadlines, bytes nobody asked for, out-of-step replies) with
+//! requests encoded by the core's calls and replies interpreted by them.
+//!
+//! JavaScript keeps only the socket and one timer (`js/lib/connection.js`): it writes what
+//! [`Codec::transmit`] returns, feeds what the socket reads to [`Codec::receive`], arms its
+//! timer for what [`Codec::check`] says, and settles the callers [`Codec::receive`] and
+//! [`Codec::poll`] hand back, in request order (memcached answers in order on a connection).
 
 use bytes::BytesMut;
 use js_sys::{Array, Object};
 use multiput::cluster::Cluster;
-use multiput::machine::Item;
+use multiput::machine::{Answer, Call, Item};
 use multiput::ops::{self, Op, Value};
+use multiput::pipeline::{Event, Pipeline, Settings};
 use multiput::protocol::text::StoreMode;
-use multiput::protocol::{Decoder, Dialect, Expect, Limits, Reply};
+use multiput::protocol::{Dialect, Expect, Reply};
 use multiput::values::Convention;
 use multiput::{Config, Error, ProtocolChoice, ServerSpec};
+use std::time::Duration;
 use wasm_bindgen::prelude::*;
 
 use crate::js;
 use crate::values;
 
-/// How a read hands its values to JavaScript.
+/// How a direct read hands its values to JavaScript.
 #[derive(Debug, Clone, Copy)]
 enum Out {
-    /// `{data, flags, cas, ttl}`: the stored bytes, for replication to resolve.
+    /// `{data, flags, cas, ttl}`: the stored bytes.
     Raw,
     /// The typed value (envelope-aware, plain values by the convention's flags); with `cas`,
     /// `{value, cas}`.
     Typed,
 }
 
-/// A request on the wire, waiting for its reply.
-#[derive(Debug)]
-enum Pending {
-    Probe,
-    // Single-key ops keep their key: `finish` proves the reply answers it.
-    Get {
-        key: Vec<u8>,
-        cas: bool,
-        out: Out,
-    },
-    Store(Vec<u8>),
-    Delete(Vec<u8>),
-    Arith(Vec<u8>),
-    Touch(Vec<u8>),
-    GetMulti {
-        keys: Vec<Vec<u8>>,
-        cas: bool,
-        ttl: bool,
-        out: Out,
-    },
-    StoreItems(Vec<Item>),
-    DeleteMulti(usize),
-    Version,
-    Stats,
-    FlushAll,
+/// A request: what to send and what its answer means.
+enum Request {
     /// Request `i` of a [`crate::Job`]: its answer goes into the job's slot.
-    Call {
-        call: multiput::machine::Call,
+    Job {
+        call: Call,
         slots: crate::job::Slots,
         i: usize,
     },
+    /// One of the codec's own calls: its answer is made JavaScript here.
+    Direct {
+        call: Call,
+        cas: bool,
+        out: Out,
+    },
+    Version,
+    Stats(Option<String>),
+    FlushAll(Option<u32>),
 }
 
-/// The codec of one connection (create one per socket; drop it with the socket).
+#[wasm_bindgen]
+extern "C" {
+    /// A caller's waiter object: the codec sets its `result`.
+    type WaiterObject;
+    #[wasm_bindgen(method, setter = result)]
+    fn set_result(this: &WaiterObject, result: &JsValue);
+}
+
+/// Hand `result` to the caller waiting on `waiter` (`waiter.result = result`).
+fn settle(waiter: &JsValue, result: &JsValue) {
+    waiter.unchecked_ref::<WaiterObject>().set_result(result);
+}
+
+/// A request waiting for its reply: the request and its caller's waiter object.
+struct Waiter {
+    request: Request,
+    waiter: JsValue,
+}
+
+/// The codec of one connection (create one per socket, when it opens; drop it with the socket).
 ///
-/// Every encoding method returns the request's bytes and queues its decoder; nothing is queued
-/// when it throws (invalid key, value too large). After writing, call [`Codec::feed`] with each
-/// chunk the socket delivers, then [`Codec::poll`] until it returns `undefined`: each other
-/// return is the next request's result, in request order. A result that is an `Error` is the
-/// server's answer (e.g. `NotStored`); a thrown error is a protocol violation: drop the
-/// connection.
+/// Each request method takes the caller's waiter object (any object) and the time
+/// (`performance.now()`), queues the request, and throws when it cannot be sent (invalid key,
+/// value too large: nothing queued). Requests made before the probe answered wait in the codec
+/// and are encoded when it does. The results come back as the waiter objects, in request
+/// order, each with its `result` property set: the value, or an `Error` the server answered
+/// with (`NotStored`, ...). A thrown error (a protocol violation, a timeout, a probe that says
+/// the server cannot be used) means the connection failed: drop the socket and settle every
+/// waiter [`Codec::drain`] returns.
 #[wasm_bindgen]
 pub struct Codec {
-    server: String,
-    dialect: Dialect,
     /// The core's view of this one server (protocol choice, key prefix, value limit): the
-    /// probe, its decision and the ops' context come from it.
+    /// ops' context comes from it.
     cluster: Cluster,
-    limits: Limits,
     convention: Convention,
-    buf: BytesMut,
+    pipe: Pipeline<Waiter>,
+    /// Bytes to write.
     out: BytesMut,
-    pending: VecDeque<(Decoder, Pending)>,
-    /// Set when a reply did not answer its request (another key's value, a stray token):
-    /// `poll` then throws, so the connection is dropped, never reused out of step.
-    out_of_step: std::cell::Cell<Option<String>>,
+    /// Requests made before the probe answered, with the time they were made.
+    held: Vec<(Waiter, Duration)>,
 }
 
 /// `auto` (or empty: probe, meta when the server speaks it), `text` or `meta`.
@@ -115,10 +122,10 @@ fn store_mode(mode: &str, cas: Option<u64>) -> Result<StoreMode, JsValue> {
     })
 }
 
-fn key_list(keys: &Array) -> Result<Vec<Vec<u8>>, JsValue> {
+fn key_list(keys: &Array) -> Result<Vec<bytes::Bytes>, JsValue> {
     keys.iter()
         .map(|k| {
-            js::bytes_of(&k).ok_or_else(|| {
+            js::bytes_of(&k).map(Into::into).ok_or_else(|| {
                 js::error(&Error::Config("keys must be strings or Uint8Arrays".into()))
             })
         })
@@ -138,20 +145,44 @@ fn raw_value(v: &Value) -> JsValue {
     o.into()
 }
 
+fn ms(t: f64) -> Duration {
+    Duration::from_secs_f64(t.max(0.0) / 1000.0)
+}
+
+impl Request {
+    fn encode(&self, ctx: &ops::Ctx<'_>, out: &mut BytesMut) -> Result<Expect, Error> {
+        match self {
+            Request::Job { call, .. } | Request::Direct { call, .. } => call.encode(ctx, out),
+            Request::Version => ops::Version.encode(ctx, out),
+            Request::Stats(group) => ops::Stats {
+                group: group.as_deref(),
+            }
+            .encode(ctx, out),
+            Request::FlushAll(delay) => ops::FlushAll { delay: *delay }.encode(ctx, out),
+        }
+    }
+}
+
 #[wasm_bindgen]
 impl Codec {
-    /// A codec for a connection to `server` (`host:port`, used in error messages).
-    /// `protocol`: `auto` (probe; meta when the server speaks it), `text` or `meta`.
-    /// `convention`: how plain values' flags are read (`python` or `php`).
-    /// `binary_keys`: keys outside the text rules go base64-encoded over meta.
+    /// A codec for a new connection to `server` (`host:port`, used in error messages), opened
+    /// at `now` (`performance.now()`): the probe is the first thing [`Codec::transmit`]
+    /// returns. `protocol`: `auto` (probe; meta when the server speaks it), `text` or `meta`.
+    /// `convention`: how plain values' flags are read. `binary_keys`: keys outside the text
+    /// rules go base64-encoded over meta. `timeout` / `connect_timeout` in milliseconds (a
+    /// request's reply; connecting and the probe together).
     #[wasm_bindgen(constructor)]
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         server: &str,
         key_prefix: &[u8],
         max_value_size: u32,
         protocol: &str,
         convention: &str,
-        binary_keys: Option<bool>,
+        binary_keys: bool,
+        timeout: f64,
+        connect_timeout: f64,
+        now: f64,
     ) -> Result<Codec, JsValue> {
         let protocol = protocol_choice(protocol)?;
         // The server's name only labels errors (JS passes the Core's `address(i)`, which
@@ -164,110 +195,169 @@ impl Codec {
             protocol,
             key_prefix: key_prefix.to_vec(),
             max_value_size: max_value_size as usize,
-            binary_keys: binary_keys.unwrap_or(false),
+            binary_keys,
+            timeout: ms(timeout),
+            connect_timeout: ms(connect_timeout),
             ..Config::default()
         })
         .map_err(|e| js::error(&e))?;
+        let mut settings: Settings = cluster.pipeline_settings(0);
+        settings.server = server.into();
+        let mut out = BytesMut::with_capacity(4 * 1024);
+        let pipe = Pipeline::open(settings, ms(now), &mut out);
         Ok(Codec {
-            server: server.to_string(),
-            dialect: Dialect::Text,
             cluster,
-            limits: Limits {
-                max_value_size: max_value_size as usize,
-                ..Limits::default()
-            },
             convention: values::convention(&JsValue::from_str(convention))?,
-            buf: BytesMut::with_capacity(16 * 1024),
-            out: BytesMut::with_capacity(4 * 1024),
-            pending: VecDeque::new(),
-            out_of_step: std::cell::Cell::new(None),
+            pipe,
+            out,
+            held: Vec::new(),
         })
     }
 
-    /// `meta` or `text`: what this connection speaks (`text` until the probe answered).
+    /// `meta` or `text`: what this connection speaks (`undefined` until the probe answered).
     #[wasm_bindgen(getter)]
-    pub fn dialect(&self) -> String {
-        match self.dialect {
+    pub fn dialect(&self) -> Option<String> {
+        self.pipe.dialect().map(|d| match d {
             Dialect::Meta => "meta".into(),
             Dialect::Text => "text".into(),
-        }
+        })
     }
 
-    /// Requests written and not yet answered.
+    /// The server's version, once the probe answered.
+    #[wasm_bindgen(getter, js_name = serverVersion)]
+    pub fn server_version(&self) -> Option<String> {
+        self.pipe.version().map(str::to_string)
+    }
+
+    /// Requests queued and not yet answered (the probe included; requests waiting for it too).
     #[wasm_bindgen(getter)]
     pub fn pending(&self) -> u32 {
-        self.pending.len() as u32
+        (self.pipe.pending() + self.held.len()) as u32
     }
 
     /// Bytes received and not yet consumed by a complete reply.
     #[wasm_bindgen(getter)]
     pub fn buffered(&self) -> u32 {
-        self.buf.len() as u32
+        self.pipe.buffered() as u32
     }
 
-    fn emit<O: Op>(&mut self, op: &O, pending: Pending) -> Result<Vec<u8>, JsValue> {
+    /// The bytes to write now, or `undefined` when there are none (call it once per turn of
+    /// the event loop: requests made in the same turn leave in one write).
+    pub fn transmit(&mut self) -> Option<Vec<u8>> {
+        if self.out.is_empty() {
+            return None;
+        }
+        let bytes = self.out.to_vec();
         self.out.clear();
-        let ctx = self.cluster.ctx(self.dialect);
-        let expect = op.encode(&ctx, &mut self.out).map_err(|e| js::error(&e))?;
-        self.push(expect, pending);
-        Ok(self.out.to_vec())
+        Some(bytes)
     }
 
-    fn push(&mut self, expect: Expect, pending: Pending) {
-        self.pending
-            .push_back((Decoder::new(expect, self.limits), pending));
+    /// Append bytes read from the socket, then [`Codec::poll`].
+    pub fn receive(&mut self, chunk: &[u8]) -> Result<JsValue, JsValue> {
+        self.pipe.feed(chunk);
+        self.poll()
     }
 
-    /// Request `i` of `job` (a step machine's send step). The result is `true`: the answer
-    /// (a value, or the server's refusal) is in the job, for its next step; or, when the
-    /// answer ends the job, the job's value (or its `Error`).
-    pub fn call(&mut self, job: &mut crate::Job, i: u32) -> Result<Vec<u8>, JsValue> {
+    /// The next settled waiter, in request order, or `undefined` when the next reply is not
+    /// complete yet; `true` when the probe answered (call [`Codec::ready`] then). Throws
+    /// when the connection failed.
+    pub fn poll(&mut self) -> Result<JsValue, JsValue> {
+        match self.pipe.poll() {
+            Ok(None) => Ok(JsValue::UNDEFINED),
+            Ok(Some(Event::Ready)) => Ok(JsValue::TRUE),
+            Ok(Some(Event::Reply(w, reply))) => {
+                let result = self.finish(w.request, reply);
+                settle(&w.waiter, &result);
+                Ok(w.waiter)
+            }
+            Err(e) => Err(js::error(&e)),
+        }
+    }
+
+    /// After the probe answered: the requests made while it was on its way are encoded and
+    /// queued (send [`Codec::transmit`]'s bytes). Returns the waiters of those that could not
+    /// be encoded for the server's dialect, each with its `result` set to the error.
+    pub fn ready(&mut self) -> Array {
+        let refused = Array::new();
+        for (w, at) in std::mem::take(&mut self.held) {
+            if let Err((w, e)) = self.queue(w, at) {
+                settle(&w.waiter, &e);
+                refused.push(&w.waiter);
+            }
+        }
+        refused
+    }
+
+    /// At `now`: milliseconds until the oldest request is due (arm the timer for that), or
+    /// `-1` when nothing waits. Throws a `Timeout` error when it is past due: the connection
+    /// failed.
+    pub fn check(&mut self, now: f64) -> Result<f64, JsValue> {
+        match self.pipe.check(ms(now)) {
+            Ok(Some(due)) => Ok((due.as_secs_f64() * 1000.0 - now).max(0.0)),
+            Ok(None) => Ok(-1.0),
+            Err(e) => Err(js::error(&e)),
+        }
+    }
+
+    /// The connection failed (or is closed) with `error`: every waiter still waiting, oldest
+    /// first, to settle with the error.
+    pub fn drain(&mut self, error: &JsValue) -> Array {
+        self.pipe.fail(js::error_from_js(error));
+        let out = Array::new();
+        for w in self.pipe.drain() {
+            out.push(&w.waiter);
+        }
+        for (w, _) in self.held.drain(..) {
+            out.push(&w.waiter);
+        }
+        out
+    }
+
+    /// Request `i` of `job` (a step machine's send step). Its result is `true` (the answer,
+    /// a value or the server's refusal, is in the job for its next step) or, when the answer
+    /// ends the job, the job's value (or its `Error`).
+    pub fn call(
+        &mut self,
+        job: &mut crate::Job,
+        i: u32,
+        waiter: JsValue,
+        now: f64,
+    ) -> Result<(), JsValue> {
         let Some(call) = job.take_call(i) else {
             return Err(js::error(&Error::Client {
-                server: self.server.clone(),
+                server: self.pipe.server().to_string(),
                 message: format!("the job has no request {i}"),
             }));
         };
-        self.out.clear();
-        let ctx = self.cluster.ctx(self.dialect);
-        let expect = call
-            .encode(&ctx, &mut self.out)
-            .map_err(|e| js::error(&e))?;
         let slots = job.slots.clone();
-        let i = i as usize;
-        self.push(expect, Pending::Call { call, slots, i });
-        Ok(self.out.to_vec())
+        let request = Request::Job {
+            call,
+            slots,
+            i: i as usize,
+        };
+        self.submit(request, waiter, now)
     }
 
-    /// The connection probe, sent first on every new connection: `version` then `mn` (unless
-    /// the protocol is forced to text). Its result is `{version, dialect}`.
-    pub fn probe(&mut self) -> Vec<u8> {
-        self.out.clear();
-        let expect = self.cluster.probe(&mut self.out);
-        self.push(expect, Pending::Probe);
-        self.out.to_vec()
-    }
-
-    /// `get`/`gets`/`gat`: with `typed`, the result is the typed value (`null` on a miss or a
+    /// `get`/`gets`: with `typed`, the result is the typed value (`null` on a miss or a
     /// tombstone; `{value, cas}` with `cas`); otherwise `{data, flags, cas?}` or `null`.
     pub fn get(
         &mut self,
         key: &[u8],
         cas: bool,
-        touch: Option<u32>,
         typed: bool,
-    ) -> Result<Vec<u8>, JsValue> {
-        let out = if typed { Out::Typed } else { Out::Raw };
-        let pending = Pending::Get {
-            key: key.to_vec(),
+        waiter: JsValue,
+        now: f64,
+    ) -> Result<(), JsValue> {
+        let call = Call::Get {
+            key: key.to_vec().into(),
             cas,
-            out,
         };
-        self.emit(&ops::Get { key, cas, touch }, pending)
+        self.direct(call, cas, typed, waiter, now)
     }
 
     /// A store of raw bytes with `flags`: `mode` is `set`, `add`, `replace`, `append`,
     /// `prepend` or `cas` (with `cas`). Result `true`, or `NotStored`/`Exists`/`NotFound`.
+    #[allow(clippy::too_many_arguments)]
     pub fn store(
         &mut self,
         mode: &str,
@@ -276,23 +366,23 @@ impl Codec {
         flags: u32,
         ttl: u32,
         cas: Option<u64>,
-    ) -> Result<Vec<u8>, JsValue> {
-        let mode = store_mode(mode, cas)?;
-        self.emit(
-            &ops::Store {
-                mode,
-                key,
-                data,
-                flags,
-                ttl,
-            },
-            Pending::Store(key.to_vec()),
-        )
+        waiter: JsValue,
+        now: f64,
+    ) -> Result<(), JsValue> {
+        let call = Call::Store(Item {
+            key: key.to_vec().into(),
+            data: data.to_vec().into(),
+            mode: store_mode(mode, cas)?,
+            flags,
+            ttl,
+        });
+        self.direct(call, false, false, waiter, now)
     }
 
     /// A store of a JavaScript value as a plain client of the codec's convention writes it
     /// (see the crate docs for the flags).
     #[wasm_bindgen(js_name = storeValue)]
+    #[allow(clippy::too_many_arguments)]
     pub fn store_value(
         &mut self,
         mode: &str,
@@ -300,38 +390,62 @@ impl Codec {
         value: &JsValue,
         ttl: u32,
         cas: Option<u64>,
-    ) -> Result<Vec<u8>, JsValue> {
+        waiter: JsValue,
+        now: f64,
+    ) -> Result<(), JsValue> {
         let (data, flags) = values::plain_from_js(self.convention, value)?;
-        self.store(mode, key, &data, flags, ttl, cas)
+        self.store(mode, key, &data, flags, ttl, cas, waiter, now)
     }
 
     /// `delete`: result `true` when the key existed, `false` when not.
-    pub fn delete(&mut self, key: &[u8]) -> Result<Vec<u8>, JsValue> {
-        self.emit(&ops::Delete { key }, Pending::Delete(key.to_vec()))
+    pub fn delete(&mut self, key: &[u8], waiter: JsValue, now: f64) -> Result<(), JsValue> {
+        let call = Call::Delete {
+            key: key.to_vec().into(),
+        };
+        self.direct(call, false, false, waiter, now)
     }
 
     /// `incr`/`decr` by `delta` (a number or a `BigInt`): the new value (a number, or a
     /// `BigInt` past 2^53), or `null` when the key is missing.
-    pub fn arith(&mut self, key: &[u8], incr: bool, delta: &JsValue) -> Result<Vec<u8>, JsValue> {
+    pub fn arith(
+        &mut self,
+        key: &[u8],
+        incr: bool,
+        delta: &JsValue,
+        waiter: JsValue,
+        now: f64,
+    ) -> Result<(), JsValue> {
         let delta = js::u64_of(delta).ok_or_else(|| {
             js::error(&Error::Config(
                 "delta must be a non-negative integer (number or bigint)".into(),
             ))
         })?;
-        self.emit(
-            &ops::Arith { key, incr, delta },
-            Pending::Arith(key.to_vec()),
-        )
+        let call = Call::Arith {
+            key: key.to_vec().into(),
+            incr,
+            delta,
+        };
+        self.direct(call, false, false, waiter, now)
     }
 
     /// `touch`: `true` when the key existed.
-    pub fn touch(&mut self, key: &[u8], ttl: u32) -> Result<Vec<u8>, JsValue> {
-        self.emit(&ops::Touch { key, ttl }, Pending::Touch(key.to_vec()))
+    pub fn touch(
+        &mut self,
+        key: &[u8],
+        ttl: u32,
+        waiter: JsValue,
+        now: f64,
+    ) -> Result<(), JsValue> {
+        let call = Call::Touch {
+            key: key.to_vec().into(),
+            ttl,
+        };
+        self.direct(call, false, false, waiter, now)
     }
 
     /// A multi-get of keys that all live on this connection's server. The result is an array
     /// aligned with `keys`: `null` for a miss, else as [`Codec::get`] (`ttl` asks for the
-    /// remaining TTL, meta protocol only; replication's repairs need it).
+    /// remaining TTL, meta protocol only).
     #[wasm_bindgen(js_name = getMulti)]
     pub fn get_multi(
         &mut self,
@@ -339,46 +453,36 @@ impl Codec {
         cas: bool,
         ttl: bool,
         typed: bool,
-    ) -> Result<Vec<u8>, JsValue> {
-        let keys = key_list(keys)?;
-        let out = if typed { Out::Typed } else { Out::Raw };
-        self.out.clear();
-        let ctx = self.cluster.ctx(self.dialect);
-        let expect = ops::GetMulti {
-            keys: &keys,
+        waiter: JsValue,
+        now: f64,
+    ) -> Result<(), JsValue> {
+        let call = Call::GetMulti {
+            keys: key_list(keys)?,
             cas,
             ttl,
-        }
-        .encode(&ctx, &mut self.out)
-        .map_err(|e| js::error(&e))?;
-        self.push(
-            expect,
-            Pending::GetMulti {
-                keys,
-                cas,
-                ttl,
-                out,
-            },
-        );
-        Ok(self.out.to_vec())
+        };
+        self.direct(call, cas, typed, waiter, now)
     }
 
     /// Many plain stores of JavaScript values (`[key, value]` pairs) with one mode and TTL,
-    /// typed by the convention as [`Codec::store_value`]. Result as [`Codec::store_items`].
+    /// typed by the convention as [`Codec::store_value`]. The result is an array aligned with
+    /// the pairs: `true` or the server's refusal.
     #[wasm_bindgen(js_name = storeValues)]
     pub fn store_values(
         &mut self,
         pairs: &Array,
         mode: &str,
         ttl: u32,
-    ) -> Result<Vec<u8>, JsValue> {
+        waiter: JsValue,
+        now: f64,
+    ) -> Result<(), JsValue> {
         let mode = store_mode(mode, None)?;
-        let mut owned = Vec::with_capacity(pairs.length() as usize);
+        let mut items = Vec::with_capacity(pairs.length() as usize);
         for p in pairs.iter() {
             let p: Array = p.dyn_into().map_err(|_| bad_item())?;
             let key = js::bytes_of(&p.get(0)).ok_or_else(bad_item)?;
             let (data, flags) = values::plain_from_js(self.convention, &p.get(1))?;
-            owned.push(Item {
+            items.push(Item {
                 key: key.into(),
                 data: data.into(),
                 mode,
@@ -386,260 +490,216 @@ impl Codec {
                 ttl,
             });
         }
-        self.store_owned(owned)
-    }
-
-    fn store_owned(&mut self, items: Vec<Item>) -> Result<Vec<u8>, JsValue> {
-        self.out.clear();
-        let ctx = self.cluster.ctx(self.dialect);
-        let expect = ops::StoreItems { items: &items }
-            .encode(&ctx, &mut self.out)
-            .map_err(|e| js::error(&e))?;
-        self.push(expect, Pending::StoreItems(items));
-        Ok(self.out.to_vec())
+        self.direct(Call::StoreItems(items), false, false, waiter, now)
     }
 
     /// Many deletes pipelined; the result is an array of `true` (existed) / `false` / error.
     #[wasm_bindgen(js_name = deleteMulti)]
-    pub fn delete_multi(&mut self, keys: &Array) -> Result<Vec<u8>, JsValue> {
-        let keys = key_list(keys)?;
-        let n = keys.len();
-        self.emit(&ops::DeleteMulti { keys: &keys }, Pending::DeleteMulti(n))
+    pub fn delete_multi(&mut self, keys: &Array, waiter: JsValue, now: f64) -> Result<(), JsValue> {
+        let call = Call::DeleteMulti {
+            keys: key_list(keys)?,
+        };
+        self.direct(call, false, false, waiter, now)
     }
 
     /// `version`: the server's version string.
-    pub fn version(&mut self) -> Result<Vec<u8>, JsValue> {
-        self.emit(&ops::Version, Pending::Version)
+    pub fn version(&mut self, waiter: JsValue, now: f64) -> Result<(), JsValue> {
+        self.submit(Request::Version, waiter, now)
     }
 
     /// `stats [group]`: an object of name → value strings.
-    pub fn stats(&mut self, group: Option<String>) -> Result<Vec<u8>, JsValue> {
-        self.emit(
-            &ops::Stats {
-                group: group.as_deref(),
-            },
-            Pending::Stats,
-        )
+    pub fn stats(
+        &mut self,
+        group: Option<String>,
+        waiter: JsValue,
+        now: f64,
+    ) -> Result<(), JsValue> {
+        self.submit(Request::Stats(group), waiter, now)
     }
 
     /// `flush_all [delay]`: `true`.
     #[wasm_bindgen(js_name = flushAll)]
-    pub fn flush_all(&mut self, delay: Option<u32>) -> Result<Vec<u8>, JsValue> {
-        self.emit(&ops::FlushAll { delay }, Pending::FlushAll)
+    pub fn flush_all(
+        &mut self,
+        delay: Option<u32>,
+        waiter: JsValue,
+        now: f64,
+    ) -> Result<(), JsValue> {
+        self.submit(Request::FlushAll(delay), waiter, now)
+    }
+}
+
+impl Codec {
+    fn direct(
+        &mut self,
+        call: Call,
+        cas: bool,
+        typed: bool,
+        waiter: JsValue,
+        now: f64,
+    ) -> Result<(), JsValue> {
+        let out = if typed { Out::Typed } else { Out::Raw };
+        self.submit(Request::Direct { call, cas, out }, waiter, now)
     }
 
-    /// Append bytes read from the socket.
-    pub fn feed(&mut self, chunk: &[u8]) {
-        self.buf.extend_from_slice(chunk);
-    }
-
-    /// [`Codec::feed`] then [`Codec::poll`] in one call (one crossing per read for the common
-    /// one-reply chunk); call `poll` for more results only when this returned one.
-    pub fn receive(&mut self, chunk: &[u8]) -> Result<JsValue, JsValue> {
-        self.buf.extend_from_slice(chunk);
-        self.poll()
-    }
-
-    /// The next complete result, in request order, or `undefined` when the next reply is not
-    /// complete yet. Throws a `Protocol` error when the server sent something that is not
-    /// memcached protocol (or bytes nobody asked for): drop the connection then.
-    pub fn poll(&mut self) -> Result<JsValue, JsValue> {
-        let Some((decoder, _)) = self.pending.front_mut() else {
-            if self.buf.is_empty() {
-                return Ok(JsValue::UNDEFINED);
-            }
-            return Err(self.protocol_error(format!(
-                "{} bytes arrived that no request asked for: {:?}",
-                self.buf.len(),
-                String::from_utf8_lossy(&self.buf[..self.buf.len().min(64)])
-            )));
-        };
-        let reply = match decoder.decode(&mut self.buf) {
-            Ok(Some(r)) => r,
-            Ok(None) => return Ok(JsValue::UNDEFINED),
-            Err(e) => return Err(self.protocol_error(e.0)),
-        };
-        let (_, pending) = self.pending.pop_front().expect("front exists");
-        let result = self.finish(pending, reply);
-        if let Some(detail) = self.out_of_step.take() {
-            return Err(self.protocol_error(detail));
+    /// Queue a request, or hold it until the probe answered. Throws (nothing queued) when it
+    /// cannot be sent.
+    fn submit(&mut self, request: Request, waiter: JsValue, now: f64) -> Result<(), JsValue> {
+        let w = Waiter { request, waiter };
+        if self.pipe.dialect().is_none() && self.pipe.failure().is_none() {
+            // Refuse now what no dialect could send (an invalid key, a value too large): the
+            // caller hears it at once, as when the connection is ready.
+            let dialect = match self.cluster.config().protocol {
+                ProtocolChoice::Text => Dialect::Text,
+                _ => Dialect::Meta,
+            };
+            let mut scratch = BytesMut::new();
+            w.request
+                .encode(&self.cluster.ctx(dialect), &mut scratch)
+                .map_err(|e| js::error(&js::at_server(e, self.pipe.server())))?;
+            self.held.push((w, ms(now)));
+            return Ok(());
         }
-        result
+        self.queue(w, ms(now)).map_err(|(_, e)| e)
     }
 
-    fn protocol_error(&self, detail: String) -> JsValue {
-        js::error(&Error::Protocol {
-            server: self.server.clone(),
-            detail,
+    fn queue(&mut self, w: Waiter, now: Duration) -> Result<(), (Waiter, JsValue)> {
+        let Some(dialect) = self.pipe.dialect() else {
+            let e = self
+                .pipe
+                .failure()
+                .cloned()
+                .unwrap_or_else(|| Error::Client {
+                    server: self.pipe.server().to_string(),
+                    message: "the connection is not ready".into(),
+                });
+            return Err((w, js::error(&e)));
+        };
+        let mark = self.out.len();
+        let ctx = self.cluster.ctx(dialect);
+        let expect = match w.request.encode(&ctx, &mut self.out) {
+            Ok(x) => x,
+            Err(e) => {
+                self.out.truncate(mark);
+                let e = js::error(&js::at_server(e, self.pipe.server()));
+                return Err((w, e));
+            }
+        };
+        self.pipe.push(expect, w, now).map_err(|w| {
+            self.out.truncate(mark);
+            let e = self
+                .pipe
+                .failure()
+                .cloned()
+                .expect("a failed pipeline says why");
+            (w, js::error(&e))
         })
     }
 
-    fn err(&self, e: Error) -> JsValue {
+    /// A request's error, named by this server; a protocol error fails the connection.
+    fn failed(&mut self, e: Error) -> Error {
         if let Error::Protocol { detail, .. } = &e {
-            self.out_of_step.set(Some(detail.clone()));
+            return self.pipe.out_of_step(detail.clone());
         }
-        js::error(&js::at_server(e, &self.server))
+        js::at_server(e, self.pipe.server())
     }
 
-    fn result<T>(&self, r: Result<T, Error>, ok: impl FnOnce(T) -> JsValue) -> JsValue {
-        match r {
-            Ok(v) => ok(v),
-            Err(e) => self.err(e),
-        }
+    fn err(&mut self, e: Error) -> JsValue {
+        let e = self.failed(e);
+        js::error(&e)
     }
 
-    fn read_value(&self, v: Option<Value>, cas: bool, out: Out) -> Result<JsValue, JsValue> {
-        let Some(v) = v else { return Ok(JsValue::NULL) };
+    fn read_value(&self, v: Option<Value>, cas: bool, out: Out) -> JsValue {
+        let Some(v) = v else { return JsValue::NULL };
         match out {
-            Out::Raw => Ok(raw_value(&v)),
+            Out::Raw => raw_value(&v),
             Out::Typed => {
-                let Some(value) = values::stored_to_js(self.convention, &v.data, v.flags)? else {
-                    return Ok(JsValue::NULL);
+                let value = match values::stored_to_js(self.convention, &v.data, v.flags) {
+                    Ok(Some(x)) => x,
+                    Ok(None) => return JsValue::NULL,
+                    // A value JavaScript cannot read is that key's error, not the batch's.
+                    Err(e) => return e,
                 };
                 if !cas {
-                    return Ok(value);
+                    return value;
                 }
                 let o = Object::new();
                 js::set(&o, "value", value);
                 js::set(&o, "cas", v.cas.map(js::big).unwrap_or(JsValue::UNDEFINED));
-                Ok(o.into())
+                o.into()
             }
         }
     }
 
-    fn finish(&mut self, pending: Pending, reply: Reply) -> Result<JsValue, JsValue> {
-        let ctx = self.cluster.ctx(self.dialect);
-        let mode = StoreMode::Set;
-        Ok(match pending {
-            Pending::Probe => return self.probe_result(reply),
-            Pending::Call { call, slots, i } => {
-                let r = call.finish(&ctx, reply).map_err(|e| {
-                    if let Error::Protocol { detail, .. } = &e {
-                        self.out_of_step.set(Some(detail.clone()));
-                    }
-                    js::at_server(e, &self.server)
-                });
+    /// What a reply means for its request. A reply that does not answer it (another key's
+    /// value, a stray token) is that request's error and fails the connection: the next
+    /// [`Codec::poll`] throws, and no later reply on it is trusted.
+    fn finish(&mut self, request: Request, reply: Reply) -> JsValue {
+        let dialect = self.pipe.dialect().expect("replies come after the probe");
+        let ctx = self.cluster.ctx(dialect);
+        match request {
+            Request::Job { call, slots, i } => {
+                let r = call.finish(&ctx, reply).map_err(|e| self.failed(e));
                 crate::job::answer(&slots, i, r)
             }
-            Pending::Get { key, cas, out } => match (ops::Get {
-                key: &key,
-                cas,
-                touch: None,
-            })
-            .finish(&ctx, reply)
-            {
-                Ok(v) => self.read_value(v, cas, out).unwrap_or_else(|e| e),
+            Request::Direct { call, cas, out } => match call.finish(&ctx, reply) {
+                Ok(a) => self.answer_js(a, cas, out),
                 Err(e) => self.err(e),
             },
-            Pending::Store(key) => {
-                let r = ops::Store {
-                    mode,
-                    key: &key,
-                    data: b"",
-                    flags: 0,
-                    ttl: 0,
-                }
-                .finish(&ctx, reply);
-                self.result(r, |()| JsValue::TRUE)
-            }
-            Pending::Delete(key) => {
-                let r = ops::Delete { key: &key }.finish(&ctx, reply);
-                self.result(r, JsValue::from_bool)
-            }
-            Pending::Arith(key) => {
-                let r = ops::Arith {
-                    key: &key,
-                    incr: true,
-                    delta: 0,
-                }
-                .finish(&ctx, reply);
-                self.result(r, |v| v.map(js::uint).unwrap_or(JsValue::NULL))
-            }
-            Pending::Touch(key) => {
-                let r = ops::Touch { key: &key, ttl: 0 }.finish(&ctx, reply);
-                self.result(r, JsValue::from_bool)
-            }
-            Pending::GetMulti {
-                keys,
-                cas,
-                ttl,
-                out,
-            } => {
-                match (ops::GetMulti {
-                    keys: &keys,
-                    cas,
-                    ttl,
-                })
-                .finish(&ctx, reply)
-                {
-                    Ok(vals) => {
-                        let arr = Array::new_with_length(vals.len() as u32);
-                        for (i, v) in vals.into_iter().enumerate() {
-                            // A value JavaScript cannot read is that key's error, not the batch's.
-                            arr.set(i as u32, self.read_value(v, cas, out).unwrap_or_else(|e| e));
-                        }
-                        arr.into()
-                    }
-                    Err(e) => self.err(e),
-                }
-            }
-            Pending::StoreItems(items) => {
-                match (ops::StoreItems { items: &items }).finish(&ctx, reply) {
-                    Ok(rs) => rs
-                        .into_iter()
-                        .map(|r| self.result(r, |()| JsValue::TRUE))
-                        .collect::<Array>()
-                        .into(),
-                    Err(e) => self.err(e),
-                }
-            }
-            Pending::DeleteMulti(n) => {
-                let keys = vec![&b""[..]; n];
-                match (ops::DeleteMulti { keys: &keys }).finish(&ctx, reply) {
-                    Ok(rs) => rs
-                        .into_iter()
-                        .map(|r| self.result(r, JsValue::from_bool))
-                        .collect::<Array>()
-                        .into(),
-                    Err(e) => self.err(e),
-                }
-            }
-            Pending::Version => {
-                let r = ops::Version.finish(&ctx, reply);
-                self.result(r, |v| JsValue::from_str(&v))
-            }
-            Pending::Stats => {
-                let r = ops::Stats { group: None }.finish(&ctx, reply);
-                self.result(r, |stats| {
+            Request::Version => match ops::Version.finish(&ctx, reply) {
+                Ok(v) => JsValue::from_str(&v),
+                Err(e) => self.err(e),
+            },
+            Request::Stats(_) => match (ops::Stats { group: None }).finish(&ctx, reply) {
+                Ok(stats) => {
                     let o = Object::new();
                     for (k, v) in stats {
                         js::set(&o, &k, v);
                     }
                     o.into()
-                })
-            }
-            Pending::FlushAll => {
-                let r = ops::FlushAll { delay: None }.finish(&ctx, reply);
-                self.result(r, |()| JsValue::TRUE)
-            }
-        })
+                }
+                Err(e) => self.err(e),
+            },
+            Request::FlushAll(_) => match (ops::FlushAll { delay: None }).finish(&ctx, reply) {
+                Ok(()) => JsValue::TRUE,
+                Err(e) => self.err(e),
+            },
+        }
     }
 
-    /// The probe's reply: `VERSION ...` then `MN` (meta spoken) or `ERROR` (text only),
-    /// decided by the core's `Cluster::probe_result`.
-    fn probe_result(&mut self, reply: Reply) -> Result<JsValue, JsValue> {
-        let (dialect, version) = self.cluster.probe_result(0, reply).map_err(|mut e| {
-            // Named as JavaScript named the server, like every other error of this codec.
-            if let Error::Protocol { server, .. } | Error::Unsupported { server, .. } = &mut e {
-                server.clone_from(&self.server);
+    fn answer_js(&mut self, a: Answer, cas: bool, out: Out) -> JsValue {
+        let each = |this: &mut Codec, r: Result<JsValue, Error>| match r {
+            Ok(v) => v,
+            Err(e) => this.err(e),
+        };
+        match a {
+            Answer::Value(v) => self.read_value(v, cas, out),
+            Answer::Values(vs) => vs
+                .into_iter()
+                .map(|v| self.read_value(v, cas, out))
+                .collect::<Array>()
+                .into(),
+            Answer::Done => JsValue::TRUE,
+            Answer::Cas(c) => js::big(c),
+            Answer::Existed(b) => JsValue::from_bool(b),
+            Answer::Number(n) => n.map(js::uint).unwrap_or(JsValue::NULL),
+            Answer::Items(rs) => {
+                let a = Array::new();
+                for r in rs {
+                    let v = each(self, r.map(|()| JsValue::TRUE));
+                    a.push(&v);
+                }
+                a.into()
             }
-            js::error(&e)
-        })?;
-        self.dialect = dialect;
-        let o = Object::new();
-        js::set(&o, "version", version);
-        js::set(&o, "dialect", self.dialect());
-        Ok(o.into())
+            Answer::ExistedEach(rs) => {
+                let a = Array::new();
+                for r in rs {
+                    let v = each(self, r.map(JsValue::from_bool));
+                    a.push(&v);
+                }
+                a.into()
+            }
+        }
     }
 }
 

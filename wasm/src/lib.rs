@@ -4,9 +4,9 @@
 //! exports that layer through wasm-bindgen and the JavaScript package carries the bytes. It is
 //! not a client by itself and never touches the network or the clock.
 //!
-//! - [`Codec`]: one connection's codec — requests encoded by the core's `ops` for the
-//!   connection's dialect (probed with `version` + `mn`), replies decoded by the core's
-//!   `protocol::Decoder` and interpreted by the same ops, in request order.
+//! - [`Codec`]: one connection — the core's connection pipeline (`multiput::pipeline`: the
+//!   probe, the reply readers in request order, deadlines, bytes nobody asked for) with
+//!   requests encoded by the core's calls and their replies interpreted by the same calls.
 //! - [`Ring`]: libmemcached's ketama placement (`libketama_compatible`, `ketama_md5`),
 //!   `serverFor` and `preferenceList`.
 //! - Envelope functions and [`Hlc`]: encode, decode, compare, winner; the hybrid logical clock

@@ -353,17 +353,17 @@ class Client {
 
   /** `stats [group]` of every server: Map address → object (or the server's Error). */
   stats(group) {
-    return this._everyServer((c) => c.stats(group));
+    return this._everyServer((c, w, now) => c.stats(group, w, now));
   }
 
   /** `version` of every server: Map address → string (or Error). */
   version() {
-    return this._everyServer((c) => c.version());
+    return this._everyServer((c, w, now) => c.version(w, now));
   }
 
   /** `flush_all` on every server; rejects if any failed. */
   async flushAll(delay) {
-    const m = await this._everyServer((c) => c.flushAll(delay));
+    const m = await this._everyServer((c, w, now) => c.flushAll(delay, w, now));
     for (const r of m.values()) if (r instanceof Error) throw r;
   }
 

@@ -9,47 +9,6 @@ const { performance } = require('node:perf_hooks');
 const wasm = require('./wasm');
 const { toError } = require('./errors');
 
-/** A FIFO with O(1) shift. */
-class Fifo {
-  constructor() {
-    this.items = [];
-    this.head = 0;
-  }
-
-  get length() {
-    return this.items.length - this.head;
-  }
-
-  push(x) {
-    this.items.push(x);
-  }
-
-  peek() {
-    return this.items[this.head];
-  }
-
-  shift() {
-    if (this.head >= this.items.length) return undefined;
-    const x = this.items[this.head];
-    this.items[this.head++] = undefined;
-    if (this.head === this.items.length) {
-      this.items.length = 0;
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
-    return x;
-  }
-
-  drain() {
-    const out = this.items.slice(this.head);
-    this.items = [];
-    this.head = 0;
-    return out;
-  }
-}
-
 /** Request `w` failed with `err`: rejected, or settled with what `w.fail(err)` returns or
  *  throws. */
 function failed(w, err) {
@@ -67,15 +26,38 @@ function failed(w, err) {
   w.resolve(v);
 }
 
-function uncork(conn) {
-  conn.corked = false;
-  if (conn.sock) conn.sock.uncork();
+/** Request `w` was answered: the codec put its result in `w.result`. */
+function answered(w) {
+  const r = w.result;
+  w.result = undefined;
+  if (w.conv === null) {
+    w.resolve(r);
+    return;
+  }
+  let v;
+  try {
+    v = w.conv(r);
+  } catch (e) {
+    w.reject(e);
+    return;
+  }
+  w.resolve(v);
+}
+
+function flush(conn) {
+  conn.flushing = false;
+  const codec = conn.codec;
+  if (codec === null) return;
+  const bytes = codec.transmit();
+  if (bytes !== undefined) conn.sock.write(bytes);
 }
 
 /**
- * States: no socket → connecting (probe written, requests wait unencoded, since the dialect
- * is not known yet) → ready (requests are encoded and written at once) → failed (every
- * waiting and in-flight request is rejected; the next request opens a new socket).
+ * A socket and a timer around the core's connection pipeline (the WASM `Codec`): the probe,
+ * the queue of requests and their deadlines, what each reply means and when the connection
+ * can no longer be trusted are all the codec's. States: no socket → open (a new socket and
+ * codec; requests made before the probe answered wait in the codec) → failed (the socket is
+ * dropped and every waiting request rejected; the next request opens a new one).
  */
 class Connection {
   constructor(opts) {
@@ -84,70 +66,51 @@ class Connection {
     this.port = opts.port;
     this.timeout = opts.timeout;
     this.connectTimeout = opts.connectTimeout;
-    this.codecArgs = [opts.address, opts.keyPrefix, opts.maxValueSize, opts.protocol, opts.convention, !!opts.binaryKeys];
+    this.codecArgs = [opts.address, opts.keyPrefix, opts.maxValueSize, opts.protocol, opts.convention, !!opts.binaryKeys, opts.timeout, opts.connectTimeout];
     // Called once per request that fails with the connection (the client records health).
     this.onFailure = opts.onFailure || (() => {});
     this.sock = null;
     this.codec = null;
-    this.ready = false;
-    this.version = undefined;
-    this.waiting = [];
-    this.inflight = new Fifo();
-    this.corked = false;
+    this.flushing = false;
     this.timer = null;
-    this.timerAt = 0;
-    this.connectTimer = null;
     this.referenced = false;
     this.closed = false;
   }
 
-  /** Send a request: `encode(codec)` returns its bytes. Resolves with the codec's result
-   *  passed through `conv` when given (which may throw, rejecting the call; without `conv`
-   *  the result may be an Error the server answered with); rejects on I/O failure, or, with
-   *  `fail`, settles with what `fail(error)` returns or throws. */
+  /** The server's version, once a connection's probe answered. */
+  get version() {
+    return this.codec === null ? undefined : this.codec.serverVersion;
+  }
+
+  /** Send a request: `encode(codec, w, now)` queues it in the codec. Resolves with the
+   *  codec's result passed through `conv` when given (which may throw, rejecting the call;
+   *  without `conv` the result may be an Error the server answered with); rejects on I/O
+   *  failure, or, with `fail`, settles with what `fail(error)` returns or throws. */
   request(encode, conv = null, fail = null) {
     return new Promise((resolve, reject) => {
-      const w = { encode, conv, fail, resolve, reject, deadline: 0 };
+      const w = { conv, fail, resolve, reject, result: undefined };
       if (this.closed) {
         failed(w, toError(wasm.ioError('closed', this.address, 'the client was closed', 0, 'write')));
         return;
       }
-      if (this.ready) {
-        this.send(w);
+      if (this.codec === null) this.connect();
+      try {
+        encode(this.codec, w, performance.now());
+      } catch (e) {
+        failed(w, toError(e));
         return;
       }
-      if (this.sock === null) this.connect();
-      this.waiting.push(w);
+      if (!this.flushing) {
+        // Requests made in the same tick leave in one write.
+        this.flushing = true;
+        process.nextTick(flush, this);
+      }
+      if (this.timer === null) this.armTimer(this.timeout);
+      if (!this.referenced) {
+        this.referenced = true;
+        this.sock.ref();
+      }
     });
-  }
-
-  send(w) {
-    let bytes;
-    try {
-      bytes = w.encode(this.codec);
-    } catch (e) {
-      failed(w, toError(e));
-      return;
-    }
-    w.deadline = performance.now() + this.timeout;
-    this.inflight.push(w);
-    this.write(bytes);
-    if (this.timer === null || this.timerAt > w.deadline) this.armTimer(this.timeout);
-    if (!this.referenced) {
-      this.referenced = true;
-      this.sock.ref();
-    }
-  }
-
-  write(bytes) {
-    const sock = this.sock;
-    if (!this.corked) {
-      // Requests made in the same tick leave in one write (pipelining without a syscall each).
-      this.corked = true;
-      sock.cork();
-      process.nextTick(uncork, this);
-    }
-    sock.write(bytes);
   }
 
   connect() {
@@ -155,19 +118,8 @@ class Connection {
     sock.setNoDelay(true);
     this.sock = sock;
     this.referenced = true;
-    this.codec = new wasm.Codec(...this.codecArgs);
-    const started = performance.now();
-    this.connectTimer = setTimeout(() => {
-      this.connectTimer = null;
-      this.fail(toError(wasm.ioError('timeout', this.address, '', performance.now() - started, 'connect')));
-    }, this.connectTimeout);
-    this.connectTimer.unref();
-    sock.on('connect', () => {
-      if (this.connectTimer !== null) {
-        clearTimeout(this.connectTimer);
-        this.connectTimer = null;
-      }
-    });
+    // The codec starts with the probe (`version` + `mn`), due within the connect timeout.
+    this.codec = new wasm.Codec(...this.codecArgs, performance.now());
     sock.on('data', (chunk) => {
       if (this.sock === sock) this.onData(chunk);
     });
@@ -182,118 +134,83 @@ class Connection {
         this.fail(toError(wasm.ioError('closed', this.address, 'the server closed the connection', 0, '')));
       }
     });
-    // The probe goes first: `version` + `mn` tells liveness, version and dialect at once.
-    const probe = this.codec.probe();
-    this.inflight.push({
-      encode: null, // the probe's mark
-      conv: null,
-      fail: null,
-      resolve: (r) => this.onProbe(r),
-      reject: () => {},
-      deadline: performance.now() + this.connectTimeout + this.timeout,
-    });
-    this.write(probe);
-    this.armTimer(this.connectTimeout + this.timeout);
-  }
-
-  onProbe(r) {
-    if (r instanceof Error) {
-      this.fail(toError(r));
-      return;
+    if (!this.flushing) {
+      this.flushing = true;
+      process.nextTick(flush, this);
     }
-    this.version = r.version;
-    this.ready = true;
-    const waiting = this.waiting;
-    this.waiting = [];
-    for (const w of waiting) this.send(w);
+    this.armTimer(this.connectTimeout);
   }
 
   onData(chunk) {
     const codec = this.codec;
     if (codec === null) return;
-    let r;
+    let w;
     try {
-      r = codec.receive(chunk);
+      w = codec.receive(chunk);
+      while (w !== undefined) {
+        if (w === true) this.onReady();
+        else answered(w);
+        if (this.codec !== codec) return; // failed or closed meanwhile
+        w = codec.poll();
+      }
     } catch (e) {
-      this.fail(toError(e));
+      if (this.codec === codec) this.fail(toError(e));
       return;
     }
-    while (r !== undefined) {
-      const w = this.inflight.shift();
-      if (w.conv === null) {
-        w.resolve(r);
-      } else {
-        let v;
-        let ok = true;
-        try {
-          v = w.conv(r);
-        } catch (e) {
-          ok = false;
-          w.reject(e);
-        }
-        if (ok) w.resolve(v);
-      }
-      if (this.codec !== codec) return; // failed or closed meanwhile
-      try {
-        r = codec.poll();
-      } catch (e) {
-        this.fail(toError(e));
-        return;
-      }
-    }
-    if (this.inflight.length === 0 && this.waiting.length === 0 && this.referenced) {
+    if (this.referenced && codec.pending === 0) {
       // Idle: an idle client does not keep the process alive.
       this.referenced = false;
       this.sock.unref();
     }
   }
 
+  /** The probe answered: the requests made meanwhile are encoded; send them. */
+  onReady() {
+    const refused = this.codec.ready();
+    for (const w of refused) failed(w, toError(w.result));
+    flush(this);
+    this.onTimer();
+  }
+
   armTimer(ms) {
     if (this.timer !== null) clearTimeout(this.timer);
-    this.timerAt = performance.now() + ms;
-    this.timer = setTimeout(() => this.onTimer(), Math.max(1, ms));
+    this.timer = setTimeout(() => this.onTimer(), Math.max(1, Math.ceil(ms)));
     this.timer.unref();
   }
 
+  /** Wake up for the oldest request's deadline; past it, the connection failed. */
   onTimer() {
-    this.timer = null;
-    const head = this.inflight.peek();
-    if (head === undefined) return;
-    const now = performance.now();
-    if (head.deadline <= now) {
-      // Replies after a lost one cannot be trusted to be in sync: fail the connection.
-      this.fail(toError(wasm.ioError('timeout', this.address, '', this.timeout, 'read')));
-    } else {
-      this.armTimer(head.deadline - now);
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
     }
+    if (this.codec === null) return;
+    let ms;
+    try {
+      ms = this.codec.check(performance.now());
+    } catch (e) {
+      // Replies after a lost one cannot be trusted to be in sync: fail the connection.
+      this.fail(toError(e));
+      return;
+    }
+    if (ms >= 0) this.armTimer(ms);
   }
 
   /** Drop the socket and reject everything queued on it with `err`. */
   fail(err) {
     const sock = this.sock;
+    const codec = this.codec;
     this.sock = null;
-    this.ready = false;
-    this.corked = false;
-    if (this.codec !== null) {
-      this.codec.free();
-      this.codec = null;
-    }
+    this.codec = null;
+    this.flushing = false;
     if (this.timer !== null) {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    if (this.connectTimer !== null) {
-      clearTimeout(this.connectTimer);
-      this.connectTimer = null;
-    }
     if (sock !== null) sock.destroy();
-    const pending = this.inflight.drain();
-    const waiting = this.waiting;
-    this.waiting = [];
-    for (const w of pending) {
-      if (w.encode !== null) this.onFailure(err); // the probe is not a caller's request
-      failed(w, err);
-    }
+    if (codec === null) return;
+    const waiting = codec.drain(err);
+    codec.free();
     for (const w of waiting) {
       this.onFailure(err);
       failed(w, err);
@@ -302,10 +219,10 @@ class Connection {
 
   close() {
     this.closed = true;
-    if (this.sock !== null || this.inflight.length > 0 || this.waiting.length > 0) {
+    if (this.codec !== null) {
       this.fail(toError(wasm.ioError('closed', this.address, 'the client was closed', 0, '')));
     }
   }
 }
 
-module.exports = { Connection, Fifo };
+module.exports = { Connection };

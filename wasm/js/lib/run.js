@@ -31,7 +31,7 @@ class Flight {
     this.shape = undefined;
     this.decide = undefined;
     this.load = undefined;
-    this.encode = (c) => c.call(this.job, 0);
+    this.encode = (c, w, now) => c.call(this.job, 0, w, now);
     this.stepped = () => this.next(STEP);
     this.ended = (r) => this.end(r);
     this.failed = (e) => {
@@ -125,7 +125,7 @@ async function drive(f, step) {
           const n = job.requests();
           const sent = new Array(n);
           for (let i = 0; i < n; i++) {
-            sent[i] = client._call(job.server(i), (c) => c.call(job, i)).then(undefined, (e) => job.fail(i, e));
+            sent[i] = client._call(job.server(i), (c, w, now) => c.call(job, i, w, now)).then(undefined, (e) => job.fail(i, e));
           }
           await Promise.all(sent);
           break;

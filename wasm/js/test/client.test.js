@@ -230,6 +230,25 @@ test('a stopped server times out once, then fails fast until its retry interval,
   }
 });
 
+test('a server that accepts but never answers the probe: every waiting call times out as a connect', async () => {
+  const [s] = await startServers(1);
+  try {
+    await s.pause(); // the kernel still accepts the connection; nothing answers the probe
+    const c = new Client([s.address], { timeout: 2000, connectTimeout: 150 });
+    const rs = await Promise.allSettled([c.get('p:a'), c.set('p:b', 'v'), c.getMulti(['p:a', 'p:c'])]);
+    for (const r of rs) {
+      assert.equal(r.status, 'rejected');
+      assert.ok(r.reason instanceof TimeoutError, String(r.reason));
+      assert.equal(r.reason.phase, 'connect');
+    }
+    s.resume();
+    c.close();
+  } finally {
+    s.resume();
+    await s.kill();
+  }
+});
+
 test('a refused server is marked down at once; a restarted one is reconnected', async () => {
   const [s] = await startServers(1);
   const c = new Client([s.address], { retryInterval: 200 });

@@ -7,44 +7,78 @@ const { core } = require('..');
 const txt = (b) => Buffer.from(b).toString('latin1');
 const k = (s) => Buffer.from(s);
 
-function codec(protocol = 'auto', convention = 'python') {
-  return new core.Codec('127.0.0.1:1', new Uint8Array(), 1024 * 1024, protocol, convention);
+const T0 = 1000; // the codec's clock (ms), as performance.now() would give it
+
+function codec(protocol = 'auto', convention = 'python', timeout = 100, connectTimeout = 500) {
+  return new core.Codec('127.0.0.1:1', new Uint8Array(), 1024 * 1024, protocol, convention, false, timeout, connectTimeout, T0);
 }
 
+// Feed `bytes` `chunk` at a time; returns the results in order (`'ready'` for the probe).
 function feedAll(c, bytes, chunk = 1) {
   const out = [];
   const b = Buffer.from(bytes, 'latin1');
   for (let i = 0; i < b.length; i += chunk) {
-    c.feed(b.subarray(i, i + chunk));
-    for (let r; (r = c.poll()) !== undefined; ) out.push(r);
+    for (let w = c.receive(b.subarray(i, i + chunk)); w !== undefined; w = c.poll()) {
+      out.push(w === true ? 'ready' : w.result);
+    }
   }
   return out;
 }
 
-test('probe: version + mn; MN means meta, ERROR means text', () => {
+function ready(protocol = 'auto', reply = 'VERSION 1.6.18\r\nMN\r\n') {
+  const c = codec(protocol);
+  c.transmit();
+  assert.deepEqual(feedAll(c, reply), ['ready']);
+  return c;
+}
+
+const w = () => ({});
+
+test('probe: version + mn first; MN means meta, ERROR means text', () => {
   const c = codec();
-  assert.equal(txt(c.probe()), 'version\r\nmn\r\n');
-  assert.deepEqual(feedAll(c, 'VERSION 1.6.18\r\nMN\r\n'), [{ version: '1.6.18', dialect: 'meta' }]);
+  assert.equal(txt(c.transmit()), 'version\r\nmn\r\n');
+  assert.equal(c.transmit(), undefined);
+  assert.equal(c.dialect, undefined);
+  assert.deepEqual(feedAll(c, 'VERSION 1.6.18\r\nMN\r\n'), ['ready']);
   assert.equal(c.dialect, 'meta');
+  assert.equal(c.serverVersion, '1.6.18');
   const old = codec();
-  old.probe();
-  assert.deepEqual(feedAll(old, 'VERSION 1.4.5\r\nERROR\r\n', 3), [{ version: '1.4.5', dialect: 'text' }]);
+  assert.deepEqual(feedAll(old, 'VERSION 1.4.5\r\nERROR\r\n', 3), ['ready']);
+  assert.equal(old.dialect, 'text');
   const forced = codec('meta');
-  forced.probe();
   assert.throws(() => feedAll(forced, 'VERSION 1.4.5\r\nERROR\r\n'), (e) => e.kind === 'Unsupported');
   const text = codec('text');
-  assert.equal(txt(text.probe()), 'version\r\n');
+  assert.equal(txt(text.transmit()), 'version\r\n');
+});
+
+test('requests made before the probe answered wait, then leave in order', () => {
+  const c = codec();
+  c.transmit();
+  const a = w();
+  const b = w();
+  c.get(k('a'), false, true, a, T0);
+  c.storeValue('set', k('b'), 'hi', 0, undefined, b, T0);
+  assert.equal(c.transmit(), undefined); // nothing is sent before the dialect is known
+  assert.equal(c.pending, 3);
+  assert.deepEqual(feedAll(c, 'VERSION 1.6.18\r\nMN\r\n'), ['ready']);
+  assert.equal(c.ready().length, 0);
+  assert.equal(txt(c.transmit()), 'mg a v f k\r\nms b 2\r\nhi\r\n');
+  assert.deepEqual(feedAll(c, 'EN\r\nHD\r\n'), [null, true]);
+  assert.equal(c.pending, 0);
 });
 
 test('meta requests and replies, byte by byte, in order', () => {
-  const c = codec();
-  c.probe();
-  feedAll(c, 'VERSION 1.6.18\r\nMN\r\n');
-  assert.equal(txt(c.get(k('a'), false, undefined, true)), 'mg a v f k\r\n');
-  assert.equal(txt(c.storeValue('set', k('b'), 'hi', 60, undefined)), 'ms b 2 T60\r\nhi\r\n');
-  assert.equal(txt(c.storeValue('add', k('n'), 42, 0, undefined)), 'ms n 2 F2 ME\r\n42\r\n');
-  assert.equal(txt(c.delete(k('a'))), 'md a\r\n');
-  assert.equal(txt(c.arith(k('n'), true, 5)), 'ma n D5 v\r\n');
+  const c = ready();
+  const ws = [w(), w(), w(), w(), w()];
+  c.get(k('a'), false, true, ws[0], T0);
+  c.storeValue('set', k('b'), 'hi', 60, undefined, ws[1], T0);
+  c.storeValue('add', k('n'), 42, 0, undefined, ws[2], T0);
+  c.delete(k('a'), ws[3], T0);
+  c.arith(k('n'), true, 5, ws[4], T0);
+  assert.equal(
+    txt(c.transmit()),
+    'mg a v f k\r\nms b 2 T60\r\nhi\r\nms n 2 F2 ME\r\n42\r\nmd a\r\nma n D5 v\r\n',
+  );
   assert.equal(c.pending, 5);
   const rs = feedAll(c, 'VA 2 f0 ka\r\nhi\r\nHD\r\nNS\r\nNF\r\nVA 2\r\n47\r\n');
   assert.equal(rs.length, 5);
@@ -57,12 +91,10 @@ test('meta requests and replies, byte by byte, in order', () => {
 });
 
 test('typed reads: envelope-aware, tombstones are misses, flags by convention', () => {
-  const c = codec();
-  c.probe();
-  feedAll(c, 'VERSION 1.6.18\r\nMN\r\n');
+  const c = ready();
   const env = core.envelopeEncode(5n, 9n, 0, 1, 0, Buffer.from('Ada'));
   const tomb = core.envelopeTombstone(6n, 9n);
-  for (let i = 0; i < 5; i++) c.get(k(`k${i}`), false, undefined, true);
+  for (let i = 0; i < 5; i++) c.get(k(`k${i}`), false, true, w(), T0);
   const reply = Buffer.concat([
     Buffer.from(`VA ${env.length} f0 kk0\r\n`), Buffer.from(env), Buffer.from('\r\n'),
     Buffer.from(`VA ${tomb.length} f0 kk1\r\n`), Buffer.from(tomb), Buffer.from('\r\n'),
@@ -75,10 +107,9 @@ test('typed reads: envelope-aware, tombstones are misses, flags by convention', 
 });
 
 test('text protocol multi-get keeps order and aligns misses', () => {
-  const c = codec('text');
-  c.probe();
-  feedAll(c, 'VERSION 1.4.5\r\n');
-  assert.equal(txt(c.getMulti(['a', k('b'), 'c'], false, false, false)), 'get a b c\r\n');
+  const c = ready('text', 'VERSION 1.4.5\r\n');
+  c.getMulti(['a', k('b'), 'c'], false, false, false, w(), T0);
+  assert.equal(txt(c.transmit()), 'get a b c\r\n');
   const [r] = feedAll(c, 'VALUE a 0 1\r\nx\r\nVALUE c 5 2\r\nyz\r\nEND\r\n', 4);
   assert.equal(r.length, 3);
   assert.equal(Buffer.from(r[0].data).toString(), 'x');
@@ -87,55 +118,69 @@ test('text protocol multi-get keeps order and aligns misses', () => {
 });
 
 test('invalid keys and oversized values are refused before anything is queued', () => {
-  const c = codec();
-  assert.throws(() => c.get(k('bad key'), false, undefined, true), (e) => e.kind === 'InvalidKey');
-  assert.throws(() => c.get(k(''), false, undefined, true), (e) => e.kind === 'InvalidKey');
-  assert.throws(() => c.get(k('x'.repeat(251)), false, undefined, true), (e) => e.kind === 'InvalidKey');
-  assert.throws(() => c.store('set', k('a'), new Uint8Array(1024 * 1024 + 1), 0, 0), (e) => e.kind === 'ValueTooLarge');
-  assert.throws(() => c.storeValue('set', k('a'), null, 0), (e) => e.kind === 'Config');
+  for (const c of [codec(), ready()]) {
+    assert.throws(() => c.get(k('bad key'), false, true, w(), T0), (e) => e.kind === 'InvalidKey');
+    assert.throws(() => c.get(k(''), false, true, w(), T0), (e) => e.kind === 'InvalidKey');
+    assert.throws(() => c.get(k('x'.repeat(251)), false, true, w(), T0), (e) => e.kind === 'InvalidKey');
+    assert.throws(() => c.store('set', k('a'), new Uint8Array(1024 * 1024 + 1), 0, 0, undefined, w(), T0), (e) => e.kind === 'ValueTooLarge');
+    assert.throws(() => c.storeValue('set', k('a'), null, 0, undefined, w(), T0), (e) => e.kind === 'Config');
+  }
+  const c = ready();
   assert.equal(c.pending, 0);
+  assert.equal(c.transmit(), undefined);
 });
 
-test('a reply for another key is a protocol error, never a value', () => {
-  const c = codec();
-  c.probe();
-  feedAll(c, 'VERSION 1.6.18\r\nMN\r\n');
-  c.get(k('a'), false, undefined, true);
-  // Thrown, not returned: the connection that carried it must be dropped.
-  assert.throws(() => feedAll(c, 'VA 2 f0 kother\r\nhi\r\n'), (e) => e.kind === 'Protocol');
-  const t = codec('text');
-  t.probe();
-  feedAll(t, 'VERSION 1.4.5\r\n');
-  t.get(k('a'), false, undefined, true);
-  assert.throws(() => feedAll(t, 'VALUE other 0 2\r\nhi\r\nEND\r\n'), (e) => e.kind === 'Protocol');
+test('a reply for another key is that request error, and the connection fails', () => {
+  const c = ready();
+  c.get(k('a'), false, true, w(), T0);
+  c.get(k('b'), false, true, w(), T0);
+  const r = c.receive(Buffer.from('VA 2 f0 kother\r\nhi\r\n')).result;
+  assert.ok(r instanceof Error && r.kind === 'Protocol', String(r));
+  // Never a value: the next reply is not trusted either.
+  assert.throws(() => c.receive(Buffer.from('VA 2 f0 kb\r\nhi\r\n')), (e) => e.kind === 'Protocol');
+  assert.equal(c.drain(r).length, 1);
+  const t = ready('text', 'VERSION 1.4.5\r\n');
+  t.get(k('a'), false, true, w(), T0);
+  const tr = t.receive(Buffer.from('VALUE other 0 2\r\nhi\r\nEND\r\n')).result;
+  assert.ok(tr instanceof Error && tr.kind === 'Protocol');
+  assert.throws(() => t.poll(), (e) => e.kind === 'Protocol');
 });
 
 test('garbage and unsolicited bytes are protocol errors', () => {
-  const c = codec();
-  c.probe();
-  feedAll(c, 'VERSION 1.6.18\r\nMN\r\n');
-  c.feed(Buffer.from('HD\r\n'));
-  assert.throws(() => c.poll(), (e) => e.kind === 'Protocol');
-  const d = codec();
-  d.probe();
-  feedAll(d, 'VERSION 1.6.18\r\nMN\r\n');
-  d.get(k('a'), false, undefined, true);
-  d.feed(Buffer.from('VA 99999999999 f0\r\n'));
-  assert.throws(() => d.poll(), (e) => e.kind === 'Protocol');
+  const c = ready();
+  assert.throws(() => c.receive(Buffer.from('HD\r\n')), (e) => e.kind === 'Protocol' && /nobody asked/.test(e.message));
+  const d = ready();
+  const x = w();
+  d.get(k('a'), false, true, x, T0);
+  assert.throws(() => d.receive(Buffer.from('VA 99999999999 f0\r\n')), (e) => e.kind === 'Protocol');
+  const err = core.ioError('closed', '127.0.0.1:1', 'test', 0, '');
+  assert.deepEqual(d.drain(err), [x]);
+});
+
+test('deadlines: the probe within the connect timeout, each request within the timeout', () => {
+  const c = codec('auto', 'python', 100, 500);
+  assert.equal(c.check(T0), 500);
+  assert.throws(() => c.check(T0 + 500), (e) => e.kind === 'Timeout' && e.phase === 'connect');
+  const r = ready();
+  assert.equal(r.check(T0 + 10), -1);
+  r.get(k('a'), false, true, w(), T0 + 10);
+  r.get(k('b'), false, true, w(), T0 + 50);
+  assert.equal(r.check(T0 + 20), 90);
+  assert.deepEqual(feedAll(r, 'EN\r\n'), [null]);
+  assert.equal(r.check(T0 + 120), 30); // the next request's deadline counts now
+  assert.throws(() => r.check(T0 + 150), (e) => e.kind === 'Timeout' && e.phase === 'read');
 });
 
 test('server errors are results, with the server named', () => {
-  const c = codec();
-  c.probe();
-  feedAll(c, 'VERSION 1.6.18\r\nMN\r\n');
-  c.store('set', k('a'), Buffer.from('x'), 0, 0);
+  const c = ready();
+  c.store('set', k('a'), Buffer.from('x'), 0, 0, undefined, w(), T0);
   const [r] = feedAll(c, 'SERVER_ERROR out of memory storing object\r\n');
   assert.ok(r instanceof Error);
   assert.equal(r.kind, 'Server');
   assert.equal(r.server, '127.0.0.1:1');
   assert.match(r.message, /out of memory/);
   // The server's "too large" is the same typed error as the client's own size check.
-  c.store('set', k('b'), Buffer.from('xyz'), 0, 0);
+  c.store('set', k('b'), Buffer.from('xyz'), 0, 0, undefined, w(), T0);
   const [big] = feedAll(c, 'SERVER_ERROR object too large for cache\r\n');
   assert.equal(big.kind, 'ValueTooLarge');
   assert.match(big.message, /refused by the server/);
