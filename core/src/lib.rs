@@ -84,7 +84,7 @@ pub mod logic;
 // The logic layer's modules at the crate root (multiput::ring, multiput::ops, ...).
 pub use logic::{
     cluster, compress, config, envelope, error, health, key, machine, metrics, ops, options,
-    pipeline, protocol, replication, ring, server, values,
+    pipeline, protocol, replication, ring, server, setup, values,
 };
 // The clients.
 #[cfg(feature = "tokio")]

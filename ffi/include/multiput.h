@@ -556,12 +556,15 @@ int32_t multiput_config_new(struct MultiputConfig **out);
 
 /*
  Set one option (both strings NUL-terminated UTF-8). Unknown names and invalid values are
- [`MULTIPUT_E_CONFIG`] with a message naming the problem. Options:
+ [`MULTIPUT_E_CONFIG`] with a message naming the problem. The options are the core's
+ (`multiput::setup`, where every binding's options are parsed), with this ABI's `mode` (the
+ ring) and `replicas` (0 = plain) as below:
 
  | name | value | default |
  | --- | --- | --- |
- | `servers` | `host[:port[:weight]],...` (replaces the list; hosts hashed as written) | none |
+ | `servers` | `host[:port[:weight]]` separated by `,`, `;` or spaces (replaces the list; hosts hashed as written) | none |
  | `mode` | `libketama_compatible`, `ketama_md5`, `modula` (PECL's default distribution) or `rendezvous` (pymemcache's HashClient) | `libketama_compatible` |
+ | `ring` | the same as `mode` | |
  | `protocol` | `auto`, `text`, `meta` | `auto` |
  | `timeout_ms`, `connect_timeout_ms` | request and connect bounds | 1000 |
  | `retry_ms` | how long a down server is skipped | 1000 |

@@ -12,10 +12,9 @@ use multiput::blocking::{Got, Payload};
 use multiput::compress;
 use multiput::envelope::{Format, Typed, ValueType};
 use multiput::recipes::{CasOptions, CasOutcome, FillOptions, Fresh, LockOptions, Update};
+use multiput::setup::Setup;
 use multiput::values::{self, Convention, Family, TypedRef};
-use multiput::{
-    Error, ErrorKind, Policy, ProtocolChoice, ReadPolicy, RingMode, Value, Versioned, WritePolicy,
-};
+use multiput::{Error, ErrorKind, ReadPolicy, RingMode, Value, Versioned, WritePolicy};
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -236,32 +235,55 @@ impl Client {
         let tcp_nodelay = no_delay.unwrap_or(tcp_nodelay);
         let config_err = |e: Error| py_err(py, &e);
         let servers = parse_servers(servers)?;
-        let ring_mode: RingMode = match ring.trim().to_ascii_lowercase().replace('-', "_").as_str()
-        {
-            "ketama_weighted" | "weighted" => RingMode::LibketamaCompatible,
-            other => other.parse().map_err(config_err)?,
-        };
-        let protocol = match protocol.trim().to_ascii_lowercase().as_str() {
-            "auto" => ProtocolChoice::Auto,
-            "text" | "ascii" => ProtocolChoice::Text,
-            "meta" => ProtocolChoice::Meta,
-            other => {
-                return Err(named_error(
-                    py,
-                    "ConfigError",
-                    format!("protocol must be \"auto\", \"text\" or \"meta\", not {other:?}"),
-                ))
+        // The options are the core's (`multiput::setup`): this only names them and writes
+        // Python's values (seconds, objects) as its text.
+        let mut setup = Setup::new(Family::Python);
+        let secs = |name: &str, v: f64| -> PyResult<String> {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(PyValueError::new_err(format!(
+                    "{name} must be a positive number of seconds"
+                )));
             }
+            Ok(format!("{}", v * 1000.0))
         };
-        let convention = Convention::parse(convention, Family::Python).map_err(config_err)?;
-        let prefix = match key_prefix {
-            None => Vec::new(),
-            Some(p) if p.is_none() => Vec::new(),
-            Some(p) => key_bytes(p)?,
-        };
-        // pymemcache's None ("wait forever") keeps the default: a call never waits unbounded.
-        let connect_timeout = duration("connect_timeout", connect_timeout.unwrap_or(1.0))?;
-        let timeout = duration("timeout", timeout.unwrap_or(1.0))?;
+        let mut options: Vec<(&str, String)> = vec![
+            ("servers", servers.join(",")),
+            ("ring", ring.to_string()),
+            ("protocol", protocol.to_string()),
+            // pymemcache's None ("wait forever") keeps the default: a call never waits unbounded.
+            (
+                "connect_timeout_ms",
+                secs("connect_timeout", connect_timeout.unwrap_or(1.0))?,
+            ),
+            ("timeout_ms", secs("timeout", timeout.unwrap_or(1.0))?),
+            ("retry_ms", secs("retry_interval", retry_interval)?),
+            ("failure_limit", failure_limit.to_string()),
+            ("max_value_size", max_value_size.to_string()),
+            ("pool_size", pool_size.to_string()),
+            ("tcp_nodelay", tcp_nodelay.to_string()),
+            ("binary_keys", binary_keys.to_string()),
+            ("convention", convention.to_string()),
+            ("replicas", replicas.to_string()),
+            ("tombstone_ttl", tombstone_ttl.to_string()),
+            ("failover", failover.to_string()),
+            ("read_repair", read_repair.to_string()),
+        ];
+        if let Some(e) = envelope {
+            options.push(("mode", if e { "replicated" } else { "plain" }.into()));
+        }
+        if let Some(w) = write_policy {
+            options.push(("write", policy_text(w)?));
+        }
+        if let Some(r) = read_policy {
+            options.push(("read", policy_text(r)?));
+        }
+        for (name, value) in &options {
+            setup.set(name, value).map_err(config_err)?;
+        }
+        if let Some(p) = key_prefix.filter(|p| !p.is_none()) {
+            setup.key_prefix(&key_bytes(p)?);
+        }
+        let built = setup.build().map_err(config_err)?;
         let serde = serde.filter(|s| !s.is_none());
         let serializer = serializer.filter(|s| !s.is_none());
         let deserializer = deserializer.filter(|s| !s.is_none());
@@ -283,45 +305,13 @@ impl Client {
                 ))
             }
         };
-        let retry_interval = duration("retry_interval", retry_interval)?;
-        let plain = blocking::Client::builder()
-            .servers(servers.iter().map(String::as_str))
-            .configure(|b| {
-                b.ring_mode(ring_mode)
-                    .protocol(protocol)
-                    .connect_timeout(connect_timeout)
-                    .timeout(timeout)
-                    .retry_interval(retry_interval)
-                    .failure_limit(failure_limit)
-                    .key_prefix(prefix)
-                    .max_value_size(max_value_size)
-                    .blocking_pool_size(pool_size)
-                    .tcp_nodelay(tcp_nodelay)
-                    .binary_keys(binary_keys)
-            })
-            .build()
+        let convention = built.convention;
+        let plain = blocking::Client::from_config(built.config).map_err(config_err)?;
+        let repl = built
+            .policy
+            .map(|p| blocking::ReplicatedClient::new(plain.clone(), p))
+            .transpose()
             .map_err(config_err)?;
-        let enveloped = envelope.unwrap_or(replicas > 1);
-        let repl = if enveloped {
-            let policy = Policy {
-                replicas,
-                write: parse_write_policy(write_policy, replicas)?,
-                read: parse_read_policy(read_policy, replicas)?,
-                tombstone_ttl,
-                failover,
-                read_repair,
-            };
-            Some(blocking::ReplicatedClient::new(plain.clone(), policy).map_err(config_err)?)
-        } else if replicas != 1 {
-            return Err(named_error(
-                py,
-                "ConfigError",
-                "replicas > 1 needs the envelope (envelope=False only works with replicas=1)"
-                    .into(),
-            ));
-        } else {
-            None
-        };
         if serde.is_some() && repl.is_some() {
             return Err(named_error(
                 py,

@@ -12,11 +12,12 @@ use js_sys::{Array, Object};
 use multiput::cluster::Cluster;
 use multiput::machine::{Answer, Call, Item};
 use multiput::ops::{self, Op, Value};
-use multiput::pipeline::{Event, Pipeline, Settings};
+use multiput::pipeline::{Event, Pipeline};
 use multiput::protocol::text::StoreMode;
 use multiput::protocol::{Dialect, Expect, Reply};
 use multiput::values::Convention;
-use multiput::{Config, Error, ProtocolChoice, ServerSpec};
+use multiput::{Error, ProtocolChoice};
+use std::rc::Rc;
 use std::time::Duration;
 use wasm_bindgen::prelude::*;
 
@@ -83,27 +84,15 @@ struct Waiter {
 /// waiter [`Codec::drain`] returns.
 #[wasm_bindgen]
 pub struct Codec {
-    /// The core's view of this one server (protocol choice, key prefix, value limit): the
-    /// ops' context comes from it.
-    cluster: Cluster,
+    /// The client's servers (protocol choice, key prefix, value limit, timeouts): the ops'
+    /// context and the pipeline's settings come from it.
+    cluster: Rc<Cluster>,
     convention: Convention,
     pipe: Pipeline<Waiter>,
     /// Bytes to write.
     out: BytesMut,
     /// Requests made before the probe answered, with the time they were made.
     held: Vec<(Waiter, Duration)>,
-}
-
-/// `auto` (or empty: probe, meta when the server speaks it), `text` or `meta`.
-pub(crate) fn protocol_choice(protocol: &str) -> Result<ProtocolChoice, JsValue> {
-    match protocol {
-        "auto" | "" => Ok(ProtocolChoice::Auto),
-        "text" => Ok(ProtocolChoice::Text),
-        "meta" => Ok(ProtocolChoice::Meta),
-        p => Err(js::error(&Error::Config(format!(
-            "unknown protocol {p:?} (auto, text or meta)"
-        )))),
-    }
 }
 
 fn store_mode(mode: &str, cas: Option<u64>) -> Result<StoreMode, JsValue> {
@@ -165,55 +154,6 @@ impl Request {
 
 #[wasm_bindgen]
 impl Codec {
-    /// A codec for a new connection to `server` (`host:port`, used in error messages), opened
-    /// at `now` (`performance.now()`): the probe is the first thing [`Codec::transmit`]
-    /// returns. `protocol`: `auto` (probe; meta when the server speaks it), `text` or `meta`.
-    /// `convention`: how plain values' flags are read. `binary_keys`: keys outside the text
-    /// rules go base64-encoded over meta. `timeout` / `connect_timeout` in milliseconds (a
-    /// request's reply; connecting and the probe together).
-    #[wasm_bindgen(constructor)]
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        server: &str,
-        key_prefix: &[u8],
-        max_value_size: u32,
-        protocol: &str,
-        convention: &str,
-        binary_keys: bool,
-        timeout: f64,
-        connect_timeout: f64,
-        now: f64,
-    ) -> Result<Codec, JsValue> {
-        let protocol = protocol_choice(protocol)?;
-        // The server's name only labels errors (JS passes the Core's `address(i)`, which
-        // parses back to the same spec); a name that does not parse still gets a codec.
-        let spec = server
-            .parse()
-            .unwrap_or_else(|_| ServerSpec::new(server, 0));
-        let cluster = Cluster::new(Config {
-            servers: vec![spec],
-            protocol,
-            key_prefix: key_prefix.to_vec(),
-            max_value_size: max_value_size as usize,
-            binary_keys,
-            timeout: ms(timeout),
-            connect_timeout: ms(connect_timeout),
-            ..Config::default()
-        })
-        .map_err(|e| js::error(&e))?;
-        let mut settings: Settings = cluster.pipeline_settings(0);
-        settings.server = server.into();
-        let mut out = BytesMut::with_capacity(4 * 1024);
-        let pipe = Pipeline::open(settings, ms(now), &mut out);
-        Ok(Codec {
-            cluster,
-            convention: values::convention(&JsValue::from_str(convention))?,
-            pipe,
-            out,
-            held: Vec::new(),
-        })
-    }
-
     /// `meta` or `text`: what this connection speaks (`undefined` until the probe answered).
     #[wasm_bindgen(getter)]
     pub fn dialect(&self) -> Option<String> {
@@ -530,6 +470,20 @@ impl Codec {
 }
 
 impl Codec {
+    /// A new connection to server `s` of `cluster`, opened at `now` (milliseconds): the probe
+    /// is the first thing [`Codec::transmit`] returns.
+    pub(crate) fn open(cluster: Rc<Cluster>, s: usize, convention: Convention, now: f64) -> Codec {
+        let mut out = BytesMut::with_capacity(4 * 1024);
+        let pipe = Pipeline::open(cluster.pipeline_settings(s), ms(now), &mut out);
+        Codec {
+            cluster,
+            convention,
+            pipe,
+            out,
+            held: Vec::new(),
+        }
+    }
+
     fn direct(
         &mut self,
         call: Call,

@@ -12,12 +12,13 @@ use js_sys::{Array, Object, Uint32Array};
 use multiput::cluster::Cluster;
 use multiput::envelope::Hlc;
 use multiput::replication::{Policy, ReadPolicy, WritePolicy};
-use multiput::values::Convention;
-use multiput::{Config, Error, ServerSpec};
+use multiput::setup::Setup;
+use multiput::values::{Convention, Family};
+use multiput::{Error, ServerSpec};
 use wasm_bindgen::prelude::*;
 
 use crate::job::{self, Job};
-use crate::{codec, js, ring, values};
+use crate::{js, ring};
 
 /// The client-wide logic state. One per JavaScript `Client`.
 #[wasm_bindgen]
@@ -43,15 +44,6 @@ pub(crate) fn config(msg: impl Into<String>) -> JsValue {
     js::error(&Error::Config(msg.into()))
 }
 
-fn opt_f64(o: &JsValue, k: &str) -> Option<f64> {
-    let v = js::get(o, k);
-    if js::is_nullish(&v) {
-        None
-    } else {
-        v.as_f64()
-    }
-}
-
 /// A policy option as text for core's parsers: a number N or `{quorum: N}` is `N` (a quorum
 /// of N); a string is passed as is.
 fn policy_text(v: &JsValue, option: &str) -> Result<String, JsValue> {
@@ -65,19 +57,58 @@ fn policy_text(v: &JsValue, option: &str) -> Result<String, JsValue> {
     })
 }
 
-fn write_policy(v: &JsValue, replicas: usize) -> Result<WritePolicy, JsValue> {
-    if js::is_nullish(v) {
-        return Ok(WritePolicy::All);
+fn opt_f64(o: &JsValue, k: &str) -> Option<f64> {
+    let v = js::get(o, k);
+    if js::is_nullish(&v) {
+        None
+    } else {
+        v.as_f64()
     }
+}
+
+fn write_policy(v: &JsValue, replicas: usize) -> Result<WritePolicy, JsValue> {
     WritePolicy::parse(&policy_text(v, "writePolicy")?, replicas).map_err(|e| js::error(&e))
 }
 
 fn read_policy(v: &JsValue, replicas: usize) -> Result<ReadPolicy, JsValue> {
-    if js::is_nullish(v) {
-        return Ok(ReadPolicy::All);
-    }
     ReadPolicy::parse(&policy_text(v, "readPolicy")?, replicas).map_err(|e| js::error(&e))
 }
+
+/// An option's value as the core's text: strings as they are, numbers, booleans.
+fn option_text(v: &JsValue, option: &str) -> Result<String, JsValue> {
+    if let Some(s) = v.as_string() {
+        return Ok(s);
+    }
+    if let Some(n) = v.as_f64() {
+        return Ok(format!("{n}"));
+    }
+    if let Some(b) = v.as_bool() {
+        return Ok(b.to_string());
+    }
+    Err(config(format!(
+        "{option} must be a string, a number or a boolean"
+    )))
+}
+
+/// The JavaScript client's option names and the core's (`multiput::setup`).
+const OPTIONS: &[(&str, &str)] = &[
+    ("ringMode", "ring"),
+    ("protocol", "protocol"),
+    ("timeout", "timeout_ms"),
+    ("connectTimeout", "connect_timeout_ms"),
+    ("retryInterval", "retry_ms"),
+    ("failureLimit", "failure_limit"),
+    ("maxValueSize", "max_value_size"),
+    ("binaryKeys", "binary_keys"),
+    ("mode", "mode"),
+    ("replicas", "replicas"),
+    ("writePolicy", "write"),
+    ("readPolicy", "read"),
+    ("tombstoneTtl", "tombstone_ttl"),
+    ("failover", "failover"),
+    ("readRepair", "read_repair"),
+    ("convention", "convention"),
+];
 
 #[wasm_bindgen]
 impl Core {
@@ -87,44 +118,39 @@ impl Core {
     /// replica means replicated.
     #[wasm_bindgen(constructor)]
     pub fn new(options: &JsValue) -> Result<Core, JsValue> {
-        let servers: Array = js::get(options, "servers")
-            .dyn_into()
-            .map_err(|_| config("servers must be an array of \"host:port[:weight]\" strings or {host, port, weight} objects"))?;
-        let servers = ring::specs(&servers)?;
-        let ring_mode = ring::mode(js::get(options, "ringMode").as_string())?;
-        let key_prefix = {
-            let p = js::get(options, "keyPrefix");
-            if js::is_nullish(&p) {
-                Vec::new()
-            } else {
-                js::bytes_of(&p)
-                    .ok_or_else(|| config("keyPrefix must be a string or Uint8Array"))?
+        // The options are the core's: this names them and writes their values as its text.
+        let mut setup = Setup::new(Family::Python);
+        let servers = js::get(options, "servers");
+        if let Some(text) = servers.as_string() {
+            setup.set("servers", &text).map_err(|e| js::error(&e))?;
+        } else {
+            let list: Array = servers.dyn_into().map_err(|_| {
+                config("servers must be an array of \"host:port[:weight]\" strings or {host, port, weight} objects, or one string")
+            })?;
+            setup.servers(ring::specs(&list)?);
+        }
+        for (js_name, name) in OPTIONS {
+            let v = js::get(options, js_name);
+            if js::is_nullish(&v) {
+                continue;
             }
-        };
-        let defaults = Config::default();
-        // Checked by the core: at least one server, a prefix that obeys the key rules.
-        let cluster = Cluster::new(Config {
-            servers,
-            ring_mode,
-            key_prefix,
-            binary_keys: js::get(options, "binaryKeys").as_bool().unwrap_or(false),
-            max_value_size: opt_f64(options, "maxValueSize")
-                .map_or(defaults.max_value_size, |n| n as usize),
-            failure_limit: opt_f64(options, "failureLimit")
-                .map_or(defaults.failure_limit, |n| n as u32)
-                .max(1),
-            retry_interval: opt_f64(options, "retryInterval")
-                .map_or(defaults.retry_interval, |n| {
-                    Duration::from_millis(js::ms(n))
-                }),
-            // Only the codecs probe; an unknown protocol fails there, when a connection opens.
-            protocol: js::get(options, "protocol")
-                .as_string()
-                .and_then(|p| codec::protocol_choice(&p).ok())
-                .unwrap_or_default(),
-            ..defaults
-        })
-        .map_err(|e| js::error(&e))?;
+            let text = if name.starts_with("write")
+                || name.starts_with("read") && *name != "read_repair"
+            {
+                policy_text(&v, js_name)?
+            } else {
+                option_text(&v, js_name)?
+            };
+            setup.set(name, &text).map_err(|e| js::error(&e))?;
+        }
+        let prefix = js::get(options, "keyPrefix");
+        if !js::is_nullish(&prefix) {
+            let p = js::bytes_of(&prefix)
+                .ok_or_else(|| config("keyPrefix must be a string or Uint8Array"))?;
+            setup.key_prefix(&p);
+        }
+        let built = setup.build().map_err(|e| js::error(&e))?;
+        let cluster = Cluster::new(built.config).map_err(|e| js::error(&e))?;
         let n_servers = cluster.len();
         let stored_on = (0..n_servers)
             .map(|i| {
@@ -132,37 +158,11 @@ impl Core {
                 js::array(&[&stored.into(), &Array::new().into()]).into()
             })
             .collect();
-        // As the Python binding: more than one replica means the envelope; `mode: 'replicated'`
-        // forces it with one replica (a fleet migrating to replication).
-        let replicated = match js::get(options, "mode").as_string().as_deref() {
-            None => opt_f64(options, "replicas").is_some_and(|n| n > 1.0),
-            Some("plain") => false,
-            Some("replicated") => true,
-            Some(m) => {
-                return Err(config(format!(
-                    "mode {m:?}: expected \"plain\" or \"replicated\""
-                )))
-            }
-        };
-        let defaults = Policy::default();
-        let replicas = opt_f64(options, "replicas")
-            .map(|n| n as usize)
-            .unwrap_or(if replicated {
-                defaults.replicas.min(n_servers)
-            } else {
-                1
-            });
-        let policy = Policy {
-            replicas,
-            write: write_policy(&js::get(options, "writePolicy"), replicas)?,
-            read: read_policy(&js::get(options, "readPolicy"), replicas)?,
-            tombstone_ttl: opt_f64(options, "tombstoneTtl")
-                .map(|n| n as u32)
-                .unwrap_or(defaults.tombstone_ttl),
-            failover: js::get(options, "failover").as_bool().unwrap_or(false),
-            read_repair: js::get(options, "readRepair").as_bool().unwrap_or(true),
-        };
-        policy.validate(n_servers).map_err(|e| js::error(&e))?;
+        let replicated = built.policy.is_some();
+        let policy = built.policy.unwrap_or(Policy {
+            replicas: 1,
+            ..Policy::default()
+        });
         let writer = js::u64_of(&js::get(options, "writerId")).unwrap_or(0);
         if writer == 0 {
             return Err(config(
@@ -174,7 +174,7 @@ impl Core {
             cluster: Rc::new(cluster),
             policy,
             replicated,
-            convention: values::convention(&js::get(options, "convention"))?,
+            convention: built.convention,
             hlc: std::sync::Arc::new(Hlc::new()),
             writer,
             token_seed,
@@ -227,6 +227,22 @@ impl Core {
     #[wasm_bindgen(getter, js_name = writePolicy)]
     pub fn write_policy_name(&self) -> String {
         self.policy.write.to_string()
+    }
+
+    /// A new connection's codec for server `s`, opened at `now` (`performance.now()`): the
+    /// core's connection pipeline with this client's protocol choice, key rules, value limit
+    /// and timeouts.
+    pub fn connection(&self, s: u32, now: f64) -> Result<crate::Codec, JsValue> {
+        let s = s as usize;
+        if s >= self.cluster.len() {
+            return Err(config(format!("no server {s}")));
+        }
+        Ok(crate::Codec::open(
+            self.cluster.clone(),
+            s,
+            self.convention,
+            now,
+        ))
     }
 
     /// The number of servers.

@@ -20,7 +20,7 @@
 use js_sys::{Object, Uint8Array, JSON};
 use multiput::compress;
 use multiput::envelope::{self, Decoded, Format, Kind, Typed};
-use multiput::values::{self, Convention, Family, TypedRef};
+use multiput::values::{self, Convention, TypedRef};
 use multiput::Error;
 use wasm_bindgen::prelude::*;
 
@@ -202,14 +202,5 @@ pub(crate) fn stored_ref(convention: Convention, data: &[u8], flags: u32) -> Sto
         TypedRef::Bytes(b) | TypedRef::Raw(b, _) => Stored::Bytes(b),
         TypedRef::Text(s) => Stored::Text(s.as_bytes()),
         other => Stored::Other(other),
-    }
-}
-
-/// `multiput` (the default), `pylibmc` or `pecl`, as [`Convention::parse`] takes it; values
-/// without multiput's flags are read by Python's numbers unless `pecl`.
-pub(crate) fn convention(v: &JsValue) -> Result<Convention, JsValue> {
-    match v.as_string() {
-        None => Ok(Convention::multiput(Family::Python)),
-        Some(s) => Convention::parse(&s, Family::Python).map_err(|e| js::error(&e)),
     }
 }

@@ -23,4 +23,5 @@ pub mod recipe;
 pub mod replication;
 pub mod ring;
 pub mod server;
+pub mod setup;
 pub mod values;

@@ -1,150 +1,66 @@
 //! Configuration.
 
 use super::*;
+use multiput::setup::Setup;
 
 /// A client configuration under construction: create it with [`multiput_config_new`], set
 /// options with [`multiput_config_set`], build clients with [`multiput_client_new`], free it
-/// with [`multiput_config_free`].
+/// with [`multiput_config_free`]. The options are the core's ([`multiput::setup`]); this ABI
+/// keeps two spellings of its own (see [`multiput_config_set`]).
 #[derive(Debug, Clone)]
 pub struct MultiputConfig {
-    /// The core's client settings (servers, ring, timeouts, sizes, key prefix, ...), set
-    /// field by field by [`MultiputConfig::set`] and checked by the core in `build`.
-    pub(crate) core: multiput::Config,
-    pub(crate) policy: Policy,
-    /// `write`/`read` as given: `quorum` (a majority) depends on `replicas`, which may be set
-    /// later, so they are resolved by [`Policy`]'s parsers in `build`.
-    pub(crate) write: Option<String>,
-    pub(crate) read: Option<String>,
-    pub(crate) replicated: bool,
-    pub(crate) rules: PlainRules,
-    pub(crate) cas: CasOptions,
+    setup: Setup,
 }
 
 impl Default for MultiputConfig {
     fn default() -> Self {
-        MultiputConfig {
-            core: multiput::Config::default(),
-            policy: Policy {
-                replicas: 1,
-                ..Policy::default()
-            },
-            write: None,
-            read: None,
-            replicated: false,
-            rules: PlainRules {
-                convention: Convention::multiput(Family::Php),
-                compress_threshold: 0,
-            },
-            cas: CasOptions::default(),
-        }
-    }
-}
-
-pub(crate) fn parse_num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, String> {
-    v.trim()
-        .parse()
-        .map_err(|_| format!("option {name}: {v:?} is not a valid number"))
-}
-
-pub(crate) fn parse_bool(name: &str, v: &str) -> Result<bool, String> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" | "" => Ok(false),
-        _ => Err(format!(
-            "option {name}: {v:?} is not a boolean (1/0, true/false)"
-        )),
+        let mut setup = Setup::new(Family::Php);
+        // The ABI's default is plain values unless `replicas` asks for copies.
+        let _ = setup.set("mode", "plain");
+        MultiputConfig { setup }
     }
 }
 
 impl MultiputConfig {
+    /// Set one option; the error is the message for the last-error text.
     pub(crate) fn set(&mut self, name: &str, v: &str) -> Result<(), String> {
-        let ms = |v: &str| parse_num::<u64>(name, v).map(Duration::from_millis);
         match name.trim() {
-            "servers" => {
-                self.core.servers = v
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| s.parse::<multiput::ServerSpec>().map_err(|e| e.to_string()))
-                    .collect::<Result<_, _>>()?;
-            }
-            "mode" | "distribution" => self.core.ring_mode = v.parse().map_err(|e: Error| e.to_string())?,
-            "protocol" => {
-                self.core.protocol = match v.trim().to_ascii_lowercase().as_str() {
-                    "auto" => ProtocolChoice::Auto,
-                    "text" => ProtocolChoice::Text,
-                    "meta" => ProtocolChoice::Meta,
-                    _ => return Err(format!("option protocol: {v:?} is not auto, text or meta")),
-                }
-            }
-            "timeout_ms" => self.core.timeout = ms(v)?,
-            "connect_timeout_ms" => self.core.connect_timeout = ms(v)?,
-            "retry_ms" => self.core.retry_interval = ms(v)?,
-            "failure_limit" => self.core.failure_limit = parse_num(name, v)?,
-            "max_value_size" => self.core.max_value_size = parse_num(name, v)?,
-            "pool_size" => self.core.blocking_pool_size = parse_num(name, v)?,
-            "tcp_nodelay" => self.core.tcp_nodelay = parse_bool(name, v)?,
-            "binary_keys" => self.core.binary_keys = parse_bool(name, v)?,
-            "prefix" => self.core.key_prefix = v.as_bytes().to_vec(),
-            "replicas" => {
-                let n: usize = parse_num(name, v)?;
-                self.replicated = n > 0;
-                self.policy.replicas = n.max(1);
-            }
-            // Checked now (any replica count), resolved against `replicas` in `build`.
-            "write" => {
-                WritePolicy::parse(v, 1).map_err(|e| e.to_string())?;
-                self.write = Some(v.to_string());
-            }
-            "read" => {
-                ReadPolicy::parse(v, 1).map_err(|e| e.to_string())?;
-                self.read = Some(v.to_string());
-            }
-            "tombstone_ttl" => self.policy.tombstone_ttl = parse_num(name, v)?,
-            "failover" => self.policy.failover = parse_bool(name, v)?,
-            "read_repair" => self.policy.read_repair = parse_bool(name, v)?,
-            "convention" => {
-                self.rules.convention = Convention::parse(v, Family::Php).map_err(|e| e.to_string())?;
-            }
-            "compress_threshold" => self.rules.compress_threshold = parse_num(name, v)?,
-            "cas_attempts" => self.cas.max_attempts = parse_num::<u32>(name, v)?.max(1),
-            "cas_deadline_ms" => self.cas.deadline = ms(v)?,
-            other => {
-                return Err(format!(
-                    "unknown option {other:?} (servers, mode, protocol, timeout_ms, \
-                     connect_timeout_ms, retry_ms, failure_limit, max_value_size, pool_size, \
-                     tcp_nodelay, binary_keys, prefix, replicas, write, read, tombstone_ttl, failover, \
-                     read_repair, convention, compress_threshold, cas_attempts, cas_deadline_ms)"
-                ))
-            }
+            // This ABI's `mode` has always been the ring's (PECL's distribution).
+            "mode" => self.setup.set("ring", v),
+            // `replicas` 0: plain values; N >= 1: N enveloped copies (1 on a fleet migrating
+            // to replication).
+            "replicas" if v.trim() == "0" => self.setup.set("mode", "plain"),
+            "replicas" => self
+                .setup
+                .set("mode", "replicated")
+                .and_then(|s| s.set("replicas", v)),
+            other => self.setup.set(other, v),
         }
-        Ok(())
+        .map(|_| ())
+        .map_err(|e| match e {
+            Error::Config(m) => m,
+            e => e.to_string(),
+        })
     }
 
     pub(crate) fn build(&self) -> Result<MultiputClient, Error> {
-        let config = self.core.clone();
-        config.validate()?;
-        let plain = Client::from_config(config)?;
-        let repl = if self.replicated {
-            let mut policy = self.policy;
-            if let Some(w) = &self.write {
-                policy.write = WritePolicy::parse(w, policy.replicas)?;
-            }
-            if let Some(r) = &self.read {
-                policy.read = ReadPolicy::parse(r, policy.replicas)?;
-            }
-            Some(ReplicatedClient::new(plain.clone(), policy)?)
-        } else {
-            None
-        };
+        let built = self.setup.build()?;
+        let plain = Client::from_config(built.config)?;
+        let repl = built
+            .policy
+            .map(|p| ReplicatedClient::new(plain.clone(), p))
+            .transpose()?;
         let cl = plain.cluster();
         let addresses = (0..cl.len())
             .map(|i| CString::new(cl.name(i)).unwrap_or_default())
             .collect();
         Ok(MultiputClient {
             cache: Cache::new(plain, None)?.with_replicated(repl),
-            rules: self.rules,
-            cas: self.cas,
+            rules: PlainRules {
+                convention: built.convention,
+                compress_threshold: built.compress_threshold,
+            },
+            cas: built.cas,
             addresses,
         })
     }
@@ -168,12 +84,15 @@ pub unsafe extern "C" fn multiput_config_new(out: *mut *mut MultiputConfig) -> i
 }
 
 /// Set one option (both strings NUL-terminated UTF-8). Unknown names and invalid values are
-/// [`MULTIPUT_E_CONFIG`] with a message naming the problem. Options:
+/// [`MULTIPUT_E_CONFIG`] with a message naming the problem. The options are the core's
+/// (`multiput::setup`, where every binding's options are parsed), with this ABI's `mode` (the
+/// ring) and `replicas` (0 = plain) as below:
 ///
 /// | name | value | default |
 /// | --- | --- | --- |
-/// | `servers` | `host[:port[:weight]],...` (replaces the list; hosts hashed as written) | none |
+/// | `servers` | `host[:port[:weight]]` separated by `,`, `;` or spaces (replaces the list; hosts hashed as written) | none |
 /// | `mode` | `libketama_compatible`, `ketama_md5`, `modula` (PECL's default distribution) or `rendezvous` (pymemcache's HashClient) | `libketama_compatible` |
+/// | `ring` | the same as `mode` | |
 /// | `protocol` | `auto`, `text`, `meta` | `auto` |
 /// | `timeout_ms`, `connect_timeout_ms` | request and connect bounds | 1000 |
 /// | `retry_ms` | how long a down server is skipped | 1000 |

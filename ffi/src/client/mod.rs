@@ -12,9 +12,9 @@ use multiput::blocking::{Cache, Client, Got as CoreGot, Payload, ReplicatedClien
 use multiput::envelope::{Format, ValueType};
 use multiput::recipes::{CasOptions, CasOutcome, Fresh, Lock, LockOptions, Update};
 use multiput::replication::Versioned;
-use multiput::values::{Convention, Family};
+use multiput::values::Family;
 use multiput::StoreMode;
-use multiput::{Error, Policy, ProtocolChoice, ReadPolicy, WritePolicy, WriteReport};
+use multiput::{Error, ReadPolicy, WritePolicy, WriteReport};
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::ffi::{c_char, c_void, CString};
@@ -600,7 +600,7 @@ mod tests {
             let _ = multiput::compress::pecl_decompress(&buf, 0x50);
             let _ = multiput::compress::pecl_decompress(&buf, 0x30);
             let rules = PlainRules {
-                convention: Convention::multiput(Family::Php),
+                convention: multiput::values::Convention::multiput(Family::Php),
                 compress_threshold: 0,
             };
             let _ = rules.decode(&buf, (next() % 0x100) as u32);

@@ -16,7 +16,6 @@ const {
 } = require('./util');
 
 const { toError } = errors;
-const DEFAULTS = wasm.defaults();
 
 /** A call that failed before it was sent: rejected, or handed to `fail` (on a later tick). */
 function failed(e, fail) {
@@ -30,8 +29,6 @@ class Client {
       options = servers || {};
       servers = options.servers;
     }
-    // "host:port,host:port" (`;` also separates), as the CLI and the Python binding take it.
-    if (typeof servers === 'string') servers = servers.split(/[,;]/).map((x) => x.trim()).filter(Boolean);
     options = options || {};
     const core = new wasm.Core({
       ...options,
@@ -40,15 +37,10 @@ class Client {
       tokenSeed: randomU64(),
     });
     this._core = core;
-    this._timeout = options.timeout ?? DEFAULTS.timeout;
-    this._connectTimeout = options.connectTimeout ?? DEFAULTS.connectTimeout;
-    this._protocol = options.protocol ?? 'auto';
-    this._convention = options.convention ?? 'multiput';
     const n = core.length;
     this._conns = new Array(n).fill(null);
     this._troubled = new Uint8Array(n);
     this._flights = new Map();
-    this._prefix = core.keyPrefix;
     this._closed = false;
     this._addresses = Array.from({ length: n }, (_, i) => core.address(i));
   }
@@ -98,20 +90,7 @@ class Client {
   _conn(s) {
     let c = this._conns[s];
     if (c === null) {
-      const core = this._core;
-      c = new Connection({
-        address: core.address(s),
-        host: core.host(s),
-        port: core.port(s),
-        timeout: this._timeout,
-        connectTimeout: this._connectTimeout,
-        keyPrefix: this._prefix,
-        binaryKeys: core.binaryKeys,
-        maxValueSize: core.maxValueSize,
-        protocol: this._protocol,
-        convention: this._convention,
-        onFailure: (e) => this._failed(s, e),
-      });
+      c = new Connection(this._core, s, (e) => this._failed(s, e));
       this._conns[s] = c;
     }
     return c;

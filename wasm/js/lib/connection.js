@@ -60,15 +60,15 @@ function flush(conn) {
  * dropped and every waiting request rejected; the next request opens a new one).
  */
 class Connection {
-  constructor(opts) {
-    this.address = opts.address;
-    this.host = opts.host;
-    this.port = opts.port;
-    this.timeout = opts.timeout;
-    this.connectTimeout = opts.connectTimeout;
-    this.codecArgs = [opts.address, opts.keyPrefix, opts.maxValueSize, opts.protocol, opts.convention, !!opts.binaryKeys, opts.timeout, opts.connectTimeout];
+  /** Server `index` of the client whose WASM `Core` is `core`. */
+  constructor(core, index, onFailure) {
+    this.core = core;
+    this.index = index;
+    this.address = core.address(index);
+    this.host = core.host(index);
+    this.port = core.port(index);
     // Called once per request that fails with the connection (the client records health).
-    this.onFailure = opts.onFailure || (() => {});
+    this.onFailure = onFailure || (() => {});
     this.sock = null;
     this.codec = null;
     this.flushing = false;
@@ -105,7 +105,7 @@ class Connection {
         this.flushing = true;
         process.nextTick(flush, this);
       }
-      if (this.timer === null) this.armTimer(this.timeout);
+      if (this.timer === null) this.onTimer();
       if (!this.referenced) {
         this.referenced = true;
         this.sock.ref();
@@ -119,7 +119,7 @@ class Connection {
     this.sock = sock;
     this.referenced = true;
     // The codec starts with the probe (`version` + `mn`), due within the connect timeout.
-    this.codec = new wasm.Codec(...this.codecArgs, performance.now());
+    this.codec = this.core.connection(this.index, performance.now());
     sock.on('data', (chunk) => {
       if (this.sock === sock) this.onData(chunk);
     });
@@ -138,7 +138,7 @@ class Connection {
       this.flushing = true;
       process.nextTick(flush, this);
     }
-    this.armTimer(this.connectTimeout);
+    this.onTimer();
   }
 
   onData(chunk) {

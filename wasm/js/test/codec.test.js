@@ -9,8 +9,9 @@ const k = (s) => Buffer.from(s);
 
 const T0 = 1000; // the codec's clock (ms), as performance.now() would give it
 
-function codec(protocol = 'auto', convention = 'python', timeout = 100, connectTimeout = 500) {
-  return new core.Codec('127.0.0.1:1', new Uint8Array(), 1024 * 1024, protocol, convention, false, timeout, connectTimeout, T0);
+function codec(protocol = 'auto', convention = 'pylibmc', timeout = 100, connectTimeout = 500) {
+  const c = new core.Core({ servers: ['127.0.0.1:1'], protocol, convention, timeout, connectTimeout, writerId: 1n });
+  return c.connection(0, T0);
 }
 
 // Feed `bytes` `chunk` at a time; returns the results in order (`'ready'` for the probe).
@@ -158,7 +159,7 @@ test('garbage and unsolicited bytes are protocol errors', () => {
 });
 
 test('deadlines: the probe within the connect timeout, each request within the timeout', () => {
-  const c = codec('auto', 'python', 100, 500);
+  const c = codec('auto', 'pylibmc', 100, 500);
   assert.equal(c.check(T0), 500);
   assert.throws(() => c.check(T0 + 500), (e) => e.kind === 'Timeout' && e.phase === 'connect');
   const r = ready();
