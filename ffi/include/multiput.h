@@ -122,6 +122,47 @@
 #define MULTIPUT_E_CALLBACK 20
 
 /*
+ memcached's ASCII authentication (`-Y`) refused the credentials, or the server requires
+ them and none are configured (`username`, `password`).
+ */
+#define MULTIPUT_E_AUTH 21
+
+/*
+ TLS: the server's certificate is not signed by a trusted CA (set `tls_ca`).
+ */
+#define MULTIPUT_E_TLS_UNTRUSTED 22
+
+/*
+ TLS: the server's certificate does not carry its name (set `tls_server_name`).
+ */
+#define MULTIPUT_E_TLS_HOSTNAME 23
+
+/*
+ TLS: the server's certificate has expired or is not valid yet.
+ */
+#define MULTIPUT_E_TLS_EXPIRED 24
+
+/*
+ TLS: the server refused this client's certificate, or needs one (`tls_cert`, `tls_key`).
+ */
+#define MULTIPUT_E_TLS_CLIENT_CERT 25
+
+/*
+ TLS is configured but the server is a plain memcached (no `-Z`).
+ */
+#define MULTIPUT_E_TLS_NOT_TLS 26
+
+/*
+ The server is a TLS listener (memcached `-Z`) and TLS is not configured (`tls`).
+ */
+#define MULTIPUT_E_TLS_REQUIRED 27
+
+/*
+ Another TLS handshake failure.
+ */
+#define MULTIPUT_E_TLS 28
+
+/*
  An internal error (a caught panic). Please report it.
  */
 #define MULTIPUT_E_INTERNAL 99
@@ -583,6 +624,11 @@ int32_t multiput_config_new(struct MultiputConfig **out);
  | `convention` | plain-value flags: `multiput` (multiput's own, read with their type by every binding; values without them read as PECL writes them), `pecl` (PECL memcached's) or `pylibmc` (pylibmc/pymemcache's) | `multiput` |
  | `compress_threshold` | compress plain values of at least this many bytes (`multiput`: a zlib stream every binding reads; `pecl`: as PECL does); 0 never | 0 |
  | `cas_attempts`, `cas_deadline_ms` | bounds of CAS updates | 32, 2000 |
+ | `tls` | 1: TLS to every server (memcached `-Z`) | 0 |
+ | `tls_ca` | PEM file of the CAs that sign the servers' certificates (implies `tls`) | the system's trust store |
+ | `tls_cert`, `tls_key` | PEM files of a client certificate and key, for servers that verify clients (imply `tls`) | none |
+ | `tls_server_name` | the name the servers' certificates must carry (implies `tls`) | each server's host |
+ | `username`, `password` | memcached's ASCII authentication (`-Y`), sent first on every connection | none |
 
  # Safety
  `config` came from [`multiput_config_new`]; `name` and `value` are NUL-terminated.

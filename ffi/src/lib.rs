@@ -80,6 +80,23 @@ pub const MULTIPUT_E_LOCK_NOT_ACQUIRED: i32 = 18;
 pub const MULTIPUT_E_VALUE: i32 = 19;
 /// The caller's callback asked to stop (returned non-zero).
 pub const MULTIPUT_E_CALLBACK: i32 = 20;
+/// memcached's ASCII authentication (`-Y`) refused the credentials, or the server requires
+/// them and none are configured (`username`, `password`).
+pub const MULTIPUT_E_AUTH: i32 = 21;
+/// TLS: the server's certificate is not signed by a trusted CA (set `tls_ca`).
+pub const MULTIPUT_E_TLS_UNTRUSTED: i32 = 22;
+/// TLS: the server's certificate does not carry its name (set `tls_server_name`).
+pub const MULTIPUT_E_TLS_HOSTNAME: i32 = 23;
+/// TLS: the server's certificate has expired or is not valid yet.
+pub const MULTIPUT_E_TLS_EXPIRED: i32 = 24;
+/// TLS: the server refused this client's certificate, or needs one (`tls_cert`, `tls_key`).
+pub const MULTIPUT_E_TLS_CLIENT_CERT: i32 = 25;
+/// TLS is configured but the server is a plain memcached (no `-Z`).
+pub const MULTIPUT_E_TLS_NOT_TLS: i32 = 26;
+/// The server is a TLS listener (memcached `-Z`) and TLS is not configured (`tls`).
+pub const MULTIPUT_E_TLS_REQUIRED: i32 = 27;
+/// Another TLS handshake failure.
+pub const MULTIPUT_E_TLS: i32 = 28;
 /// An internal error (a caught panic). Please report it.
 pub const MULTIPUT_E_INTERNAL: i32 = 99;
 
@@ -89,6 +106,8 @@ mod pecl {
     pub(crate) const SUCCESS: i32 = 0;
     pub(crate) const FAILURE: i32 = 1;
     pub(crate) const CONNECTION_FAILURE: i32 = 3;
+    /// libmemcached's MEMCACHED_AUTH_FAILURE.
+    pub(crate) const AUTH_FAILURE: i32 = 41;
     pub(crate) const PROTOCOL_ERROR: i32 = 8;
     pub(crate) const CLIENT_ERROR: i32 = 9;
     pub(crate) const SERVER_ERROR: i32 = 10;
@@ -131,12 +150,26 @@ pub extern "C" fn multiput_pecl_result(code: i32) -> i32 {
         MULTIPUT_E_UNSUPPORTED => pecl::NOT_SUPPORTED,
         MULTIPUT_E_REPLICATION => pecl::SOME_ERRORS,
         MULTIPUT_E_VALUE => pecl::PAYLOAD_FAILURE,
+        MULTIPUT_E_AUTH => pecl::AUTH_FAILURE,
+        MULTIPUT_E_TLS_UNTRUSTED..=MULTIPUT_E_TLS => pecl::CONNECTION_FAILURE,
         _ => pecl::FAILURE,
     }
 }
 
 /// The `MULTIPUT_*` code of a core error.
 pub(crate) fn code_of(e: &Error) -> i32 {
+    if let Error::Tls { problem, .. } = e {
+        use multiput::error::TlsProblem as P;
+        return match problem {
+            P::UntrustedCertificate => MULTIPUT_E_TLS_UNTRUSTED,
+            P::HostnameMismatch => MULTIPUT_E_TLS_HOSTNAME,
+            P::Expired => MULTIPUT_E_TLS_EXPIRED,
+            P::ClientCertificateRejected => MULTIPUT_E_TLS_CLIENT_CERT,
+            P::ServerNotTls => MULTIPUT_E_TLS_NOT_TLS,
+            P::ServerSpeaksTls => MULTIPUT_E_TLS_REQUIRED,
+            _ => MULTIPUT_E_TLS,
+        };
+    }
     match e.kind() {
         ErrorKind::InvalidKey => MULTIPUT_E_KEY,
         ErrorKind::ValueTooLarge => MULTIPUT_E_VALUE_TOO_LARGE,
@@ -157,6 +190,7 @@ pub(crate) fn code_of(e: &Error) -> i32 {
         ErrorKind::Config => MULTIPUT_E_CONFIG,
         ErrorKind::Loader => MULTIPUT_E_CALLBACK,
         ErrorKind::Undecodable => MULTIPUT_E_VALUE,
+        ErrorKind::Auth => MULTIPUT_E_AUTH,
         _ => MULTIPUT_E_INTERNAL,
     }
 }

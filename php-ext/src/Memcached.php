@@ -163,6 +163,30 @@ class Memcached
      * flags are read as PECL writes them either way.
      */
     public const OPT_MULTIPUT_CONVENTION = -2005;
+    /** TLS to every server (memcached -Z): true/false. Implied by the other TLS options. */
+    public const OPT_MULTIPUT_TLS = -2006;
+    /** PEM file of the CAs that sign the servers' certificates (default: the system's). */
+    public const OPT_MULTIPUT_TLS_CA = -2007;
+    /** PEM file of a client certificate, for servers that verify clients (with TLS_KEY). */
+    public const OPT_MULTIPUT_TLS_CERT = -2008;
+    /** PEM file of the client certificate's private key. */
+    public const OPT_MULTIPUT_TLS_KEY = -2009;
+    /** The name the servers' certificates must carry (default: each server's host). */
+    public const OPT_MULTIPUT_TLS_SERVER_NAME = -2010;
+    /** memcached's ASCII authentication (-Y): the user name (with OPT_MULTIPUT_PASSWORD). */
+    public const OPT_MULTIPUT_USERNAME = -2011;
+    /** memcached's ASCII authentication (-Y): the password. */
+    public const OPT_MULTIPUT_PASSWORD = -2012;
+
+    /** multiput's string options and the core's names for them. */
+    private const STRING_OPTIONS = [
+        self::OPT_MULTIPUT_TLS_CA => 'tls_ca',
+        self::OPT_MULTIPUT_TLS_CERT => 'tls_cert',
+        self::OPT_MULTIPUT_TLS_KEY => 'tls_key',
+        self::OPT_MULTIPUT_TLS_SERVER_NAME => 'tls_server_name',
+        self::OPT_MULTIPUT_USERNAME => 'username',
+        self::OPT_MULTIPUT_PASSWORD => 'password',
+    ];
 
     /** libmemcached's MEMCACHED_ERROR ("ERROR was returned by server"; PECL names 11 otherwise). */
     private const RES_SERVER_ERROR_REPLY = 11;
@@ -519,7 +543,16 @@ class Memcached
                 break;
             case self::OPT_MULTIPUT_WRITE_POLICY:
             case self::OPT_MULTIPUT_READ_POLICY:
+            case self::OPT_MULTIPUT_TLS_CA:
+            case self::OPT_MULTIPUT_TLS_CERT:
+            case self::OPT_MULTIPUT_TLS_KEY:
+            case self::OPT_MULTIPUT_TLS_SERVER_NAME:
+            case self::OPT_MULTIPUT_USERNAME:
+            case self::OPT_MULTIPUT_PASSWORD:
                 $o[$option] = (string) $value;
+                break;
+            case self::OPT_MULTIPUT_TLS:
+                $o[$option] = (bool) $value;
                 break;
             case self::OPT_MULTIPUT_CONVENTION:
                 $c = strtolower(trim((string) $value));
@@ -608,6 +641,14 @@ class Memcached
             'convention' => $o[self::OPT_MULTIPUT_CONVENTION] ?? 'multiput',
             'compress_threshold' => $o[self::OPT_COMPRESSION] ? self::COMPRESSION_THRESHOLD : 0,
         ];
+        foreach (self::STRING_OPTIONS as $opt => $name) {
+            if (isset($o[$opt]) && $o[$opt] !== '') {
+                $options[$name] = $o[$opt];
+            }
+        }
+        if (!empty($o[self::OPT_MULTIPUT_TLS])) {
+            $options['tls'] = true;
+        }
         if ($replicas > 0) {
             $options['replicas'] = $replicas;
             $options['failover'] = (bool) $o[self::OPT_REMOVE_FAILED_SERVERS];
@@ -1103,7 +1144,7 @@ class Memcached
 
     public function setSaslAuthData(string $username, string $password): bool
     {
-        $this->result(self::RES_NOT_SUPPORTED, 'SASL (binary protocol authentication) is not supported');
+        $this->result(self::RES_NOT_SUPPORTED, 'SASL needs the binary protocol, which multiput does not speak: use memcached\'s ASCII authentication (memcached -Y) with OPT_MULTIPUT_USERNAME and OPT_MULTIPUT_PASSWORD');
         return false;
     }
 

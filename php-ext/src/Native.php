@@ -44,6 +44,14 @@ final class Native
     public const E_LOCK_NOT_ACQUIRED = 18;
     public const E_VALUE = 19;
     public const E_CALLBACK = 20;
+    public const E_AUTH = 21;
+    public const E_TLS_UNTRUSTED = 22;
+    public const E_TLS_HOSTNAME = 23;
+    public const E_TLS_EXPIRED = 24;
+    public const E_TLS_CLIENT_CERT = 25;
+    public const E_TLS_NOT_TLS = 26;
+    public const E_TLS_REQUIRED = 27;
+    public const E_TLS = 28;
 
     public const TYPE_BYTES = 0;
     public const TYPE_TEXT = 1;

@@ -24,7 +24,8 @@ final class Servers
     }
 
     /** Start one more server; returns host:port. */
-    public static function start(): string
+    /** @param list<string> $extra more memcached arguments (e.g. -Z ... for TLS, -Y FILE) */
+    public static function start(array $extra = []): string
     {
         $bin = getenv('MEMCACHED_BIN') ?: 'memcached';
         for ($attempt = 0; $attempt < 5; $attempt++) {
@@ -33,6 +34,7 @@ final class Servers
             if (function_exists('posix_geteuid') && posix_geteuid() === 0) {
                 array_push($cmd, '-u', 'root');
             }
+            $cmd = array_merge($cmd, $extra);
             $proc = proc_open($cmd, [0 => ['file', '/dev/null', 'r'], 1 => ['file', '/dev/null', 'w'], 2 => ['file', '/dev/null', 'w']], $pipes);
             if (!is_resource($proc)) {
                 throw new \RuntimeException("cannot run $bin (apt-get install memcached)");

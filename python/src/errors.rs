@@ -2,6 +2,7 @@
 //! without the GIL.
 
 use super::*;
+use multiput::error::TlsProblem;
 
 pub(crate) static EXCEPTIONS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 pub(crate) static PICKLE: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
@@ -26,6 +27,8 @@ pub(crate) fn class_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Loader => "LoaderError",
         ErrorKind::Config => "ConfigError",
         ErrorKind::Undecodable => "UndecodableValueError",
+        ErrorKind::Auth => "AuthenticationError",
+        ErrorKind::Tls => "TlsError",
         _ => "MultiputError",
     }
 }
@@ -51,6 +54,8 @@ pub(crate) fn kind_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Loader => "loader",
         ErrorKind::Config => "config",
         ErrorKind::Undecodable => "undecodable",
+        ErrorKind::Auth => "auth",
+        ErrorKind::Tls => "tls",
         _ => "error",
     }
 }
@@ -72,11 +77,29 @@ pub(crate) fn named_error(py: Python<'_>, class: &str, message: String) -> PyErr
     build().unwrap_or_else(|_| PyRuntimeError::new_err(message))
 }
 
+/// The class of a TLS failure, by what went wrong.
+fn tls_class(problem: TlsProblem) -> &'static str {
+    match problem {
+        TlsProblem::UntrustedCertificate => "CertificateUntrustedError",
+        TlsProblem::HostnameMismatch => "CertificateHostnameError",
+        TlsProblem::Expired => "CertificateExpiredError",
+        TlsProblem::ClientCertificateRejected => "ClientCertificateRejectedError",
+        TlsProblem::ServerNotTls => "ServerNotTlsError",
+        TlsProblem::ServerSpeaksTls => "ServerRequiresTlsError",
+        _ => "TlsError",
+    }
+}
+
 pub(crate) fn error_object<'py>(py: Python<'py>, e: &Error) -> PyResult<Bound<'py, PyAny>> {
     let kind = e.kind();
-    let inst = exceptions(py)?
-        .getattr(class_name(kind))?
-        .call1((e.to_string(),))?;
+    let class = match e {
+        Error::Tls { problem, .. } => tls_class(*problem),
+        _ => class_name(kind),
+    };
+    let inst = exceptions(py)?.getattr(class)?.call1((e.to_string(),))?;
+    if let Error::Tls { problem, .. } = e {
+        inst.setattr("problem", problem.as_str())?;
+    }
     inst.setattr("kind", kind_name(kind))?;
     if let Some(server) = e.server() {
         inst.setattr("server", server)?;

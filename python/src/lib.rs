@@ -196,6 +196,13 @@ impl Client {
         default_noreply = None,
         allow_unicode_keys = None,
         ignore_exc = false,
+        tls = false,
+        tls_ca = None,
+        tls_cert = None,
+        tls_key = None,
+        tls_server_name = None,
+        username = None,
+        password = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -228,6 +235,13 @@ impl Client {
         default_noreply: Option<bool>,
         allow_unicode_keys: Option<bool>,
         ignore_exc: bool,
+        tls: bool,
+        tls_ca: Option<String>,
+        tls_cert: Option<String>,
+        tls_key: Option<String>,
+        tls_server_name: Option<String>,
+        username: Option<String>,
+        password: Option<String>,
     ) -> PyResult<Self> {
         // pymemcache arguments with nothing to configure here: replies are always read, and
         // str keys are always UTF-8.
@@ -270,6 +284,21 @@ impl Client {
         ];
         if let Some(e) = envelope {
             options.push(("mode", if e { "replicated" } else { "plain" }.into()));
+        }
+        if tls {
+            options.push(("tls", "true".into()));
+        }
+        for (name, v) in [
+            ("tls_ca", tls_ca),
+            ("tls_cert", tls_cert),
+            ("tls_key", tls_key),
+            ("tls_server_name", tls_server_name),
+            ("username", username),
+            ("password", password),
+        ] {
+            if let Some(v) = v {
+                options.push((name, v));
+            }
         }
         if let Some(w) = write_policy {
             options.push(("write", policy_text(w)?));

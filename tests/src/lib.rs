@@ -48,6 +48,8 @@
 //!
 //! Nothing here measures or asserts on time: timeouts only bound waits.
 
+pub mod certs;
+
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -100,6 +102,7 @@ pub struct Builder {
     extra_args: Vec<OsString>,
     port: Option<u16>,
     startup_timeout: Duration,
+    listening_only: bool,
 }
 
 impl Default for Builder {
@@ -109,11 +112,20 @@ impl Default for Builder {
             extra_args: Vec::new(),
             port: None,
             startup_timeout: STARTUP_TIMEOUT,
+            listening_only: false,
         }
     }
 }
 
 impl Builder {
+    /// Ready when the port accepts connections (and the process is alive), without asking
+    /// it anything: for servers that only talk TLS (`-Z`) or only to authenticated clients
+    /// (`-Y`).
+    pub fn listening_only(mut self) -> Self {
+        self.listening_only = true;
+        self
+    }
+
     /// Appends one extra command-line argument (after the defaults, so e.g.
     /// `-m 128` overrides the default `-m 64`).
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
@@ -167,6 +179,7 @@ impl Builder {
             extra_args: self.extra_args,
             startup_timeout: self.startup_timeout,
             log_path: new_log_path(),
+            listening_only: self.listening_only,
         };
         let mut errors = Vec::new();
         let attempts = if self.port.is_some() {
@@ -220,6 +233,8 @@ struct Config {
     startup_timeout: Duration,
     /// stdout+stderr of the current process (recreated on every spawn).
     log_path: PathBuf,
+    /// Ready when the port accepts a connection ([`Builder::listening_only`]).
+    listening_only: bool,
 }
 
 #[derive(Debug)]
@@ -548,7 +563,12 @@ fn spawn_ready(config: &Config, port: u16) -> io::Result<Child> {
                 return Err(e);
             }
         }
-        if let Ok(true) = answers_as(port, pid) {
+        let ready = if config.listening_only {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        } else {
+            matches!(answers_as(port, pid), Ok(true))
+        };
+        if ready {
             return Ok(child);
         }
         if Instant::now() >= deadline {

@@ -228,7 +228,9 @@ export type ErrorKind =
   | 'InvalidKey' | 'ValueTooLarge' | 'NotStored' | 'Exists' | 'NotFound' | 'Server' | 'Client'
   | 'Timeout' | 'ConnectionRefused' | 'ConnectionClosed' | 'ServerDown' | 'Protocol'
   | 'Unsupported' | 'Replication' | 'CasRetriesExhausted' | 'LockNotAcquired' | 'Loader' | 'Config'
-  | 'Undecodable';
+  | 'Undecodable'
+  | 'Auth'
+  | 'Tls';
 
 /** Every error the client raises. `kind` is the core's stable error kind. */
 export declare class MultiputError extends Error {
@@ -261,6 +263,12 @@ export declare class LoaderError extends MultiputError {}
 export declare class ConfigError extends MultiputError {}
 /** A stored value that cannot be read here (flags of another client's convention, a pickle); the message names the likely writer. */
 export declare class UndecodableError extends MultiputError { flags: number }
+/** memcached's ASCII authentication (-Y) refused the credentials (or none were given). */
+export declare class AuthError extends MultiputError {}
+/** TLS could not be set up; `problem` says what went wrong. */
+export declare class TlsError extends MultiputError {
+  problem: 'untrusted_certificate' | 'hostname_mismatch' | 'expired' | 'client_certificate_rejected' | 'server_not_tls' | 'server_speaks_tls' | 'handshake';
+}
 
 /** Turn an error object made by the WASM core into its MultiputError subclass. */
 export declare function toError(e: unknown): unknown;

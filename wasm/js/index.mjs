@@ -30,5 +30,7 @@ export const {
   LoaderError,
   ConfigError,
   UndecodableError,
+  AuthError,
+  TlsError,
 } = m;
 export default m;

@@ -108,7 +108,13 @@ const OPTIONS: &[(&str, &str)] = &[
     ("failover", "failover"),
     ("readRepair", "read_repair"),
     ("convention", "convention"),
+    ("username", "username"),
+    ("password", "password"),
 ];
+
+/// Options the Node client does not have yet (its sockets are `node:net`; TLS through
+/// `node:tls` is to come): refused, never ignored.
+const NOT_YET: &[&str] = &["tls", "tlsCa", "tlsCert", "tlsKey", "tlsServerName"];
 
 #[wasm_bindgen]
 impl Core {
@@ -128,6 +134,13 @@ impl Core {
                 config("servers must be an array of \"host:port[:weight]\" strings or {host, port, weight} objects, or one string")
             })?;
             setup.servers(ring::specs(&list)?);
+        }
+        for name in NOT_YET {
+            if !js::is_nullish(&js::get(options, name)) {
+                return Err(config(format!(
+                    "{name}: the Node client does not speak TLS yet (the Rust, Python and PHP clients do)"
+                )));
+            }
         }
         for (js_name, name) in OPTIONS {
             let v = js::get(options, js_name);

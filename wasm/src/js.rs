@@ -124,6 +124,8 @@ pub(crate) fn kind_name(k: ErrorKind) -> &'static str {
         ErrorKind::Loader => "Loader",
         ErrorKind::Config => "Config",
         ErrorKind::Undecodable => "Undecodable",
+        ErrorKind::Auth => "Auth",
+        ErrorKind::Tls => "Tls",
         _ => "Error",
     }
 }
@@ -186,6 +188,12 @@ pub(crate) fn error(e: &Error) -> JsValue {
         Error::Loader(m) | Error::Config(m) => set(o, "detail", m.as_str()),
         Error::Undecodable { flags, detail } => {
             set(o, "flags", *flags);
+            set(o, "detail", detail.as_str());
+        }
+        Error::Tls {
+            problem, detail, ..
+        } => {
+            set(o, "problem", problem.as_str());
             set(o, "detail", detail.as_str());
         }
         _ => {}
@@ -271,6 +279,24 @@ pub(crate) fn error_from_js(v: &JsValue) -> Error {
             server,
             feature: "a feature the server lacks",
         },
+        "Auth" => Error::Auth { server },
+        "Tls" => {
+            use multiput::error::TlsProblem as P;
+            let problem = match text(v, "problem").as_str() {
+                "untrusted_certificate" => P::UntrustedCertificate,
+                "hostname_mismatch" => P::HostnameMismatch,
+                "expired" => P::Expired,
+                "client_certificate_rejected" => P::ClientCertificateRejected,
+                "server_not_tls" => P::ServerNotTls,
+                "server_speaks_tls" => P::ServerSpeaksTls,
+                _ => P::Handshake,
+            };
+            Error::Tls {
+                server,
+                problem,
+                detail,
+            }
+        }
         _ => Error::Client {
             server,
             message: detail,

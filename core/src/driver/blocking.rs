@@ -38,6 +38,8 @@ pub struct Client {
 
 struct Inner {
     cluster: Cluster,
+    /// The TLS configuration every connection uses (`Config::tls`), built once.
+    tls: Option<crate::driver::tls::TlsContext>,
     /// The connections and flights of this process: a fork child gets its own
     /// ([`crate::fork`]) and never reads or writes a socket of its parent's.
     local: PerProcess<Local>,
@@ -114,11 +116,20 @@ impl Client {
 
     /// A client for a checked configuration.
     pub fn from_config(config: Config) -> Result<Client, Error> {
+        let tls = config
+            .tls
+            .as_ref()
+            .map(crate::driver::tls::TlsContext::new)
+            .transpose()?;
         let cluster = Cluster::new(config)?;
         crate::fork::install();
         let local = PerProcess::new(Local::new(cluster.len()));
         Ok(Client {
-            inner: Arc::new(Inner { cluster, local }),
+            inner: Arc::new(Inner {
+                cluster,
+                local,
+                tls,
+            }),
         })
     }
 
@@ -152,12 +163,18 @@ impl Client {
             let Some(c) = lock(&self.local().idle[s]).pop() else {
                 break;
             };
+            let mut c = c;
             if c.is_reusable() {
                 return Ok(c);
             }
         }
         let cl = &self.inner.cluster;
-        Conn::open(cl.pipeline_settings(s), cl.config().tcp_nodelay)
+        let tls = self
+            .inner
+            .tls
+            .as_ref()
+            .map(|t| (t, cl.config().servers[s].host.as_str()));
+        Conn::open(cl.pipeline_settings(s), cl.config().tcp_nodelay, tls)
     }
 
     fn checkin(&self, s: usize, conn: Conn) {

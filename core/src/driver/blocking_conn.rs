@@ -12,8 +12,89 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+/// A connection's byte stream: the TCP socket, or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => &s.sock,
+        }
+    }
+
+    /// True when nothing is readable on an idle connection (the healthy case).
+    fn is_idle(&mut self) -> bool {
+        match self {
+            Stream::Plain(s) => peek_idle(s),
+            // TLS records may arrive on an idle connection that carry nothing for the client
+            // (TLS 1.3 session tickets): let rustls read and process whatever is there, without
+            // blocking. Idle when no data, no close and no error came of it.
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => {
+                if s.sock.set_nonblocking(true).is_err() {
+                    return false;
+                }
+                let idle = loop {
+                    match s.conn.read_tls(&mut s.sock) {
+                        Ok(0) => break false,
+                        Ok(_) => match s.conn.process_new_packets() {
+                            Ok(state)
+                                if state.plaintext_bytes_to_read() == 0
+                                    && !state.peer_has_closed() => {}
+                            _ => break false,
+                        },
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break true,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(_) => break false,
+                    }
+                };
+                s.sock.set_nonblocking(false).is_ok() && idle
+            }
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => {
+                let n = s.write(buf)?;
+                // rustls buffers what it encrypts: send it now (the request must leave).
+                s.flush()?;
+                Ok(n)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 pub(crate) struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     /// The connection's rules: the probe, the reader of the request in flight, its deadline,
     /// and "bytes nobody asked for".
     pipe: Pipeline<()>,
@@ -23,9 +104,15 @@ pub(crate) struct Conn {
     /// request usually costs no `setsockopt` at all.
     read_timeout: Duration,
     write_timeout: Duration,
+    /// Whether any byte was ever read.
+    received: bool,
 }
 
 fn io_error(server: &str, phase: Phase, after: Duration, e: std::io::Error) -> Error {
+    #[cfg(feature = "tls")]
+    if let Some(t) = crate::driver::tls::from_io(server, &e) {
+        return t;
+    }
     match e.kind() {
         ErrorKind::WouldBlock | ErrorKind::TimedOut => Error::Timeout {
             server: server.into(),
@@ -37,9 +124,14 @@ fn io_error(server: &str, phase: Phase, after: Duration, e: std::io::Error) -> E
 }
 
 impl Conn {
-    /// Connect (each resolved address in turn), then run the probe; connecting and the probe
-    /// share the connect timeout.
-    pub fn open(settings: Settings, nodelay: bool) -> Result<Conn, Error> {
+    /// Connect (each resolved address in turn), then the TLS handshake when `tls` is given
+    /// (with the server's configured host, for its certificate's name), then the probe;
+    /// together they share the connect timeout.
+    pub fn open(
+        settings: Settings,
+        nodelay: bool,
+        tls: Option<(&crate::driver::tls::TlsContext, &str)>,
+    ) -> Result<Conn, Error> {
         let mut probe = BytesMut::with_capacity(32);
         let pipe = Pipeline::open(settings, mono(), &mut probe);
         let server = pipe.settings().server.clone();
@@ -79,15 +171,48 @@ impl Conn {
         if nodelay {
             let _ = stream.set_nodelay(true);
         }
+        let stream = match tls {
+            None => Stream::Plain(stream),
+            #[cfg(feature = "tls")]
+            Some((ctx, host)) => {
+                let name = ctx.name_for(&server, host)?;
+                let conn = rustls::ClientConnection::new(ctx.config.clone(), name)
+                    .map_err(|e| crate::driver::tls::error(&server, &e))?;
+                // The handshake runs with the first write (the probe), under its deadline.
+                Stream::Tls(Box::new(rustls::StreamOwned::new(conn, stream)))
+            }
+            #[cfg(not(feature = "tls"))]
+            Some((ctx, _)) => match *ctx {},
+        };
         let mut c = Conn {
             stream,
             pipe,
             dialect: Dialect::Text,
             read_timeout: Duration::MAX,
             write_timeout: Duration::MAX,
+            received: false,
         };
-        c.write(&probe, due, Phase::Connect, connect_timeout)?;
-        while c.next()?.is_some() {}
+        let handshake = |c: &Conn, e: Error| -> Error {
+            #[cfg(feature = "tls")]
+            if let Stream::Tls(s) = &c.stream {
+                if s.conn.is_handshaking() && e.kind() == crate::ErrorKind::ConnectionClosed {
+                    return crate::driver::tls::closed_in_handshake(c.server(), &e);
+                }
+            }
+            if matches!(c.stream, Stream::Plain(_)) && !c.received {
+                return crate::driver::closed_before_probe(c.server(), e);
+            }
+            e
+        };
+        c.write(&probe, due, Phase::Connect, connect_timeout)
+            .map_err(|e| handshake(&c, e))?;
+        loop {
+            match c.next() {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => return Err(handshake(&c, e)),
+            }
+        }
         // Nothing may follow the probe's reply.
         c.pipe.poll()?;
         c.dialect = c.pipe.dialect().expect("the probe answered");
@@ -128,8 +253,12 @@ impl Conn {
                 after: timeout,
             })?;
             if self.write_timeout > left + timeout / 16 {
-                self.stream
-                    .set_write_timeout(Some(left))
+                let tcp = self.stream.tcp();
+                // A TLS write may read too (the handshake): bound both.
+                tcp.set_read_timeout(Some(left))
+                    .map_err(|e| io_error(self.pipe.server(), phase, timeout, e))?;
+                self.read_timeout = left;
+                tcp.set_write_timeout(Some(left))
                     .map_err(|e| io_error(self.pipe.server(), phase, timeout, e))?;
                 self.write_timeout = left;
             }
@@ -207,6 +336,7 @@ impl Conn {
             };
             if self.read_timeout > left + timeout / 16 {
                 self.stream
+                    .tcp()
                     .set_read_timeout(Some(left))
                     .map_err(|e| io_error(self.pipe.server(), phase, timeout, e))?;
                 self.read_timeout = left;
@@ -216,7 +346,10 @@ impl Conn {
                     let e = closed(self.server(), "the server closed the connection");
                     return Err(self.pipe.fail(e));
                 }
-                Ok(n) => self.pipe.feed(&chunk[..n]),
+                Ok(n) => {
+                    self.received = true;
+                    self.pipe.feed(&chunk[..n]);
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 // The socket timeout was set shorter for an earlier deadline; this one has time
                 // left, so widen it and read again.
@@ -237,18 +370,18 @@ impl Conn {
     /// it (a killed or restarted memcached, an `idle_timeout`) and no stray bytes wait on it.
     /// One non-blocking peek; a connection that fails it is dropped and a fresh one opened, so
     /// a server restart does not cost one failed call per pooled connection.
-    pub fn is_reusable(&self) -> bool {
+    pub fn is_reusable(&mut self) -> bool {
         if !self.pipe.is_idle() {
             return false;
         }
-        peek_idle(&self.stream)
+        self.stream.is_idle()
     }
 
     /// Read whatever is already waiting on the socket without blocking; true if anything was.
     fn drain_ready(&mut self, phase: Phase, timeout: Duration) -> Result<bool, Error> {
         let server = self.pipe.settings().server.clone();
         let io = |e| io_error(&server, phase, timeout, e);
-        self.stream.set_nonblocking(true).map_err(io)?;
+        self.stream.tcp().set_nonblocking(true).map_err(io)?;
         let mut chunk = [0u8; 16 * 1024];
         let mut got = false;
         let result = loop {
@@ -263,7 +396,7 @@ impl Conn {
                 Err(e) => break Err(io(e)),
             }
         };
-        self.stream.set_nonblocking(false).map_err(io)?;
+        self.stream.tcp().set_nonblocking(false).map_err(io)?;
         result
     }
 }

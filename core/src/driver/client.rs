@@ -28,6 +28,8 @@ pub struct Client {
 
 struct Inner {
     cluster: Cluster,
+    /// The TLS configuration every connection uses (`Config::tls`), built once.
+    tls: Option<crate::driver::tls::TlsContext>,
     /// The connections and flights of this process. A fork child gets its own
     /// ([`crate::fork`]): the parent's connection tasks belong to a runtime whose threads do
     /// not exist in the child, so they are left untouched (not even dropped).
@@ -152,11 +154,20 @@ impl Client {
     /// A client for a checked configuration.
     pub fn from_config(config: Config) -> Result<Client, Error> {
         let per = config.connections_per_server;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(crate::driver::tls::TlsContext::new)
+            .transpose()?;
         let cluster = Cluster::new(config)?;
         crate::fork::install();
         let local = PerProcess::new(Local::new(cluster.len(), per));
         Ok(Client {
-            inner: Arc::new(Inner { cluster, local }),
+            inner: Arc::new(Inner {
+                cluster,
+                local,
+                tls,
+            }),
         })
     }
 
@@ -190,7 +201,12 @@ impl Client {
             return Ok(c.clone());
         }
         let cl = &self.inner.cluster;
-        let c = tokio_conn::connect(cl.pipeline_settings(s), cl.config().tcp_nodelay).await?;
+        let tls = self
+            .inner
+            .tls
+            .as_ref()
+            .map(|t| (t.clone(), cl.config().servers[s].host.clone()));
+        let c = tokio_conn::connect(cl.pipeline_settings(s), cl.config().tcp_nodelay, tls).await?;
         *lock(&slot.current) = Some(c.clone());
         Ok(c)
     }

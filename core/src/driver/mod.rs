@@ -22,6 +22,25 @@ pub mod fork;
 pub mod prometheus;
 pub mod recipes;
 pub(crate) mod replicated;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
+#[cfg(not(feature = "tls"))]
+pub(crate) mod tls {
+    //! Built without the `tls` feature: a TLS configuration is refused when the client is
+    //! built.
+    use crate::error::Error;
+
+    #[derive(Clone, Debug)]
+    pub(crate) enum TlsContext {}
+
+    impl TlsContext {
+        pub fn new(_: &crate::config::Tls) -> Result<TlsContext, Error> {
+            Err(Error::Config(
+                "this build of multiput has no TLS support (the core's tls feature)".into(),
+            ))
+        }
+    }
+}
 #[cfg(feature = "tokio")]
 pub(crate) mod tokio_conn;
 
@@ -93,6 +112,21 @@ pub(crate) fn connect_error(server: &str, e: io::Error) -> Error {
     Error::ConnectionRefused {
         server: server.to_string(),
         source: Arc::new(e),
+    }
+}
+
+/// A plain connection closed before a single byte of the probe's reply came back: what a
+/// TLS listener (memcached `-Z`) does to a client that does not start TLS.
+pub(crate) fn closed_before_probe(server: &str, e: Error) -> Error {
+    if e.kind() != crate::ErrorKind::ConnectionClosed {
+        return e;
+    }
+    Error::Tls {
+        server: server.into(),
+        problem: crate::error::TlsProblem::ServerSpeaksTls,
+        detail: format!(
+            "{e} before answering the connection probe; a TLS listener (memcached -Z) does this to clients that do not start TLS: if it is one, turn the tls option on"
+        ),
     }
 }
 

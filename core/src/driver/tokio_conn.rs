@@ -62,35 +62,73 @@ fn at(d: std::time::Duration) -> Instant {
     Instant::from_std(instant_at(d))
 }
 
-/// Open a connection, probe it ([`Pipeline::open`]: connecting and the probe share the
-/// connect timeout), and start its task.
-pub(crate) async fn connect(settings: Settings, nodelay: bool) -> Result<ConnHandle, Error> {
+/// Open a connection, run the TLS handshake when `tls` is given (with the server's configured
+/// host, for its certificate's name), probe it ([`Pipeline::open`]: connecting, the handshake
+/// and the probe share the connect timeout), and start its task.
+pub(crate) async fn connect(
+    settings: Settings,
+    nodelay: bool,
+    tls: Option<(crate::driver::tls::TlsContext, String)>,
+) -> Result<ConnHandle, Error> {
     let mut probe = BytesMut::with_capacity(32);
     let mut pipe: Pipeline<ReplyTx> = Pipeline::open(settings, mono(), &mut probe);
     let due = pipe.deadline().expect("the probe is queued");
     let server: std::sync::Arc<str> = pipe.settings().server.clone();
     let opening = async {
-        let mut stream = TcpStream::connect(&*server)
+        let stream = TcpStream::connect(&*server)
             .await
             .map_err(|e| crate::driver::connect_error(&server, e))?;
         if nodelay {
             let _ = stream.set_nodelay(true);
         }
+        let stream = match tls {
+            None => Either::Plain(stream),
+            #[cfg(feature = "tls")]
+            Some((ctx, host)) => {
+                let name = ctx.name_for(&server, &host)?;
+                let tls = tokio_rustls::TlsConnector::from(ctx.config.clone())
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| match crate::driver::tls::from_io(&server, &e) {
+                        Some(t) => t,
+                        None => {
+                            crate::driver::tls::closed_in_handshake(&server, &closed(&server, e))
+                        }
+                    })?;
+                Either::Tls(Box::new(tls))
+            }
+            #[cfg(not(feature = "tls"))]
+            Some((ctx, _)) => match ctx {},
+        };
+        let plain = matches!(stream, Either::Plain(_));
+        let mut received = false;
+        let before_probe = |e: Error, received: bool| {
+            if plain && !received {
+                crate::driver::closed_before_probe(&server, e)
+            } else {
+                e
+            }
+        };
+        let mut stream = stream;
         stream
             .write_all(&probe)
             .await
-            .map_err(|e| pipe.fail(closed(&server, e)))?;
+            .map_err(|e| pipe.fail(io_failure(&server, e)))?;
+        stream
+            .flush()
+            .await
+            .map_err(|e| pipe.fail(io_failure(&server, e)))?;
         loop {
             if let Some(Event::Ready) = pipe.poll()? {
                 break;
             }
-            if stream
-                .read_buf(pipe.read_buf())
-                .await
-                .map_err(|e| pipe.fail(closed(&server, e)))?
-                == 0
-            {
-                return Err(pipe.fail(closed(&server, "closed during the connection probe")));
+            match stream.read_buf(pipe.read_buf()).await {
+                Ok(0) => {
+                    let e = closed(&server, "closed during the connection probe");
+                    return Err(pipe.fail(before_probe(e, received)));
+                }
+                Ok(_) => received = true,
+                Err(e) => return Err(pipe.fail(before_probe(io_failure(&server, e), received))),
             }
         }
         // Nothing may follow the probe's reply.
@@ -104,13 +142,146 @@ pub(crate) async fn connect(settings: Settings, nodelay: bool) -> Result<ConnHan
     };
     let dialect = pipe.dialect().expect("the probe answered");
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(run(stream, rx, pipe));
+    match stream {
+        Either::Plain(s) => {
+            let (rd, wr) = s.into_split();
+            tokio::spawn(run(rd, wr, rx, pipe));
+        }
+        #[cfg(feature = "tls")]
+        Either::Tls(s) => {
+            let (rd, wr) = tokio::io::split(*s);
+            tokio::spawn(run(rd, Buffered(wr), rx, pipe));
+        }
+    }
     Ok(ConnHandle { tx, dialect })
 }
 
-async fn run(stream: TcpStream, mut rx: mpsc::Receiver<Job>, mut pipe: Pipeline<ReplyTx>) {
+/// An I/O error of the connection: a TLS failure is [`Error::Tls`], anything else closes it.
+fn io_failure(server: &str, e: std::io::Error) -> Error {
+    #[cfg(feature = "tls")]
+    if let Some(t) = crate::driver::tls::from_io(server, &e) {
+        return t;
+    }
+    closed(server, e)
+}
+
+/// A connection's stream before it is split: plain TCP or TLS over it.
+enum Either {
+    Plain(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Either {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Either::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            #[cfg(feature = "tls")]
+            Either::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Either {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Either::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            #[cfg(feature = "tls")]
+            Either::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Either::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            #[cfg(feature = "tls")]
+            Either::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Either::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            #[cfg(feature = "tls")]
+            Either::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The write half of a connection: written by the task, which tries a write at once when a
+/// request arrives (plain TCP), and flushes after writing (TLS buffers what it encrypts).
+trait WriteHalf: tokio::io::AsyncWrite + Unpin + Send + 'static {
+    /// Write without waiting; `WouldBlock` when that is not possible now.
+    fn try_write_now(&mut self, buf: &[u8]) -> std::io::Result<usize>;
+}
+
+impl WriteHalf for tokio::net::tcp::OwnedWriteHalf {
+    fn try_write_now(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.try_write(buf)
+    }
+}
+
+/// TLS's write half: every write is followed by a flush, so encrypted bytes leave at once.
+#[cfg(feature = "tls")]
+struct Buffered<W>(W);
+
+#[cfg(feature = "tls")]
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Buffered<W> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let n = std::task::ready!(std::pin::Pin::new(&mut this.0).poll_write(cx, buf))?;
+        // Push the encrypted bytes out; if that must wait, the next write or flush finishes it.
+        let _ = std::pin::Pin::new(&mut this.0).poll_flush(cx);
+        std::task::Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+#[cfg(feature = "tls")]
+impl<W: tokio::io::AsyncWrite + Unpin + Send + 'static> WriteHalf for Buffered<W> {
+    fn try_write_now(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::WouldBlock.into())
+    }
+}
+
+async fn run<R: tokio::io::AsyncRead + Unpin, W: WriteHalf>(
+    mut rd: R,
+    mut wr: W,
+    mut rx: mpsc::Receiver<Job>,
+    mut pipe: Pipeline<ReplyTx>,
+) {
     let server = pipe.settings().server.clone();
-    let (mut rd, mut wr) = stream.into_split();
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
     let mut rx_open = true;
     let sleep = tokio::time::sleep_until(Instant::now());
@@ -173,7 +344,7 @@ async fn run(stream: TcpStream, mut rx: mpsc::Receiver<Job>, mut pipe: Pipeline<
                         rbuf.reserve(16 * 1024);
                     }
                 }
-                Err(e) => break closed(&server, e),
+                Err(e) => break io_failure(&server, e),
             },
             r = wr.write_buf(&mut wbuf), if !wbuf.is_empty() => {
                 if let Err(e) = r {
@@ -190,7 +361,7 @@ async fn run(stream: TcpStream, mut rx: mpsc::Receiver<Job>, mut pipe: Pipeline<
                         }
                     }
                     // Write now rather than after another turn of the loop.
-                    match wr.try_write(&wbuf) {
+                    match wr.try_write_now(&wbuf) {
                         Ok(n) => wbuf.advance(n),
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                         Err(e) => break closed(&server, e),

@@ -328,6 +328,7 @@ impl Cluster {
             limits: self.config.limits(),
             timeout: self.config.timeout,
             connect_timeout: self.config.connect_timeout,
+            auth: self.config.auth.clone(),
         }
     }
 }
@@ -391,7 +392,11 @@ pub fn lift<T>(rs: Vec<Result<Vec<T>, Error>>) -> Vec<Result<Vec<Result<T, Error
 /// server (refused before sending: a bad key, a value too large, the server already down).
 pub fn outcome_of(e: &Error) -> Option<Outcome> {
     match e {
-        Error::ConnectionRefused { .. } => Some(Outcome::Unreachable),
+        // A server this client cannot talk to until someone changes a configuration (its
+        // certificate, the credentials): down at once, like a refused connection.
+        Error::ConnectionRefused { .. } | Error::Auth { .. } | Error::Tls { .. } => {
+            Some(Outcome::Unreachable)
+        }
         e if e.is_server_failure() => Some(Outcome::Failed),
         Error::ServerDown { .. }
         | Error::InvalidKey { .. }

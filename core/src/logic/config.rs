@@ -64,6 +64,48 @@ pub struct Config {
     /// [`Error::Unsupported`]. Default false: such keys are refused with
     /// [`Error::InvalidKey`], as pylibmc and pymemcache refuse them.
     pub binary_keys: bool,
+    /// TLS to every server (memcached `-Z`); `None`: plain TCP. The ring does not change:
+    /// keys are placed by `host:port` as without TLS.
+    pub tls: Option<Tls>,
+    /// memcached's ASCII authentication (`-Y`): sent right after connecting, before anything
+    /// else. `None`: no authentication.
+    pub auth: Option<Credentials>,
+}
+
+/// How connections use TLS. Paths are read by the driver when the client is built (the
+/// logic layer reads no files).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tls {
+    /// PEM file of the certificate authorities that may sign the servers' certificates;
+    /// `None`: the system's trust store.
+    pub ca_file: Option<String>,
+    /// PEM file of this client's certificate chain, for servers that verify clients
+    /// (memcached `ssl_ca_cert` with `ssl_verify_mode`); with `key_file`.
+    pub cert_file: Option<String>,
+    /// PEM file of this client's private key.
+    pub key_file: Option<String>,
+    /// The name the servers' certificates must carry; `None`: each server's host as
+    /// configured (an IP address is checked as an IP address).
+    pub server_name: Option<String>,
+}
+
+/// A user name and password for memcached's ASCII authentication. Its `Debug` never shows
+/// the password, and no error text contains either.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user name (no spaces or control characters).
+    pub username: String,
+    /// The password (no spaces or control characters).
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -82,6 +124,8 @@ impl Default for Config {
             key_prefix: Vec::new(),
             tcp_nodelay: true,
             binary_keys: false,
+            tls: None,
+            auth: None,
         }
     }
 }
@@ -110,6 +154,21 @@ impl Config {
         }
         if !self.key_prefix.is_empty() {
             crate::key::validate(&self.key_prefix)?;
+        }
+        if let Some(t) = &self.tls {
+            if t.cert_file.is_some() != t.key_file.is_some() {
+                return Err(Error::Config(
+                    "a TLS client certificate needs both tls_cert and tls_key".into(),
+                ));
+            }
+        }
+        if let Some(a) = &self.auth {
+            let bad = |s: &str| s.is_empty() || s.bytes().any(|b| b <= b' ' || b == 0x7f);
+            if bad(&a.username) || bad(&a.password) {
+                return Err(Error::Config(
+                    "username and password must be non-empty, without spaces or control characters (memcached's ASCII authentication sends them on one line)".into(),
+                ));
+            }
         }
         Ok(())
     }

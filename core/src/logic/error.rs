@@ -49,6 +49,23 @@ pub enum Error {
         /// The server's text.
         message: String,
     },
+    /// memcached's ASCII authentication (`-Y`) refused this client: wrong credentials, or
+    /// none configured for a server that requires them. Never contains the credentials.
+    #[error("authentication failed on {server}: the server refuses this client's credentials, or requires credentials and none are configured; check the username and password options (memcached -Y auth file)")]
+    Auth {
+        /// The server that refused.
+        server: String,
+    },
+    /// TLS could not be set up with the server: see [`TlsProblem`] for what to do.
+    #[error("TLS with {server} failed ({problem}): {detail}")]
+    Tls {
+        /// The server.
+        server: String,
+        /// What went wrong.
+        problem: TlsProblem,
+        /// Details (rustls's or the platform's words).
+        detail: String,
+    },
     /// The server says the client sent a bad request (`CLIENT_ERROR ...` or `ERROR`).
     #[error("client error{}: {message}", origin(" reported by ", .server))]
     Client {
@@ -265,6 +282,63 @@ pub enum ErrorKind {
     Undecodable,
     /// [`Error::Config`]
     Config,
+    /// [`Error::Auth`]
+    Auth,
+    /// [`Error::Tls`]
+    Tls,
+}
+
+/// Why a TLS connection could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TlsProblem {
+    /// The server's certificate is not signed by a trusted authority: set `tls_ca` to the
+    /// CA that signed it.
+    UntrustedCertificate,
+    /// The certificate does not name the server: connect by the name it carries, or set
+    /// `tls_server_name`.
+    HostnameMismatch,
+    /// The certificate has expired (or is not valid yet): renew it, or check the clock.
+    Expired,
+    /// The server refused this client's certificate (or needs one): set `tls_cert` and
+    /// `tls_key` to a certificate its `ssl_ca_cert` trusts.
+    ClientCertificateRejected,
+    /// The server does not speak TLS (a plain memcached): turn the `tls` option off for it.
+    ServerNotTls,
+    /// The server speaks TLS and this connection does not: turn the `tls` option on.
+    ServerSpeaksTls,
+    /// Another handshake failure.
+    Handshake,
+}
+
+impl TlsProblem {
+    /// A stable name: `untrusted_certificate`, `hostname_mismatch`, `expired`,
+    /// `client_certificate_rejected`, `server_not_tls`, `server_speaks_tls`, `handshake`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsProblem::UntrustedCertificate => "untrusted_certificate",
+            TlsProblem::HostnameMismatch => "hostname_mismatch",
+            TlsProblem::Expired => "expired",
+            TlsProblem::ClientCertificateRejected => "client_certificate_rejected",
+            TlsProblem::ServerNotTls => "server_not_tls",
+            TlsProblem::ServerSpeaksTls => "server_speaks_tls",
+            TlsProblem::Handshake => "handshake",
+        }
+    }
+}
+
+impl fmt::Display for TlsProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsProblem::UntrustedCertificate => "untrusted certificate",
+            TlsProblem::HostnameMismatch => "certificate does not name the server",
+            TlsProblem::Expired => "certificate expired or not yet valid",
+            TlsProblem::ClientCertificateRejected => "client certificate rejected",
+            TlsProblem::ServerNotTls => "the server does not speak TLS",
+            TlsProblem::ServerSpeaksTls => "the server requires TLS",
+            TlsProblem::Handshake => "handshake failed",
+        })
+    }
 }
 
 impl Error {
@@ -278,6 +352,8 @@ impl Error {
             Error::NotFound => ErrorKind::NotFound,
             Error::Server { .. } => ErrorKind::Server,
             Error::Client { .. } => ErrorKind::Client,
+            Error::Auth { .. } => ErrorKind::Auth,
+            Error::Tls { .. } => ErrorKind::Tls,
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::ConnectionRefused { .. } => ErrorKind::ConnectionRefused,
             Error::ConnectionClosed { .. } => ErrorKind::ConnectionClosed,
@@ -303,6 +379,8 @@ impl Error {
                 | Error::ConnectionRefused { .. }
                 | Error::ConnectionClosed { .. }
                 | Error::Protocol { .. }
+                | Error::Auth { .. }
+                | Error::Tls { .. }
         )
     }
 
@@ -316,6 +394,8 @@ impl Error {
             | Error::Protocol { server, .. }
             | Error::Server { server, .. }
             | Error::Client { server, .. }
+            | Error::Auth { server }
+            | Error::Tls { server, .. }
             | Error::Unsupported { server, .. } => Some(server.as_str()).filter(|s| !s.is_empty()),
             _ => None,
         }

@@ -28,8 +28,8 @@
 //! Time comes in as a [`Duration`] since an origin the transport chose (the same origin as
 //! [`crate::machine::Now::mono`]).
 
-use crate::config::ProtocolChoice;
-use crate::error::{Error, Phase};
+use crate::config::{Credentials, ProtocolChoice};
+use crate::error::{Error, Phase, TlsProblem};
 use crate::protocol::{self, Decoder, Dialect, Expect, Limits, Reply, Status};
 use bytes::BytesMut;
 use std::collections::VecDeque;
@@ -47,8 +47,10 @@ pub struct Settings {
     pub limits: Limits,
     /// How long a request may wait for its reply.
     pub timeout: Duration,
-    /// How long connecting and the probe may take together.
+    /// How long connecting, authentication and the probe may take together.
     pub connect_timeout: Duration,
+    /// memcached's ASCII authentication, sent before the probe.
+    pub auth: Option<Credentials>,
 }
 
 /// Something [`Pipeline::poll`] hands out.
@@ -61,10 +63,19 @@ pub enum Event<T> {
     Reply(T, Reply),
 }
 
+/// Whose reply a reader reads.
+enum Slot<T> {
+    /// The authentication `set` (its reply must be `STORED`).
+    Auth,
+    /// The probe.
+    Probe,
+    /// A request, with the transport's token.
+    Request(T),
+}
+
 struct Waiting<T> {
     dec: Decoder,
-    /// `None` for the probe.
-    token: Option<T>,
+    slot: Slot<T>,
     deadline: Duration,
 }
 
@@ -139,12 +150,28 @@ impl<T> Pipeline<T> {
     /// A new connection, started at `now`: the probe is written into `out` (send it first) and
     /// its reader queued, due `connect_timeout` after `now`.
     pub fn open(settings: Settings, now: Duration, out: &mut BytesMut) -> Pipeline<T> {
-        let expect = probe(settings.protocol, out);
+        let deadline = now.saturating_add(settings.connect_timeout);
         let mut queue = VecDeque::with_capacity(8);
+        if let Some(a) = &settings.auth {
+            // memcached -Y: a `set` whose data is "username password", before anything else
+            // (any other command first is refused and the connection closed).
+            let len = a.username.len() + 1 + a.password.len();
+            out.extend_from_slice(format!("set auth 0 0 {len}\r\n").as_bytes());
+            out.extend_from_slice(a.username.as_bytes());
+            out.extend_from_slice(b" ");
+            out.extend_from_slice(a.password.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            queue.push_back(Waiting {
+                dec: Decoder::new(Expect::TextLine, settings.limits),
+                slot: Slot::Auth,
+                deadline,
+            });
+        }
+        let expect = probe(settings.protocol, out);
         queue.push_back(Waiting {
             dec: Decoder::new(expect, settings.limits),
-            token: None,
-            deadline: now.saturating_add(settings.connect_timeout),
+            slot: Slot::Probe,
+            deadline,
         });
         Pipeline {
             settings,
@@ -206,7 +233,7 @@ impl<T> Pipeline<T> {
         }
         self.queue.push_back(Waiting {
             dec: Decoder::new(expect, self.settings.limits),
-            token: Some(token),
+            slot: Slot::Request(token),
             deadline: now.saturating_add(self.settings.timeout),
         });
         Ok(())
@@ -239,15 +266,29 @@ impl<T> Pipeline<T> {
             );
             return Err(self.fail_with(detail));
         };
+        if matches!(front.slot, Slot::Probe) {
+            if let Some(e) = refused_probe(&self.settings.server, &self.rbuf) {
+                self.failed = Some(e.clone());
+                return Err(e);
+            }
+        }
+        let front = self.queue.front_mut().expect("the front exists");
         let reply = match front.dec.decode(&mut self.rbuf) {
             Ok(Some(r)) => r,
             Ok(None) => return Ok(None),
             Err(e) => return Err(self.fail_with(e.0)),
         };
         let w = self.queue.pop_front().expect("the front exists");
-        let event = match w.token {
-            Some(token) => Event::Reply(token, reply),
-            None => {
+        let event = match w.slot {
+            Slot::Request(token) => Event::Reply(token, reply),
+            Slot::Auth => {
+                if let Err(e) = self.authenticated(reply) {
+                    self.failed = Some(e.clone());
+                    return Err(e);
+                }
+                return self.poll();
+            }
+            Slot::Probe => {
                 match probe_result(self.settings.protocol, &self.settings.server, reply) {
                     Ok((dialect, version)) => {
                         self.dialect = Some(dialect);
@@ -283,10 +324,9 @@ impl<T> Pipeline<T> {
         if front.deadline > now {
             return Ok(Some(front.deadline));
         }
-        let (phase, after) = if front.token.is_none() {
-            (Phase::Connect, self.settings.connect_timeout)
-        } else {
-            (Phase::Read, self.settings.timeout)
+        let (phase, after) = match front.slot {
+            Slot::Request(_) => (Phase::Read, self.settings.timeout),
+            Slot::Auth | Slot::Probe => (Phase::Connect, self.settings.connect_timeout),
         };
         let e = Error::Timeout {
             server: self.settings.server.to_string(),
@@ -311,7 +351,25 @@ impl<T> Pipeline<T> {
 
     /// After a failure: every token still waiting, oldest first (each gets the failure).
     pub fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
-        self.queue.drain(..).filter_map(|w| w.token)
+        self.queue.drain(..).filter_map(|w| match w.slot {
+            Slot::Request(token) => Some(token),
+            Slot::Auth | Slot::Probe => None,
+        })
+    }
+
+    /// The authentication's reply: `STORED`, or memcached's refusal (`CLIENT_ERROR
+    /// unauthenticated`: wrong credentials, or a server without `-Y`... which would have
+    /// stored them, so that reads `STORED`).
+    fn authenticated(&self, reply: Reply) -> Result<(), Error> {
+        let server = self.settings.server.to_string();
+        match reply {
+            Reply::Status(Status::Stored) => Ok(()),
+            Reply::Error(..) => Err(Error::Auth { server }),
+            other => Err(Error::Protocol {
+                server,
+                detail: format!("expected STORED after authentication, got {other:?}"),
+            }),
+        }
     }
 
     fn fail_with(&mut self, detail: String) -> Error {
@@ -320,6 +378,25 @@ impl<T> Pipeline<T> {
             detail,
         })
     }
+}
+
+/// A probe answered by something that says why this connection cannot work: memcached
+/// `-Y` refusing a client that did not authenticate, or a TLS record (the server speaks
+/// TLS and this connection does not).
+fn refused_probe(server: &str, b: &[u8]) -> Option<Error> {
+    let server = server.to_string();
+    if b.starts_with(b"CLIENT_ERROR unauthenticated") {
+        return Some(Error::Auth { server });
+    }
+    // A TLS record header: content type 21 (alert) or 22 (handshake), version 3.x.
+    if b.len() >= 2 && (b[0] == 0x15 || b[0] == 0x16) && b[1] == 0x03 {
+        return Some(Error::Tls {
+            server,
+            problem: TlsProblem::ServerSpeaksTls,
+            detail: "the server answered with TLS: it requires TLS (memcached -Z); turn on the tls option".into(),
+        });
+    }
+    None
 }
 
 #[cfg(test)]
@@ -336,6 +413,7 @@ mod tests {
             limits: Limits::default(),
             timeout: 100 * MS,
             connect_timeout: 500 * MS,
+            auth: None,
         }
     }
 
@@ -379,6 +457,36 @@ mod tests {
         p.feed(b"VERSION 1.4.5\r\nERROR\r\n");
         assert!(matches!(p.poll(), Err(Error::Unsupported { .. })));
         assert!(p.failure().is_some());
+    }
+
+    #[test]
+    fn authentication_goes_first_and_a_refusal_is_an_auth_error() {
+        let mut s = settings(ProtocolChoice::Auto);
+        s.auth = Some(Credentials {
+            username: "app".into(),
+            password: "pw".into(),
+        });
+        let mut out = BytesMut::new();
+        let mut p: Pipeline<u32> = Pipeline::open(s.clone(), Duration::ZERO, &mut out);
+        assert_eq!(&out[..], b"set auth 0 0 6\r\napp pw\r\nversion\r\nmn\r\n");
+        p.feed(b"STORED\r\nVERSION 1.6.18\r\nMN\r\n");
+        assert!(matches!(p.poll(), Ok(Some(Event::Ready))));
+        let mut p: Pipeline<u32> = Pipeline::open(s, Duration::ZERO, &mut BytesMut::new());
+        p.feed(b"CLIENT_ERROR unauthenticated\r\n");
+        let e = p.poll().unwrap_err();
+        assert!(matches!(e, Error::Auth { .. }), "{e}");
+        assert!(!e.to_string().contains("pw"));
+        // A server that wants credentials, asked without them.
+        let (mut p, _) = opened(ProtocolChoice::Auto);
+        p.feed(b"CLIENT_ERROR unauthenticated\r\n");
+        assert!(matches!(p.poll(), Err(Error::Auth { .. })));
+        // A TLS listener answering a plain probe with an alert.
+        let (mut p, _) = opened(ProtocolChoice::Auto);
+        p.feed(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]);
+        assert!(matches!(
+            p.poll(),
+            Err(Error::Tls { problem: TlsProblem::ServerSpeaksTls, .. })
+        ));
     }
 
     #[test]

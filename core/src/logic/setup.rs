@@ -31,6 +31,14 @@
 //! | `convention` | plain values' flags: `multiput`, `pecl`, `pylibmc` | `multiput` |
 //! | `compress_threshold` | compress plain values of at least this many bytes; 0 never | 0 |
 //! | `cas_attempts`, `cas_deadline_ms` | bounds of a CAS update | 32, 2000 |
+//! | `tls` | boolean: TLS to every server (memcached `-Z`) | false |
+//! | `tls_ca` | PEM file of the CAs that sign the servers' certificates (implies `tls`) | the system's trust store |
+//! | `tls_cert`, `tls_key` | PEM files of a client certificate and its key, for servers that verify clients (imply `tls`) | none |
+//! | `tls_server_name` | the name the servers' certificates must carry (implies `tls`) | each server's host |
+//! | `username`, `password` | memcached's ASCII authentication (`-Y`), sent first on every connection | none |
+//!
+//! SASL exists only in memcached's binary protocol, which multiput does not speak: the `sasl`
+//! option is refused with an error that says to use ASCII authentication.
 //!
 //! Booleans are `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off` (any case).
 
@@ -69,6 +77,13 @@ pub const NAMES: &[&str] = &[
     "compress_threshold",
     "cas_attempts",
     "cas_deadline_ms",
+    "tls",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
+    "tls_server_name",
+    "username",
+    "password",
 ];
 
 /// Plain or replicated.
@@ -236,6 +251,41 @@ impl Setup {
             "compress_threshold" => self.compress_threshold = number(name, v)?,
             "cas_attempts" => self.cas.max_attempts = number::<u32>(name, v)?.max(1),
             "cas_deadline_ms" => self.cas.deadline = millis(name, v)?,
+            "tls" => {
+                c.tls = match boolean(name, v)? {
+                    true => Some(c.tls.take().unwrap_or_default()),
+                    false => None,
+                }
+            }
+            "tls_ca" | "tls_cert" | "tls_key" | "tls_server_name" => {
+                let t = c.tls.get_or_insert_with(Default::default);
+                let v = Some(v.trim().to_string()).filter(|v| !v.is_empty());
+                match name.trim() {
+                    "tls_ca" => t.ca_file = v,
+                    "tls_cert" => t.cert_file = v,
+                    "tls_key" => t.key_file = v,
+                    _ => t.server_name = v,
+                }
+            }
+            "username" | "password" => {
+                let a = c.auth.get_or_insert_with(|| crate::config::Credentials {
+                    username: String::new(),
+                    password: String::new(),
+                });
+                if name.trim() == "username" {
+                    a.username = v.to_string();
+                } else {
+                    a.password = v.to_string();
+                }
+            }
+            "sasl" | "sasl_mechanism" => {
+                return Err(Error::Config(
+                    "SASL needs memcached's binary protocol, which multiput does not speak: \
+                     use memcached's ASCII authentication instead (memcached -Y with an auth \
+                     file; the username and password options)"
+                        .into(),
+                ))
+            }
             other => {
                 return Err(Error::Config(format!(
                     "unknown option {other:?} ({})",

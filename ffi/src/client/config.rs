@@ -111,6 +111,11 @@ pub unsafe extern "C" fn multiput_config_new(out: *mut *mut MultiputConfig) -> i
 /// | `convention` | plain-value flags: `multiput` (multiput's own, read with their type by every binding; values without them read as PECL writes them), `pecl` (PECL memcached's) or `pylibmc` (pylibmc/pymemcache's) | `multiput` |
 /// | `compress_threshold` | compress plain values of at least this many bytes (`multiput`: a zlib stream every binding reads; `pecl`: as PECL does); 0 never | 0 |
 /// | `cas_attempts`, `cas_deadline_ms` | bounds of CAS updates | 32, 2000 |
+/// | `tls` | 1: TLS to every server (memcached `-Z`) | 0 |
+/// | `tls_ca` | PEM file of the CAs that sign the servers' certificates (implies `tls`) | the system's trust store |
+/// | `tls_cert`, `tls_key` | PEM files of a client certificate and key, for servers that verify clients (imply `tls`) | none |
+/// | `tls_server_name` | the name the servers' certificates must carry (implies `tls`) | each server's host |
+/// | `username`, `password` | memcached's ASCII authentication (`-Y`), sent first on every connection | none |
 ///
 /// # Safety
 /// `config` came from [`multiput_config_new`]; `name` and `value` are NUL-terminated.

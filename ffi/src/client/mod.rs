@@ -317,7 +317,9 @@ pub unsafe extern "C" fn multiput_client_open(
 pub unsafe extern "C" fn multiput_client_free(client: *mut MultiputClient) {
     if !client.is_null() {
         // SAFETY: per the contract above.
-        let _ = std::panic::catch_unwind(|| drop(unsafe { Box::from_raw(client) }));
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            drop(unsafe { Box::from_raw(client) })
+        }));
     }
 }
 

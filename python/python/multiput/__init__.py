@@ -41,7 +41,12 @@ from ._native import (
     ring_for_libmemcached,
 )
 from .exceptions import (
+    AuthenticationError,
     CasConflictError,
+    CertificateExpiredError,
+    CertificateHostnameError,
+    CertificateUntrustedError,
+    ClientCertificateRejectedError,
     CasRetriesExhaustedError,
     ClientError,
     ConfigError,
@@ -66,7 +71,10 @@ from .exceptions import (
     ReplicationError,
     ServerDownError,
     ServerError,
+    ServerNotTlsError,
+    ServerRequiresTlsError,
     TimeoutError,
+    TlsError,
     UndecodableValueError,
     ValueTooLargeError,
 )

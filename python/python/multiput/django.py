@@ -155,7 +155,8 @@ def translate_options(options: Dict[str, Any]) -> Dict[str, Any]:
     ``"ring": "rendezvous"`` when the other apps run it without OPTIONS.
 
     pylibmc: ``binary`` is accepted (multiput speaks text/meta; stored items are the same);
-    ``username``/``password`` (SASL) are refused; ``behaviors`` choose the placement
+    ``username``/``password`` are memcached's ASCII authentication (``-Y``); with pylibmc's
+    ``binary=True`` they mean SASL, which is refused; ``behaviors`` choose the placement
     (``ketama_weighted`` -> ``libketama_compatible``, ``ketama`` + ``hash: md5`` ->
     ``ketama_md5``, none -> ``modula``, pylibmc's default, which is also the default for any
     pylibmc-style OPTIONS), ``tcp_nodelay``, ``connect_timeout`` (ms), ``send_timeout`` /
@@ -187,15 +188,22 @@ def translate_options(options: Dict[str, Any]) -> Dict[str, Any]:
     if own.pop("hasher", None) is not None:
         raise multiput.ConfigError("pymemcache hasher: multiput places keys with its ring option (libketama_compatible, ketama_md5, modula)")
     if own.pop("tls_context", None) is not None:
-        raise multiput.ConfigError("tls_context: multiput does not speak TLS")
+        raise multiput.ConfigError(
+            "tls_context: multiput's TLS (rustls) is configured by files, not an ssl.SSLContext: "
+            "pass tls_ca (and tls_cert/tls_key, tls_server_name) in OPTIONS instead"
+        )
 
     # pylibmc
+    binary = own.get("binary")
     if "binary" in own:
         own.pop("binary")
         pylibmc_style = True
-    for name in ("username", "password"):
-        if own.pop(name, None) is not None:
-            raise multiput.ConfigError("pylibmc username/password (SASL): multiput does not authenticate")
+    if binary and (own.get("username") is not None or own.get("password") is not None):
+        raise multiput.ConfigError(
+            "pylibmc username/password with binary=True is SASL, which needs memcached's binary "
+            "protocol: multiput speaks text/meta and authenticates with memcached's ASCII "
+            "authentication (memcached -Y): drop binary and keep username/password"
+        )
     behaviors = own.pop("behaviors", None)
     if behaviors is not None:
         pylibmc_style = True

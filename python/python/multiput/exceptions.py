@@ -50,6 +50,14 @@ __all__ = [
     "UndecodableValueError",
     "LockNotAcquiredError",
     "LoaderError",
+    "AuthenticationError",
+    "TlsError",
+    "CertificateUntrustedError",
+    "CertificateHostnameError",
+    "CertificateExpiredError",
+    "ClientCertificateRejectedError",
+    "ServerNotTlsError",
+    "ServerRequiresTlsError",
 ]
 
 
@@ -169,6 +177,49 @@ class ConnectionError(MemcacheUnexpectedCloseError, builtins.ConnectionError):
     """The connection could not be opened, or broke mid-request."""
 
     kind = "connection_refused"
+
+
+class AuthenticationError(ConnectionError):
+    """memcached's ASCII authentication (``-Y``) refused this client: wrong ``username`` /
+    ``password``, or none given to a server that requires them. The message never contains
+    the credentials."""
+
+    kind = "auth"
+
+
+class TlsError(ConnectionError):
+    """TLS with the server could not be set up. ``problem`` names what went wrong
+    (``untrusted_certificate``, ``hostname_mismatch``, ``expired``,
+    ``client_certificate_rejected``, ``server_not_tls``, ``server_speaks_tls``,
+    ``handshake``); each has its own subclass below, and the message says what to do."""
+
+    kind = "tls"
+    problem = "handshake"
+
+
+class CertificateUntrustedError(TlsError):
+    """The server's certificate is not signed by a trusted CA: pass ``tls_ca``."""
+
+
+class CertificateHostnameError(TlsError):
+    """The server's certificate does not carry its name: connect by a name it carries, or
+    pass ``tls_server_name``."""
+
+
+class CertificateExpiredError(TlsError):
+    """The server's certificate has expired (or is not valid yet)."""
+
+
+class ClientCertificateRejectedError(TlsError):
+    """The server verifies clients and refused this one: pass ``tls_cert`` and ``tls_key``."""
+
+
+class ServerNotTlsError(TlsError):
+    """TLS is configured but the server is a plain memcached (no ``-Z``)."""
+
+
+class ServerRequiresTlsError(TlsError):
+    """The server is a TLS listener (memcached ``-Z``) and TLS is not configured."""
 
 
 class ServerDownError(ConnectionError):

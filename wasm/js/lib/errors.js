@@ -21,6 +21,7 @@ const KINDS = [
   'InvalidKey', 'ValueTooLarge', 'NotStored', 'Exists', 'NotFound', 'Server', 'Client',
   'Timeout', 'ConnectionRefused', 'ConnectionClosed', 'ServerDown', 'Protocol', 'Unsupported',
   'Replication', 'CasRetriesExhausted', 'LockNotAcquired', 'Loader', 'Config', 'Undecodable',
+  'Auth', 'Tls',
 ];
 
 const classes = { MultiputError };

@@ -41,8 +41,10 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** One memcached process. */
 class Memcached {
-  constructor(port) {
+  /** `extra`: more memcached arguments (e.g. `-Y FILE`). */
+  constructor(port, extra = []) {
     this.port = port;
+    this.extra = extra;
     this.proc = null;
   }
 
@@ -53,7 +55,7 @@ class Memcached {
   async start() {
     const args = ['-l', '127.0.0.1', '-p', String(this.port), '-U', '0', '-m', '64', '-t', '1'];
     if (typeof process.getuid === 'function' && process.getuid() === 0) args.unshift('-u', 'root');
-    this.proc = spawn('memcached', args, { stdio: 'ignore' });
+    this.proc = spawn('memcached', [...args, ...this.extra], { stdio: 'ignore' });
     this.proc.unref();
     this.exited = new Promise((resolve) => this.proc.once('exit', resolve));
     for (let i = 0; i < 200; i++) {
@@ -91,11 +93,11 @@ class Memcached {
 }
 
 /** Start `n` servers on free ports. */
-async function startServers(n) {
+async function startServers(n, extra = []) {
   const servers = [];
   for (let i = 0; i < n; i++) {
     for (let attempt = 0; ; attempt++) {
-      const m = new Memcached(await freePort());
+      const m = new Memcached(await freePort(), extra);
       try {
         servers.push(await m.start());
         break;

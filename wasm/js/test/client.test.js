@@ -2,7 +2,7 @@
 // The Node client against real memcached processes (plain mode).
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { Client, DELETE, MultiputError, NotStoredError, ExistsError, TimeoutError, ServerDownError, ConnectionRefusedError, InvalidKeyError, LockNotAcquiredError } = require('..');
+const { Client, DELETE, MultiputError, AuthError, NotStoredError, ExistsError, TimeoutError, ServerDownError, ConnectionRefusedError, InvalidKeyError, LockNotAcquiredError } = require('..');
 const { startServers, stopServers, rawGet, sleep, Memcached } = require('../support/harness');
 
 let servers;
@@ -306,4 +306,27 @@ test('stats, version, flush and close', async () => {
   await pending.catch(() => {});
   await assert.rejects(c.get('f:k'), (e) => e.kind === 'ConnectionClosed');
   await s.kill();
+});
+
+test('memcached -Y: the right credentials work, wrong ones are an AuthError without the password', async () => {
+  const fs = require('node:fs');
+  const os = require('node:os');
+  const path = require('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'multiput-auth-'));
+  const file = path.join(dir, 'auth');
+  fs.writeFileSync(file, 'app:s3cret\n');
+  const [s] = await startServers(1, ['-Y', file]);
+  try {
+    const c = new Client([s.address], { username: 'app', password: 's3cret' });
+    await c.set('auth:k', 'v');
+    assert.equal(await c.get('auth:k'), 'v');
+    c.close();
+    const wrong = new Client([s.address], { username: 'app', password: 'nope' });
+    await assert.rejects(wrong.get('auth:k'), (e) => e instanceof AuthError && !e.message.includes('nope'));
+    wrong.close();
+    assert.throws(() => new Client([s.address], { tlsCa: '/x.pem' }), (e) => e.kind === 'Config' && /TLS/.test(e.message));
+  } finally {
+    await s.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
