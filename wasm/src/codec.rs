@@ -239,6 +239,13 @@ impl Codec {
         }
     }
 
+    /// The socket broke with `error` (closed, reset): the connection's failure, as the core
+    /// names it (a plain connection closed before any reply to the probe is a TLS listener
+    /// refusing a client that does not start TLS). `tls`: whether this socket is TLS.
+    pub fn lost(&mut self, error: &JsValue, tls: bool) -> JsValue {
+        js::error(&self.pipe.lost(js::error_from_js(error), tls))
+    }
+
     /// The connection failed (or is closed) with `error`: every waiter still waiting, oldest
     /// first, to settle with the error.
     pub fn drain(&mut self, error: &JsValue) -> Array {

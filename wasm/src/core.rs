@@ -110,11 +110,12 @@ const OPTIONS: &[(&str, &str)] = &[
     ("convention", "convention"),
     ("username", "username"),
     ("password", "password"),
+    ("tls", "tls"),
+    ("tlsCa", "tls_ca"),
+    ("tlsCert", "tls_cert"),
+    ("tlsKey", "tls_key"),
+    ("tlsServerName", "tls_server_name"),
 ];
-
-/// Options the Node client does not have yet (its sockets are `node:net`; TLS through
-/// `node:tls` is to come): refused, never ignored.
-const NOT_YET: &[&str] = &["tls", "tlsCa", "tlsCert", "tlsKey", "tlsServerName"];
 
 #[wasm_bindgen]
 impl Core {
@@ -134,13 +135,6 @@ impl Core {
                 config("servers must be an array of \"host:port[:weight]\" strings or {host, port, weight} objects, or one string")
             })?;
             setup.servers(ring::specs(&list)?);
-        }
-        for name in NOT_YET {
-            if !js::is_nullish(&js::get(options, name)) {
-                return Err(config(format!(
-                    "{name}: the Node client does not speak TLS yet (the Rust, Python and PHP clients do)"
-                )));
-            }
         }
         for (js_name, name) in OPTIONS {
             let v = js::get(options, js_name);
@@ -256,6 +250,23 @@ impl Core {
             self.convention,
             now,
         ))
+    }
+
+    /// The TLS settings (`{ca, cert, key, serverName}`, file paths and a name, each possibly
+    /// `undefined`), or `null` without TLS. The JavaScript side reads the files and opens its
+    /// sockets with `node:tls`.
+    #[wasm_bindgen(getter)]
+    pub fn tls(&self) -> JsValue {
+        let Some(t) = &self.cluster.config().tls else {
+            return JsValue::NULL;
+        };
+        let o = Object::new();
+        let opt = |v: &Option<String>| v.as_deref().map_or(JsValue::UNDEFINED, JsValue::from_str);
+        js::set(&o, "ca", opt(&t.ca_file));
+        js::set(&o, "cert", opt(&t.cert_file));
+        js::set(&o, "key", opt(&t.key_file));
+        js::set(&o, "serverName", opt(&t.server_name));
+        o.into()
     }
 
     /// The number of servers.

@@ -304,6 +304,42 @@ pub(crate) fn error_from_js(v: &JsValue) -> Error {
     }
 }
 
+/// A TLS failure `node:tls` reported, as the core's `Tls` error: `problem` is one of
+/// `untrusted_certificate`, `hostname_mismatch`, `expired`, `client_certificate_rejected`,
+/// `server_not_tls`, `handshake`; `detail` is Node's words (the core adds what to do).
+#[wasm_bindgen(js_name = tlsError)]
+pub fn tls_error(server: &str, problem: &str, detail: &str) -> JsValue {
+    use multiput::error::TlsProblem as P;
+    let (problem, advice) = match problem {
+        "untrusted_certificate" => (
+            P::UntrustedCertificate,
+            "set tlsCa to the certificate of the CA that signed the server's certificate",
+        ),
+        "hostname_mismatch" => (
+            P::HostnameMismatch,
+            "connect by a name the certificate carries, or set tlsServerName",
+        ),
+        "expired" => (
+            P::Expired,
+            "renew the server's certificate, or check this machine's clock",
+        ),
+        "client_certificate_rejected" => (
+            P::ClientCertificateRejected,
+            "the server verifies clients: set tlsCert and tlsKey to a certificate its ssl_ca_cert trusts",
+        ),
+        "server_not_tls" => (
+            P::ServerNotTls,
+            "the server is not a TLS listener (memcached without -Z): turn tls off for it",
+        ),
+        _ => (P::Handshake, "see the detail"),
+    };
+    error(&Error::Tls {
+        server: server.to_string(),
+        problem,
+        detail: format!("{detail}; {advice}"),
+    })
+}
+
 /// Build one of the I/O errors only the JavaScript side can observe, with the core's wording:
 /// `kind` is `timeout`, `refused`, `closed`, `protocol` or `down`.
 #[wasm_bindgen(js_name = ioError)]

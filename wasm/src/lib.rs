@@ -38,7 +38,7 @@ pub use crate::envelope::{
     envelope_why_plain, envelope_winner, stamp_parts, typed_from_value, value_from_typed, Hlc,
 };
 pub use crate::job::Job;
-pub use crate::js::{io_error, recipe_error};
+pub use crate::js::{io_error, recipe_error, tls_error};
 pub use crate::ring::{hash_key, Ring};
 
 use wasm_bindgen::prelude::*;

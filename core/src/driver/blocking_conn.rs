@@ -104,8 +104,6 @@ pub(crate) struct Conn {
     /// request usually costs no `setsockopt` at all.
     read_timeout: Duration,
     write_timeout: Duration,
-    /// Whether any byte was ever read.
-    received: bool,
 }
 
 fn io_error(server: &str, phase: Phase, after: Duration, e: std::io::Error) -> Error {
@@ -190,27 +188,24 @@ impl Conn {
             dialect: Dialect::Text,
             read_timeout: Duration::MAX,
             write_timeout: Duration::MAX,
-            received: false,
         };
-        let handshake = |c: &Conn, e: Error| -> Error {
+        let handshake = |c: &mut Conn, e: Error| -> Error {
             #[cfg(feature = "tls")]
             if let Stream::Tls(s) = &c.stream {
                 if s.conn.is_handshaking() && e.kind() == crate::ErrorKind::ConnectionClosed {
                     return crate::driver::tls::closed_in_handshake(c.server(), &e);
                 }
             }
-            if matches!(c.stream, Stream::Plain(_)) && !c.received {
-                return crate::driver::closed_before_probe(c.server(), e);
-            }
-            e
+            let tls = !matches!(c.stream, Stream::Plain(_));
+            c.pipe.lost(e, tls)
         };
         c.write(&probe, due, Phase::Connect, connect_timeout)
-            .map_err(|e| handshake(&c, e))?;
+            .map_err(|e| handshake(&mut c, e))?;
         loop {
             match c.next() {
                 Ok(Some(_)) => {}
                 Ok(None) => break,
-                Err(e) => return Err(handshake(&c, e)),
+                Err(e) => return Err(handshake(&mut c, e)),
             }
         }
         // Nothing may follow the probe's reply.
@@ -344,12 +339,10 @@ impl Conn {
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
                     let e = closed(self.server(), "the server closed the connection");
-                    return Err(self.pipe.fail(e));
+                    let tls = !matches!(self.stream, Stream::Plain(_));
+                    return Err(self.pipe.lost(e, tls));
                 }
-                Ok(n) => {
-                    self.received = true;
-                    self.pipe.feed(&chunk[..n]);
-                }
+                Ok(n) => self.pipe.feed(&chunk[..n]),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 // The socket timeout was set shorter for an earlier deadline; this one has time
                 // left, so widen it and read again.
@@ -358,7 +351,8 @@ impl Conn {
                 }
                 Err(e) => {
                     let e = io_error(self.pipe.server(), phase, timeout, e);
-                    return Err(self.pipe.fail(e));
+                    let tls = !matches!(self.stream, Stream::Plain(_));
+                    return Err(self.pipe.lost(e, tls));
                 }
             }
         }

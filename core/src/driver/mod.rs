@@ -115,21 +115,6 @@ pub(crate) fn connect_error(server: &str, e: io::Error) -> Error {
     }
 }
 
-/// A plain connection closed before a single byte of the probe's reply came back: what a
-/// TLS listener (memcached `-Z`) does to a client that does not start TLS.
-pub(crate) fn closed_before_probe(server: &str, e: Error) -> Error {
-    if e.kind() != crate::ErrorKind::ConnectionClosed {
-        return e;
-    }
-    Error::Tls {
-        server: server.into(),
-        problem: crate::error::TlsProblem::ServerSpeaksTls,
-        detail: format!(
-            "{e} before answering the connection probe; a TLS listener (memcached -Z) does this to clients that do not start TLS: if it is one, turn the tls option on"
-        ),
-    }
-}
-
 /// Map a broken-connection error to the crate's error.
 pub(crate) fn closed(server: &str, reason: impl std::fmt::Display) -> Error {
     Error::ConnectionClosed {

@@ -100,24 +100,16 @@ pub(crate) async fn connect(
             #[cfg(not(feature = "tls"))]
             Some((ctx, _)) => match ctx {},
         };
-        let plain = matches!(stream, Either::Plain(_));
-        let mut received = false;
-        let before_probe = |e: Error, received: bool| {
-            if plain && !received {
-                crate::driver::closed_before_probe(&server, e)
-            } else {
-                e
-            }
-        };
+        let tls = !matches!(stream, Either::Plain(_));
         let mut stream = stream;
         stream
             .write_all(&probe)
             .await
-            .map_err(|e| pipe.fail(io_failure(&server, e)))?;
+            .map_err(|e| pipe.lost(io_failure(&server, e), tls))?;
         stream
             .flush()
             .await
-            .map_err(|e| pipe.fail(io_failure(&server, e)))?;
+            .map_err(|e| pipe.lost(io_failure(&server, e), tls))?;
         loop {
             if let Some(Event::Ready) = pipe.poll()? {
                 break;
@@ -125,10 +117,10 @@ pub(crate) async fn connect(
             match stream.read_buf(pipe.read_buf()).await {
                 Ok(0) => {
                     let e = closed(&server, "closed during the connection probe");
-                    return Err(pipe.fail(before_probe(e, received)));
+                    return Err(pipe.lost(e, tls));
                 }
-                Ok(_) => received = true,
-                Err(e) => return Err(pipe.fail(before_probe(io_failure(&server, e), received))),
+                Ok(_) => {}
+                Err(e) => return Err(pipe.lost(io_failure(&server, e), tls)),
             }
         }
         // Nothing may follow the probe's reply.

@@ -87,6 +87,8 @@ pub struct Pipeline<T> {
     dialect: Option<Dialect>,
     version: Option<String>,
     failed: Option<Error>,
+    /// Whether any byte ever arrived.
+    received: bool,
 }
 
 impl<T> std::fmt::Debug for Pipeline<T> {
@@ -180,6 +182,7 @@ impl<T> Pipeline<T> {
             dialect: None,
             version: None,
             failed: None,
+            received: false,
         }
     }
 
@@ -246,6 +249,7 @@ impl<T> Pipeline<T> {
 
     /// Append bytes read from the socket (for transports that read into their own buffer).
     pub fn feed(&mut self, bytes: &[u8]) {
+        self.received |= !bytes.is_empty();
         self.rbuf.extend_from_slice(bytes);
     }
 
@@ -256,6 +260,7 @@ impl<T> Pipeline<T> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
+        self.received |= !self.rbuf.is_empty();
         let Some(front) = self.queue.front_mut() else {
             if self.rbuf.is_empty() {
                 return Ok(None);
@@ -341,6 +346,28 @@ impl<T> Pipeline<T> {
     /// step, so the connection fails.
     pub fn out_of_step(&mut self, detail: impl Into<String>) -> Error {
         self.fail_with(detail.into())
+    }
+
+    /// The connection broke with `e` (closed, reset, an I/O error the transport saw); returns
+    /// the connection's failure. A plain connection (`tls` false) closed before a single byte
+    /// of the probe's reply is what a TLS listener (memcached `-Z`) does to a client that does
+    /// not start TLS: that is said, as [`TlsProblem::ServerSpeaksTls`].
+    pub fn lost(&mut self, e: Error, tls: bool) -> Error {
+        let e = match e {
+            Error::ConnectionClosed { server, reason }
+                if !tls && !self.received && self.dialect.is_none() =>
+            {
+                Error::Tls {
+                    server,
+                    problem: TlsProblem::ServerSpeaksTls,
+                    detail: format!(
+                        "the server closed the connection ({reason}) before answering the connection probe; a TLS listener (memcached -Z) does this to clients that do not start TLS: if it is one, turn the tls option on"
+                    ),
+                }
+            }
+            e => e,
+        };
+        self.fail(e)
     }
 
     /// Fail the connection with `e` (an I/O error the transport saw) unless it already failed;
@@ -485,7 +512,10 @@ mod tests {
         p.feed(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]);
         assert!(matches!(
             p.poll(),
-            Err(Error::Tls { problem: TlsProblem::ServerSpeaksTls, .. })
+            Err(Error::Tls {
+                problem: TlsProblem::ServerSpeaksTls,
+                ..
+            })
         ));
     }
 

@@ -4,6 +4,7 @@
 // means, which replica wins, what to repair, when a replicated write succeeded, how long to
 // back off, what a lock token is.
 
+const fs = require('node:fs');
 const { performance } = require('node:perf_hooks');
 const wasm = require('./wasm');
 const { Connection } = require('./connection');
@@ -23,6 +24,25 @@ function failed(e, fail) {
   return fail === null ? p : p.catch(fail);
 }
 
+/** `node:tls` options from the core's TLS settings (files read once, here), or null. */
+function tlsOptions(t) {
+  if (t === null) return null;
+  const read = (option, file) => {
+    if (file === undefined) return undefined;
+    try {
+      return fs.readFileSync(file);
+    } catch (e) {
+      throw new errors.ConfigError(`${option}: cannot read ${JSON.stringify(file)}: ${e.message}`, { kind: 'Config' });
+    }
+  };
+  return {
+    ca: read('tlsCa', t.ca),
+    cert: read('tlsCert', t.cert),
+    key: read('tlsKey', t.key),
+    serverName: t.serverName,
+  };
+}
+
 class Client {
   constructor(servers, options) {
     if (!Array.isArray(servers) && typeof servers !== 'string') {
@@ -37,6 +57,7 @@ class Client {
       tokenSeed: randomU64(),
     });
     this._core = core;
+    this._tls = tlsOptions(core.tls);
     const n = core.length;
     this._conns = new Array(n).fill(null);
     this._troubled = new Uint8Array(n);
@@ -90,7 +111,7 @@ class Client {
   _conn(s) {
     let c = this._conns[s];
     if (c === null) {
-      c = new Connection(this._core, s, (e) => this._failed(s, e));
+      c = new Connection(this._core, s, this._tls, (e) => this._failed(s, e));
       this._conns[s] = c;
     }
     return c;

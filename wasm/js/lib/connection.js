@@ -5,6 +5,7 @@
 // reply means is decided by the core; this file never looks inside one.
 
 const net = require('node:net');
+const tls = require('node:tls');
 const { performance } = require('node:perf_hooks');
 const wasm = require('./wasm');
 const { toError } = require('./errors');
@@ -24,6 +25,35 @@ function failed(w, err) {
     return;
   }
   w.resolve(v);
+}
+
+/** The problem of a failed TLS handshake, by the code `node:tls` gave; null when it is not one. */
+function tlsProblem(code, message) {
+  switch (code) {
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'UNABLE_TO_GET_ISSUER_CERT':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'CERT_SIGNATURE_FAILURE':
+    case 'CERT_UNTRUSTED':
+      return 'untrusted_certificate';
+    case 'ERR_TLS_CERT_ALTNAME_INVALID':
+      return 'hostname_mismatch';
+    case 'CERT_HAS_EXPIRED':
+    case 'CERT_NOT_YET_VALID':
+      return 'expired';
+    case 'ERR_SSL_WRONG_VERSION_NUMBER':
+    case 'ERR_SSL_PACKET_LENGTH_TOO_LONG':
+    case 'ECONNRESET':
+      return 'server_not_tls';
+    default:
+      if (typeof code === 'string' && /CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|ACCESS_DENIED/.test(code)) {
+        return 'client_certificate_rejected';
+      }
+      if (typeof code === 'string' && code.startsWith('ERR_SSL')) return 'handshake';
+      return /wrong version number/i.test(message || '') ? 'server_not_tls' : null;
+  }
 }
 
 /** Request `w` was answered: the codec put its result in `w.result`. */
@@ -60,8 +90,10 @@ function flush(conn) {
  * dropped and every waiting request rejected; the next request opens a new one).
  */
 class Connection {
-  /** Server `index` of the client whose WASM `Core` is `core`. */
-  constructor(core, index, onFailure) {
+  /** Server `index` of the client whose WASM `Core` is `core`; `tlsOptions`: `{ca, cert,
+   *  key, serverName}` (buffers and a name) for `node:tls`, or null for plain TCP. */
+  constructor(core, index, tlsOptions, onFailure) {
+    this.tls = tlsOptions;
     this.core = core;
     this.index = index;
     this.address = core.address(index);
@@ -70,6 +102,7 @@ class Connection {
     // Called once per request that fails with the connection (the client records health).
     this.onFailure = onFailure || (() => {});
     this.sock = null;
+    this.secure = false;
     this.codec = null;
     this.flushing = false;
     this.timer = null;
@@ -114,24 +147,47 @@ class Connection {
   }
 
   connect() {
-    const sock = net.connect({ host: this.host, port: this.port });
+    const t = this.tls;
+    let sock;
+    if (t === null) {
+      sock = net.connect({ host: this.host, port: this.port });
+    } else {
+      // The certificate must carry the configured name, else the host (an IP is checked as
+      // an IP: Node takes no IP as a servername).
+      const name = t.serverName ?? this.host;
+      sock = tls.connect({
+        host: this.host,
+        port: this.port,
+        ca: t.ca,
+        cert: t.cert,
+        key: t.key,
+        servername: net.isIP(name) ? undefined : name,
+        checkServerIdentity: (_, cert) => tls.checkServerIdentity(name, cert),
+      });
+    }
     sock.setNoDelay(true);
     this.sock = sock;
+    this.secure = false;
     this.referenced = true;
     // The codec starts with the probe (`version` + `mn`), due within the connect timeout.
     this.codec = this.core.connection(this.index, performance.now());
+    if (t !== null) sock.on('secureConnect', () => {
+      this.secure = true;
+    });
     sock.on('data', (chunk) => {
       if (this.sock === sock) this.onData(chunk);
     });
     sock.on('error', (err) => {
       if (this.sock !== sock) return;
-      const refused = err && (err.code === 'ECONNREFUSED' || err.code === 'ENOTFOUND' || err.code === 'EHOSTUNREACH');
-      const e = wasm.ioError(refused ? 'refused' : 'closed', this.address, err ? err.message : 'socket error', 0, '');
-      this.fail(toError(e));
+      this.lost(this.socketError(err));
     });
     sock.on('close', () => {
       if (this.sock === sock) {
-        this.fail(toError(wasm.ioError('closed', this.address, 'the server closed the connection', 0, '')));
+        if (t !== null && !this.secure) {
+          this.lost(wasm.tlsError(this.address, 'server_not_tls', 'the connection closed during the TLS handshake'));
+        } else {
+          this.lost(wasm.ioError('closed', this.address, 'the server closed the connection', 0, ''));
+        }
       }
     });
     if (!this.flushing) {
@@ -139,6 +195,24 @@ class Connection {
       process.nextTick(flush, this);
     }
     this.onTimer();
+  }
+
+  /** The core's error for a socket error `err`: a TLS failure (by Node's code) or an I/O one. */
+  socketError(err) {
+    const code = err && err.code;
+    const message = err ? err.message : 'socket error';
+    if (this.tls !== null && !this.secure) {
+      const problem = tlsProblem(code, message);
+      if (problem !== null) return wasm.tlsError(this.address, problem, message);
+    }
+    const refused = code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH';
+    return wasm.ioError(refused ? 'refused' : 'closed', this.address, message, 0, '');
+  }
+
+  /** The socket broke with the core error `e`: the codec says what that means, then fail. */
+  lost(e) {
+    const codec = this.codec;
+    this.fail(toError(codec === null ? e : codec.lost(e, this.tls !== null)));
   }
 
   onData(chunk) {

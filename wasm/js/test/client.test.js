@@ -2,7 +2,7 @@
 // The Node client against real memcached processes (plain mode).
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { Client, DELETE, MultiputError, AuthError, NotStoredError, ExistsError, TimeoutError, ServerDownError, ConnectionRefusedError, InvalidKeyError, LockNotAcquiredError } = require('..');
+const { Client, DELETE, MultiputError, AuthError, TlsError, NotStoredError, ExistsError, TimeoutError, ServerDownError, ConnectionRefusedError, InvalidKeyError, LockNotAcquiredError } = require('..');
 const { startServers, stopServers, rawGet, sleep, Memcached } = require('../support/harness');
 
 let servers;
@@ -324,9 +324,67 @@ test('memcached -Y: the right credentials work, wrong ones are an AuthError with
     const wrong = new Client([s.address], { username: 'app', password: 'nope' });
     await assert.rejects(wrong.get('auth:k'), (e) => e instanceof AuthError && !e.message.includes('nope'));
     wrong.close();
-    assert.throws(() => new Client([s.address], { tlsCa: '/x.pem' }), (e) => e.kind === 'Config' && /TLS/.test(e.message));
+    assert.throws(() => new Client([s.address], { tlsCa: '/nonexistent/x.pem' }), (e) => e.kind === 'Config' && /tlsCa/.test(e.message));
   } finally {
     await s.kill();
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function makePki() {
+  const fs = require('node:fs');
+  const os = require('node:os');
+  const path = require('node:path');
+  const { execFileSync } = require('node:child_process');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'multiput-node-pki-'));
+  const ssl = (...args) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+  for (const ca of ['ca', 'other-ca']) {
+    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${ca}.key`, '-out', `${ca}.crt`, '-subj', `/CN=${ca}`,
+      '-days', '2', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+  }
+  fs.writeFileSync(path.join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
+  ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt',
+    '-days', '2', '-extfile', 'server.ext');
+  const f = (n) => path.join(dir, n);
+  return { dir, ca: f('ca.crt'), otherCa: f('other-ca.crt'), args: ['-Z', '-o', `ssl_chain_cert=${f('server.crt')},ssl_key=${f('server.key')}`] };
+}
+
+test('TLS with node:tls: get/set/getMulti, replicated, and each failure as a TlsError with its problem', async () => {
+  const fs = require('node:fs');
+  const pki = makePki();
+  const servers = await startServers(2, pki.args);
+  const [plain] = await startServers(1);
+  const addrs = servers.map((s) => s.address);
+  try {
+    const c = new Client(addrs, { tlsCa: pki.ca });
+    await c.set('tls:k', 'over tls');
+    assert.equal(await c.get('tls:k'), 'over tls');
+    const keys = Array.from({ length: 50 }, (_, i) => `tls:${i}`);
+    await c.setMulti(Object.fromEntries(keys.map((k) => [k, k])));
+    const got = await c.getMulti(keys);
+    assert.equal(got.size ?? Object.keys(got).length, 50);
+    const big = Buffer.alloc(900 * 1024, 7);
+    await c.set('tls:big', big);
+    assert.equal(Buffer.from(await c.get('tls:big')).length, big.length);
+    c.close();
+
+    const r = new Client(addrs, { tlsCa: pki.ca, replicas: 2 });
+    await r.set('tls:rep', { a: 1 });
+    assert.deepEqual(await r.get('tls:rep'), { a: 1 });
+    r.close();
+
+    const problem = async (options, address, want) => {
+      const x = new Client([address], { ...options, retryInterval: 10 });
+      await assert.rejects(x.get('k'), (e) => e instanceof TlsError && e.problem === want, want);
+      x.close();
+    };
+    await problem({ tlsCa: pki.otherCa }, addrs[0], 'untrusted_certificate');
+    await problem({ tlsCa: pki.ca, tlsServerName: 'memcached.example' }, addrs[0], 'hostname_mismatch');
+    await problem({}, addrs[0], 'server_speaks_tls');
+    await problem({ tlsCa: pki.ca }, plain.address, 'server_not_tls');
+  } finally {
+    for (const s of [...servers, plain]) await s.kill();
+    fs.rmSync(pki.dir, { recursive: true, force: true });
   }
 });
