@@ -219,6 +219,71 @@ pub struct Global {
     /// after it failed during this command, so a one-shot command rarely moves anything.
     #[arg(long, global = true)]
     pub failover: bool,
+
+    /// TLS to every server (memcached -Z), verified against the system's trust store unless
+    /// --tls-ca is given. Implied by the other --tls-* options.
+    #[arg(long, global = true, env = "MULTIPUT_TLS")]
+    pub tls: bool,
+
+    /// PEM file of the certificate authorities that sign the servers' certificates.
+    #[arg(
+        long = "tls-ca",
+        global = true,
+        env = "MULTIPUT_TLS_CA",
+        value_name = "FILE"
+    )]
+    pub tls_ca: Option<String>,
+
+    /// PEM file of a client certificate, for servers that verify clients (with --tls-key).
+    #[arg(
+        long = "tls-cert",
+        global = true,
+        env = "MULTIPUT_TLS_CERT",
+        value_name = "FILE"
+    )]
+    pub tls_cert: Option<String>,
+
+    /// PEM file of the client certificate's private key.
+    #[arg(
+        long = "tls-key",
+        global = true,
+        env = "MULTIPUT_TLS_KEY",
+        value_name = "FILE"
+    )]
+    pub tls_key: Option<String>,
+
+    /// The name the servers' certificates must carry (default: each server's host).
+    #[arg(
+        long = "tls-server-name",
+        global = true,
+        env = "MULTIPUT_TLS_SERVER_NAME",
+        value_name = "NAME"
+    )]
+    pub tls_server_name: Option<String>,
+
+    /// User name for memcached's ASCII authentication (-Y), with --password-file or the
+    /// MULTIPUT_PASSWORD environment variable.
+    #[arg(long, global = true, env = "MULTIPUT_USERNAME", value_name = "NAME")]
+    pub username: Option<String>,
+
+    /// A file holding the password (its first line); never pass a password on the command line.
+    #[arg(
+        long = "password-file",
+        global = true,
+        env = "MULTIPUT_PASSWORD_FILE",
+        value_name = "FILE"
+    )]
+    pub password_file: Option<std::path::PathBuf>,
+
+    /// The password itself, from the environment only.
+    #[arg(
+        long = "password-from-env",
+        hide = true,
+        global = true,
+        env = "MULTIPUT_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password_env: Option<String>,
 }
 
 /// `--mode`.

@@ -101,10 +101,53 @@ pub fn config(g: &Global) -> Result<ConfigBuilder, Failure> {
             "no servers: pass --servers HOST:PORT[:WEIGHT],... or set MULTIPUT_SERVERS",
         ));
     }
+    // A missing password file or a user name without a password is a usage error here.
+    auth(g)?;
     Ok(base_config(g).servers(g.servers.iter().cloned()))
 }
 
 /// Everything but the servers.
+/// The TLS settings the options describe (`None`: plain TCP).
+fn tls(g: &Global) -> Option<multiput::config::Tls> {
+    let any = g.tls_ca.is_some()
+        || g.tls_cert.is_some()
+        || g.tls_key.is_some()
+        || g.tls_server_name.is_some();
+    (g.tls || any).then(|| multiput::config::Tls {
+        ca_file: g.tls_ca.clone(),
+        cert_file: g.tls_cert.clone(),
+        key_file: g.tls_key.clone(),
+        server_name: g.tls_server_name.clone(),
+    })
+}
+
+/// The credentials the options describe: a user name needs a password (from
+/// `--password-file` or `MULTIPUT_PASSWORD`).
+fn auth(g: &Global) -> Result<Option<multiput::config::Credentials>, Failure> {
+    let password = match (&g.password_file, &g.password_env) {
+        (Some(file), _) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Failure::usage(format!("--password-file {}: {e}", file.display())))?;
+            Some(text.lines().next().unwrap_or_default().to_string())
+        }
+        (None, Some(p)) => Some(p.clone()),
+        (None, None) => None,
+    };
+    match (&g.username, password) {
+        (None, None) => Ok(None),
+        (Some(username), Some(password)) => Ok(Some(multiput::config::Credentials {
+            username: username.clone(),
+            password,
+        })),
+        (Some(_), None) => Err(Failure::usage(
+            "--username needs a password: --password-file FILE or MULTIPUT_PASSWORD",
+        )),
+        (None, Some(_)) => Err(Failure::usage(
+            "a password without --username (or MULTIPUT_USERNAME)",
+        )),
+    }
+}
+
 fn base_config(g: &Global) -> ConfigBuilder {
     let timeout = Duration::from_millis(g.timeout_ms);
     let mut c = ConfigBuilder::default()
@@ -116,7 +159,7 @@ fn base_config(g: &Global) -> ConfigBuilder {
     if let Some(p) = &g.prefix {
         c = c.key_prefix(os_bytes(p).to_vec());
     }
-    c
+    c.tls(tls(g)).auth(auth(g).unwrap_or(None))
 }
 
 fn client(g: &Global) -> Result<Client, Failure> {

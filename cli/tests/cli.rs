@@ -1543,3 +1543,72 @@ fn replication_options_are_checked() {
     let out = ok(run(&["incr", "--help"]));
     assert!(out.text().contains("exact"), "{out:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// TLS and authentication
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn tls_and_authentication_flags_and_their_environment() {
+    let pki = multiput_tests::certs::Pki::new();
+    let auth = pki.dir.join("auth");
+    std::fs::write(&auth, "app:s3cret\n").unwrap();
+    let pw = pki.dir.join("pw");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    let m = Memcached::builder()
+        .args(pki.memcached_args(&pki.server, false))
+        .arg("-Y")
+        .arg(&auth)
+        .listening_only()
+        .start();
+    let addr = m.addr();
+    let ca = pki.ca.to_str().unwrap();
+    let pw = pw.to_str().unwrap();
+    let flags = [
+        "--servers",
+        &addr,
+        "--tls-ca",
+        ca,
+        "--username",
+        "app",
+        "--password-file",
+        pw,
+    ];
+    let set = run_with(&[&flags[..], &["set", "cli:tls", "v"]].concat(), &[], None);
+    assert_eq!(set.code, 0, "{set:?}");
+    let get = run_with(&[&flags[..], &["get", "cli:tls"]].concat(), &[], None);
+    assert_eq!(get.code, 0, "{get:?}");
+    assert_eq!(get.text().trim(), "v");
+    // The same through the environment (the password never on the command line).
+    let env = [
+        ("MULTIPUT_SERVERS", addr.as_str()),
+        ("MULTIPUT_TLS_CA", ca),
+        ("MULTIPUT_USERNAME", "app"),
+        ("MULTIPUT_PASSWORD", "s3cret"),
+    ];
+    let get = run_with(&["get", "cli:tls"], &env, None);
+    assert_eq!(get.code, 0, "{get:?}");
+    assert_eq!(get.text().trim(), "v");
+    // Wrong password: the auth error, without the password.
+    let env = [
+        ("MULTIPUT_SERVERS", addr.as_str()),
+        ("MULTIPUT_TLS_CA", ca),
+        ("MULTIPUT_USERNAME", "app"),
+        ("MULTIPUT_PASSWORD", "wrong-pw"),
+    ];
+    let bad = run_with(&["get", "cli:tls"], &env, None);
+    assert_ne!(bad.code, 0, "{bad:?}");
+    assert!(bad.stderr.contains("authentication failed"), "{bad:?}");
+    assert!(!bad.stderr.contains("wrong-pw"), "{bad:?}");
+    // No TLS: the server requires it, and the error says so.
+    let plain = run_with(&["--servers", &addr, "get", "cli:tls"], &[], None);
+    assert_ne!(plain.code, 0, "{plain:?}");
+    assert!(plain.stderr.contains("tls"), "{plain:?}");
+    // A user name without a password is a usage error.
+    let usage = run_with(
+        &["--servers", &addr, "--username", "app", "get", "k"],
+        &[],
+        None,
+    );
+    assert_eq!(usage.code, 2, "{usage:?}");
+}

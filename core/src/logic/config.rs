@@ -283,6 +283,18 @@ impl ConfigBuilder {
         self
     }
 
+    /// TLS to every server (`None`: plain TCP). See [`Config::tls`].
+    pub fn tls(mut self, tls: Option<Tls>) -> Self {
+        self.config.tls = tls;
+        self
+    }
+
+    /// memcached's ASCII authentication. See [`Config::auth`].
+    pub fn auth(mut self, auth: Option<Credentials>) -> Self {
+        self.config.auth = auth;
+        self
+    }
+
     /// The checked configuration.
     pub fn build_config(self) -> Result<Config, Error> {
         if !self.errors.is_empty() {
