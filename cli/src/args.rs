@@ -261,6 +261,17 @@ pub struct Global {
     )]
     pub tls_server_name: Option<String>,
 
+    /// Only these servers speak TLS (the others plain TCP); default: every server.
+    #[arg(
+        long = "tls-servers",
+        global = true,
+        env = "MULTIPUT_TLS_SERVERS",
+        value_delimiter = ',',
+        value_parser = parse_server,
+        value_name = "HOST:PORT,..."
+    )]
+    pub tls_servers: Vec<ServerSpec>,
+
     /// User name for memcached's ASCII authentication (-Y), with --password-file or the
     /// MULTIPUT_PASSWORD environment variable.
     #[arg(long, global = true, env = "MULTIPUT_USERNAME", value_name = "NAME")]

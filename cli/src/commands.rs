@@ -110,6 +110,7 @@ pub fn config(g: &Global) -> Result<ConfigBuilder, Failure> {
 /// The TLS settings the options describe (`None`: plain TCP).
 fn tls(g: &Global) -> Option<multiput::config::Tls> {
     let any = g.tls_ca.is_some()
+        || !g.tls_servers.is_empty()
         || g.tls_cert.is_some()
         || g.tls_key.is_some()
         || g.tls_server_name.is_some();
@@ -118,6 +119,8 @@ fn tls(g: &Global) -> Option<multiput::config::Tls> {
         cert_file: g.tls_cert.clone(),
         key_file: g.tls_key.clone(),
         server_name: g.tls_server_name.clone(),
+        servers: (!g.tls_servers.is_empty())
+            .then(|| g.tls_servers.iter().map(|s| s.address()).collect()),
     })
 }
 

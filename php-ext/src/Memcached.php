@@ -177,6 +177,8 @@ class Memcached
     public const OPT_MULTIPUT_USERNAME = -2011;
     /** memcached's ASCII authentication (-Y): the password. */
     public const OPT_MULTIPUT_PASSWORD = -2012;
+    /** Only these servers ("host:port,...") speak TLS, the others plain TCP (default: all). */
+    public const OPT_MULTIPUT_TLS_SERVERS = -2013;
 
     /** multiput's string options and the core's names for them. */
     private const STRING_OPTIONS = [
@@ -186,6 +188,7 @@ class Memcached
         self::OPT_MULTIPUT_TLS_SERVER_NAME => 'tls_server_name',
         self::OPT_MULTIPUT_USERNAME => 'username',
         self::OPT_MULTIPUT_PASSWORD => 'password',
+        self::OPT_MULTIPUT_TLS_SERVERS => 'tls_servers',
     ];
 
     /** libmemcached's MEMCACHED_ERROR ("ERROR was returned by server"; PECL names 11 otherwise). */
@@ -549,7 +552,8 @@ class Memcached
             case self::OPT_MULTIPUT_TLS_SERVER_NAME:
             case self::OPT_MULTIPUT_USERNAME:
             case self::OPT_MULTIPUT_PASSWORD:
-                $o[$option] = (string) $value;
+            case self::OPT_MULTIPUT_TLS_SERVERS:
+                $o[$option] = is_array($value) ? implode(',', $value) : (string) $value;
                 break;
             case self::OPT_MULTIPUT_TLS:
                 $o[$option] = (bool) $value;

@@ -201,6 +201,7 @@ impl Client {
         tls_cert = None,
         tls_key = None,
         tls_server_name = None,
+        tls_servers = None,
         username = None,
         password = None,
     ))]
@@ -240,6 +241,7 @@ impl Client {
         tls_cert: Option<String>,
         tls_key: Option<String>,
         tls_server_name: Option<String>,
+        tls_servers: Option<&Bound<'_, PyAny>>,
         username: Option<String>,
         password: Option<String>,
     ) -> PyResult<Self> {
@@ -287,6 +289,9 @@ impl Client {
         }
         if tls {
             options.push(("tls", "true".into()));
+        }
+        if let Some(t) = tls_servers.filter(|t| !t.is_none()) {
+            options.push(("tls_servers", parse_servers(t)?.join(",")));
         }
         for (name, v) in [
             ("tls_ca", tls_ca),

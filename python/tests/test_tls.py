@@ -57,6 +57,15 @@ def test_replicated_over_tls(memcached_factory, pki):
     assert c.get("rep:k") == {"a": 1}
 
 
+def test_a_fleet_where_one_server_is_tls_only(tls_server, pki, memcached_factory):
+    (plain,) = memcached_factory(1)
+    c = multiput.Client([tls_server.address, plain.address], replicas=2, tls_ca=str(pki / "ca.crt"),
+                        tls_servers=[tls_server.address])
+    c.set("mixed:k", [1, 2])
+    assert c.get("mixed:k") == [1, 2]
+    assert plain.raw_get("mixed:k") is not None  # the plain copy is there too
+
+
 def test_each_tls_failure_is_its_own_exception(tls_server, pki, memcached_factory):
     other = multiput.Client([tls_server.address], tls_ca=str(pki / "other-ca.crt"))
     with pytest.raises(exc.CertificateUntrustedError) as e:

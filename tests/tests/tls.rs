@@ -361,3 +361,40 @@ fn credentials_never_show_in_debug_output() {
     let e = s.set("sasl", "1").err().unwrap();
     assert!(e.to_string().contains("ASCII authentication"), "{e}");
 }
+
+#[test]
+fn a_fleet_where_one_server_is_tls_only() {
+    let pki = Pki::new();
+    let plain = [Memcached::start(), Memcached::start()];
+    let tls = tls_server(&pki, &pki.server, false);
+    let refs = [&plain[0], &tls, &plain[1]];
+    let tls_addr = tls.addr();
+    let opts = [
+        ("tls_ca", path(&pki.ca)),
+        ("tls_servers", tls_addr.as_str()),
+        ("replicas", "3"),
+    ];
+    let (cfg, policy) = config(&refs, &opts);
+    assert!(!cfg.uses_tls(0) && cfg.uses_tls(1) && !cfg.uses_tls(2));
+    // Placement is the same as without TLS.
+    let (bare, _) = config(&refs, &[("replicas", "3")]);
+    let a = multiput::Ring::new(&cfg.servers, cfg.ring_mode);
+    let b = multiput::Ring::new(&bare.servers, bare.ring_mode);
+    for i in 0..200 {
+        let k = format!("k{i}");
+        assert_eq!(a.server_for(k.as_bytes()), b.server_for(k.as_bytes()));
+    }
+    let r = blocking::ReplicatedClient::new(
+        blocking::Client::from_config(cfg).unwrap(),
+        policy.unwrap(),
+    )
+    .unwrap();
+    let report = r.set("mixed:k", b"v", 0).unwrap();
+    assert_eq!(report.stored.len(), 3, "every copy, the TLS one included");
+    assert_eq!(&r.get("mixed:k").unwrap().unwrap().data[..], b"v");
+    // A server not in the fleet is refused.
+    let e = try_config(&refs, &[("tls_servers", "127.0.0.1:1")])
+        .err()
+        .unwrap();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+}

@@ -85,8 +85,14 @@ fn option_text(v: &JsValue, option: &str) -> Result<String, JsValue> {
     if let Some(b) = v.as_bool() {
         return Ok(b.to_string());
     }
+    if let Some(a) = v.dyn_ref::<Array>() {
+        let items: Option<Vec<String>> = a.iter().map(|x| x.as_string()).collect();
+        if let Some(items) = items {
+            return Ok(items.join(","));
+        }
+    }
     Err(config(format!(
-        "{option} must be a string, a number or a boolean"
+        "{option} must be a string, a number, a boolean or an array of strings"
     )))
 }
 
@@ -115,6 +121,7 @@ const OPTIONS: &[(&str, &str)] = &[
     ("tlsCert", "tls_cert"),
     ("tlsKey", "tls_key"),
     ("tlsServerName", "tls_server_name"),
+    ("tlsServers", "tls_servers"),
 ];
 
 #[wasm_bindgen]
@@ -267,6 +274,12 @@ impl Core {
         js::set(&o, "key", opt(&t.key_file));
         js::set(&o, "serverName", opt(&t.server_name));
         o.into()
+    }
+
+    /// Whether connections to server `i` use TLS (`tls`, or `tlsServers` naming it).
+    #[wasm_bindgen(js_name = usesTls)]
+    pub fn uses_tls(&self, i: u32) -> bool {
+        self.cluster.config().uses_tls(i as usize)
     }
 
     /// The number of servers.

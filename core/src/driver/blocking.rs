@@ -173,6 +173,7 @@ impl Client {
             .inner
             .tls
             .as_ref()
+            .filter(|_| cl.config().uses_tls(s))
             .map(|t| (t, cl.config().servers[s].host.as_str()));
         Conn::open(cl.pipeline_settings(s), cl.config().tcp_nodelay, tls)
     }

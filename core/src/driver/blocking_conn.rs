@@ -37,6 +37,10 @@ impl Stream {
             // blocking. Idle when no data, no close and no error came of it.
             #[cfg(feature = "tls")]
             Stream::Tls(s) => {
+                // Nothing waiting on the socket (the common case): idle, at one syscall.
+                if peek_idle(&s.sock) {
+                    return true;
+                }
                 if s.sock.set_nonblocking(true).is_err() {
                     return false;
                 }

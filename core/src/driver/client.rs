@@ -205,6 +205,7 @@ impl Client {
             .inner
             .tls
             .as_ref()
+            .filter(|_| cl.config().uses_tls(s))
             .map(|t| (t.clone(), cl.config().servers[s].host.clone()));
         let c = tokio_conn::connect(cl.pipeline_settings(s), cl.config().tcp_nodelay, tls).await?;
         *lock(&slot.current) = Some(c.clone());

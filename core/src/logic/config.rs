@@ -87,6 +87,9 @@ pub struct Tls {
     /// The name the servers' certificates must carry; `None`: each server's host as
     /// configured (an IP address is checked as an IP address).
     pub server_name: Option<String>,
+    /// Only these servers (their `host:port` addresses) speak TLS, the others plain TCP;
+    /// `None`: every server. Placement does not change either way.
+    pub servers: Option<Vec<String>>,
 }
 
 /// A user name and password for memcached's ASCII authentication. Its `Debug` never shows
@@ -131,6 +134,21 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Whether connections to server `i` use TLS.
+    pub fn uses_tls(&self, i: usize) -> bool {
+        match &self.tls {
+            None => false,
+            Some(Tls { servers: None, .. }) => true,
+            Some(Tls {
+                servers: Some(list),
+                ..
+            }) => self
+                .servers
+                .get(i)
+                .is_some_and(|s| list.contains(&s.address())),
+        }
+    }
+
     /// A builder with these servers (strings as [`ConfigBuilder::servers`] takes them).
     pub fn builder_for_tests<S: AsRef<str>>(servers: &[S]) -> ConfigBuilder {
         ConfigBuilder::default().servers(servers.iter().map(|s| s.as_ref()))
@@ -156,6 +174,13 @@ impl Config {
             crate::key::validate(&self.key_prefix)?;
         }
         if let Some(t) = &self.tls {
+            for a in t.servers.iter().flatten() {
+                if !self.servers.iter().any(|s| &s.address() == a) {
+                    return Err(Error::Config(format!(
+                        "tls_servers: {a} is not one of the servers"
+                    )));
+                }
+            }
             if t.cert_file.is_some() != t.key_file.is_some() {
                 return Err(Error::Config(
                     "a TLS client certificate needs both tls_cert and tls_key".into(),

@@ -35,6 +35,7 @@
 //! | `tls_ca` | PEM file of the CAs that sign the servers' certificates (implies `tls`) | the system's trust store |
 //! | `tls_cert`, `tls_key` | PEM files of a client certificate and its key, for servers that verify clients (imply `tls`) | none |
 //! | `tls_server_name` | the name the servers' certificates must carry (implies `tls`) | each server's host |
+//! | `tls_servers` | only these servers speak TLS (a server list as `servers`; implies `tls`) | every server |
 //! | `username`, `password` | memcached's ASCII authentication (`-Y`), sent first on every connection | none |
 //!
 //! SASL exists only in memcached's binary protocol, which multiput does not speak: the `sasl`
@@ -82,6 +83,7 @@ pub const NAMES: &[&str] = &[
     "tls_cert",
     "tls_key",
     "tls_server_name",
+    "tls_servers",
     "username",
     "password",
 ];
@@ -256,6 +258,10 @@ impl Setup {
                     true => Some(c.tls.take().unwrap_or_default()),
                     false => None,
                 }
+            }
+            "tls_servers" => {
+                let list = server_list(v)?.iter().map(ServerSpec::address).collect();
+                c.tls.get_or_insert_with(Default::default).servers = Some(list);
             }
             "tls_ca" | "tls_cert" | "tls_key" | "tls_server_name" => {
                 let t = c.tls.get_or_insert_with(Default::default);

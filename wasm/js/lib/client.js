@@ -111,7 +111,8 @@ class Client {
   _conn(s) {
     let c = this._conns[s];
     if (c === null) {
-      c = new Connection(this._core, s, this._tls, (e) => this._failed(s, e));
+      const tls = this._core.usesTls(s) ? this._tls : null;
+      c = new Connection(this._core, s, tls, (e) => this._failed(s, e));
       this._conns[s] = c;
     }
     return c;

@@ -374,6 +374,13 @@ test('TLS with node:tls: get/set/getMulti, replicated, and each failure as a Tls
     assert.deepEqual(await r.get('tls:rep'), { a: 1 });
     r.close();
 
+    // A fleet where only one server speaks TLS.
+    const mixed = new Client([addrs[0], plain.address], { tlsCa: pki.ca, tlsServers: [addrs[0]], replicas: 2 });
+    const report = await mixed.set('tls:mixed', 'v');
+    assert.equal(report.stored.length, 2);
+    assert.equal(await mixed.get('tls:mixed'), 'v');
+    mixed.close();
+
     const problem = async (options, address, want) => {
       const x = new Client([address], { ...options, retryInterval: 10 });
       await assert.rejects(x.get('k'), (e) => e instanceof TlsError && e.problem === want, want);
