@@ -692,10 +692,12 @@ def test_pylibmc_behaviors_choose_the_placement_and_settings():
                 {"behaviors": {"sort_hosts": True}},
                 {"behaviors": {"_sort_hosts": True}},  # changes placement
                 {"behaviors": {"_hash_with_prefix_key": True}},
-                {"username": "u", "password": "p"},
+                {"binary": True, "username": "u", "password": "p"},  # pylibmc SASL
                 {"tls_context": object()}):
         with pytest.raises(exc.ConfigError):
             t(bad)
+    # Without binary, username/password are memcached's ASCII authentication: passed through.
+    assert t({"username": "u", "password": "p"}) == {"username": "u", "password": "p"}
 
 
 @pytest.mark.skipif(pylibmc is None, reason="pylibmc could not be installed")
