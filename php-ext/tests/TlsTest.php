@@ -50,6 +50,30 @@ final class TlsTest extends TestCase
         $c = new Client(['servers' => self::$tls, 'tls_ca' => self::$dir . '/ca.crt']);
         $c->set('php:tls', ['a' => 1]);
         $this->assertSame(['a' => 1], $c->get('php:tls'));
+        $items = [];
+        for ($i = 0; $i < 50; $i++) {
+            $items["php:tls:$i"] = $i;
+        }
+        $c->setMulti($items);
+        $this->assertSame($items, $c->getMulti(array_keys($items)));
+    }
+
+    public function testReplicatedOverTlsWithOnePlainServer(): void
+    {
+        $plain = Servers::start();
+        try {
+            $c = new Client([
+                'servers' => self::$tls . ',' . $plain,
+                'replicas' => 2,
+                'tls_ca' => self::$dir . '/ca.crt',
+                'tls_servers' => self::$tls,
+            ]);
+            $c->set('php:mixed', 'v');
+            $this->assertSame('v', $c->get('php:mixed'));
+            $this->assertNotNull(Servers::rawGet($plain, 'php:mixed'));
+        } finally {
+            Servers::kill($plain);
+        }
     }
 
     public function testMemcachedOverTls(): void
