@@ -10,21 +10,23 @@ const { performance } = require('node:perf_hooks');
 const wasm = require('./wasm');
 const { toError } = require('./errors');
 
-/** Request `w` failed with `err`: rejected, or settled with what `w.fail(err)` returns or
- *  throws. */
-function failed(w, err) {
-  if (w.fail === null) {
-    w.reject(err);
-    return;
-  }
+/** Settle request `w` with what `f(x)` returns, or reject it with what `f` throws. */
+function settleWith(w, f, x) {
   let v;
   try {
-    v = w.fail(err);
+    v = f(x);
   } catch (e) {
     w.reject(e);
     return;
   }
   w.resolve(v);
+}
+
+/** Request `w` failed with `err`: rejected, or settled with what `w.fail(err)` returns or
+ *  throws. */
+function failed(w, err) {
+  if (w.fail === null) w.reject(err);
+  else settleWith(w, w.fail, err);
 }
 
 /** The problem of a failed TLS handshake, by the code `node:tls` gave; null when it is not one. */
@@ -60,18 +62,8 @@ function tlsProblem(code, message) {
 function answered(w) {
   const r = w.result;
   w.result = undefined;
-  if (w.conv === null) {
-    w.resolve(r);
-    return;
-  }
-  let v;
-  try {
-    v = w.conv(r);
-  } catch (e) {
-    w.reject(e);
-    return;
-  }
-  w.resolve(v);
+  if (w.conv === null) w.resolve(r);
+  else settleWith(w, w.conv, r);
 }
 
 function flush(conn) {
