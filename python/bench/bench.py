@@ -2,7 +2,8 @@
 """One benchmark run: multiput against pylibmc and pymemcache, and the Django backend against
 Django's PyLibMCCache and PyMemcacheCache, on memcached servers this script starts itself.
 
-Cases: get, set (100-byte value), get_many of 100 keys, and a 3-way replicated set (multiput
+Cases: get, set (100-byte value), get_many of 100 keys, get from ``--threads`` threads sharing
+one client (default 10), and a 3-way replicated set (multiput
 replicas=3, acknowledged; pylibmc/libmemcached ``num_replicas=2``, whose replica writes are
 quiet and unacknowledged). Prints ops/s per client and multiput's ratio to each.
 
@@ -14,7 +15,8 @@ Pinning matters on these VMs: an idle vCPU halts and waking it costs ~50 us, so 
 measure wake-ups; pinned runs (``--pin``, or ``taskset -c 0`` for the whole run; the servers
 inherit the affinity) measure each client's own CPU cost. Compare ratios within one run, not
 absolute numbers across runs (they move by +-25%). Needs ``memcached`` on PATH and the
-packages ``multiput``, ``pylibmc``, ``pymemcache`` and ``Django`` (missing ones are skipped).
+packages ``multiput``, ``pylibmc``, ``pymemcache``, ``meta-memcache`` and ``Django`` (missing
+ones are skipped).
 """
 
 import argparse
@@ -72,11 +74,51 @@ def measure(fn, seconds, batch=1):
             return n * batch / (now - t0)
 
 
+def measure_threads(make, threads, seconds):
+    """Total ops/s of ``threads`` threads, each calling its own ``make()`` function until the
+    time is up (bounded: at most ``seconds`` plus one batch of 100 calls per thread)."""
+    import threading
+
+    fns = [make() for _ in range(threads)]
+    counts = [0] * threads
+    start = threading.Barrier(threads + 1)
+    stop_at = [0.0]
+    errors = []
+
+    def worker(i):
+        fn = fns[i]
+        for _ in range(50):
+            fn()
+        start.wait()
+        n = 0
+        try:
+            while time.perf_counter() < stop_at[0]:
+                for _ in range(100):
+                    fn()
+                n += 100
+        except Exception as e:  # noqa: BLE001 - reported by the caller
+            errors.append(e)
+        counts[i] = n
+
+    ts = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
+    for t in ts:
+        t.start()
+    t0 = time.perf_counter()
+    stop_at[0] = t0 + seconds
+    start.wait()
+    for t in ts:
+        t.join(seconds + 30)
+    if errors:
+        raise errors[0]
+    return sum(counts) / (time.perf_counter() - t0)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=1.0, help="time per case (default 1 s)")
     ap.add_argument("--pin", type=int, default=None, metavar="CPU", help="pin this process and the servers to one CPU")
     ap.add_argument("--value-size", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=10, help="threads of the threaded get case (default 10)")
     args = ap.parse_args()
     if args.pin is not None:
         os.sched_setaffinity(0, {args.pin})
@@ -126,6 +168,22 @@ def run(args, one, addrs):
         clients["pymemcache"] = PymemcacheClient((host, int(port)), serde=pickle_serde, default_noreply=False, no_delay=True)
     except ImportError:
         print("  (pymemcache not installed: skipped)")
+    meta = None
+    try:
+        # meta-memcache-py (RevenueCat): meta protocol, its socket and parser in Rust (pyo3).
+        from meta_memcache import CacheClient, ServerAddress, connection_pool_factory_builder
+
+        host, port = one[0].split(":")
+
+        def meta_client():
+            return CacheClient.cache_client_from_servers(
+                servers=[ServerAddress(host=host, port=int(port))],
+                connection_pool_factory_fn=connection_pool_factory_builder(max_pool_size=args.threads + 2),
+            )
+
+        meta = meta_client()
+    except ImportError:
+        print("  (meta-memcache not installed: skipped)")
 
     for name, c in clients.items():
         c.set("bench:get", value)
@@ -138,6 +196,40 @@ def run(args, one, addrs):
     for name, c in clients.items():
         gm = c.get_multi if name == "pylibmc" else c.get_many
         case("get_many(100)", name, lambda gm=gm: gm(keys), batch=100)
+    if meta is not None:
+        meta.set("bench:get", value, ttl=0)
+        for k in keys:
+            meta.set(k, value, ttl=0)
+        case("get", "meta-memcache", lambda: meta.get("bench:get"))
+        case("set", "meta-memcache", lambda: meta.set("bench:set", value, ttl=0))
+        case("get_many(100)", "meta-memcache", lambda: meta.multi_get(keys), batch=100)
+
+    # Threads sharing one client (each binding's thread-safe client), as a web server's worker
+    # threads do.
+    threaded = "get, %d threads" % args.threads
+    shared = multiput.Client(one)
+    shared.set("bench:tget", value)
+    threaded_clients = {"multiput": lambda: (lambda: shared.get("bench:tget"))}
+    if meta is not None:
+        meta.set("bench:tget", value, ttl=0)
+        threaded_clients["meta-memcache"] = lambda: (lambda: meta.get("bench:tget"))
+    try:
+        from pymemcache.client.base import PooledClient
+
+        host, port = one[0].split(":")
+        pooled = PooledClient((host, int(port)), max_pool_size=args.threads, no_delay=True)
+        pooled.set("bench:tget", value)
+        threaded_clients["pymemcache"] = lambda: (lambda: pooled.get("bench:tget"))
+    except ImportError:
+        pass
+    for name, make in threaded_clients.items():
+        try:
+            ops = measure_threads(make, args.threads, args.seconds)
+        except Exception as e:  # noqa: BLE001 - a bench reports and goes on
+            print("  %-28s %-22s failed: %s" % (threaded, name, e))
+            continue
+        results.setdefault(threaded, {})[name] = ops
+        print("  %-28s %-22s %10.0f ops/s" % (threaded, name, ops), flush=True)
 
     # Replicated set, 3 copies on 3 servers.
     r = multiput.Client(addrs, replicas=3)
