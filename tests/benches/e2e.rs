@@ -16,7 +16,7 @@
 //! - `E2E_PIN_SERVER_CPU=N`: pin every thread of every memcached started here to CPU N.
 //! - `E2E_OUT=path`: also write the report (header and tables) to this file.
 //! - `E2E_ONLY=word,word`: run only the scenarios whose id contains one of the words
-//!   (`get`, `set`, `multi1`, `multi3`, `conc`, `repl`).
+//!   (`get`, `set`, `multi1`, `multi3`, `conc`, `repl`, `tls`).
 //!
 //! `repl` measures `multiput::ReplicatedClient` (3 replicas) against the single-server call
 //! and a hand-written acknowledged fan-out (async-memcached, three `tokio::join!`ed calls), and
@@ -1046,7 +1046,11 @@ fn hit(r: &Result<Option<multiput::Value>, multiput::Error>) -> bool {
 }
 
 fn mp_blocking_seq(w: &Work, conns: usize, text: bool, b: Budget) -> Measure {
-    let c = mp_blocking_client(w, conns, text);
+    mp_blocking_run(&mp_blocking_client(w, conns, text), w, b)
+}
+
+/// Sequential calls of `w` through the blocking client `c`.
+fn mp_blocking_run(c: &multiput::blocking::Client, w: &Work, b: Budget) -> Measure {
     let mut rec = Recorder::new(b);
     let mut i = 0usize;
     let opts = multiput::StoreOptions::default();
@@ -1067,9 +1071,14 @@ fn mp_blocking_seq(w: &Work, conns: usize, text: bool, b: Budget) -> Measure {
 }
 
 fn mp_async_seq(w: &Work, flavour: Flavour, conns: usize, text: bool, b: Budget) -> Measure {
+    let c = mp_async_client(w, conns, text);
+    mp_async_run(c, w, flavour, b)
+}
+
+/// Sequential calls of `w` through the async client `c`, in a runtime of `flavour`.
+fn mp_async_run(c: multiput::Client, w: &Work, flavour: Flavour, b: Budget) -> Measure {
     let w = w.clone();
     flavour.run(async move {
-        let c = mp_async_client(&w, conns, text);
         let opts = multiput::StoreOptions::default();
         let mut rec = Recorder::new(b);
         let mut i = 0usize;
@@ -2201,6 +2210,97 @@ fn main() {
             mc_seq(&set1, seq),
         );
         tables.push(t);
+    }
+
+    if st.wants("tls") {
+        // A TLS memcached (-Z, certificates made here) next to the plain one: the same keys on
+        // both, the same clients, TLS on or off.
+        let pki = multiput_tests::certs::Pki::new();
+        let tls_srv = Memcached::builder()
+            .args(pki.memcached_args(&pki.server, false))
+            .listening_only()
+            .start();
+        SERVER_PIDS[3].store(tls_srv.pid() as i32, Relaxed);
+        if let Some(cpu) = st.pin_server {
+            pin_process(tls_srv.pid(), cpu).expect("pin the TLS memcached");
+        }
+        let tls = multiput::config::Tls {
+            ca_file: Some(pki.ca.to_string_lossy().into_owned()),
+            ..Default::default()
+        };
+        let config = |addr: &str, tls: Option<multiput::config::Tls>| {
+            multiput::ConfigBuilder::default()
+                .server(addr)
+                .tls(tls)
+                .build_config()
+                .expect("config")
+        };
+        let plain_cfg = config(&addrs[0], None);
+        let tls_cfg = config(&tls_srv.addr(), Some(tls));
+        let loader = multiput::blocking::Client::from_config(tls_cfg.clone()).expect("TLS client");
+        let opts = multiput::StoreOptions::default();
+        for k in single_keys.iter().chain(&multi1_keys) {
+            loader
+                .set(k, &value[..], opts)
+                .expect("load the TLS server");
+        }
+        for (title, w, budget) in [
+            (
+                "Single get over TLS and plain TCP (100-byte value), sequential",
+                &get1,
+                seq,
+            ),
+            (
+                "get_multi of 100 keys over TLS and plain TCP, sequential calls",
+                &multi1,
+                mcalls,
+            ),
+        ] {
+            eprintln!("\n== {title}");
+            let mut t = Table::new(
+                title,
+                if w.kind == Kind::Multi {
+                    "keys/s"
+                } else {
+                    "gets/s"
+                },
+                "The floor here is multiput's blocking client over plain TCP: \"× floor\" is each \
+                 row's ratio to it. TLS rows talk to a memcached started with -Z (rustls in the \
+                 client, OpenSSL in the server; the server's TLS CPU is in the server column).",
+            );
+            let bc = |cfg: &multiput::Config| {
+                multiput::blocking::Client::from_config(cfg.clone()).expect("blocking client")
+            };
+            let ac = |cfg: &multiput::Config| {
+                multiput::Client::from_config(cfg.clone()).expect("async client")
+            };
+            t.add(
+                "multiput blocking, plain TCP",
+                Role::Floor,
+                None,
+                mp_blocking_run(&bc(&plain_cfg), w, budget),
+            );
+            t.add(
+                "multiput blocking, TLS",
+                Role::Ours,
+                None,
+                mp_blocking_run(&bc(&tls_cfg), w, budget),
+            );
+            t.add(
+                "multiput async, current-thread, plain TCP",
+                Role::Ours,
+                Some(Ct),
+                mp_async_run(ac(&plain_cfg), w, Ct, budget),
+            );
+            t.add(
+                "multiput async, current-thread, TLS",
+                Role::Ours,
+                Some(Ct),
+                mp_async_run(ac(&tls_cfg), w, Ct, budget),
+            );
+            tables.push(t);
+        }
+        SERVER_PIDS[3].store(0, Relaxed);
     }
 
     if st.wants("multi1") {
