@@ -398,3 +398,31 @@ fn a_fleet_where_one_server_is_tls_only() {
         .unwrap();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
 }
+
+#[test]
+fn large_pipelined_async_writes_over_tls_all_arrive() {
+    // Many large sets at once fill the socket: TLS records the socket cannot take yet must
+    // still leave (a write half that forgot them would leave requests unsent until a timeout).
+    let pki = Pki::new();
+    let m = tls_server(&pki, &pki.server, false);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let a = Client::from_config(config(&[&m], &[("tls_ca", path(&pki.ca))]).0).unwrap();
+    rt.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..16u8 {
+            let a = a.clone();
+            tasks.spawn(async move { a.set(format!("big:{i}"), &vec![i; 900 * 1024], 0).await });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap().unwrap();
+        }
+        for i in 0..16u8 {
+            let v = a.get(format!("big:{i}")).await.unwrap().unwrap();
+            assert_eq!(v.data.len(), 900 * 1024);
+            assert!(v.data.iter().all(|&b| b == i));
+        }
+    });
+}

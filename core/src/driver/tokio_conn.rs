@@ -142,7 +142,11 @@ pub(crate) async fn connect(
         #[cfg(feature = "tls")]
         Either::Tls(s) => {
             let (rd, wr) = tokio::io::split(*s);
-            tokio::spawn(run(rd, Buffered(wr), rx, pipe));
+            let wr = Buffered {
+                inner: wr,
+                dirty: false,
+            };
+            tokio::spawn(run(rd, wr, rx, pipe));
         }
     }
     Ok(ConnHandle { tx, dialect })
@@ -219,6 +223,12 @@ impl tokio::io::AsyncWrite for Either {
 trait WriteHalf: tokio::io::AsyncWrite + Unpin + Send + 'static {
     /// Write without waiting; `WouldBlock` when that is not possible now.
     fn try_write_now(&mut self, buf: &[u8]) -> std::io::Result<usize>;
+
+    /// Bytes accepted by a write but not yet on the socket (TLS records the socket could not
+    /// take yet): the task keeps flushing until there are none.
+    fn unflushed(&self) -> bool {
+        false
+    }
 }
 
 impl WriteHalf for tokio::net::tcp::OwnedWriteHalf {
@@ -228,8 +238,13 @@ impl WriteHalf for tokio::net::tcp::OwnedWriteHalf {
 }
 
 /// TLS's write half: every write is followed by a flush, so encrypted bytes leave at once.
+/// A write accepts plaintext even when the socket cannot take all the records yet; `dirty`
+/// remembers that some wait, so the task flushes them (never leaving a request unsent).
 #[cfg(feature = "tls")]
-struct Buffered<W>(W);
+struct Buffered<W> {
+    inner: W,
+    dirty: bool,
+}
 
 #[cfg(feature = "tls")]
 impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Buffered<W> {
@@ -239,9 +254,13 @@ impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Buffered<W> {
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        let n = std::task::ready!(std::pin::Pin::new(&mut this.0).poll_write(cx, buf))?;
-        // Push the encrypted bytes out; if that must wait, the next write or flush finishes it.
-        let _ = std::pin::Pin::new(&mut this.0).poll_flush(cx);
+        let n = std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_write(cx, buf))?;
+        // Push the encrypted bytes out; if that must wait, `dirty` has the task finish it.
+        this.dirty = match std::pin::Pin::new(&mut this.inner).poll_flush(cx) {
+            std::task::Poll::Ready(Ok(())) => false,
+            std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
+            std::task::Poll::Pending => true,
+        };
         std::task::Poll::Ready(Ok(n))
     }
 
@@ -249,14 +268,17 @@ impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Buffered<W> {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
+        let this = self.get_mut();
+        let r = std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_flush(cx));
+        this.dirty = false;
+        std::task::Poll::Ready(r)
     }
 
     fn poll_shutdown(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
@@ -264,6 +286,10 @@ impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Buffered<W> {
 impl<W: tokio::io::AsyncWrite + Unpin + Send + 'static> WriteHalf for Buffered<W> {
     fn try_write_now(&mut self, _: &[u8]) -> std::io::Result<usize> {
         Err(std::io::ErrorKind::WouldBlock.into())
+    }
+
+    fn unflushed(&self) -> bool {
+        self.dirty
     }
 }
 
@@ -338,9 +364,17 @@ async fn run<R: tokio::io::AsyncRead + Unpin, W: WriteHalf>(
                 }
                 Err(e) => break io_failure(&server, e),
             },
-            r = wr.write_buf(&mut wbuf), if !wbuf.is_empty() => {
+            // Write what is queued; with nothing queued, finish sending what a TLS write
+            // accepted but the socket could not take yet.
+            r = async {
+                if wbuf.is_empty() {
+                    wr.flush().await
+                } else {
+                    wr.write_buf(&mut wbuf).await.map(drop)
+                }
+            }, if !wbuf.is_empty() || wr.unflushed() => {
                 if let Err(e) = r {
-                    break closed(&server, e);
+                    break io_failure(&server, e);
                 }
             }
             job = rx.recv(), if rx_open && wbuf.len() < MAX_WRITE_BUF => match job {
