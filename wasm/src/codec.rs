@@ -12,7 +12,7 @@ use js_sys::{Array, Object};
 use multiput::cluster::Cluster;
 use multiput::machine::{Answer, Call, Item};
 use multiput::ops::{self, Op, Value};
-use multiput::pipeline::{Event, Pipeline};
+use multiput::pipeline::{Event, Link, Pipeline};
 use multiput::protocol::text::StoreMode;
 use multiput::protocol::{Dialect, Expect, Reply};
 use multiput::values::Convention;
@@ -240,10 +240,15 @@ impl Codec {
     }
 
     /// The socket broke with `error` (closed, reset): the connection's failure, as the core
-    /// names it (a plain connection closed before any reply to the probe is a TLS listener
-    /// refusing a client that does not start TLS). `tls`: whether this socket is TLS.
-    pub fn lost(&mut self, error: &JsValue, tls: bool) -> JsValue {
-        js::error(&self.pipe.lost(js::error_from_js(error), tls))
+    /// names it ([`Pipeline::lost`]). `link`: what the socket was, `plain`, `handshake` (TLS,
+    /// the handshake not finished) or `tls`.
+    pub fn lost(&mut self, error: &JsValue, link: &str) -> JsValue {
+        let link = match link {
+            "plain" => Link::Plain,
+            "handshake" => Link::TlsHandshake,
+            _ => Link::Tls,
+        };
+        js::error(&self.pipe.lost(js::error_from_js(error), link))
     }
 
     /// The connection failed (or is closed) with `error`: every waiter still waiting, oldest

@@ -280,23 +280,11 @@ pub(crate) fn error_from_js(v: &JsValue) -> Error {
             feature: "a feature the server lacks",
         },
         "Auth" => Error::Auth { server },
-        "Tls" => {
-            use multiput::error::TlsProblem as P;
-            let problem = match text(v, "problem").as_str() {
-                "untrusted_certificate" => P::UntrustedCertificate,
-                "hostname_mismatch" => P::HostnameMismatch,
-                "expired" => P::Expired,
-                "client_certificate_rejected" => P::ClientCertificateRejected,
-                "server_not_tls" => P::ServerNotTls,
-                "server_speaks_tls" => P::ServerSpeaksTls,
-                _ => P::Handshake,
-            };
-            Error::Tls {
-                server,
-                problem,
-                detail,
-            }
-        }
+        "Tls" => Error::Tls {
+            server,
+            problem: multiput::error::TlsProblem::from_name(&text(v, "problem")),
+            detail,
+        },
         _ => Error::Client {
             server,
             message: detail,
@@ -309,35 +297,11 @@ pub(crate) fn error_from_js(v: &JsValue) -> Error {
 /// `server_not_tls`, `handshake`; `detail` is Node's words (the core adds what to do).
 #[wasm_bindgen(js_name = tlsError)]
 pub fn tls_error(server: &str, problem: &str, detail: &str) -> JsValue {
-    use multiput::error::TlsProblem as P;
-    let (problem, advice) = match problem {
-        "untrusted_certificate" => (
-            P::UntrustedCertificate,
-            "set tlsCa to the certificate of the CA that signed the server's certificate",
-        ),
-        "hostname_mismatch" => (
-            P::HostnameMismatch,
-            "connect by a name the certificate carries, or set tlsServerName",
-        ),
-        "expired" => (
-            P::Expired,
-            "renew the server's certificate, or check this machine's clock",
-        ),
-        "client_certificate_rejected" => (
-            P::ClientCertificateRejected,
-            "the server verifies clients: set tlsCert and tlsKey to a certificate its ssl_ca_cert trusts",
-        ),
-        "server_not_tls" => (
-            P::ServerNotTls,
-            "the server is not a TLS listener (memcached without -Z): turn tls off for it",
-        ),
-        _ => (P::Handshake, "see the detail"),
-    };
-    error(&Error::Tls {
-        server: server.to_string(),
-        problem,
-        detail: format!("{detail}; {advice}"),
-    })
+    error(&Error::tls(
+        server,
+        multiput::error::TlsProblem::from_name(problem),
+        detail,
+    ))
 }
 
 /// Build one of the I/O errors only the JavaScript side can observe, with the core's wording:

@@ -5,7 +5,7 @@
 
 use crate::driver::{closed, connect_error, instant_at, mono};
 use crate::error::{Error, Phase};
-use crate::pipeline::{Event, Pipeline, Settings};
+use crate::pipeline::{Event, Link, Pipeline, Settings};
 use crate::protocol::{Dialect, Expect, Reply};
 use bytes::BytesMut;
 use std::io::{ErrorKind, Read, Write};
@@ -20,6 +20,17 @@ enum Stream {
 }
 
 impl Stream {
+    /// What the socket is, for [`Pipeline::lost`].
+    fn link(&self) -> Link {
+        match self {
+            Stream::Plain(_) => Link::Plain,
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) if s.conn.is_handshaking() => Link::TlsHandshake,
+            #[cfg(feature = "tls")]
+            Stream::Tls(_) => Link::Tls,
+        }
+    }
+
     fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
@@ -197,25 +208,12 @@ impl Conn {
             write_timeout: Duration::MAX,
             chunk: vec![0u8; 16 * 1024].into_boxed_slice(),
         };
-        let handshake = |c: &mut Conn, e: Error| -> Error {
-            #[cfg(feature = "tls")]
-            if let Stream::Tls(s) = &c.stream {
-                if s.conn.is_handshaking() && e.kind() == crate::ErrorKind::ConnectionClosed {
-                    return crate::driver::tls::closed_in_handshake(c.server(), &e);
-                }
-            }
-            let tls = !matches!(c.stream, Stream::Plain(_));
-            c.pipe.lost(e, tls)
-        };
-        c.write(&probe, due, Phase::Connect, connect_timeout)
-            .map_err(|e| handshake(&mut c, e))?;
-        loop {
-            match c.next() {
-                Ok(Some(_)) => {}
-                Ok(None) => break,
-                Err(e) => return Err(handshake(&mut c, e)),
-            }
+        if let Err(e) = c.write(&probe, due, Phase::Connect, connect_timeout) {
+            let link = c.stream.link();
+            return Err(c.pipe.lost(e, link));
         }
+        // Read errors go through `lost` in `next`.
+        while c.next()?.is_some() {}
         // Nothing may follow the probe's reply.
         c.pipe.poll()?;
         c.dialect = c.pipe.dialect().expect("the probe answered");
@@ -346,8 +344,7 @@ impl Conn {
             match self.stream.read(&mut self.chunk) {
                 Ok(0) => {
                     let e = closed(self.server(), "the server closed the connection");
-                    let tls = !matches!(self.stream, Stream::Plain(_));
-                    return Err(self.pipe.lost(e, tls));
+                    return Err(self.pipe.lost(e, self.stream.link()));
                 }
                 Ok(n) => self.pipe.feed(&self.chunk[..n]),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -358,8 +355,7 @@ impl Conn {
                 }
                 Err(e) => {
                     let e = io_error(self.pipe.server(), phase, timeout, e);
-                    let tls = !matches!(self.stream, Stream::Plain(_));
-                    return Err(self.pipe.lost(e, tls));
+                    return Err(self.pipe.lost(e, self.stream.link()));
                 }
             }
         }
@@ -383,13 +379,12 @@ impl Conn {
         let server = self.pipe.settings().server.clone();
         let io = |e| io_error(&server, phase, timeout, e);
         self.stream.tcp().set_nonblocking(true).map_err(io)?;
-        let mut chunk = [0u8; 16 * 1024];
         let mut got = false;
         let result = loop {
-            match self.stream.read(&mut chunk) {
+            match self.stream.read(&mut self.chunk) {
                 Ok(0) => break Err(closed(&server, "the server closed the connection")),
                 Ok(n) => {
-                    self.pipe.feed(&chunk[..n]);
+                    self.pipe.feed(&self.chunk[..n]);
                     got = true;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}

@@ -96,10 +96,12 @@ impl TlsContext {
     pub fn name_for(&self, server: &str, host: &str) -> Result<ServerName<'static>, Error> {
         let name = self.server_name.as_deref().unwrap_or(host);
         let name = name.trim_start_matches('[').trim_end_matches(']');
-        ServerName::try_from(name.to_string()).map_err(|_| Error::Tls {
-            server: server.into(),
-            problem: TlsProblem::HostnameMismatch,
-            detail: format!("{name:?} is not a DNS name or IP address a certificate can carry; set tls_server_name"),
+        ServerName::try_from(name.to_string()).map_err(|_| {
+            Error::tls(
+                server,
+                TlsProblem::HostnameMismatch,
+                format_args!("{name:?} is not a DNS name or IP address a certificate can carry"),
+            )
         })
     }
 }
@@ -127,43 +129,11 @@ pub(crate) fn error(server: &str, e: &rustls::Error) -> Error {
         rustls::Error::InvalidMessage(_) => TlsProblem::ServerNotTls,
         _ => TlsProblem::Handshake,
     };
-    let advice = match problem {
-        TlsProblem::UntrustedCertificate => {
-            "set tls_ca to the certificate of the CA that signed the server's certificate"
-        }
-        TlsProblem::HostnameMismatch => {
-            "connect by a name the certificate carries, or set tls_server_name"
-        }
-        TlsProblem::Expired => "renew the server's certificate, or check this machine's clock",
-        TlsProblem::ClientCertificateRejected => {
-            "the server verifies clients: set tls_cert and tls_key to a certificate its ssl_ca_cert trusts"
-        }
-        TlsProblem::ServerNotTls => {
-            "the server answered in plain text: it is not a TLS listener (memcached without -Z); turn tls off for it"
-        }
-        _ => "see the detail",
-    };
-    Error::Tls {
-        server: server.into(),
-        problem,
-        detail: format!("{e}; {advice}"),
-    }
+    Error::tls(server, problem, e)
 }
 
 /// The TLS error inside an I/O error rustls returned, if it is one.
 pub(crate) fn from_io(server: &str, e: &std::io::Error) -> Option<Error> {
     let inner = e.get_ref()?.downcast_ref::<rustls::Error>()?;
     Some(error(server, inner))
-}
-
-/// A connection that closed (or was reset) during the TLS handshake: the peer is most likely
-/// a plain memcached, which answers a TLS hello with `ERROR` and hangs up.
-pub(crate) fn closed_in_handshake(server: &str, e: &Error) -> Error {
-    Error::Tls {
-        server: server.into(),
-        problem: TlsProblem::ServerNotTls,
-        detail: format!(
-            "the connection closed during the TLS handshake ({e}); the server is most likely not a TLS listener (memcached without -Z): turn tls off for it"
-        ),
-    }
 }

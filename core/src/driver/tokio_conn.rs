@@ -10,7 +10,7 @@
 
 use crate::driver::{closed, instant_at, mono};
 use crate::error::Error;
-use crate::pipeline::{Event, Pipeline, Settings};
+use crate::pipeline::{Event, Link, Pipeline, Settings};
 use crate::protocol::{Dialect, Expect, Reply};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -91,25 +91,27 @@ pub(crate) async fn connect(
                     .await
                     .map_err(|e| match crate::driver::tls::from_io(&server, &e) {
                         Some(t) => t,
-                        None => {
-                            crate::driver::tls::closed_in_handshake(&server, &closed(&server, e))
-                        }
+                        None => pipe.lost(closed(&server, e), Link::TlsHandshake),
                     })?;
                 Either::Tls(Box::new(tls))
             }
             #[cfg(not(feature = "tls"))]
             Some((ctx, _)) => match ctx {},
         };
-        let tls = !matches!(stream, Either::Plain(_));
+        let link = match stream {
+            Either::Plain(_) => Link::Plain,
+            #[cfg(feature = "tls")]
+            Either::Tls(_) => Link::Tls,
+        };
         let mut stream = stream;
         stream
             .write_all(&probe)
             .await
-            .map_err(|e| pipe.lost(io_failure(&server, e), tls))?;
+            .map_err(|e| pipe.lost(io_failure(&server, e), link))?;
         stream
             .flush()
             .await
-            .map_err(|e| pipe.lost(io_failure(&server, e), tls))?;
+            .map_err(|e| pipe.lost(io_failure(&server, e), link))?;
         loop {
             if let Some(Event::Ready) = pipe.poll()? {
                 break;
@@ -117,10 +119,10 @@ pub(crate) async fn connect(
             match stream.read_buf(pipe.read_buf()).await {
                 Ok(0) => {
                     let e = closed(&server, "closed during the connection probe");
-                    return Err(pipe.lost(e, tls));
+                    return Err(pipe.lost(e, link));
                 }
                 Ok(_) => {}
-                Err(e) => return Err(pipe.lost(io_failure(&server, e), tls)),
+                Err(e) => return Err(pipe.lost(io_failure(&server, e), link)),
             }
         }
         // Nothing may follow the probe's reply.

@@ -327,6 +327,56 @@ impl TlsProblem {
     }
 }
 
+impl TlsProblem {
+    /// The problem named by [`TlsProblem::as_str`]; an unknown name is [`TlsProblem::Handshake`].
+    pub fn from_name(name: &str) -> TlsProblem {
+        match name {
+            "untrusted_certificate" => TlsProblem::UntrustedCertificate,
+            "hostname_mismatch" => TlsProblem::HostnameMismatch,
+            "expired" => TlsProblem::Expired,
+            "client_certificate_rejected" => TlsProblem::ClientCertificateRejected,
+            "server_not_tls" => TlsProblem::ServerNotTls,
+            "server_speaks_tls" => TlsProblem::ServerSpeaksTls,
+            _ => TlsProblem::Handshake,
+        }
+    }
+
+    /// What to do about it, in every binding's words (option names are the core's; Node
+    /// spells them in camelCase).
+    pub fn advice(self) -> &'static str {
+        match self {
+            TlsProblem::UntrustedCertificate => {
+                "set tls_ca (Node: tlsCa) to the certificate of the CA that signed the server's certificate"
+            }
+            TlsProblem::HostnameMismatch => {
+                "connect by a name the certificate carries, or set tls_server_name (Node: tlsServerName)"
+            }
+            TlsProblem::Expired => "renew the server's certificate, or check this machine's clock",
+            TlsProblem::ClientCertificateRejected => {
+                "the server verifies clients: set tls_cert and tls_key (Node: tlsCert, tlsKey) to a certificate its ssl_ca_cert trusts"
+            }
+            TlsProblem::ServerNotTls => {
+                "the server is not a TLS listener (memcached without -Z): turn tls off for it (or leave it out of tls_servers)"
+            }
+            TlsProblem::ServerSpeaksTls => {
+                "a TLS listener (memcached -Z) does this to clients that do not start TLS: if it is one, turn the tls option on for it"
+            }
+            TlsProblem::Handshake => "see the detail",
+        }
+    }
+}
+
+impl Error {
+    /// [`Error::Tls`] for `server`: `what` happened, followed by the problem's advice.
+    pub fn tls(server: impl Into<String>, problem: TlsProblem, what: impl fmt::Display) -> Error {
+        Error::Tls {
+            server: server.into(),
+            problem,
+            detail: format!("{what}; {}", problem.advice()),
+        }
+    }
+}
+
 impl fmt::Display for TlsProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -53,6 +53,17 @@ pub struct Settings {
     pub auth: Option<Credentials>,
 }
 
+/// What a connection's socket was when it broke ([`Pipeline::lost`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Plain TCP.
+    Plain,
+    /// TLS, the handshake not finished.
+    TlsHandshake,
+    /// TLS, after the handshake.
+    Tls,
+}
+
 /// Something [`Pipeline::poll`] hands out.
 #[derive(Debug)]
 pub enum Event<T> {
@@ -261,7 +272,7 @@ impl<T> Pipeline<T> {
             return Err(e.clone());
         }
         self.received |= !self.rbuf.is_empty();
-        let Some(front) = self.queue.front_mut() else {
+        let Some(front) = self.queue.front() else {
             if self.rbuf.is_empty() {
                 return Ok(None);
             }
@@ -277,7 +288,7 @@ impl<T> Pipeline<T> {
                 return Err(e);
             }
         }
-        let front = self.queue.front_mut().expect("the front exists");
+        let front = self.queue.front_mut().expect("checked above");
         let reply = match front.dec.decode(&mut self.rbuf) {
             Ok(Some(r)) => r,
             Ok(None) => return Ok(None),
@@ -348,24 +359,31 @@ impl<T> Pipeline<T> {
         self.fail_with(detail.into())
     }
 
-    /// The connection broke with `e` (closed, reset, an I/O error the transport saw); returns
-    /// the connection's failure. A plain connection (`tls` false) closed before a single byte
-    /// of the probe's reply is what a TLS listener (memcached `-Z`) does to a client that does
-    /// not start TLS: that is said, as [`TlsProblem::ServerSpeaksTls`].
-    pub fn lost(&mut self, e: Error, tls: bool) -> Error {
-        let e = match e {
-            Error::ConnectionClosed { server, reason }
-                if !tls && !self.received && self.dialect.is_none() =>
+    /// The connection broke with `e` (closed, reset, an I/O error the transport saw) while
+    /// its socket was `link`; returns the connection's failure. Two closes say more than
+    /// "closed", the same for every transport:
+    /// - a plain connection closed before a single byte of the probe's reply is what a TLS
+    ///   listener (memcached `-Z`) does to a client that does not start TLS
+    ///   ([`TlsProblem::ServerSpeaksTls`]);
+    /// - a connection closed during the TLS handshake is what a plain memcached does to a TLS
+    ///   hello ([`TlsProblem::ServerNotTls`]).
+    pub fn lost(&mut self, e: Error, link: Link) -> Error {
+        let e = match (e, link) {
+            (Error::ConnectionClosed { server, reason }, Link::Plain)
+                if !self.received && self.dialect.is_none() =>
             {
-                Error::Tls {
+                Error::tls(
                     server,
-                    problem: TlsProblem::ServerSpeaksTls,
-                    detail: format!(
-                        "the server closed the connection ({reason}) before answering the connection probe; a TLS listener (memcached -Z) does this to clients that do not start TLS: if it is one, turn the tls option on"
-                    ),
-                }
+                    TlsProblem::ServerSpeaksTls,
+                    format_args!("the server closed the connection ({reason}) before answering the connection probe"),
+                )
             }
-            e => e,
+            (Error::ConnectionClosed { server, reason }, Link::TlsHandshake) => Error::tls(
+                server,
+                TlsProblem::ServerNotTls,
+                format_args!("the connection closed during the TLS handshake ({reason})"),
+            ),
+            (e, _) => e,
         };
         self.fail(e)
     }
@@ -417,11 +435,11 @@ fn refused_probe(server: &str, b: &[u8]) -> Option<Error> {
     }
     // A TLS record header: content type 21 (alert) or 22 (handshake), version 3.x.
     if b.len() >= 2 && (b[0] == 0x15 || b[0] == 0x16) && b[1] == 0x03 {
-        return Some(Error::Tls {
+        return Some(Error::tls(
             server,
-            problem: TlsProblem::ServerSpeaksTls,
-            detail: "the server answered with TLS: it requires TLS (memcached -Z); turn on the tls option".into(),
-        });
+            TlsProblem::ServerSpeaksTls,
+            "the server answered the connection probe with a TLS record",
+        ));
     }
     None
 }
@@ -516,6 +534,41 @@ mod tests {
                 problem: TlsProblem::ServerSpeaksTls,
                 ..
             })
+        ));
+    }
+
+    #[test]
+    fn a_lost_connection_says_what_the_close_means() {
+        let closed = || Error::ConnectionClosed {
+            server: "127.0.0.1:1".into(),
+            reason: "reset".into(),
+        };
+        let problem = |e: Error| match e {
+            Error::Tls { problem, .. } => Some(problem),
+            _ => None,
+        };
+        let (mut p, _) = opened(ProtocolChoice::Auto);
+        assert_eq!(
+            problem(p.lost(closed(), Link::Plain)),
+            Some(TlsProblem::ServerSpeaksTls)
+        );
+        let (mut p, _) = opened(ProtocolChoice::Auto);
+        assert_eq!(
+            problem(p.lost(closed(), Link::TlsHandshake)),
+            Some(TlsProblem::ServerNotTls)
+        );
+        let (mut p, _) = opened(ProtocolChoice::Auto);
+        assert!(matches!(
+            p.lost(closed(), Link::Tls),
+            Error::ConnectionClosed { .. }
+        ));
+        // Once a byte came back, a plain close is just a close.
+        let (mut p, _) = opened(ProtocolChoice::Auto);
+        p.feed(b"VERS");
+        assert!(matches!(p.poll(), Ok(None)));
+        assert!(matches!(
+            p.lost(closed(), Link::Plain),
+            Error::ConnectionClosed { .. }
         ));
     }
 

@@ -47,7 +47,6 @@ function tlsProblem(code, message) {
       return 'expired';
     case 'ERR_SSL_WRONG_VERSION_NUMBER':
     case 'ERR_SSL_PACKET_LENGTH_TOO_LONG':
-    case 'ECONNRESET':
       return 'server_not_tls';
     default:
       if (typeof code === 'string' && /CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|ACCESS_DENIED/.test(code)) {
@@ -175,11 +174,7 @@ class Connection {
     });
     sock.on('close', () => {
       if (this.sock === sock) {
-        if (t !== null && !this.secure) {
-          this.lost(wasm.tlsError(this.address, 'server_not_tls', 'the connection closed during the TLS handshake'));
-        } else {
-          this.lost(wasm.ioError('closed', this.address, 'the server closed the connection', 0, ''));
-        }
+        this.lost(wasm.ioError('closed', this.address, 'the server closed the connection', 0, ''));
       }
     });
     if (!this.flushing) {
@@ -201,10 +196,12 @@ class Connection {
     return wasm.ioError(refused ? 'refused' : 'closed', this.address, message, 0, '');
   }
 
-  /** The socket broke with the core error `e`: the codec says what that means, then fail. */
+  /** The socket broke with the core error `e`: the codec says what that means (a close in
+   *  the TLS handshake, a plain socket closed before the probe's reply), then fail. */
   lost(e) {
     const codec = this.codec;
-    this.fail(toError(codec === null ? e : codec.lost(e, this.tls !== null)));
+    const link = this.tls === null ? 'plain' : this.secure ? 'tls' : 'handshake';
+    this.fail(toError(codec === null ? e : codec.lost(e, link)));
   }
 
   onData(chunk) {
