@@ -1206,7 +1206,9 @@ impl Client {
                 let fresh = loaded.and_then(|v| {
                     let enc = codec.encode_for(py, key_obj.bind(py), &v)?;
                     made = Some(v.unbind());
-                    Ok(self.cache.fresh(&enc.payload(None)))
+                    self.cache
+                        .fresh(&enc.payload(None))
+                        .map_err(|e| py_err(py, &e))
                 });
                 fresh.map_err(|e| {
                     let msg = e.to_string();
@@ -1320,10 +1322,10 @@ impl Client {
                             &delete,
                         )
                     });
-                    decided.unwrap_or_else(|e| {
+                    Ok(decided.unwrap_or_else(|e| {
                         error = Some(e);
                         Update::Keep
-                    })
+                    }))
                 })
             })
         })?;
@@ -1362,7 +1364,9 @@ fn decide<'py>(
     }
     let enc = codec.encode_for(py, key, &new)?;
     *last = Some(new.clone().unbind());
-    Ok(cache.update_to(&enc.payload(None)))
+    cache
+        .update_to(&enc.payload(None))
+        .map_err(|e| py_err(py, &e))
 }
 
 fn result_of(py: Python<'_>, outcome: CasOutcome, last: Option<Py<PyAny>>) -> Bound<'_, PyAny> {

@@ -11,6 +11,8 @@ use std::time::Duration;
 use js_sys::{Array, Object, Uint32Array};
 use multiput::cluster::Cluster;
 use multiput::envelope::Hlc;
+use multiput::machine::mode::Mode;
+use multiput::machine::replicated::Rep;
 use multiput::replication::{Policy, ReadPolicy, WritePolicy};
 use multiput::setup::Setup;
 use multiput::values::{Convention, Family};
@@ -27,11 +29,10 @@ pub struct Core {
     /// Shared with the views [`Core::with_policies`] makes, like the clock and token counter:
     /// a view is the same client with other policies.
     pub(crate) cluster: Rc<Cluster>,
-    pub(crate) policy: Policy,
-    /// Whether this client's calls are replicated (`calls.rs` picks each call's machine by it).
-    pub(crate) replicated: bool,
+    /// Plain or replicated (policy, clock, writer id): the core's call picker, which
+    /// `calls.rs` asks for each call's machine.
+    pub(crate) mode: Rc<Mode>,
     pub(crate) convention: Convention,
-    hlc: std::sync::Arc<Hlc>,
     writer: u64,
     token_seed: u64,
     tokens: Rc<Cell<u64>>,
@@ -172,11 +173,6 @@ impl Core {
                 js::array(&[&stored.into(), &Array::new().into()]).into()
             })
             .collect();
-        let replicated = built.policy.is_some();
-        let policy = built.policy.unwrap_or(Policy {
-            replicas: 1,
-            ..Policy::default()
-        });
         let writer = js::u64_of(&js::get(options, "writerId")).unwrap_or(0);
         if writer == 0 {
             return Err(config(
@@ -184,12 +180,18 @@ impl Core {
             ));
         }
         let token_seed = js::u64_of(&js::get(options, "tokenSeed")).unwrap_or(writer);
+        let mode = match built.policy {
+            None => Mode::Plain,
+            Some(policy) => Mode::Replicated(Rep {
+                policy,
+                hlc: std::sync::Arc::new(Hlc::new()),
+                writer,
+            }),
+        };
         Ok(Core {
             cluster: Rc::new(cluster),
-            policy,
-            replicated,
+            mode: Rc::new(mode),
             convention: built.convention,
-            hlc: std::sync::Arc::new(Hlc::new()),
             writer,
             token_seed,
             tokens: Rc::new(Cell::new(0)),
@@ -202,34 +204,21 @@ impl Core {
     /// placement do not change. Replicated cores only.
     #[wasm_bindgen(js_name = withPolicies)]
     pub fn with_policies(&self, read: JsValue, write: JsValue) -> Result<Core, JsValue> {
-        if !self.replicated {
-            return Err(config(
-                "withPolicy needs a replicated client (replicas > 1 or mode: 'replicated')",
-            ));
-        }
-        let replicas = self.policy.replicas;
-        let policy = Policy {
-            read: if js::is_nullish(&read) {
-                self.policy.read
-            } else {
-                read_policy(&read, replicas)?
-            },
-            write: if js::is_nullish(&write) {
-                self.policy.write
-            } else {
-                write_policy(&write, replicas)?
-            },
-            ..self.policy
-        };
-        policy
-            .validate(self.cluster.len())
+        let replicas = self.policy().replicas;
+        let read = (!js::is_nullish(&read))
+            .then(|| read_policy(&read, replicas))
+            .transpose()?;
+        let write = (!js::is_nullish(&write))
+            .then(|| write_policy(&write, replicas))
+            .transpose()?;
+        let mode = self
+            .mode
+            .with_policies(read, write, self.cluster.len())
             .map_err(|e| js::error(&e))?;
         Ok(Core {
             cluster: self.cluster.clone(),
-            policy,
-            replicated: true,
+            mode: Rc::new(mode),
             convention: self.convention,
-            hlc: self.hlc.clone(),
             writer: self.writer,
             token_seed: self.token_seed,
             tokens: self.tokens.clone(),
@@ -240,7 +229,15 @@ impl Core {
     /// `all`, `one` or `quorum:N`.
     #[wasm_bindgen(getter, js_name = writePolicy)]
     pub fn write_policy_name(&self) -> String {
-        self.policy.write.to_string()
+        self.policy().write.to_string()
+    }
+
+    /// The replication policy (a plain core's: one copy, the defaults).
+    fn policy(&self) -> Policy {
+        self.mode.policy().copied().unwrap_or(Policy {
+            replicas: 1,
+            ..Policy::default()
+        })
     }
 
     /// A new connection's codec for server `s`, opened at `now` (`performance.now()`): the
@@ -343,25 +340,24 @@ impl Core {
     /// True when values are written inside the envelope to `replicas` servers.
     #[wasm_bindgen(getter)]
     pub fn replicated(&self) -> bool {
-        self.replicated
+        self.mode.rep().is_some()
     }
 
     /// `plain` or `replicated`.
-    #[wasm_bindgen(getter)]
-    pub fn mode(&self) -> String {
-        if self.replicated {
-            "replicated"
-        } else {
-            "plain"
+    #[wasm_bindgen(getter, js_name = mode)]
+    pub fn mode_name(&self) -> String {
+        match *self.mode {
+            Mode::Plain => "plain",
+            Mode::Replicated(_) => "replicated",
         }
         .into()
     }
 
     /// The replication policies in force, `{readPolicy, writePolicy}`; `null` for a plain
     /// core.
-    #[wasm_bindgen(getter)]
-    pub fn policy(&self) -> JsValue {
-        if !self.replicated {
+    #[wasm_bindgen(getter, js_name = policy)]
+    pub fn policy_js(&self) -> JsValue {
+        if self.mode.rep().is_none() {
             return JsValue::NULL;
         }
         let o = Object::new();
@@ -373,13 +369,13 @@ impl Core {
     /// Copies per key.
     #[wasm_bindgen(getter)]
     pub fn replicas(&self) -> u32 {
-        self.policy.replicas as u32
+        self.policy().replicas as u32
     }
 
     /// `all`, `first` or `quorum`.
     #[wasm_bindgen(getter, js_name = readPolicy)]
     pub fn read_policy(&self) -> String {
-        match self.policy.read {
+        match self.policy().read {
             ReadPolicy::All => "all".into(),
             ReadPolicy::FirstHit => "first".into(),
             ReadPolicy::Quorum(_) => "quorum".into(),
@@ -389,7 +385,7 @@ impl Core {
     /// Lifetime of delete tombstones, seconds.
     #[wasm_bindgen(getter, js_name = tombstoneTtl)]
     pub fn tombstone_ttl(&self) -> u32 {
-        self.policy.tombstone_ttl
+        self.policy().tombstone_ttl
     }
 
     /// `libketama_compatible` or `ketama_md5`.
@@ -417,22 +413,16 @@ impl Core {
             .map_err(|e| js::error(&e))
     }
 
-    fn replicas_at(&self, key: &[u8], now: u64) -> Vec<usize> {
-        self.cluster
-            .replicas_for(key, self.policy.replicas, self.policy.failover, now)
-    }
-
     /// The servers holding `key`'s copies, primary first: the first `replicas` distinct
     /// servers of its preference list (with `failover`, on a ring without the servers down at
     /// `now_ms`). A plain client's key has one: the server [`Core::route`] gives.
     #[wasm_bindgen(js_name = replicasOf)]
     pub fn replicas_of(&self, key: &[u8], now_ms: f64) -> Result<Uint32Array, JsValue> {
-        if !self.replicated {
-            return Ok(Uint32Array::from(&[self.route(key)?][..]));
-        }
         self.check_key(key)?;
+        let (n, failover) = self.mode.copies();
         let l: Vec<u32> = self
-            .replicas_at(key, js::ms(now_ms))
+            .cluster
+            .replicas_for(key, n, failover, js::ms(now_ms))
             .into_iter()
             .map(|i| i as u32)
             .collect();
@@ -568,51 +558,22 @@ fn cas_options(o: &JsValue) -> multiput::recipes::CasOptions {
 /// Jobs: the core's step machines for JavaScript to drive (see `job.rs`).
 #[wasm_bindgen]
 impl Core {
-    pub(crate) fn jobs(&self) -> (&Rc<Cluster>, Convention, bool) {
-        (&self.cluster, self.convention, self.replicated)
-    }
-
-    pub(crate) fn rep(&self) -> multiput::machine::replicated::Rep {
-        multiput::machine::replicated::Rep {
-            policy: self.policy,
-            hlc: self.hlc.clone(),
-            writer: self.writer,
-        }
+    pub(crate) fn jobs(&self) -> job::Jobs<'_> {
+        (&self.cluster, self.convention, &self.mode)
     }
 
     /// A CAS update of `key` (`opts`: maxAttempts, deadline, baseBackoff, maxBackoff in ms,
     /// ttl); it asks the caller's function at each decide step. Done with `{outcome,
-    /// attempts}` (replicated: also `report`).
+    /// attempts, report}`.
     #[wasm_bindgen(js_name = casUpdate)]
     pub fn cas_update(&self, job: &mut Job, key: &[u8], opts: &JsValue, seed: f64) -> u32 {
-        let (opts, seed, conv) = (cas_options(opts), seed as u64, self.convention);
-        if self.replicated {
-            let m = multiput::machine::replicated::Cas::new(
-                self.rep(),
-                key,
-                job::Rule::Caller,
-                opts,
-                seed,
-            );
-            job.install(
-                self.jobs(),
-                m,
-                |u| {
-                    let o = job::outcome_js(&u.outcome);
-                    js::set(&o, "report", job::report_js(&u.report));
-                    Ok(o.into())
-                },
-                move |v| job::versioned_js(conv, v),
-            )
-        } else {
-            let m = multiput::machine::cas::CasUpdate::new(key, opts, seed);
-            job.install(
-                self.jobs(),
-                m,
-                |o| Ok(job::outcome_js(&o).into()),
-                move |v| job::plain_js(conv, v),
-            )
-        }
+        let m = self.mode.cas_update(key, cas_options(opts), seed as u64);
+        let cluster = self.cluster.clone();
+        self.run(job, m, move |(outcome, wrote)| {
+            let o = job::outcome_js(&outcome);
+            js::set(&o, "report", job::report_js(&wrote.report(&cluster)));
+            Ok(o.into())
+        })
     }
 
     /// Acquire the lock `name` (`opts`: ttl s, wait ms, fencing, baseBackoff, maxBackoff,
@@ -708,22 +669,10 @@ impl Core {
             fill_lock_ttl: opt_f64(opts, "fillLockTtl").map_or(d.fill_lock_ttl, |n| n as u32),
             ttl_jitter: opt_f64(opts, "ttlJitter").unwrap_or(d.ttl_jitter),
         };
-        use multiput::machine::fill::{Fill, Got, Mode};
-        let mode = if self.replicated {
-            Mode::Replicated(self.rep())
-        } else {
-            Mode::Plain
-        };
-        let m = Fill::new(mode, key, ttl, o, &self.owner_token(), seed as u64);
+        let m = self
+            .mode
+            .fill(key, ttl, o, &self.owner_token(), seed as u64);
         let conv = self.convention;
-        job.install(
-            self.jobs(),
-            m,
-            move |g| match g {
-                Got::Plain(v) => job::plain_value(conv, &v),
-                Got::Replicated(v) => job::versioned_value(conv, &v),
-            },
-            |_| JsValue::NULL,
-        )
+        self.run(job, m, move |g| job::got_value(conv, &g))
     }
 }

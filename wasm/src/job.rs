@@ -37,7 +37,8 @@ use std::time::Duration;
 
 use js_sys::{Array, Object};
 use multiput::cluster::Cluster;
-use multiput::machine::{self, Answer, Call, Cx, Input, Machine, Now, Step};
+use multiput::machine::mode::{Got, Mode};
+use multiput::machine::{Answer, Call, Cx, Input, Machine, Now, Step};
 use multiput::ops::Value;
 use multiput::recipes::{CasOutcome, Fresh, Update};
 use multiput::replication::{Versioned, WriteReport};
@@ -45,7 +46,11 @@ use multiput::values::{self as core_values, Convention};
 use multiput::Error;
 use wasm_bindgen::prelude::*;
 
+use crate::calls::JsVal;
 use crate::{js, values};
+
+/// What a [`crate::Core`] gives every job it installs: its servers, convention and mode.
+pub(crate) type Jobs<'a> = (&'a Rc<Cluster>, Convention, &'a Rc<Mode>);
 
 /// Where the connections put the answers of a job's requests ([`answer`]).
 pub(crate) type Slots = Rc<RefCell<Flight>>;
@@ -131,7 +136,8 @@ struct Run {
     cluster: Rc<Cluster>,
     machine: Box<dyn Erased>,
     convention: Convention,
-    replicated: bool,
+    /// The client's mode: the form a decided or loaded value is stored in.
+    mode: Rc<Mode>,
 }
 
 /// Runs of core machines, driven by JavaScript (see the module docs): one at a time, each
@@ -152,13 +158,7 @@ impl Job {
     /// Install machine `m` (for the core `core`: its servers, convention and mode), done
     /// with `out` of its output and showing `view` of its view at decide steps. Returns
     /// [`STEP`]: the driver takes the first step, with the time.
-    pub(crate) fn install<M, O, V>(
-        &mut self,
-        core: (&Rc<Cluster>, Convention, bool),
-        m: M,
-        out: O,
-        view: V,
-    ) -> u32
+    pub(crate) fn install<M, O, V>(&mut self, core: Jobs<'_>, m: M, out: O, view: V) -> u32
     where
         M: Machine + 'static,
         O: Fn(M::Output) -> Outcome + 'static,
@@ -169,7 +169,7 @@ impl Job {
             cluster: core.0.clone(),
             machine: Box::new(Wrap { m, out, view }),
             convention: core.1,
-            replicated: core.2,
+            mode: core.2.clone(),
         });
         self.next = Next::Start;
         STEP
@@ -179,14 +179,9 @@ impl Job {
     /// first send step (a plain call: `machine::plain`), and take its first step. Returns
     /// that step: most often `SEND_ONE + 2 s + 1`, one request whose answer the codec turns
     /// into the job's value.
-    pub(crate) fn install_oneshot<M, O>(
-        &mut self,
-        core: (&Rc<Cluster>, Convention, bool),
-        m: M,
-        out: O,
-    ) -> u32
+    pub(crate) fn install_oneshot<M, O>(&mut self, core: Jobs<'_>, m: M, out: O) -> u32
     where
-        M: Machine<View = ()> + 'static,
+        M: Machine + 'static,
         O: Fn(M::Output) -> Outcome + 'static,
     {
         self.install(core, m, out, |_| JsValue::NULL);
@@ -368,20 +363,13 @@ impl Job {
     /// The caller's function returned `value`: store it (`keep`: leave the key; `remove`:
     /// delete it).
     pub fn decided(&mut self, value: &JsValue, keep: bool, remove: bool) -> Result<(), JsValue> {
-        let (replicated, convention) = {
-            let r = self.running()?;
-            (r.replicated, r.convention)
-        };
         let update = if keep {
             Update::Keep
         } else if remove {
             Update::Delete
-        } else if replicated {
-            let t = values::typed_from_js(value)?;
-            Update::Typed(t.vtype(), t.format(), t.encode_payload())
         } else {
-            let (data, flags) = values::plain_from_js(convention, value)?;
-            Update::Plain(data, flags)
+            let r = self.running()?;
+            r.mode.encode(&JsVal(r.convention, value))?.into()
         };
         self.next = Next::Decided(Ok(update));
         Ok(())
@@ -396,21 +384,9 @@ impl Job {
 
     /// The loader produced `value`.
     pub fn loaded(&mut self, value: &JsValue) -> Result<(), JsValue> {
-        let (replicated, convention) = {
-            let r = self.running()?;
-            (r.replicated, r.convention)
-        };
-        let t = values::typed_from_js(value)?;
-        let (data, flags) = if replicated {
-            (t.encode_payload(), 0)
-        } else {
-            values::plain_from_js(convention, value)?
-        };
-        self.next = Next::Loaded(Ok(Fresh {
-            data,
-            flags,
-            typed: Some((t.vtype(), t.format())),
-        }));
+        let r = self.running()?;
+        let fresh = r.mode.encode(&JsVal(r.convention, value))?.into();
+        self.next = Next::Loaded(Ok(fresh));
         Ok(())
     }
 
@@ -467,14 +443,17 @@ pub(crate) fn versioned_value(convention: Convention, v: &Versioned) -> Outcome 
     values::typed_to_js(core_values::from_versioned(convention, v))
 }
 
-/// [`plain_value`] with an unreadable value as an `Error` value (a view to decide on).
-pub(crate) fn plain_js(convention: Convention, v: &Value) -> JsValue {
-    plain_value(convention, v).unwrap_or_else(|e| e)
+/// A value as read, plain (typed by its flags) or replicated (by its envelope), as JavaScript.
+pub(crate) fn got_value(convention: Convention, g: &Got) -> Outcome {
+    match g {
+        Got::Plain(v) => plain_value(convention, v),
+        Got::Replicated(v) => versioned_value(convention, v),
+    }
 }
 
-/// [`versioned_value`] with an unreadable value as an `Error` value.
-pub(crate) fn versioned_js(convention: Convention, v: &Versioned) -> JsValue {
-    versioned_value(convention, v).unwrap_or_else(|e| e)
+/// [`got_value`] with an unreadable value as an `Error` value (a view to decide on).
+pub(crate) fn got_js(convention: Convention, g: &Got) -> JsValue {
+    got_value(convention, g).unwrap_or_else(|e| e)
 }
 
 /// `{value, cas}`: a value with its CAS unique or version token (a `BigInt`).
@@ -552,5 +531,3 @@ pub(crate) fn splice<T>(
         })
         .collect()
 }
-
-pub(crate) use machine::replicated::Rule;

@@ -6,7 +6,8 @@
 //! and plain and replicated reads come out in the same shape.
 
 use js_sys::{Array, Uint32Array, Uint8Array};
-use multiput::values::{Convention, TypedRef};
+use multiput::machine::mode::Got;
+use multiput::values::{self as core_values, Convention, TypedRef};
 use wasm_bindgen::prelude::*;
 
 use crate::{js, values};
@@ -63,6 +64,26 @@ impl Packed {
                 Ok(Some(v)) | Err(v) => self.other(j, v),
             },
         }
+    }
+
+    /// Key `j`'s value as read: plain (typed by its flags) or replicated (by its envelope).
+    pub(crate) fn got(&mut self, convention: Convention, j: usize, g: &Got) {
+        match g {
+            Got::Plain(v) => self.stored(convention, j, &v.data, v.flags),
+            Got::Replicated(v) => self.typed(j, core_values::from_versioned(convention, v)),
+        }
+    }
+
+    /// Room for the bytes of every value read.
+    pub(crate) fn bytes_of<T>(rs: &[Result<Option<(Got, T)>, multiput::Error>]) -> usize {
+        rs.iter()
+            .flatten()
+            .flatten()
+            .map(|(g, _)| match g {
+                Got::Plain(v) => v.data.len(),
+                Got::Replicated(v) => v.data.len(),
+            })
+            .sum()
     }
 
     /// `[codes, blob, ranges, values]`.

@@ -314,16 +314,9 @@ impl Client {
         opts: crate::recipes::FillOptions,
         loader: impl FnOnce() -> Result<T, E>,
     ) -> Result<crate::machine::fill::Got, Error> {
-        use crate::machine::fill::{Fill, Got, Mode};
-        let hit = match &mode {
-            Mode::Plain => self.get(key)?.map(Got::Plain),
-            Mode::Replicated(rep) => {
-                let read = crate::machine::replicated::Read::new(rep.clone(), &[key]);
-                let mut got = self.drive_plain(read)?;
-                got.pop().unwrap_or(Ok(None))?.map(Got::Replicated)
-            }
-        };
-        if let Some(g) = hit {
+        use crate::machine::fill::Fill;
+        let read = mode.get(bytes::Bytes::copy_from_slice(key), false);
+        if let Some((g, _)) = self.drive_plain(read)? {
             return Ok(g);
         }
         let load = || {

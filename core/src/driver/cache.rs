@@ -1,19 +1,19 @@
-//! One client, plain or replicated: the mode-aware facade bindings sit on.
+//! One client, plain or replicated: the blocking facade bindings sit on.
 //!
-//! A binding builds one [`Cache`] and only translates its language's values and errors; whether
-//! a key has one plain copy or replicated, enveloped copies is decided here, once, for every
-//! call, instead of in a `match mode` in each binding. A value goes in as a [`Payload`] (both
-//! of its forms: typed, for an envelope, and plain with its convention's flags) and comes out
-//! as a [`Got`].
+//! A binding builds one [`Cache`] and only translates its language's values and errors. Which
+//! machine a call is (one plain copy, or replicated, enveloped copies) is picked by the core's
+//! [`Mode`] in the logic layer, the same picker the JavaScript client's jobs run; this file only
+//! drives what it picked with the blocking client. A value goes in as a [`Payload`] (both of
+//! its forms: typed, for an envelope, and plain with its convention's flags; the mode takes the
+//! one it stores) and comes out as a [`Got`].
 
 use crate::blocking::{Client, ReplicatedClient};
 use crate::envelope::{Format, ValueType};
 use crate::error::Error;
-use crate::machine::replicated::Rule;
+use crate::machine::mode::{Encode, Mode, Picked, Stored, WithVersion, Wrote};
 use crate::protocol::text::StoreMode;
 use crate::recipes::{CasOptions, CasOutcome, FillOptions, Fresh, Lock, LockOptions, Update};
 use crate::replication::{Policy, ReadPolicy, WritePolicy, WriteReport};
-use crate::StoreOptions;
 use bytes::Bytes;
 
 pub use crate::machine::fill::Got;
@@ -51,25 +51,36 @@ impl<'a> Payload<'a> {
     }
 }
 
+impl Encode for Payload<'_> {
+    type Error = Error;
+    fn plain(&self) -> Result<(Bytes, u32), Error> {
+        Ok((Bytes::copy_from_slice(self.plain), self.flags))
+    }
+    fn typed(&self) -> Result<(ValueType, Format, Bytes), Error> {
+        if self.flags_given {
+            return Err(Error::Unsupported {
+                server: String::new(),
+                feature: "client flags on a replicated store (the envelope records the type)",
+            });
+        }
+        Ok((
+            self.value_type,
+            self.format,
+            Bytes::copy_from_slice(self.typed),
+        ))
+    }
+}
+
 /// Plain or replicated, behind one API (see the module docs). Cheap to clone.
 #[derive(Clone)]
 pub struct Cache {
     plain: Client,
     repl: Option<ReplicatedClient>,
+    mode: Mode,
 }
 
-fn flags_refused() -> Error {
-    Error::Unsupported {
-        server: String::new(),
-        feature: "client flags on a replicated store (the envelope records the type)",
-    }
-}
-
-fn plain_only(what: &'static str) -> Error {
-    Error::Unsupported {
-        server: String::new(),
-        feature: what,
-    }
+fn key_of(key: &[u8]) -> Bytes {
+    Bytes::copy_from_slice(key)
 }
 
 impl Cache {
@@ -78,15 +89,19 @@ impl Cache {
         let repl = policy
             .map(|p| ReplicatedClient::new(plain.clone(), p))
             .transpose()?;
-        Ok(Cache { plain, repl })
+        Ok(Cache::of(plain, repl))
+    }
+
+    fn of(plain: Client, repl: Option<ReplicatedClient>) -> Self {
+        let mode = repl
+            .as_ref()
+            .map_or(Mode::Plain, |r| Mode::Replicated(r.rep()));
+        Cache { plain, repl, mode }
     }
 
     /// The same cache with another replicated client (other policies, same connections).
     pub fn with_replicated(&self, repl: Option<ReplicatedClient>) -> Self {
-        Cache {
-            plain: self.plain.clone(),
-            repl,
-        }
+        Cache::of(self.plain.clone(), repl)
     }
 
     /// The plain client underneath.
@@ -97,6 +112,11 @@ impl Cache {
     /// The replicated client, when the cache is replicated.
     pub fn replicated(&self) -> Option<&ReplicatedClient> {
         self.repl.as_ref()
+    }
+
+    /// Plain or replicated: the call picker this cache runs.
+    pub fn mode(&self) -> &Mode {
+        &self.mode
     }
 
     /// The replication policy in force (`None` for a plain cache).
@@ -139,69 +159,57 @@ impl Cache {
     /// without checking it against the key rules (libmemcached's `*ByKey` server keys are any
     /// string).
     pub fn servers_for(&self, key: &[u8]) -> Vec<usize> {
-        let (n, failover) = self
-            .repl
-            .as_ref()
-            .map_or((1, false), |r| (r.policy().replicas, r.policy().failover));
+        let (n, failover) = self.mode.copies();
         self.plain
             .cluster()
             .replicas_for(key, n, failover, crate::driver::mono_ms())
     }
 
+    fn run<T>(&self, m: Picked<T>) -> Result<T, Error> {
+        self.plain.drive_plain(m)
+    }
+
+    fn run_each<T>(&self, m: Picked<Vec<Result<T, Error>>>, n: usize) -> Vec<Result<T, Error>> {
+        match self.run(m) {
+            Ok(v) => v,
+            Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    fn report(&self, w: Wrote) -> WriteReport {
+        w.report(self.plain.cluster())
+    }
+
+    fn stored(&self, p: &Payload<'_>) -> Result<Stored, Error> {
+        self.mode.encode(p)
+    }
+
     /// The value of `key` (replicated: the latest copy; stale copies are repaired).
     pub fn get(&self, key: &[u8]) -> Result<Option<Got>, Error> {
-        match &self.repl {
-            Some(r) => r.get(key).map(|v| v.map(Got::Replicated)),
-            None => self.plain.get(key).map(|v| v.map(Got::Plain)),
-        }
+        self.run(self.mode.get(key_of(key), false))
+            .map(|v| v.map(|(g, _)| g))
     }
 
     /// Many values, one request per server; aligned with `keys`.
     pub fn get_multi<K: AsRef<[u8]>>(&self, keys: &[K]) -> Vec<Result<Option<Got>, Error>> {
-        match &self.repl {
-            Some(r) => r
-                .get_multi(keys)
-                .into_iter()
-                .map(|v| v.map(|v| v.map(Got::Replicated)))
-                .collect(),
-            None => self
-                .plain
-                .get_multi(keys)
-                .into_iter()
-                .map(|v| v.map(|v| v.map(Got::Plain)))
-                .collect(),
-        }
+        self.gets_each(keys, false)
+            .into_iter()
+            .map(|r| r.map(|v| v.map(|(g, _)| g)))
+            .collect()
     }
 
-    fn plain_report(&self, key: &[u8]) -> WriteReport {
-        WriteReport {
-            stored: self
-                .plain
-                .server_for(key)
-                .map(str::to_string)
-                .into_iter()
-                .collect(),
-            failed: Vec::new(),
-        }
+    fn gets_each<K: AsRef<[u8]>>(
+        &self,
+        keys: &[K],
+        versions: bool,
+    ) -> Vec<Result<Option<WithVersion>, Error>> {
+        let list = keys.iter().map(|k| key_of(k.as_ref())).collect();
+        self.run_each(self.mode.get_multi(list, versions), keys.len())
     }
 
     /// Store `p` under `key`.
     pub fn set(&self, key: &[u8], p: &Payload<'_>, ttl: u32) -> Result<WriteReport, Error> {
-        match &self.repl {
-            Some(_) if p.flags_given => Err(flags_refused()),
-            Some(r) => r.set_typed(key, p.value_type, p.format, p.typed, ttl),
-            None => self
-                .plain
-                .set(
-                    key,
-                    p.plain,
-                    StoreOptions {
-                        ttl,
-                        flags: p.flags,
-                    },
-                )
-                .map(|()| self.plain_report(key)),
-        }
+        self.store(StoreMode::Set, key, p, ttl)
     }
 
     /// A conditional store: `Add` (only if missing), `Replace` (only if present), `Append` or
@@ -214,83 +222,22 @@ impl Cache {
         p: &Payload<'_>,
         ttl: u32,
     ) -> Result<WriteReport, Error> {
-        let Some(r) = &self.repl else {
-            let o = StoreOptions {
-                ttl,
-                flags: p.flags,
-            };
-            return match mode {
-                StoreMode::Set => self.plain.set(key, p.plain, o),
-                StoreMode::Add => self.plain.add(key, p.plain, o),
-                StoreMode::Replace => self.plain.replace(key, p.plain, o),
-                StoreMode::Append => self.plain.append(key, p.plain),
-                StoreMode::Prepend => self.plain.prepend(key, p.plain),
-                StoreMode::Cas(c) => self.plain.cas(key, p.plain, c, o),
-            }
-            .map(|()| self.plain_report(key));
-        };
-        if p.flags_given {
-            return Err(flags_refused());
-        }
-        match mode {
-            StoreMode::Set => r.set_typed(key, p.value_type, p.format, p.typed, ttl),
-            StoreMode::Add => r.add_typed(key, p.value_type, p.format, p.typed, ttl),
-            StoreMode::Replace => r.replace_typed(key, p.value_type, p.format, p.typed, ttl),
-            StoreMode::Append | StoreMode::Prepend => {
-                r.append(key, p.plain, mode == StoreMode::Prepend, ttl)
-            }
-            StoreMode::Cas(_) => Err(plain_only("cas on a replicated key (use cas_update)")),
-        }
+        let v = self.stored(p)?;
+        let m = self
+            .mode
+            .store(mode, key_of(key), v, ttl, fastrand::u64(..));
+        self.run(m).map(|w| self.report(w))
     }
 
     /// The value of `key` with its version: the CAS unique (plain) or the version token
     /// (replicated, [`crate::replication::Versioned::version_token`]), for [`Cache::cas`].
     pub fn gets(&self, key: &[u8]) -> Result<Option<(Got, u64)>, Error> {
-        match &self.repl {
-            Some(r) => r.get(key).map(|v| {
-                v.map(|v| {
-                    let t = v.version_token();
-                    (Got::Replicated(v), t)
-                })
-            }),
-            None => self.plain.gets(key).map(|v| {
-                v.map(|v| {
-                    let c = v.cas.unwrap_or(0);
-                    (Got::Plain(v), c)
-                })
-            }),
-        }
+        self.run(self.mode.get(key_of(key), true))
     }
 
     /// [`Cache::gets`] of many keys, one request per server; aligned with `keys`.
     pub fn gets_multi<K: AsRef<[u8]>>(&self, keys: &[K]) -> Vec<Result<Option<(Got, u64)>, Error>> {
-        match &self.repl {
-            Some(r) => r
-                .get_multi(keys)
-                .into_iter()
-                .map(|v| {
-                    v.map(|v| {
-                        v.map(|v| {
-                            let t = v.version_token();
-                            (Got::Replicated(v), t)
-                        })
-                    })
-                })
-                .collect(),
-            None => self
-                .plain
-                .gets_multi(keys)
-                .into_iter()
-                .map(|v| {
-                    v.map(|v| {
-                        v.map(|v| {
-                            let c = v.cas.unwrap_or(0);
-                            (Got::Plain(v), c)
-                        })
-                    })
-                })
-                .collect(),
-        }
+        self.gets_each(keys, true)
     }
 
     /// Store `p` only if `key` still has `version` (from [`Cache::gets`]): [`Error::Exists`]
@@ -303,33 +250,14 @@ impl Cache {
         version: u64,
         ttl: u32,
     ) -> Result<WriteReport, Error> {
-        match &self.repl {
-            Some(_) if p.flags_given => Err(flags_refused()),
-            Some(r) => {
-                let rule = Rule::IfVersion(
-                    version,
-                    p.value_type,
-                    p.format,
-                    Bytes::copy_from_slice(p.typed),
-                );
-                let opts = CasOptions {
-                    ttl,
-                    ..CasOptions::default()
-                };
-                r.update(key, rule, opts, crate::driver::no_decision)
-                    .map(|u| u.report)
-            }
-            None => self.store(StoreMode::Cas(version), key, p, ttl),
-        }
+        self.store(StoreMode::Cas(version), key, p, ttl)
     }
 
     /// Delete `key`: true when it existed (replicated: tombstones on every replica; true once
     /// the write policy was met), and where the delete was written.
     pub fn delete(&self, key: &[u8]) -> Result<(bool, WriteReport), Error> {
-        match &self.repl {
-            Some(r) => r.delete(key).map(|rep| (true, rep)),
-            None => self.plain.delete(key).map(|e| (e, self.plain_report(key))),
-        }
+        self.run(self.mode.delete(key_of(key)))
+            .map(|(e, w)| (e, self.report(w)))
     }
 
     /// Add (`incr`) or subtract `delta`; `None` when missing, unless `initial` creates it (with
@@ -342,29 +270,13 @@ impl Cache {
         initial: Option<u64>,
         ttl: u32,
     ) -> Result<Option<u64>, Error> {
-        match &self.repl {
-            Some(r) => {
-                let d = i64::try_from(delta).map_err(|_| {
-                    Error::Config(
-                        "a replicated counter's delta must fit a signed 64-bit integer".into(),
-                    )
-                })?;
-                let opts = CasOptions {
-                    ttl,
-                    ..CasOptions::default()
-                };
-                r.incr_with_initial(key, if incr { d } else { -d }, initial, opts)
-            }
-            None => self.plain.incr_with_initial(key, incr, delta, initial, ttl),
-        }
+        let seed = fastrand::u64(..);
+        self.run(self.mode.incr(key_of(key), incr, delta, initial, ttl, seed))
     }
 
     /// A new TTL for `key`: true when it had a value.
     pub fn touch(&self, key: &[u8], ttl: u32) -> Result<bool, Error> {
-        match &self.repl {
-            Some(r) => r.touch(key, ttl),
-            None => self.plain.touch(key, ttl),
-        }
+        self.run(self.mode.touch(key_of(key), ttl, fastrand::u64(..)))
     }
 
     /// Store many values, one request per server; aligned with `items`.
@@ -373,57 +285,28 @@ impl Cache {
         items: &[(K, Payload<'_>)],
         ttl: u32,
     ) -> Vec<Result<WriteReport, Error>> {
-        match &self.repl {
-            Some(r) => {
-                if items.iter().any(|(_, p)| p.flags_given) {
-                    return items.iter().map(|_| Err(flags_refused())).collect();
-                }
-                let typed: Vec<(&[u8], ValueType, Format, bytes::Bytes)> = items
-                    .iter()
-                    .map(|(k, p)| {
-                        (
-                            k.as_ref(),
-                            p.value_type,
-                            p.format,
-                            bytes::Bytes::copy_from_slice(p.typed),
-                        )
-                    })
-                    .collect();
-                r.set_multi_typed(&typed, ttl)
-            }
-            None => {
-                let plain: Vec<(&[u8], &[u8], u32)> = items
-                    .iter()
-                    .map(|(k, p)| (k.as_ref(), p.plain, p.flags))
-                    .collect();
-                self.plain
-                    .set_multi_flagged(&plain, ttl)
-                    .into_iter()
-                    .zip(items)
-                    .map(|(r, (k, _))| r.map(|()| self.plain_report(k.as_ref())))
-                    .collect()
+        let mut list = Vec::with_capacity(items.len());
+        for (k, p) in items {
+            match self.stored(p) {
+                Ok(v) => list.push((key_of(k.as_ref()), v)),
+                Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
             }
         }
+        self.run_each(self.mode.set_multi(list, ttl), items.len())
+            .into_iter()
+            .map(|r| r.map(|w| self.report(w)))
+            .collect()
     }
 
     /// Delete many keys; aligned with `keys` (true: existed; replicated: tombstoned).
     pub fn delete_multi<K: AsRef<[u8]>>(&self, keys: &[K]) -> Vec<Result<bool, Error>> {
-        match &self.repl {
-            Some(r) => r
-                .delete_multi(keys)
-                .into_iter()
-                .map(|r| r.map(|_| true))
-                .collect(),
-            None => self.plain.delete_multi(keys),
-        }
+        let list = keys.iter().map(|k| key_of(k.as_ref())).collect();
+        self.run_each(self.mode.delete_multi(list), keys.len())
     }
 
     /// The update a binding's function asks for, storing `p` in this cache's form.
-    pub fn update_to(&self, p: &Payload<'_>) -> Update {
-        match self.repl {
-            Some(_) => Update::Typed(p.value_type, p.format, p.typed.to_vec()),
-            None => Update::Plain(p.plain.to_vec(), p.flags),
-        }
+    pub fn update_to(&self, p: &Payload<'_>) -> Result<Update, Error> {
+        self.stored(p).map(Update::from)
     }
 
     /// Read-modify-write without losing concurrent updates (the core's CAS machines): `f` sees
@@ -432,28 +315,17 @@ impl Cache {
         &self,
         key: &[u8],
         opts: CasOptions,
-        mut f: impl FnMut(Option<Got>) -> Update,
+        mut f: impl FnMut(Option<Got>) -> Result<Update, Error>,
     ) -> Result<(CasOutcome, WriteReport), Error> {
-        match &self.repl {
-            Some(r) => r.cas_update(key, opts, |v| f(v.cloned().map(Got::Replicated))),
-            None => self
-                .plain
-                .cas_update(key, opts, |v| f(v.cloned().map(Got::Plain)))
-                .map(|o| (o, self.plain_report(key))),
-        }
+        let m = self.mode.cas_update(key, opts, fastrand::u64(..));
+        self.plain
+            .drive(m, |v| f(v.cloned()), Client::no_load())
+            .map(|(o, w)| (o, self.report(w)))
     }
 
     /// What a `get_or_set` loader produced, in this cache's form (as [`Cache::update_to`]).
-    pub fn fresh(&self, p: &Payload<'_>) -> Fresh {
-        let (data, flags) = match self.repl {
-            Some(_) => (p.typed, 0),
-            None => (p.plain, p.flags),
-        };
-        Fresh {
-            data: data.to_vec(),
-            flags,
-            typed: Some((p.value_type, p.format)),
-        }
+    pub fn fresh(&self, p: &Payload<'_>) -> Result<Fresh, Error> {
+        self.stored(p).map(Fresh::from)
     }
 
     /// The value of `key`, or on a miss `loader`'s, loaded once (the core's fill) and stored.
@@ -464,13 +336,8 @@ impl Cache {
         opts: FillOptions,
         loader: impl FnOnce() -> Result<Fresh, String>,
     ) -> Result<Got, Error> {
-        match &self.repl {
-            Some(r) => r.get_or_set(key, ttl, opts, loader).map(Got::Replicated),
-            None => self
-                .plain
-                .get_or_set(key, ttl, opts, loader)
-                .map(Got::Plain),
-        }
+        self.plain
+            .get_or_fill(self.mode.clone(), key, ttl, opts, loader)
     }
 
     /// A lock on `name`'s ring owner, or with `quorum`, on a majority of its first `quorum`

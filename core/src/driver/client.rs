@@ -397,16 +397,9 @@ impl Client {
         T: Into<crate::recipes::Fresh>,
         E: std::fmt::Display,
     {
-        use crate::machine::fill::{Fill, Got, Mode};
-        let hit = match &mode {
-            Mode::Plain => self.get(key).await?.map(Got::Plain),
-            Mode::Replicated(rep) => {
-                let read = crate::machine::replicated::Read::new(rep.clone(), &[key]);
-                let mut got = self.drive_plain(read).await?;
-                got.pop().unwrap_or(Ok(None))?.map(Got::Replicated)
-            }
-        };
-        if let Some(g) = hit {
+        use crate::machine::fill::Fill;
+        let read = mode.get(bytes::Bytes::copy_from_slice(key), false);
+        if let Some((g, _)) = self.drive_plain(read).await? {
             return Ok(g);
         }
         let load = || async {

@@ -128,12 +128,12 @@ pub unsafe extern "C" fn multiput_cas_update(
                             Ok((data, fl)) => c.cache.update_to(&payload(v, &data, fl)),
                             Err(code) => {
                                 aborted.set(Some(code));
-                                Update::Keep
+                                Ok(Update::Keep)
                             }
                         }
                     }
-                    Some((MULTIPUT_UPDATE_DELETE, _)) => Update::Delete,
-                    _ => Update::Keep,
+                    Some((MULTIPUT_UPDATE_DELETE, _)) => Ok(Update::Delete),
+                    _ => Ok(Update::Keep),
                 }
             })
             .map(|(outcome, report)| {

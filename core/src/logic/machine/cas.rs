@@ -50,6 +50,11 @@ impl CasUpdate {
         }
     }
 
+    /// The server the update reads and stores on (the key's owner), once started.
+    pub fn server(&self) -> usize {
+        self.server
+    }
+
     fn read(&mut self) -> Step<CasOutcome, Value> {
         self.attempts += 1;
         self.state = State::Reading;

@@ -3,7 +3,7 @@
 //! [`FillOptions::wait`]) and load it themselves only if it never comes. The value is stored
 //! with a jittered TTL, plainly or replicated: the same rule in both modes.
 
-use super::replicated::{Put, Read, Rep, Write};
+use super::replicated::{Put, Read, Write};
 use super::{out_of_order, single, Answer, Call, Cx, Input, Item, Machine, Request, Rng, Step};
 use crate::envelope::{Format, Kind, Stamp, ValueType};
 use crate::error::Error;
@@ -15,13 +15,7 @@ use bytes::Bytes;
 use std::time::Duration;
 
 /// Plain or replicated: how the fill reads and stores the key.
-#[derive(Debug, Clone)]
-pub enum Mode {
-    /// One copy on the key's server, stored as the bytes and flags the loader gave.
-    Plain,
-    /// Copies on the key's replicas, in envelopes.
-    Replicated(Rep),
-}
+pub use super::mode::Mode;
 
 /// A value as `get_or_set` returns it: read or loaded.
 #[derive(Debug, Clone, PartialEq)]

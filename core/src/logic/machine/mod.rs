@@ -35,6 +35,7 @@ pub mod cas;
 pub mod counter;
 pub mod fill;
 pub mod lock;
+pub mod mode;
 pub mod plain;
 pub mod replicated;
 

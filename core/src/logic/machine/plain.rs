@@ -137,6 +137,31 @@ impl Batch for Gets {
     }
 }
 
+/// Values of many keys with their CAS uniques: a `gets` per server.
+#[derive(Debug)]
+pub struct GetsWithCas;
+
+impl Batch for GetsWithCas {
+    type Item = Bytes;
+    type Out = Option<Value>;
+    fn key(k: &Bytes) -> &[u8] {
+        k
+    }
+    fn call(keys: Vec<Bytes>) -> Call {
+        Call::GetMulti {
+            keys,
+            cas: true,
+            ttl: false,
+        }
+    }
+    fn split(a: Result<Answer, Error>) -> Result<Vec<Result<Option<Value>, Error>>, Error> {
+        Gets::split(a)
+    }
+    fn tally(cl: &Cluster, s: usize, r: &Result<Option<Value>, Error>) {
+        Gets::tally(cl, s, r)
+    }
+}
+
 /// Many stores: pipelined per server.
 #[derive(Debug)]
 pub struct Stores;
@@ -207,6 +232,25 @@ impl<B: Batch> Each<B> {
             groups: Vec::new(),
             state: EachState::Start,
         }
+    }
+}
+
+impl<B: Batch> Each<B> {
+    /// The server each item was sent to, by item index (items refused before sending have
+    /// none), once the call was sent.
+    pub fn servers(&self) -> Vec<Option<usize>> {
+        let n = self
+            .groups
+            .iter()
+            .flat_map(|(_, idx)| idx.iter().max())
+            .max();
+        let mut out = vec![None; n.map_or(0, |&m| m + 1)];
+        for (s, idx) in &self.groups {
+            for &i in idx {
+                out[i] = Some(*s);
+            }
+        }
+        out
     }
 }
 
