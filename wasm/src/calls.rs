@@ -11,6 +11,7 @@
 use bytes::Bytes;
 use js_sys::Array;
 use multiput::machine::mode::{Encode, Picked, Stored, WithVersion, Wrote};
+use multiput::machine::Machine;
 use multiput::protocol::text::StoreMode;
 use multiput::values::Convention;
 use wasm_bindgen::prelude::*;

@@ -10,29 +10,16 @@
 use bytes::BytesMut;
 use js_sys::{Array, Object};
 use multiput::cluster::Cluster;
-use multiput::machine::{Answer, Call, Item};
-use multiput::ops::{self, Op, Value};
+use multiput::machine::Call;
+use multiput::ops::{self, Op};
 use multiput::pipeline::{Event, Link, Pipeline};
-use multiput::protocol::text::StoreMode;
 use multiput::protocol::{Dialect, Expect, Reply};
-use multiput::values::Convention;
 use multiput::{Error, ProtocolChoice};
 use std::rc::Rc;
 use std::time::Duration;
 use wasm_bindgen::prelude::*;
 
 use crate::js;
-use crate::values;
-
-/// How a direct read hands its values to JavaScript.
-#[derive(Debug, Clone, Copy)]
-enum Out {
-    /// `{data, flags, cas, ttl}`: the stored bytes.
-    Raw,
-    /// The typed value (envelope-aware, plain values by the convention's flags); with `cas`,
-    /// `{value, cas}`.
-    Typed,
-}
 
 /// A request: what to send and what its answer means.
 enum Request {
@@ -41,12 +28,6 @@ enum Request {
         call: Call,
         slots: crate::job::Slots,
         i: usize,
-    },
-    /// One of the codec's own calls: its answer is made JavaScript here.
-    Direct {
-        call: Call,
-        cas: bool,
-        out: Out,
     },
     Version,
     Stats(Option<String>),
@@ -87,51 +68,11 @@ pub struct Codec {
     /// The client's servers (protocol choice, key prefix, value limit, timeouts): the ops'
     /// context and the pipeline's settings come from it.
     cluster: Rc<Cluster>,
-    convention: Convention,
     pipe: Pipeline<Waiter>,
     /// Bytes to write.
     out: BytesMut,
     /// Requests made before the probe answered, with the time they were made.
     held: Vec<(Waiter, Duration)>,
-}
-
-fn store_mode(mode: &str, cas: Option<u64>) -> Result<StoreMode, JsValue> {
-    Ok(match (mode, cas) {
-        ("set", _) => StoreMode::Set,
-        ("add", _) => StoreMode::Add,
-        ("replace", _) => StoreMode::Replace,
-        ("append", _) => StoreMode::Append,
-        ("prepend", _) => StoreMode::Prepend,
-        ("cas", Some(c)) => StoreMode::Cas(c),
-        _ => {
-            return Err(js::error(&Error::Config(format!(
-                "unknown store mode {mode:?} (set, add, replace, append, prepend, or cas with a unique)"
-            ))))
-        }
-    })
-}
-
-fn key_list(keys: &Array) -> Result<Vec<bytes::Bytes>, JsValue> {
-    keys.iter()
-        .map(|k| {
-            js::bytes_of(&k).map(Into::into).ok_or_else(|| {
-                js::error(&Error::Config("keys must be strings or Uint8Arrays".into()))
-            })
-        })
-        .collect()
-}
-
-fn raw_value(v: &Value) -> JsValue {
-    let o = Object::new();
-    js::set(&o, "data", js::u8a(&v.data));
-    js::set(&o, "flags", v.flags);
-    if let Some(c) = v.cas {
-        js::set(&o, "cas", js::big(c));
-    }
-    if let Some(t) = v.ttl {
-        js::set(&o, "ttl", t as f64);
-    }
-    o.into()
 }
 
 fn ms(t: f64) -> Duration {
@@ -141,7 +82,7 @@ fn ms(t: f64) -> Duration {
 impl Request {
     fn encode(&self, ctx: &ops::Ctx<'_>, out: &mut BytesMut) -> Result<Expect, Error> {
         match self {
-            Request::Job { call, .. } | Request::Direct { call, .. } => call.encode(ctx, out),
+            Request::Job { call, .. } => call.encode(ctx, out),
             Request::Version => ops::Version.encode(ctx, out),
             Request::Stats(group) => ops::Stats {
                 group: group.as_deref(),
@@ -290,170 +231,6 @@ impl Codec {
         self.submit(request, waiter, now)
     }
 
-    /// `get`/`gets`: with `typed`, the result is the typed value (`null` on a miss or a
-    /// tombstone; `{value, cas}` with `cas`); otherwise `{data, flags, cas?}` or `null`.
-    pub fn get(
-        &mut self,
-        key: &[u8],
-        cas: bool,
-        typed: bool,
-        waiter: JsValue,
-        now: f64,
-    ) -> Result<(), JsValue> {
-        let call = Call::Get {
-            key: key.to_vec().into(),
-            cas,
-        };
-        self.direct(call, cas, typed, waiter, now)
-    }
-
-    /// A store of raw bytes with `flags`: `mode` is `set`, `add`, `replace`, `append`,
-    /// `prepend` or `cas` (with `cas`). Result `true`, or `NotStored`/`Exists`/`NotFound`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn store(
-        &mut self,
-        mode: &str,
-        key: &[u8],
-        data: &[u8],
-        flags: u32,
-        ttl: u32,
-        cas: Option<u64>,
-        waiter: JsValue,
-        now: f64,
-    ) -> Result<(), JsValue> {
-        let call = Call::Store(Item {
-            key: key.to_vec().into(),
-            data: data.to_vec().into(),
-            mode: store_mode(mode, cas)?,
-            flags,
-            ttl,
-        });
-        self.direct(call, false, false, waiter, now)
-    }
-
-    /// A store of a JavaScript value as a plain client of the codec's convention writes it
-    /// (see the crate docs for the flags).
-    #[wasm_bindgen(js_name = storeValue)]
-    #[allow(clippy::too_many_arguments)]
-    pub fn store_value(
-        &mut self,
-        mode: &str,
-        key: &[u8],
-        value: &JsValue,
-        ttl: u32,
-        cas: Option<u64>,
-        waiter: JsValue,
-        now: f64,
-    ) -> Result<(), JsValue> {
-        let (data, flags) = values::plain_from_js(self.convention, value)?;
-        self.store(mode, key, &data, flags, ttl, cas, waiter, now)
-    }
-
-    /// `delete`: result `true` when the key existed, `false` when not.
-    pub fn delete(&mut self, key: &[u8], waiter: JsValue, now: f64) -> Result<(), JsValue> {
-        let call = Call::Delete {
-            key: key.to_vec().into(),
-        };
-        self.direct(call, false, false, waiter, now)
-    }
-
-    /// `incr`/`decr` by `delta` (a number or a `BigInt`): the new value (a number, or a
-    /// `BigInt` past 2^53), or `null` when the key is missing.
-    pub fn arith(
-        &mut self,
-        key: &[u8],
-        incr: bool,
-        delta: &JsValue,
-        waiter: JsValue,
-        now: f64,
-    ) -> Result<(), JsValue> {
-        let delta = js::u64_of(delta).ok_or_else(|| {
-            js::error(&Error::Config(
-                "delta must be a non-negative integer (number or bigint)".into(),
-            ))
-        })?;
-        let call = Call::Arith {
-            key: key.to_vec().into(),
-            incr,
-            delta,
-        };
-        self.direct(call, false, false, waiter, now)
-    }
-
-    /// `touch`: `true` when the key existed.
-    pub fn touch(
-        &mut self,
-        key: &[u8],
-        ttl: u32,
-        waiter: JsValue,
-        now: f64,
-    ) -> Result<(), JsValue> {
-        let call = Call::Touch {
-            key: key.to_vec().into(),
-            ttl,
-        };
-        self.direct(call, false, false, waiter, now)
-    }
-
-    /// A multi-get of keys that all live on this connection's server. The result is an array
-    /// aligned with `keys`: `null` for a miss, else as [`Codec::get`] (`ttl` asks for the
-    /// remaining TTL, meta protocol only).
-    #[wasm_bindgen(js_name = getMulti)]
-    pub fn get_multi(
-        &mut self,
-        keys: &Array,
-        cas: bool,
-        ttl: bool,
-        typed: bool,
-        waiter: JsValue,
-        now: f64,
-    ) -> Result<(), JsValue> {
-        let call = Call::GetMulti {
-            keys: key_list(keys)?,
-            cas,
-            ttl,
-        };
-        self.direct(call, cas, typed, waiter, now)
-    }
-
-    /// Many plain stores of JavaScript values (`[key, value]` pairs) with one mode and TTL,
-    /// typed by the convention as [`Codec::store_value`]. The result is an array aligned with
-    /// the pairs: `true` or the server's refusal.
-    #[wasm_bindgen(js_name = storeValues)]
-    pub fn store_values(
-        &mut self,
-        pairs: &Array,
-        mode: &str,
-        ttl: u32,
-        waiter: JsValue,
-        now: f64,
-    ) -> Result<(), JsValue> {
-        let mode = store_mode(mode, None)?;
-        let mut items = Vec::with_capacity(pairs.length() as usize);
-        for p in pairs.iter() {
-            let p: Array = p.dyn_into().map_err(|_| bad_item())?;
-            let key = js::bytes_of(&p.get(0)).ok_or_else(bad_item)?;
-            let (data, flags) = values::plain_from_js(self.convention, &p.get(1))?;
-            items.push(Item {
-                key: key.into(),
-                data: data.into(),
-                mode,
-                flags,
-                ttl,
-            });
-        }
-        self.direct(Call::StoreItems(items), false, false, waiter, now)
-    }
-
-    /// Many deletes pipelined; the result is an array of `true` (existed) / `false` / error.
-    #[wasm_bindgen(js_name = deleteMulti)]
-    pub fn delete_multi(&mut self, keys: &Array, waiter: JsValue, now: f64) -> Result<(), JsValue> {
-        let call = Call::DeleteMulti {
-            keys: key_list(keys)?,
-        };
-        self.direct(call, false, false, waiter, now)
-    }
-
     /// `version`: the server's version string.
     pub fn version(&mut self, waiter: JsValue, now: f64) -> Result<(), JsValue> {
         self.submit(Request::Version, waiter, now)
@@ -484,28 +261,15 @@ impl Codec {
 impl Codec {
     /// A new connection to server `s` of `cluster`, opened at `now` (milliseconds): the probe
     /// is the first thing [`Codec::transmit`] returns.
-    pub(crate) fn open(cluster: Rc<Cluster>, s: usize, convention: Convention, now: f64) -> Codec {
+    pub(crate) fn open(cluster: Rc<Cluster>, s: usize, now: f64) -> Codec {
         let mut out = BytesMut::with_capacity(4 * 1024);
         let pipe = Pipeline::open(cluster.pipeline_settings(s), ms(now), &mut out);
         Codec {
             cluster,
-            convention,
             pipe,
             out,
             held: Vec::new(),
         }
-    }
-
-    fn direct(
-        &mut self,
-        call: Call,
-        cas: bool,
-        typed: bool,
-        waiter: JsValue,
-        now: f64,
-    ) -> Result<(), JsValue> {
-        let out = if typed { Out::Typed } else { Out::Raw };
-        self.submit(Request::Direct { call, cas, out }, waiter, now)
     }
 
     /// Queue a request, or hold it until the probe answered. Throws (nothing queued) when it
@@ -575,28 +339,6 @@ impl Codec {
         js::error(&e)
     }
 
-    fn read_value(&self, v: Option<Value>, cas: bool, out: Out) -> JsValue {
-        let Some(v) = v else { return JsValue::NULL };
-        match out {
-            Out::Raw => raw_value(&v),
-            Out::Typed => {
-                let value = match values::stored_to_js(self.convention, &v.data, v.flags) {
-                    Ok(Some(x)) => x,
-                    Ok(None) => return JsValue::NULL,
-                    // A value JavaScript cannot read is that key's error, not the batch's.
-                    Err(e) => return e,
-                };
-                if !cas {
-                    return value;
-                }
-                let o = Object::new();
-                js::set(&o, "value", value);
-                js::set(&o, "cas", v.cas.map(js::big).unwrap_or(JsValue::UNDEFINED));
-                o.into()
-            }
-        }
-    }
-
     /// What a reply means for its request. A reply that does not answer it (another key's
     /// value, a stray token) is that request's error and fails the connection: the next
     /// [`Codec::poll`] throws, and no later reply on it is trusted.
@@ -608,10 +350,6 @@ impl Codec {
                 let r = call.finish(&ctx, reply).map_err(|e| self.failed(e));
                 crate::job::answer(&slots, i, r)
             }
-            Request::Direct { call, cas, out } => match call.finish(&ctx, reply) {
-                Ok(a) => self.answer_js(a, cas, out),
-                Err(e) => self.err(e),
-            },
             Request::Version => match ops::Version.finish(&ctx, reply) {
                 Ok(v) => JsValue::from_str(&v),
                 Err(e) => self.err(e),
@@ -632,41 +370,6 @@ impl Codec {
             },
         }
     }
-
-    fn answer_js(&mut self, a: Answer, cas: bool, out: Out) -> JsValue {
-        let each = |this: &mut Codec, r: Result<JsValue, Error>| match r {
-            Ok(v) => v,
-            Err(e) => this.err(e),
-        };
-        match a {
-            Answer::Value(v) => self.read_value(v, cas, out),
-            Answer::Values(vs) => vs
-                .into_iter()
-                .map(|v| self.read_value(v, cas, out))
-                .collect::<Array>()
-                .into(),
-            Answer::Done => JsValue::TRUE,
-            Answer::Cas(c) => js::big(c),
-            Answer::Existed(b) => JsValue::from_bool(b),
-            Answer::Number(n) => n.map(js::uint).unwrap_or(JsValue::NULL),
-            Answer::Items(rs) => {
-                let a = Array::new();
-                for r in rs {
-                    let v = each(self, r.map(|()| JsValue::TRUE));
-                    a.push(&v);
-                }
-                a.into()
-            }
-            Answer::ExistedEach(rs) => {
-                let a = Array::new();
-                for r in rs {
-                    let v = each(self, r.map(JsValue::from_bool));
-                    a.push(&v);
-                }
-                a.into()
-            }
-        }
-    }
 }
 
 /// Split packed keys: `ends[i]` is the end of key `i` in `keys`.
@@ -685,10 +388,4 @@ pub(crate) fn unpack<'a>(keys: &'a [u8], ends: &[u32]) -> Result<Vec<&'a [u8]>, 
             Ok(k)
         })
         .collect()
-}
-
-fn bad_item() -> JsValue {
-    js::error(&Error::Config(
-        "each item must be an array [key, data, flags, ttl, mode?, cas?] with a string or Uint8Array key and data".into(),
-    ))
 }

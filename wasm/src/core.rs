@@ -248,12 +248,7 @@ impl Core {
         if s >= self.cluster.len() {
             return Err(config(format!("no server {s}")));
         }
-        Ok(crate::Codec::open(
-            self.cluster.clone(),
-            s,
-            self.convention,
-            now,
-        ))
+        Ok(crate::Codec::open(self.cluster.clone(), s, now))
     }
 
     /// The TLS settings (`{ca, cert, key, serverName}`, file paths and a name, each possibly
@@ -309,34 +304,6 @@ impl Core {
         self.spec(i).map(ServerSpec::effective_port).unwrap_or(0)
     }
 
-    /// The key prefix (bytes), sent on the wire and never hashed.
-    #[wasm_bindgen(getter, js_name = keyPrefix)]
-    pub fn key_prefix(&self) -> Vec<u8> {
-        self.cluster.config().key_prefix.clone()
-    }
-
-    /// Whether keys outside the text rules go base64-encoded over meta (`binaryKeys`).
-    #[wasm_bindgen(getter, js_name = binaryKeys)]
-    pub fn binary_keys(&self) -> bool {
-        self.cluster.config().binary_keys
-    }
-
-    /// The largest value accepted, in bytes.
-    #[wasm_bindgen(getter, js_name = maxValueSize)]
-    pub fn max_value_size(&self) -> u32 {
-        self.cluster.config().max_value_size as u32
-    }
-
-    /// Throw the core's `ValueTooLarge` for a value of `len` bytes over the limit: checked
-    /// before a request is queued, so an oversize value never waits for (or opens) a
-    /// connection.
-    #[wasm_bindgen(js_name = checkValue)]
-    pub fn check_value(&self, len: f64) -> Result<(), JsValue> {
-        self.cluster
-            .check_value(len.max(0.0) as usize)
-            .map_err(|e| js::error(&e))
-    }
-
     /// True when values are written inside the envelope to `replicas` servers.
     #[wasm_bindgen(getter)]
     pub fn replicated(&self) -> bool {
@@ -380,18 +347,6 @@ impl Core {
             ReadPolicy::FirstHit => "first".into(),
             ReadPolicy::Quorum(_) => "quorum".into(),
         }
-    }
-
-    /// Lifetime of delete tombstones, seconds.
-    #[wasm_bindgen(getter, js_name = tombstoneTtl)]
-    pub fn tombstone_ttl(&self) -> u32 {
-        self.policy().tombstone_ttl
-    }
-
-    /// `libketama_compatible` or `ketama_md5`.
-    #[wasm_bindgen(getter, js_name = ringMode)]
-    pub fn ring_mode(&self) -> String {
-        self.cluster.config().ring_mode.as_str().into()
     }
 
     /// This client's writer id (a `BigInt`), written into every envelope.
@@ -450,12 +405,6 @@ impl Core {
         self.cluster.record(i as usize, js::ms(now_ms), &result)
     }
 
-    /// True while server `i` is marked down.
-    #[wasm_bindgen(js_name = isDown)]
-    pub fn is_down(&self, i: u32, now_ms: f64) -> bool {
-        self.cluster.health(i as usize).is_down(js::ms(now_ms))
-    }
-
     /// Consecutive failures of server `i`.
     pub fn failures(&self, i: u32) -> u32 {
         self.cluster.health(i as usize).consecutive_failures()
@@ -469,42 +418,6 @@ impl Core {
         self.tokens.set(n + 1);
         multiput::recipes::owner_token_from(self.token_seed, n)
     }
-}
-
-/// Is this error a lost race that a CAS update retries (`Exists`: someone wrote;
-/// `NotFound`: someone deleted; `NotStored`: someone created the key first)?
-#[wasm_bindgen(js_name = isCasConflict)]
-pub fn is_cas_conflict(error: &JsValue) -> bool {
-    matches!(
-        js::error_from_js(error),
-        Error::Exists | Error::NotFound | Error::NotStored
-    )
-}
-
-/// The pause in milliseconds before retry number `attempt` (1-based): full jitter over a
-/// doubling window, `unit * min(max, base * 2^(attempt-1))`; `unit` is `Math.random()`.
-#[wasm_bindgen]
-pub fn backoff(attempt: u32, base_ms: f64, max_ms: f64, unit: f64) -> f64 {
-    let d = |m: f64| Duration::from_secs_f64(m.max(0.0) / 1000.0);
-    multiput::recipes::backoff(attempt, d(base_ms), d(max_ms), unit).as_secs_f64() * 1000.0
-}
-
-/// A TTL with ±`fraction` random jitter (`unit` is `Math.random()`); 0 stays 0.
-#[wasm_bindgen(js_name = jitterTtl)]
-pub fn jitter_ttl(ttl: u32, fraction: f64, unit: f64) -> u32 {
-    multiput::recipes::jitter_ttl(ttl, fraction, unit)
-}
-
-/// The key of a lock's fencing counter (`<name>:fence`).
-#[wasm_bindgen(js_name = fenceKey)]
-pub fn fence_key(name: &[u8]) -> Vec<u8> {
-    multiput::recipes::fence_key(name)
-}
-
-/// The key of a `getOrSet` fill lock (`<key>:fill`).
-#[wasm_bindgen(js_name = fillKey)]
-pub fn fill_key(key: &[u8]) -> Vec<u8> {
-    multiput::recipes::fill_key(key)
 }
 
 /// The core's defaults, for the JS side to document and use: `{casMaxAttempts,

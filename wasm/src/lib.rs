@@ -32,14 +32,14 @@ mod ring;
 mod values;
 
 pub use crate::codec::Codec;
-pub use crate::core::{backoff, defaults, fence_key, fill_key, is_cas_conflict, jitter_ttl, Core};
+pub use crate::core::{defaults, Core};
 pub use crate::envelope::{
     envelope_compare, envelope_decode, envelope_encode, envelope_of_value, envelope_tombstone,
     envelope_why_plain, envelope_winner, stamp_parts, typed_from_value, value_from_typed, Hlc,
 };
 pub use crate::job::Job;
 pub use crate::js::{io_error, recipe_error, tls_error};
-pub use crate::ring::{hash_key, Ring};
+pub use crate::ring::Ring;
 
 use wasm_bindgen::prelude::*;
 

@@ -104,16 +104,4 @@ impl Ring {
     pub fn mode(&self) -> String {
         self.inner.mode().as_str().into()
     }
-
-    /// Points per server, by index (diagnostics).
-    #[wasm_bindgen(js_name = pointsPerServer)]
-    pub fn points_per_server(&self) -> Uint32Array {
-        Uint32Array::from(self.inner.points_per_server())
-    }
-}
-
-/// A key's position on the ring: the first little-endian word of MD5(key).
-#[wasm_bindgen(js_name = hashKey)]
-pub fn hash_key(key: &[u8]) -> u32 {
-    multiput::ring::hash_key(key)
 }

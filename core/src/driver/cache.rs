@@ -83,6 +83,23 @@ fn key_of(key: &[u8]) -> Bytes {
     Bytes::copy_from_slice(key)
 }
 
+/// Owned copies of many keys, sharing one allocation.
+fn keys_of<K: AsRef<[u8]>>(keys: &[K]) -> Vec<Bytes> {
+    let total = keys.iter().map(|k| k.as_ref().len()).sum();
+    let mut all = bytes::BytesMut::with_capacity(total);
+    keys.iter().for_each(|k| all.extend_from_slice(k.as_ref()));
+    let all = all.freeze();
+    let mut start = 0;
+    keys.iter()
+        .map(|k| {
+            let end = start + k.as_ref().len();
+            let b = all.slice(start..end);
+            start = end;
+            b
+        })
+        .collect()
+}
+
 impl Cache {
     /// Plain over `plain`, or replicated with `policy`.
     pub fn new(plain: Client, policy: Option<Policy>) -> Result<Self, Error> {
@@ -203,8 +220,7 @@ impl Cache {
         keys: &[K],
         versions: bool,
     ) -> Vec<Result<Option<WithVersion>, Error>> {
-        let list = keys.iter().map(|k| key_of(k.as_ref())).collect();
-        self.run_each(self.mode.get_multi(list, versions), keys.len())
+        self.run_each(self.mode.get_multi(keys_of(keys), versions), keys.len())
     }
 
     /// Store `p` under `key`.
@@ -300,8 +316,7 @@ impl Cache {
 
     /// Delete many keys; aligned with `keys` (true: existed; replicated: tombstoned).
     pub fn delete_multi<K: AsRef<[u8]>>(&self, keys: &[K]) -> Vec<Result<bool, Error>> {
-        let list = keys.iter().map(|k| key_of(k.as_ref())).collect();
-        self.run_each(self.mode.delete_multi(list), keys.len())
+        self.run_each(self.mode.delete_multi(keys_of(keys)), keys.len())
     }
 
     /// The update a binding's function asks for, storing `p` in this cache's form.

@@ -371,6 +371,13 @@ pub trait Machine {
     type View;
     /// Take the next step after `input`.
     fn step(&mut self, cx: &Cx<'_>, input: Input) -> Step<Self::Output, Self::View>;
+
+    /// Whether the machine reads no clock and ends with the answers of its first send step
+    /// (a plain call): a driver may pass it no time ([`Now::default`]) and hand its one
+    /// answer straight to the caller.
+    fn oneshot(&self) -> bool {
+        false
+    }
 }
 
 /// An input a machine did not expect at this point (a driver bug): an error, never a panic.

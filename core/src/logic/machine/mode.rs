@@ -145,19 +145,14 @@ impl<T> std::fmt::Debug for Picked<T> {
     }
 }
 
-impl<T> Picked<T> {
-    /// Whether the machine reads no clock and ends with the answers of its first send step
-    /// (a plain call): a driver may hand its one answer straight to the caller.
-    pub fn oneshot(&self) -> bool {
-        self.oneshot
-    }
-}
-
 impl<T> Machine for Picked<T> {
     type Output = T;
     type View = Got;
     fn step(&mut self, cx: &Cx<'_>, input: Input) -> Step<T, Got> {
         self.m.step(cx, input)
+    }
+    fn oneshot(&self) -> bool {
+        self.oneshot
     }
 }
 
@@ -498,11 +493,14 @@ impl Mode {
         seed: u64,
     ) -> Picked<Option<u64>> {
         let Mode::Replicated(rep) = self else {
-            return pick_blind(
-                IncrInitial::new(&key, incr, delta, initial, ttl),
-                false,
-                |_, n| Ok(n),
-            );
+            if initial.is_some() {
+                let m = IncrInitial::new(&key, incr, delta, initial, ttl);
+                return pick_blind(m, false, |_, n| Ok(n));
+            }
+            let call = Call::Arith { key, incr, delta };
+            return pick_blind(Single::new(call), true, |_, (_, a)| {
+                Answer::into_number(Ok(a))
+            });
         };
         let Ok(d) = i64::try_from(delta) else {
             return refused(Error::Config(
