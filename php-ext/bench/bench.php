@@ -3,7 +3,7 @@
 declare(strict_types=1);
 
 /*
- * get, set and getMulti from PHP: PECL memcached (the php-memcached extension) vs
+ * get, set and getMulti (100-byte values), and get and set of a 500 KB value, from PHP: PECL memcached (the php-memcached extension) vs
  * Multiput\Memcached and Multiput\Client (FFI over libmultiput_ffi), in the same run, against
  * one local memcached this script starts (and stops by PID).
  *
@@ -64,6 +64,10 @@ $mpm->addServer($host, $port);
 $mpc = new Multiput\Client(['servers' => "$host:$port"]);
 
 $value = str_repeat('v', 100);
+// A large value (memcached's default item limit is 1 MiB): random bytes, so that neither
+// client's compression (PECL compresses above 2000 bytes by default) makes it small.
+$big = random_bytes(500 * 1024);
+$pecl->set('bench:big', $big);
 $keys = [];
 for ($i = 0; $i < 100; $i++) {
     $keys[] = "bench:key:$i";
@@ -94,10 +98,12 @@ $ops = [
     'get' => static fn ($c) => static fn () => $c->get('bench:key:7'),
     'set' => static fn ($c) => static fn () => $c->set('bench:set', $value),
     'getMulti(100)' => static fn ($c) => static fn () => $c->getMulti($keys),
+    'get 500KB' => static fn ($c) => static fn () => $c->get('bench:big'),
+    'set 500KB' => static fn ($c) => static fn () => $c->set('bench:bigset', $big),
 ];
 // Sanity: every client sees the same data.
 foreach ($clients as $name => $c) {
-    if ($c->get('bench:key:7') !== $value || count($c->getMulti($keys)) !== 100) {
+    if ($c->get('bench:key:7') !== $value || count($c->getMulti($keys)) !== 100 || $c->get('bench:big') !== $big) {
         fwrite(STDERR, "$name does not read the benchmark keys\n");
         exit(1);
     }

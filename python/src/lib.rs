@@ -81,13 +81,6 @@ pub struct Client {
 }
 
 impl Client {
-    fn plain_only(&self, py: Python<'_>, what: &str) -> PyResult<&blocking::Client> {
-        match self.cache.replicated() {
-            Some(_) => Err(not_supported(py, what)),
-            None => Ok(self.cache.plain()),
-        }
-    }
-
     /// A value read, as Python: plain by its flags (or the caller's serde), replicated by the
     /// type in its envelope.
     fn got<'py>(
@@ -524,11 +517,10 @@ impl Client {
         expire: Option<&Bound<'py, PyAny>>,
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let c = self.plain_only(py, "gat")?;
         let k = key_bytes(key)?;
         let ttl = ttl_of(expire)?;
-        match nogil(py, || c.gat(&k, ttl, false))? {
-            Ok(Some(v)) => self.codec.value_for(py, key, &v),
+        match nogil(py, || self.cache.gat(&k, ttl))? {
+            Ok(Some(g)) => self.got(py, key, g),
             Ok(None) => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
             Err(e) => Err(py_err(py, &e)),
         }
@@ -830,9 +822,6 @@ impl Client {
             .zip(&encoded)
             .map(|(k, e)| (&k[..], e.payload(flags)))
             .collect();
-        if flags.is_some() && self.cache.replicated().is_some() {
-            return Err(not_supported(py, "set_many(flags=...)"));
-        }
         let results = nogil(py, || self.cache.set_multi(&items, ttl))?;
         for (k, r) in objs.iter().zip(results) {
             if r.is_err() {

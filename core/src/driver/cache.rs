@@ -223,6 +223,19 @@ impl Cache {
         self.run_each(self.mode.get_multi(keys_of(keys), versions), keys.len())
     }
 
+    /// Get `key` and give it a new TTL (`gat`): plain only. A replicated key's TTL lives in
+    /// every copy's envelope write, so a one-copy `gat` would leave the others out of step:
+    /// [`Error::Unsupported`] (use `touch`, which rewrites every replica).
+    pub fn gat(&self, key: &[u8], ttl: u32) -> Result<Option<Got>, Error> {
+        if self.repl.is_some() {
+            return Err(Error::Unsupported {
+                server: String::new(),
+                feature: "gat with replication (use touch: it rewrites every replica)",
+            });
+        }
+        self.plain.gat(key, ttl, false).map(|v| v.map(Got::Plain))
+    }
+
     /// Store `p` under `key`.
     pub fn set(&self, key: &[u8], p: &Payload<'_>, ttl: u32) -> Result<WriteReport, Error> {
         self.store(StoreMode::Set, key, p, ttl)

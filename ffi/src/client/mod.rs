@@ -364,10 +364,6 @@ thread_local! {
     static LAST_WRITE: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
 }
 
-fn note_write_ok(report: WriteReport) {
-    note_write(&report);
-}
-
 fn note_write(r: &WriteReport) {
     LAST_WRITE.with(|w| w.set((r.stored.len(), r.failed.len())));
 }
@@ -503,21 +499,6 @@ impl MultiputClient {
         let rep = self.cache.store(m, key, &p, ttl).map_err(|e| fail(&e))?;
         self.noted(rep);
         Ok(())
-    }
-
-    /// A conditional write on a replicated key, serialized through the core's replicated CAS
-    /// update: `decide` sees the latest copy and returns the value to store, `None` to leave
-    /// it, or the error to report (NotStored, Exists, NotFound...).
-    fn repl_update(
-        &self,
-        r: &ReplicatedClient,
-        key: &[u8],
-        ttl: u32,
-        decide: impl FnMut(Option<&Versioned>) -> Result<Option<Owned>, Error>,
-    ) -> Result<(), i32> {
-        r.conditional(key, ttl, decide)
-            .map(note_write_ok)
-            .map_err(|e| fail(&e))
     }
 
     fn incr(

@@ -489,23 +489,12 @@ pub unsafe extern "C" fn multiput_touch(
     run(|| {
         let c = unsafe { client_ref(client) }?;
         let key = unsafe { key_arg(key, key_len) }?;
-        match c.repl() {
-            Some(r) => {
-                let rules = c.rules;
-                c.repl_update(r, key, ttl, |cur| {
-                    let cur = cur.ok_or(Error::NotFound)?;
-                    let o = Out::from_versioned(cur, &rules);
-                    let t = ValueType::from_u8(o.vtype).unwrap_or(ValueType::Bytes);
-                    Ok(Some((t, Format(o.format), o.payload)))
-                })
-            }
-            None => match c.plain().touch(key, ttl).map_err(|e| fail(&e))? {
-                true => Ok(()),
-                false => Err(set_error(
-                    MULTIPUT_E_NOT_FOUND,
-                    "not found: the key does not exist",
-                )),
-            },
+        match c.cache.touch(key, ttl).map_err(|e| fail(&e))? {
+            true => Ok(()),
+            false => Err(set_error(
+                MULTIPUT_E_NOT_FOUND,
+                "not found: the key does not exist",
+            )),
         }
     })
 }
