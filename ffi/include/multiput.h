@@ -213,6 +213,12 @@
 #define MULTIPUT_GET_EXTENDED 4
 
 /*
+ PHP output option of [`multiput_get_php`]: a PHP string value as its bytes, not
+ `serialize()`d (`out->raw` says so).
+ */
+#define MULTIPUT_GET_RAW 8
+
+/*
  Leave the key as it is.
  */
 #define MULTIPUT_UPDATE_KEEP 0
@@ -473,6 +479,11 @@ typedef struct MultiputBuffer {
    The first per-key error code (0 if none); its message is the thread's last error.
    */
   int32_t first_error;
+  /*
+   1 when [`multiput_get_php`] with [`MULTIPUT_GET_RAW`] wrote a PHP string's bytes as they
+   are (`len` may then be 0: an empty string, not a miss).
+   */
+  int32_t raw;
 } MultiputBuffer;
 
 /*
@@ -875,9 +886,11 @@ void multiput_buffer_free(struct MultiputBuffer *buffer);
 /*
  Get `key` as PHP's `serialize()` of its value into `*out` (see `phpser` in the docs of
  the crate): `out->len == 0` is a miss. `opts`: [`MULTIPUT_GET_CAS`],
- [`MULTIPUT_GET_EXTENDED`]. A value PHP must decode itself (PHP-serialized, JSON, igbinary,
- msgpack, unreadable) is an object of class `Multiput\Deferred` {kind, data, flags} and
- `out->deferred` is 1.
+ [`MULTIPUT_GET_EXTENDED`], [`MULTIPUT_GET_RAW`]. A value PHP must decode itself
+ (PHP-serialized, JSON, igbinary, msgpack, unreadable) is an object of class
+ `Multiput\Deferred` {kind, data, flags} and `out->deferred` is 1. With
+ [`MULTIPUT_GET_RAW`] (and not extended), a value that is a PHP string is written as its
+ bytes and `out->raw` is 1: PHP takes it with one copy instead of three.
 
  # Safety
  `client` is live; `key` points to `key_len` bytes; `out` is a buffer (see

@@ -94,17 +94,23 @@ impl Got {
     }
 }
 
+/// The bytes of a value read that is a PHP string as stored: a PECL string, or multiput's
+/// text (PECL's type bits are 0 for both), uncompressed. `None` for anything to decode.
+pub fn php_string<'a>(g: &'a Got, rules: &PlainRules) -> Option<&'a [u8]> {
+    let Got::Plain(v) = g else { return None };
+    let low = v.flags & 0xffff;
+    let php_string = rules.convention.family() == Family::Php
+        && low & (php::TYPE_MASK | php::COMPRESSED) == php::STRING
+        && (low & portable::MARK == 0 || low == portable::TEXT);
+    php_string.then_some(&v.data[..])
+}
+
 /// Append a value read (extended form if asked); returns true when it was deferred.
 pub fn got(buf: &mut Vec<u8>, g: Got, rules: &PlainRules, extended: bool) -> bool {
-    if let Got::Plain(v) = &g {
-        // A PECL string, or multiput's text (PECL's type bits are 0 for both): written
-        // straight from the reply.
-        let low = v.flags & 0xffff;
-        let php_string = rules.convention.family() == Family::Php
-            && low & (php::TYPE_MASK | php::COMPRESSED) == php::STRING
-            && (low & portable::MARK == 0 || low == portable::TEXT);
-        if php_string && !extended {
-            string(buf, &v.data);
+    if !extended {
+        // A string is written straight from the reply.
+        if let Some(bytes) = php_string(&g, rules) {
+            string(buf, bytes);
             return false;
         }
     }

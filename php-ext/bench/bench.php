@@ -100,7 +100,19 @@ $ops = [
     'getMulti(100)' => static fn ($c) => static fn () => $c->getMulti($keys),
     'get 500KB' => static fn ($c) => static fn () => $c->get('bench:big'),
     'set 500KB' => static fn ($c) => static fn () => $c->set('bench:bigset', $big),
+    // The same with compression off where a client has it (PECL and Multiput\Memcached try to
+    // compress above 2000 bytes by default): the transfer alone.
+    'set 500KB nocomp' => static fn ($c) => nocomp($c, static fn () => $c->set('bench:bigset', $big)),
 ];
+
+/** $fn with $c's compression off (Multiput\Client never compresses unless configured to). */
+function nocomp($c, callable $fn): callable
+{
+    if ($c instanceof Memcached || $c instanceof Multiput\Memcached) {
+        $c->setOption(Memcached::OPT_COMPRESSION, false);
+    }
+    return $fn;
+}
 // Sanity: every client sees the same data.
 foreach ($clients as $name => $c) {
     if ($c->get('bench:key:7') !== $value || count($c->getMulti($keys)) !== 100 || $c->get('bench:big') !== $big) {

@@ -90,7 +90,7 @@ final class Client
     /** The value of $key, or null on a miss. */
     public function get(string $key): mixed
     {
-        return $this->fetch($key, 0);
+        return $this->fetch($key, Native::GET_RAW);
     }
 
     /** One key through multiput_get_php with $getFlags; null on a miss. */
@@ -100,6 +100,9 @@ final class Client
         $rc = $h->ffi->multiput_get_php($h->client, $key, strlen($key), $getFlags, $h->bufPtr);
         if ($rc !== 0) {
             throw $this->fail($rc);
+        }
+        if ($h->buf->raw === 1) {
+            return $h->bytes(); // a string, taken as is
         }
         if ($h->buf->len === 0) {
             return null;

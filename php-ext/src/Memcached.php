@@ -741,10 +741,15 @@ class Memcached
             return false;
         }
         $extended = ($get_flags & self::GET_EXTENDED) !== 0;
-        $rc = $h->ffi->multiput_get_php($h->client, $key, strlen($key), $extended ? Native::GET_EXTENDED : 0, $h->bufPtr);
+        $rc = $h->ffi->multiput_get_php($h->client, $key, strlen($key), $extended ? Native::GET_EXTENDED : Native::GET_RAW, $h->bufPtr);
         if ($rc !== 0) {
             $this->failed($h);
             return false;
+        }
+        if ($h->buf->raw === 1) {
+            $this->rc = 0;
+            $this->detail = '';
+            return $h->bytes(); // a string, taken as is
         }
         if ($h->buf->len === 0) {
             $this->rc = self::RES_NOTFOUND;

@@ -75,6 +75,8 @@ final class Native
     public const GET_CAS = 1;
     public const GET_PRESERVE_ORDER = 2;
     public const GET_EXTENDED = 4;
+    /** multiput_get_php: a string value as its bytes (buffer's raw = 1), not serialize()d. */
+    public const GET_RAW = 8;
 
     public const UPDATE_KEEP = 0;
     public const UPDATE_SET = 1;

@@ -37,6 +37,8 @@ final class ClientTest extends TestCase
             'string' => 'héllo wörld',
             'binary' => "\x00\xff\r\n bytes",
             'empty' => '',
+            // Large: read with one copy into PHP (multiput_get_php's raw strings), whole.
+            'large' => str_repeat("\x00\x01 large \xff\r\n", 55000),
             'int' => -42,
             'bigint' => PHP_INT_MAX,
             'float' => 0.1,

@@ -23,6 +23,9 @@ pub struct MultiputBuffer {
     pub deferred: usize,
     /// The first per-key error code (0 if none); its message is the thread's last error.
     pub first_error: i32,
+    /// 1 when [`multiput_get_php`] with [`MULTIPUT_GET_RAW`] wrote a PHP string's bytes as they
+    /// are (`len` may then be 0: an empty string, not a miss).
+    pub raw: i32,
 }
 
 pub(crate) unsafe fn take_buf(b: *mut MultiputBuffer) -> Result<Vec<u8>, i32> {
@@ -45,6 +48,7 @@ pub(crate) unsafe fn take_buf(b: *mut MultiputBuffer) -> Result<Vec<u8>, i32> {
     b.errors = 0;
     b.deferred = 0;
     b.first_error = 0;
+    b.raw = 0;
     Ok(v)
 }
 
@@ -73,9 +77,11 @@ pub unsafe extern "C" fn multiput_buffer_free(buffer: *mut MultiputBuffer) {
 
 /// Get `key` as PHP's `serialize()` of its value into `*out` (see `phpser` in the docs of
 /// the crate): `out->len == 0` is a miss. `opts`: [`MULTIPUT_GET_CAS`],
-/// [`MULTIPUT_GET_EXTENDED`]. A value PHP must decode itself (PHP-serialized, JSON, igbinary,
-/// msgpack, unreadable) is an object of class `Multiput\Deferred` {kind, data, flags} and
-/// `out->deferred` is 1.
+/// [`MULTIPUT_GET_EXTENDED`], [`MULTIPUT_GET_RAW`]. A value PHP must decode itself
+/// (PHP-serialized, JSON, igbinary, msgpack, unreadable) is an object of class
+/// `Multiput\Deferred` {kind, data, flags} and `out->deferred` is 1. With
+/// [`MULTIPUT_GET_RAW`] (and not extended), a value that is a PHP string is written as its
+/// bytes and `out->raw` is 1: PHP takes it with one copy instead of three.
 ///
 /// # Safety
 /// `client` is live; `key` points to `key_len` bytes; `out` is a buffer (see
@@ -95,9 +101,17 @@ pub unsafe extern "C" fn multiput_get_php(
         let cas = opts & (MULTIPUT_GET_CAS | MULTIPUT_GET_EXTENDED) != 0;
         let got = c.get_one(key, cas);
         let mut deferred = false;
+        let mut raw = false;
+        let extended = opts & MULTIPUT_GET_EXTENDED != 0;
         let r = match got {
             Ok(Some(g)) => {
-                deferred = phpser::got(&mut buf, g, &c.rules, opts & MULTIPUT_GET_EXTENDED != 0);
+                match phpser::php_string(&g, &c.rules) {
+                    Some(bytes) if opts & MULTIPUT_GET_RAW != 0 && !extended => {
+                        buf.extend_from_slice(bytes);
+                        raw = true;
+                    }
+                    _ => deferred = phpser::got(&mut buf, g, &c.rules, extended),
+                }
                 Ok(())
             }
             Ok(None) => Ok(()),
@@ -107,8 +121,9 @@ pub unsafe extern "C" fn multiput_get_php(
         // SAFETY: checked by take_buf.
         let o = unsafe { &mut *out };
         o.deferred = usize::from(deferred);
-        o.hits = usize::from(o.len > 0);
-        o.misses = usize::from(o.len == 0 && r.is_ok());
+        o.raw = i32::from(raw);
+        o.hits = usize::from(o.len > 0 || raw);
+        o.misses = usize::from(o.len == 0 && !raw && r.is_ok());
         r
     })
 }

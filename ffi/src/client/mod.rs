@@ -405,6 +405,9 @@ pub const MULTIPUT_GET_CAS: u32 = 1;
 pub const MULTIPUT_GET_PRESERVE_ORDER: u32 = 2;
 /// PHP output option: each value as PECL's `GET_EXTENDED` array (value, cas, flags).
 pub const MULTIPUT_GET_EXTENDED: u32 = 4;
+/// PHP output option of [`multiput_get_php`]: a PHP string value as its bytes, not
+/// `serialize()`d (`out->raw` says so).
+pub const MULTIPUT_GET_RAW: u32 = 8;
 
 impl MultiputClient {
     fn plain(&self) -> &Client {
@@ -623,6 +626,7 @@ mod tests {
                 errors: 0,
                 deferred: 0,
                 first_error: 0,
+                raw: 0,
             };
             let t = std::time::Instant::now();
             for _ in 0..n {
