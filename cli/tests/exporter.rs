@@ -185,6 +185,22 @@ impl Exporter {
             .clone()
     }
 
+    /// The stderr so far once it contains `needle` (bounded by `WAIT`).
+    fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let log = self.stderr();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn metrics(&self) -> Reply {
         let r = get(&self.addr, "/metrics");
         assert_eq!(r.status, 200, "{r:?}\nexporter stderr:\n{}", self.stderr());
@@ -373,9 +389,10 @@ fn serves_metrics_pages_and_errors_over_http() {
         assert!(Instant::now() < deadline, "never up again:\n{text}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let log = e.stderr();
-    assert!(log.contains(&format!("{live} is down")), "{log}");
-    assert!(log.contains(&format!("{live} is up again")), "{log}");
+    // The exporter logs before it answers, but its stderr reaches us through a reader
+    // thread: wait (bounded) for the lines rather than race that thread.
+    e.wait_log(&format!("{live} is down"));
+    let log = e.wait_log(&format!("{live} is up again"));
     assert!(!log.contains("panicked"), "{log}");
 
     // SIGINT stops it cleanly.
