@@ -237,6 +237,11 @@ fn set_error_pecl(code: i32, pecl: i32, msg: impl Into<String>) -> i32 {
     code
 }
 
+/// The calling thread's last error message (what [`multiput_last_error`] returns).
+pub(crate) fn last_message() -> String {
+    LAST_ERROR.with(|e| e.borrow().message.to_string_lossy().into_owned())
+}
+
 /// Record a core error for the calling thread; returns its code.
 pub(crate) fn fail(e: &Error) -> i32 {
     set_error_pecl(code_of(e), pecl_of(e), e.to_string())

@@ -252,6 +252,18 @@ impl Cache {
         ttl: u32,
     ) -> Result<WriteReport, Error> {
         let v = self.stored(p)?;
+        self.put(mode, key, v, ttl)
+    }
+
+    /// [`Cache::store`] of a value already in the mode's form ([`Mode::encode`] of a
+    /// binding's own [`Encode`] value).
+    pub fn put(
+        &self,
+        mode: StoreMode,
+        key: &[u8],
+        v: Stored,
+        ttl: u32,
+    ) -> Result<WriteReport, Error> {
         let m = self
             .mode
             .store(mode, key_of(key), v, ttl, fastrand::u64(..));
@@ -321,7 +333,18 @@ impl Cache {
                 Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
             }
         }
-        self.run_each(self.mode.set_multi(list, ttl), items.len())
+        self.put_multi(list, ttl)
+    }
+
+    /// [`Cache::set_multi`] of values already in the mode's form ([`Mode::encode`] of a
+    /// binding's own [`Encode`] value).
+    pub fn put_multi(
+        &self,
+        items: Vec<(Bytes, Stored)>,
+        ttl: u32,
+    ) -> Vec<Result<WriteReport, Error>> {
+        let n = items.len();
+        self.run_each(self.mode.set_multi(items, ttl), n)
             .into_iter()
             .map(|r| r.map(|w| self.report(w)))
             .collect()

@@ -124,8 +124,8 @@ pub unsafe extern "C" fn multiput_cas_update(
                             format: fmt,
                             payload: &p,
                         };
-                        match c.plain_form(v, 0) {
-                            Ok((data, fl)) => c.cache.update_to(&payload(v, &data, fl)),
+                        match c.stored(v, 0, false) {
+                            Ok(value) => Ok(Update::from(value)),
                             Err(code) => {
                                 aborted.set(Some(code));
                                 Ok(Update::Keep)
@@ -204,14 +204,10 @@ pub unsafe extern "C" fn multiput_get_or_set(
             }
             let v = unsafe { value_arg(v.value_type, v.format, v.data, v.data_len) }
                 .map_err(|_| "the loader's value is invalid".to_string())?;
-            if c.repl().is_none() && !matches!(v.vtype, ValueType::Bytes | ValueType::Text) {
-                return Err("a plain get_or_set stores strings only (bytes or text)".into());
-            }
-            Ok(Fresh {
-                data: v.payload.to_vec(),
-                flags: 0,
-                typed: Some((v.vtype, v.format)),
-            })
+            // Stored in the mode's form: plain values by the convention (as a set would).
+            c.stored(v, 0, false)
+                .map(Fresh::from)
+                .map_err(|_| crate::last_message())
         };
         let opts = multiput::recipes::FillOptions::default();
         let item = match c

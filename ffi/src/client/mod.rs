@@ -8,14 +8,15 @@ use crate::{
     bytes, fail, phpser, run, set_error, text, MULTIPUT_E_ARGUMENT, MULTIPUT_E_CALLBACK,
     MULTIPUT_E_CONFIG, MULTIPUT_E_KEY, MULTIPUT_E_NOT_FOUND, MULTIPUT_E_VALUE, MULTIPUT_OK,
 };
-use multiput::blocking::{Cache, Client, Got as CoreGot, Payload, ReplicatedClient};
+use bytes::Bytes;
+use multiput::blocking::{Cache, Client, Got as CoreGot, ReplicatedClient};
 use multiput::envelope::{Format, ValueType};
+use multiput::machine::mode::{Encode, Stored};
 use multiput::recipes::{CasOptions, CasOutcome, Fresh, Lock, LockOptions, Update};
 use multiput::replication::Versioned;
 use multiput::values::Family;
 use multiput::StoreMode;
 use multiput::{Error, ReadPolicy, WritePolicy, WriteReport};
-use std::borrow::Cow;
 use std::cell::Cell;
 use std::ffi::{c_char, c_void, CString};
 use std::time::Duration;
@@ -448,14 +449,17 @@ impl MultiputClient {
             .collect()
     }
 
-    /// The plain form of `v` for a plain store (encoded by the value convention, compressed
-    /// when large); a replicated store takes the typed form and needs none.
-    fn plain_form<'v>(&self, v: In<'v>, flags: u32) -> Result<(Cow<'v, [u8]>, u32), i32> {
-        if self.repl().is_some() {
-            return Ok((Cow::Borrowed(v.payload), 0));
-        }
-        let (data, flags) = self.encode_plain(v, flags)?;
-        Ok((Cow::Owned(data), flags))
+    /// `v` in the form the client's mode stores (the core asks [`CValue`] for it): plain,
+    /// encoded by the value convention and compressed when large, or typed for an envelope.
+    /// `raw`: append/prepend bytes, stored as they are.
+    pub(crate) fn stored(&self, v: In<'_>, flags: u32, raw: bool) -> Result<Stored, i32> {
+        let value = CValue {
+            v,
+            flags,
+            raw,
+            rules: &self.rules,
+        };
+        self.cache.mode().encode(&value)
     }
 
     /// Record a replicated write's report for [`multiput_last_write`].
@@ -463,12 +467,6 @@ impl MultiputClient {
         if self.repl().is_some() {
             note_write(&report);
         }
-    }
-
-    fn encode_plain(&self, v: In<'_>, flags: u32) -> Result<(Vec<u8>, u32), i32> {
-        self.rules
-            .encode(v, flags)
-            .map_err(|e| set_error(MULTIPUT_E_VALUE, e.0))
     }
 
     fn store(&self, mode: u32, key: &[u8], v: In<'_>, ttl: u32, flags: u32) -> Result<(), i32> {
@@ -493,13 +491,8 @@ impl MultiputClient {
             ));
         }
         // Append and prepend add raw bytes to what is stored: no convention encoding.
-        let (plain, pflags) = if appending {
-            (Cow::Borrowed(v.payload), 0)
-        } else {
-            self.plain_form(v, flags)?
-        };
-        let p = payload(v, &plain, pflags);
-        let rep = self.cache.store(m, key, &p, ttl).map_err(|e| fail(&e))?;
+        let value = self.stored(v, flags, appending)?;
+        let rep = self.cache.put(m, key, value, ttl).map_err(|e| fail(&e))?;
         self.noted(rep);
         Ok(())
     }
@@ -524,14 +517,31 @@ impl MultiputClient {
 /// A typed value to store, owned: type, format, canonical payload.
 /// Both forms of a value for the core's facade: the caller's typed value, and its plain
 /// encoding with `flags`.
-fn payload<'a>(v: In<'a>, plain: &'a [u8], flags: u32) -> Payload<'a> {
-    Payload {
-        value_type: v.vtype,
-        format: v.format,
-        typed: v.payload,
-        plain,
-        flags,
-        flags_given: false,
+/// A value from C, in both forms on demand: the client's mode asks for the one it stores.
+pub(crate) struct CValue<'a> {
+    v: In<'a>,
+    flags: u32,
+    raw: bool,
+    rules: &'a PlainRules,
+}
+
+impl Encode for CValue<'_> {
+    type Error = i32;
+    fn plain(&self) -> Result<(Bytes, u32), i32> {
+        if self.raw {
+            return Ok((Bytes::copy_from_slice(self.v.payload), 0));
+        }
+        self.rules
+            .encode(self.v, self.flags)
+            .map(|(data, flags)| (Bytes::from(data), flags))
+            .map_err(|e| set_error(MULTIPUT_E_VALUE, e.0))
+    }
+    fn typed(&self) -> Result<(ValueType, Format, Bytes), i32> {
+        Ok((
+            self.v.vtype,
+            self.v.format,
+            Bytes::copy_from_slice(self.v.payload),
+        ))
     }
 }
 

@@ -290,10 +290,10 @@ pub unsafe extern "C" fn multiput_cas(
         let key = unsafe { key_arg(key, key_len) }?;
         let v = unsafe { value_arg(value_type, format, data, data_len) }?;
         // A CAS unique (plain) or a version token (replicated): the core's facade decides.
-        let (plain, pflags) = c.plain_form(v, flags)?;
+        let value = c.stored(v, flags, false)?;
         let rep = c
             .cache
-            .cas(key, &payload(v, &plain, pflags), cas, ttl)
+            .put(StoreMode::Cas(cas), key, value, ttl)
             .map_err(|e| fail(&e))?;
         c.noted(rep);
         Ok(())
@@ -326,18 +326,13 @@ pub unsafe extern "C" fn multiput_set_multi(
         let parsed = parse_records(buf)?;
         // A value the convention cannot represent fails the whole call before anything is
         // sent (PECL's setMulti does the same with a payload failure).
-        let mut plain = Vec::with_capacity(parsed.len());
-        for (_, v) in &parsed {
-            plain.push(c.plain_form(*v, flags)?);
+        let mut items = Vec::with_capacity(parsed.len());
+        for (k, v) in &parsed {
+            items.push((Bytes::copy_from_slice(k), c.stored(*v, flags, false)?));
         }
-        let items: Vec<(&[u8], Payload<'_>)> = parsed
-            .iter()
-            .zip(&plain)
-            .map(|((k, v), (data, fl))| (*k, payload(*v, data, *fl)))
-            .collect();
         let results: Vec<Result<Option<Out>, Error>> = c
             .cache
-            .set_multi(&items, ttl)
+            .put_multi(items, ttl)
             .into_iter()
             .map(|r| {
                 r.map(|rep| {
