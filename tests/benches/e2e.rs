@@ -15,6 +15,7 @@
 //! - `E2E_PIN_CLIENT_CPU=N`: pin this process (every thread, runtimes included) to CPU N.
 //! - `E2E_PIN_SERVER_CPU=N`: pin every thread of every memcached started here to CPU N.
 //! - `E2E_OUT=path`: also write the report (header and tables) to this file.
+//! - `E2E_VALUE_LEN=N` (default 100): the value size of every row.
 //! - `E2E_ONLY=word,word`: run only the scenarios whose id contains one of the words
 //!   (`get`, `set`, `multi1`, `multi3`, `conc`, `repl`, `tls`).
 //!
@@ -36,9 +37,25 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const VALUE_LEN: usize = 100;
+/// The value size of every row: `E2E_VALUE_LEN` bytes (default 100; e.g. 512000 for the
+/// large-value comparison of blocking and async clients).
+fn value_len() -> usize {
+    static LEN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LEN.get_or_init(|| {
+        std::env::var("E2E_VALUE_LEN")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100)
+    })
+}
 /// Distinct keys the single-key rows cycle through (all hits).
 const SINGLE_KEYS: usize = 1000;
+
+/// The distinct keys of the single-key rows: [`SINGLE_KEYS`], fewer for large values so they
+/// all fit in the bench servers' 64 MB (every get a hit).
+fn single_keys() -> usize {
+    (16 * 1024 * 1024 / value_len().max(1)).clamp(4, SINGLE_KEYS)
+}
 /// Keys per multi-get call.
 const MULTI_KEYS: usize = 100;
 /// Tasks of the concurrency scenario, and the pipeline depth of its raw floors.
@@ -563,7 +580,7 @@ impl Work {
 }
 
 fn value_bytes() -> Vec<u8> {
-    (0..VALUE_LEN).map(|i| b'a' + (i % 26) as u8).collect()
+    (0..value_len()).map(|i| b'a' + (i % 26) as u8).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -613,7 +630,7 @@ impl Raw {
             head: 0,
             tail: 0,
             w: Vec::with_capacity(16 * 1024),
-            val: Vec::with_capacity(VALUE_LEN),
+            val: Vec::with_capacity(value_len()),
         })
     }
 
@@ -756,7 +773,7 @@ impl Raw {
     }
 
     /// A text get reply (`VALUE ...` blocks then `END`): the number of values and whether
-    /// every value had `VALUE_LEN` bytes.
+    /// every value had `value_len()` bytes.
     fn text_get_reply(&mut self) -> io::Result<(usize, bool)> {
         let mut n = 0;
         let mut all_ok = true;
@@ -772,7 +789,7 @@ impl Raw {
             let (_key, _flags) = (parts.next(), parts.next());
             let len = parse_num(parts.next().unwrap_or_default())?;
             self.data(len)?;
-            all_ok &= len == VALUE_LEN;
+            all_ok &= len == value_len();
             n += 1;
         }
     }
@@ -796,7 +813,7 @@ impl Raw {
         self.flush()?;
         let mut mn = false;
         let r = self.meta_get_reply(&mut mn)?;
-        Ok(matches!(r, Some((VALUE_LEN, _))) && self.val.len() == VALUE_LEN)
+        Ok(matches!(r, Some((n, _)) if n == value_len()) && self.val.len() == value_len())
     }
 
     fn text_get(&mut self, key: &str) -> io::Result<bool> {
@@ -934,7 +951,7 @@ fn raw_multi<S: AsRef<str>>(
                     match c.meta_get_reply(&mut mn)? {
                         Some((len, o)) => {
                             let slot = seen.get_mut(o).ok_or_else(|| bad("bad opaque"))?;
-                            all_ok &= !*slot && len == VALUE_LEN;
+                            all_ok &= !*slot && len == value_len();
                             *slot = true;
                             n += 1;
                         }
@@ -973,7 +990,8 @@ fn raw_pipelined(w: &Work, proto: RawProto, depth: usize, b: Budget) -> Measure 
                 match proto {
                     RawProto::Meta => {
                         let mut mn = false;
-                        ok &= matches!(c.meta_get_reply(&mut mn)?, Some((VALUE_LEN, _)));
+                        ok &=
+                            matches!(c.meta_get_reply(&mut mn)?, Some((n, _)) if n == value_len());
                     }
                     RawProto::Text => {
                         let (n, good) = c.text_get_reply()?;
@@ -1042,7 +1060,7 @@ fn mp_blocking_client(w: &Work, conns: usize, text: bool) -> multiput::blocking:
 }
 
 fn hit(r: &Result<Option<multiput::Value>, multiput::Error>) -> bool {
-    matches!(r, Ok(Some(v)) if v.data.len() == VALUE_LEN)
+    matches!(r, Ok(Some(v)) if v.data.len() == value_len())
 }
 
 fn mp_blocking_seq(w: &Work, conns: usize, text: bool, b: Budget) -> Measure {
@@ -1141,7 +1159,7 @@ async fn am_connect(addr: &str) -> async_memcached::Client {
 }
 
 fn am_hit(r: &Result<Option<async_memcached::Value>, async_memcached::Error>) -> bool {
-    matches!(r, Ok(Some(v)) if v.data.as_ref().map(Vec::len) == Some(VALUE_LEN))
+    matches!(r, Ok(Some(v)) if v.data.as_ref().map(Vec::len) == Some(value_len()))
 }
 
 /// Sequential calls; for `Multi`, one `get_multi` per server, one server after the other.
@@ -1171,7 +1189,7 @@ fn am_seq(w: &Work, flavour: Flavour, b: Budget) -> Measure {
                                 vs.len() == keys.len()
                                     && vs
                                         .iter()
-                                        .all(|v| v.data.as_ref().map(Vec::len) == Some(VALUE_LEN))
+                                        .all(|v| v.data.as_ref().map(Vec::len) == Some(value_len()))
                             }
                             Err(_) => false,
                         };
@@ -1228,11 +1246,11 @@ fn mc_seq(w: &Work, b: Budget) -> Measure {
         let ok = match w.kind {
             Kind::Get => matches!(
                 c.get::<Vec<u8>>(&w.keys[i % w.keys.len()]),
-                Ok(Some(v)) if v.len() == VALUE_LEN
+                Ok(Some(v)) if v.len() == value_len()
             ),
             Kind::Set => c.set(&w.keys[i % w.keys.len()], &w.value[..], 0).is_ok(),
             Kind::Multi => match c.gets::<Vec<u8>>(&refs) {
-                Ok(m) => m.len() == w.keys.len() && m.values().all(|v| v.len() == VALUE_LEN),
+                Ok(m) => m.len() == w.keys.len() && m.values().all(|v| v.len() == value_len()),
                 Err(_) => false,
             },
         };
@@ -1262,7 +1280,7 @@ fn repl_policy() -> multiput::Policy {
 }
 
 fn repl_hit(r: &Result<Option<multiput::Versioned>, multiput::Error>) -> bool {
-    matches!(r, Ok(Some(v)) if v.data.len() == VALUE_LEN)
+    matches!(r, Ok(Some(v)) if v.data.len() == value_len())
 }
 
 fn repl_stored(r: &Result<multiput::WriteReport, multiput::Error>) -> bool {
@@ -1499,10 +1517,10 @@ fn load_items(addr: &str, items: &[(&str, &[u8])]) {
     }
 }
 
-/// A `VALUE_LEN`-byte payload that names its key and version.
+/// A `value_len()`-byte payload that names its key and version.
 fn tagged_payload(tag: &str, i: usize) -> Vec<u8> {
     let mut p = format!("{tag}:{i:05}:").into_bytes();
-    p.resize(VALUE_LEN, b'.');
+    p.resize(value_len(), b'.');
     p
 }
 
@@ -2013,10 +2031,17 @@ fn main() {
     let ncpu = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
 
     let value = Arc::new(value_bytes());
-    let single_keys: Vec<String> = (0..SINGLE_KEYS).map(|i| format!("e2e:s:{i:05}")).collect();
+    let single_keys: Vec<String> = (0..single_keys())
+        .map(|i| format!("e2e:s:{i:05}"))
+        .collect();
     load(&addrs[0], &single_keys, &value);
     let multi1_keys: Vec<String> = (0..MULTI_KEYS).map(|i| format!("e2e:m1:{i:04}")).collect();
-    load(&addrs[0], &multi1_keys, &value);
+    // 100 large values would evict the single keys (64 MB servers): the multi-get rows are for
+    // small values.
+    let small = value_len() <= 64 * 1024;
+    if small {
+        load(&addrs[0], &multi1_keys, &value);
+    }
 
     // 100 keys over 3 servers, each stored on the server multiput's ring gives it.
     let ring = mp_blocking_client(
@@ -2040,7 +2065,7 @@ fn main() {
             .unwrap_or_else(|| panic!("owner {owner} is not one of {addrs:?}"));
         groups3[i].push(k.clone());
     }
-    for (a, ks) in addrs.iter().zip(&groups3) {
+    for (a, ks) in addrs.iter().zip(&groups3).filter(|_| small) {
         load(a, ks, &value);
     }
     let ring3: multiput::Ring = ring.cluster().ring().clone();
@@ -2075,8 +2100,9 @@ fn main() {
     );
     let _ = writeln!(
         header,
-        "- {VALUE_LEN}-byte values, all hits; {:.2} s measured per row after a {:.2} s warm-up \
+        "- {}-byte values, all hits; {:.2} s measured per row after a {:.2} s warm-up \
          (`E2E_SECONDS`), each row also capped by an op count",
+        value_len(),
         st.seconds,
         st.budget(1.0).warm_time.as_secs_f64()
     );
