@@ -273,10 +273,13 @@ impl<B: Batch> Machine for Each<B> {
                 if groups.is_empty() {
                     return Step::Done(Ok(std::mem::take(&mut self.out)));
                 }
+                // Each item goes to one server: moved into its call, not cloned.
+                let mut items: Vec<Option<B::Item>> = items.into_iter().map(Some).collect();
                 let requests = groups
                     .iter()
                     .map(|(s, idx)| {
-                        Request::new(*s, B::call(idx.iter().map(|&i| items[i].clone()).collect()))
+                        let call = idx.iter().filter_map(|&i| items[i].take()).collect();
+                        Request::new(*s, B::call(call))
                     })
                     .collect();
                 self.groups = groups;
