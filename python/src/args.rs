@@ -15,11 +15,20 @@ pub(crate) fn every_server_ok(
 }
 
 pub(crate) fn key_bytes(key: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    let mut v = Vec::new();
+    append_key(&mut v, key)?;
+    Ok(v)
+}
+
+/// Append a key's bytes (`str` as UTF-8, or `bytes`) to `buf`.
+pub(crate) fn append_key(buf: &mut Vec<u8>, key: &Bound<'_, PyAny>) -> PyResult<()> {
     if let Ok(b) = key.cast::<PyBytes>() {
-        return Ok(b.as_bytes().to_vec());
+        buf.extend_from_slice(b.as_bytes());
+        return Ok(());
     }
     if let Ok(s) = key.cast::<PyString>() {
-        return Ok(s.to_cow()?.as_bytes().to_vec());
+        buf.extend_from_slice(s.to_cow()?.as_bytes());
+        return Ok(());
     }
     Err(PyTypeError::new_err(format!(
         "keys must be str or bytes, not {}",

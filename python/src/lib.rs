@@ -105,10 +105,10 @@ impl Client {
         }
     }
 
-    fn check_keys(&self, py: Python<'_>, keys: &[Vec<u8>]) -> PyResult<()> {
+    fn check_keys<K: AsRef<[u8]>>(&self, py: Python<'_>, keys: &[K]) -> PyResult<()> {
         let cl = self.cache.plain().cluster();
         for k in keys {
-            cl.check_key(k).map_err(|e| py_err(py, &e))?;
+            cl.check_key(k.as_ref()).map_err(|e| py_err(py, &e))?;
         }
         Ok(())
     }
@@ -140,19 +140,45 @@ impl Client {
         }
     }
 
-    /// The keys as given (for result dicts) and as bytes.
-    #[allow(clippy::type_complexity)]
-    fn collect_keys<'py>(
-        keys: &Bound<'py, PyAny>,
-    ) -> PyResult<(Vec<Bound<'py, PyAny>>, Vec<Vec<u8>>)> {
+    /// The keys as given (for result dicts), and their bytes back to back in one buffer
+    /// (`Keys::list`): no allocation per key.
+    fn collect_keys<'py>(keys: &Bound<'py, PyAny>) -> PyResult<(Vec<Bound<'py, PyAny>>, Keys)> {
         let mut objs = Vec::new();
-        let mut raw = Vec::new();
+        let mut raw = Keys::default();
         for k in keys.try_iter()? {
             let k = k?;
-            raw.push(key_bytes(&k)?);
+            raw.push(&k)?;
             objs.push(k);
         }
         Ok((objs, raw))
+    }
+}
+
+/// Many keys' bytes in one buffer.
+#[derive(Default)]
+struct Keys {
+    all: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Keys {
+    fn push(&mut self, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        args::append_key(&mut self.all, key)?;
+        self.ends.push(self.all.len());
+        Ok(())
+    }
+
+    /// Each key's bytes, in order.
+    fn list(&self) -> Vec<&[u8]> {
+        let mut start = 0;
+        self.ends
+            .iter()
+            .map(|&e| {
+                let k = &self.all[start..e];
+                start = e;
+                k
+            })
+            .collect()
     }
 }
 
@@ -745,7 +771,8 @@ impl Client {
         py: Python<'py>,
         keys: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let (objs, raw) = Self::collect_keys(keys)?;
+        let (objs, keys) = Self::collect_keys(keys)?;
+        let raw = keys.list();
         self.check_keys(py, &raw)?;
         let out = PyDict::new(py);
         if raw.is_empty() {
@@ -768,7 +795,8 @@ impl Client {
         py: Python<'py>,
         keys: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let (objs, raw) = Self::collect_keys(keys)?;
+        let (objs, keys) = Self::collect_keys(keys)?;
+        let raw = keys.list();
         self.check_keys(py, &raw)?;
         let out = PyDict::new(py);
         if raw.is_empty() {
@@ -840,7 +868,8 @@ impl Client {
         noreply: Option<bool>,
     ) -> PyResult<bool> {
         let _ = noreply;
-        let (_, raw) = Self::collect_keys(keys)?;
+        let (_, keys) = Self::collect_keys(keys)?;
+        let raw = keys.list();
         self.check_keys(py, &raw)?;
         if raw.is_empty() {
             return Ok(true);
