@@ -598,6 +598,13 @@ int32_t multiput_ring_server_for(const struct MultiputRing *ring, const char *ke
 const char *multiput_version(void);
 
 /*
+ `sizeof(MultiputBuffer)` as this library was built. A caller whose header declares another
+ size has a header from another version: the library would write past its buffers. PHP
+ checks it when it loads the library.
+ */
+size_t multiput_abi_buffer_size(void);
+
+/*
  A new configuration with the core's defaults (no servers; plain mode with multiput's own
  flags; no compression). Free it with [`multiput_config_free`].
 

@@ -462,6 +462,14 @@ pub extern "C" fn multiput_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
 
+/// `sizeof(MultiputBuffer)` as this library was built. A caller whose header declares another
+/// size has a header from another version: the library would write past its buffers. PHP
+/// checks it when it loads the library.
+#[no_mangle]
+pub extern "C" fn multiput_abi_buffer_size() -> usize {
+    std::mem::size_of::<client::MultiputBuffer>()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -124,13 +124,33 @@ final class Native
             throw self::$unavailable;
         }
         try {
-            return self::$ffi = self::open();
+            return self::$ffi = self::checked(self::open());
         } catch (\Throwable $e) {
             $ex = $e instanceof Exception ? $e : self::config('cannot load the multiput library: ' . $e->getMessage());
             self::$unavailable = $ex;
             error_log('multiput: ' . $ex->getMessage());
             throw $ex;
         }
+    }
+
+    /**
+     * $ffi, once its declarations are known to match the library: a header from another
+     * version would have the library write past the buffers PHP allocates.
+     */
+    private static function checked(FFI $ffi): FFI
+    {
+        $fix = 'use the multiput.h shipped with the library (' . self::INI_HEADER . ' in php.ini, or '
+            . 'regenerate the ffi.preload header with php php-ext/ffi-header.php)';
+        try {
+            $lib = $ffi->multiput_abi_buffer_size();
+        } catch (\FFI\Exception) {
+            throw self::config("the multiput header is older than the library: $fix");
+        }
+        $header = FFI::sizeof($ffi->type('MultiputBuffer'));
+        if ($lib !== $header) {
+            throw self::config("the multiput header does not match the library (MultiputBuffer: $header bytes in the header, $lib in the library): $fix");
+        }
+        return $ffi;
     }
 
     private static function config(string $message): Exception
